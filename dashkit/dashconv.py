@@ -1,0 +1,342 @@
+"""DashConv: a convolution whose kernel size and dilation are searched (DASH, Shen et al., NeurIPS 2022).
+
+One weight tensor per (k, d) candidate and one architecture vector ``alpha`` per layer. The forward pass mixes
+the candidates with coefficients ``c = relax(alpha)`` and, by linearity, convolves once with the aggregated
+kernel (mixed weights), built from dilated candidates, in the Fourier domain or directly, whichever is faster
+for the layer's shape on this device (``backend="auto"``).
+
+The fast path never materialises the S x S aggregated kernel for the FFT: the candidates' taps land on few
+distinct offsets per axis (31 for k <= 9, d in {1, 3, 7, 15}), so the kernel's spectrum is a product of the
+per-offset weights with a small table of complex exponentials. Offsets that cannot reach the input (further
+than n - 1 from the centre) are dropped, which makes large dilations free on small feature maps.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import ops
+from .layers import CausalConv1d
+from .space import SearchSpace
+
+__all__ = ["DashConv", "RELAXATIONS"]
+
+RELAXATIONS = ("gumbel", "softmax")
+
+
+@dataclass
+class _Plan:
+    """Index tables for one input size: where each candidate tap goes, and the DFT tables."""
+
+    n: Tuple[int, ...]
+    N: Tuple[int, ...]  # FFT length per axis
+    reach: int  # largest kept |offset|
+    n_offsets: int  # kept offsets per axis
+    tap_src: torch.Tensor  # (T',) index into the concatenated candidate taps
+    tap_cand: torch.Tensor  # (T',) candidate of each kept tap
+    grid_idx: torch.Tensor  # (T',) flat index in the offset grid (|O|^s)
+    dense_idx: torch.Tensor  # (T',) flat index in the dense cropped kernel
+    dense_size: int  # dense cropped kernel size per axis
+    tables: Dict[torch.dtype, Tuple[torch.Tensor, ...]]
+
+
+class DashConv(nn.Module):
+    """A searchable 1D or 2D convolution over the (kernel size, dilation) pairs of a `SearchSpace`.
+
+    Args:
+        in_channels, out_channels: as in ``nn.Conv1d`` / ``nn.Conv2d``.
+        space: the candidates; ``space.dims`` decides 1D or 2D.
+        stride: output subsampling; outputs have size ceil(n / stride) ("same" padding).
+        groups: groups of the convolution during search (``in_channels`` for depthwise search).
+        bias: keep a bias (DASH keeps only the original convolution's bias, shared by all candidates).
+        causal: 1D only; the output at time t sees inputs at times <= t.
+        backend: "auto" (measured per layer shape), "fft", "direct" (aggregated kernel, PyTorch conv) or
+            "mixed_results" (one convolution per candidate, the DARTS baseline).
+        relaxation: "gumbel" (DASH: Gumbel-softmax of log-softmax(alpha), resampled every training forward; plain
+            softmax in eval mode) or "softmax".
+        tau: temperature of the relaxation.
+        grad_scale: DASH's arch-gradient normalisation, g <- g / (grad_scale (||g|| + 1e-8)); 0 disables it.
+        rf_penalty: DASH's receptive-field penalty, g <- g + rf_penalty * (d (k - 1) + 1); 0 disables it.
+        init_std: candidate weights start as N(0, init_std^2) (DASH: 0.01).
+        retrain_groups: groups of the plain convolution that `to_conv` returns (e.g. 1 for a layer searched
+            depthwise and retrained as a full convolution).
+
+    Shapes: input (B, C_in, L) or (B, C_in, H, W) -> output (B, C_out, *ceil(n / stride)).
+
+    Example:
+        >>> conv = DashConv(8, 8, SearchSpace((3, 5), (1, 2), dims=1), backend="fft")
+        >>> conv(torch.randn(4, 8, 50)).shape
+        torch.Size([4, 8, 50])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, space: SearchSpace, stride: int = 1, groups: int = 1,
+                 bias: bool = True, causal: bool = False, backend: str = "auto", relaxation: str = "gumbel",
+                 tau: float = 1.0, grad_scale: float = 100.0, rf_penalty: float = 1e-5, init_std: float = 0.01,
+                 retrain_groups: Optional[int] = None):
+        super().__init__()
+        if not isinstance(space, SearchSpace):
+            raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
+                        ("groups", groups)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups!r} must divide in_channels ({in_channels}) and out_channels "
+                             f"({out_channels})")
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
+        if relaxation not in RELAXATIONS:
+            raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
+        if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
+            raise ValueError(f"tau must be a positive number, got {tau!r}")
+        for name, v in (("grad_scale", grad_scale), ("rf_penalty", rf_penalty), ("init_std", init_std)):
+            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if causal and space.dims != 1:
+            raise ValueError(f"causal=True needs a 1D search space, got dims={space.dims}")
+        retrain_groups = groups if retrain_groups is None else retrain_groups
+        if in_channels % retrain_groups or out_channels % retrain_groups:
+            raise ValueError(f"retrain_groups={retrain_groups!r} must divide in_channels and out_channels")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.space, self.stride, self.groups, self.causal = space, stride, groups, causal
+        self.backend, self.relaxation, self.tau = backend, relaxation, float(tau)
+        self.grad_scale, self.rf_penalty = float(grad_scale), float(rf_penalty)
+        self.retrain_groups = retrain_groups
+        s = space.dims
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn((out_channels, in_channels // groups) + (k,) * s) * init_std)
+            for k, _ in space.candidates)
+        self.alpha = nn.Parameter(1e-3 * torch.randn(len(space)))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.register_buffer("receptive_fields", torch.tensor(space.receptive_fields, dtype=torch.float32),
+                             persistent=False)
+        self._plans: Dict[Tuple[int, ...], _Plan] = {}
+        self.last_backend: Optional[str] = None  # what the last forward used (for benchmarks and teaching)
+
+    # ---------------------------------------------------------------------------------------------------- search
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
+
+    def coefficients(self) -> torch.Tensor:
+        """Mixing coefficients c (M,) on the simplex."""
+        if self.relaxation == "gumbel" and self.training:
+            return F.gumbel_softmax(F.log_softmax(self.alpha, dim=0), tau=self.tau, hard=False)
+        return F.softmax(self.alpha / self.tau, dim=0)
+
+    def chosen(self) -> Tuple[int, int]:
+        """The (k, d) with the largest alpha: DASH's discretisation."""
+        return self.space.pair(int(self.alpha.detach().argmax()))
+
+    @torch.no_grad()
+    def postprocess_alpha_grad(self) -> None:
+        """DASH's arch-gradient post-processing; call after backward (and any all-reduce), before the step."""
+        g = self.alpha.grad
+        if g is None:
+            return
+        if self.grad_scale > 0:
+            g.div_(self.grad_scale * (g.norm() + 1e-8))
+        if self.rf_penalty > 0:
+            g.add_(self.rf_penalty * self.receptive_fields.to(g.dtype))
+
+    # ---------------------------------------------------------------------------------------------------- plans
+    def _plan(self, n: Tuple[int, ...], device: torch.device) -> _Plan:
+        key = n + (str(device),)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        s = self.space.dims
+        # every axis of a square kernel uses the same 1D offsets; crop each axis to what its input size reaches
+        lim = [m - 1 for m in n]
+        offs_all = self.space.offsets(causal=self.causal)
+        axis_offs = [[o for o in offs_all if abs(o) <= L] for L in lim]
+        axis_pos = [{o: i for i, o in enumerate(ax)} for ax in axis_offs]
+        reach = [max(abs(o) for o in ax) for ax in axis_offs]
+        dense = [(r + 1) if self.causal else (2 * r + 1) for r in reach]
+        src, cand, grid, dns = [], [], [], []
+        base = 0
+        for ci, (k, d) in enumerate(self.space.candidates):
+            shift = (k - 1) if self.causal else (k - 1) // 2
+            taps1 = [d * (j - shift) for j in range(k)]
+            for t in range(k ** s):
+                idx = [(t // k ** (s - 1 - a)) % k for a in range(s)]
+                o = [taps1[i] for i in idx]
+                if all(abs(oa) <= L for oa, L in zip(o, lim)):
+                    src.append(base + t)
+                    cand.append(ci)
+                    g = 0
+                    for a in range(s):
+                        g = g * len(axis_offs[a]) + axis_pos[a][o[a]]
+                    grid.append(g)
+                    q = 0
+                    for a in range(s):
+                        q = q * dense[a] + (o[a] + (dense[a] - 1 if self.causal else reach[a]))
+                    dns.append(q)
+            base += k ** s
+        N = tuple(ops.fast_fft_len(m + r) for m, r in zip(n, reach))
+        as_t = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+        plan = _Plan(n=n, N=N, reach=max(reach), n_offsets=max(len(a) for a in axis_offs), tap_src=as_t(src),
+                     tap_cand=as_t(cand), grid_idx=as_t(grid), dense_idx=as_t(dns), dense_size=max(dense),
+                     tables={})
+        plan.axis_offs = axis_offs  # type: ignore[attr-defined]
+        plan.dense = dense  # type: ignore[attr-defined]
+        self._plans[key] = plan
+        return plan
+
+    def _tables(self, plan: _Plan, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
+        """cos/sin of 2 pi f o / N for each axis: (F_axis, |O_axis|), in the compute dtype."""
+        t = plan.tables.get(dtype)
+        if t is None:
+            out = []
+            s = self.space.dims
+            for a in range(s):
+                Na = plan.N[a]
+                nf = Na // 2 + 1 if a == s - 1 else Na  # rfft halves the last axis only
+                f = torch.arange(nf, dtype=torch.float64, device=device)[:, None]
+                o = torch.tensor(plan.axis_offs[a], dtype=torch.float64, device=device)[None, :]  # type: ignore[attr-defined]
+                theta = 2 * math.pi * ((f * o) % Na) / Na
+                out += [torch.cos(theta).to(dtype), torch.sin(theta).to(dtype)]
+            t = plan.tables[dtype] = tuple(out)
+        return t
+
+    # ---------------------------------------------------------------------------------------------------- compute
+    def _tap_values(self, c: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        """Each kept candidate tap times its coefficient: (C_out * C_in/groups, T')."""
+        cc = self.out_channels * (self.in_channels // self.groups)
+        wcat = torch.cat([w.reshape(cc, -1) for w in self.weights], dim=1)  # (CC, T)
+        return wcat.index_select(1, plan.tap_src) * c.index_select(0, plan.tap_cand).to(wcat.dtype)
+
+    def aggregated_kernel(self, c: torch.Tensor, n: Tuple[int, ...]) -> torch.Tensor:
+        """The mixed-weight kernel, cropped to what reaches an input of size n: (C_out, C_in/groups, *S')."""
+        plan = self._plan(tuple(n), self.alpha.device)
+        vals = self._tap_values(c, plan)
+        S = plan.dense_size
+        dense = vals.new_zeros(vals.shape[0], S ** self.space.dims).index_add(1, plan.dense_idx, vals)
+        return dense.view((self.out_channels, self.in_channels // self.groups) + (S,) * self.space.dims)
+
+    def _forward_direct(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        W = self.aggregated_kernel(c, tuple(x.shape[2:]))
+        return ops.direct_conv(x, W.to(x.dtype), self.stride, self.groups, self.causal)
+
+    def _kernel_spectrum(self, c: torch.Tensor, plan: _Plan, dtype: torch.dtype) -> torch.Tensor:
+        """Spectrum of the aggregated kernel without building it: per-offset weights times DFT tables."""
+        s = self.space.dims
+        vals = self._tap_values(c, plan).to(dtype)  # (CC, T')
+        CC = vals.shape[0]
+        O = plan.n_offsets
+        tabs = self._tables(plan, dtype, vals.device)
+        grid = vals.new_zeros(O ** s, CC).index_add(0, plan.grid_idx, vals.t())  # (|O|^s, CC)
+        if s == 1:
+            cos, sin = tabs
+            kre, kim = cos @ grid, sin @ grid  # (F, CC)
+        else:
+            cos_h, sin_h, cos_w, sin_w = tabs  # (Nh, O), (Nh, O), (Fw, O), (Fw, O)
+            g3 = grid.view(O, O, CC)
+            pre, pim = torch.matmul(cos_w, g3), torch.matmul(sin_w, g3)  # (O_h, Fw, CC)
+            Fw = cos_w.shape[0]
+            pre, pim = pre.reshape(O, Fw * CC), pim.reshape(O, Fw * CC)
+            kre = (cos_h @ pre - sin_h @ pim).view(-1, CC)  # (Nh * Fw, CC)
+            kim = (cos_h @ pim + sin_h @ pre).view(-1, CC)
+        K = torch.complex(kre, kim)  # (F, CC)
+        if self.depthwise:
+            return K
+        G = self.groups
+        co, ci = self.out_channels // G, self.in_channels // G
+        return K.view(-1, G, co, ci).permute(1, 0, 3, 2)  # (G, F, ci, co)
+
+    def _forward_fft(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        n = tuple(x.shape[2:])
+        plan = self._plan(n, x.device)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xf, out_dtype = ops._fft_dtype_guard(x)
+            K = self._kernel_spectrum(c.to(xf.dtype), plan, xf.dtype)
+            y = ops._spectral_conv(xf, K, plan.N, self.stride, self.groups, self.depthwise)
+        return y.to(out_dtype)
+
+    def _forward_mixed(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return ops.mixed_results(x, [w.to(x.dtype) for w in self.weights], c.to(x.dtype),
+                                 [d for _, d in self.space.candidates], self.stride, self.groups, self.causal)
+
+    def _resolve_backend(self, x: torch.Tensor) -> str:
+        if self.backend != "auto":
+            return self.backend
+        n = tuple(x.shape[2:])
+        plan = self._plan(n, x.device)
+        grad = torch.is_grad_enabled()
+        key = ("dashconv", x.device.type, x.dtype, self.space.dims, x.shape[0], self.in_channels, self.out_channels,
+               self.groups, n, self.stride, self.causal, plan.reach, plan.n_offsets, plan.tap_src.numel(), grad)
+        B = x.shape[0]
+        ci = self.in_channels // self.groups
+        out_pos = math.prod(math.ceil(m / self.stride) for m in n)
+        direct_cost = B * self.out_channels * ci * out_pos * plan.dense_size ** self.space.dims
+        NN = math.prod(plan.N)
+        fft_cost = (B * (self.in_channels + self.out_channels) * NN * max(math.log2(NN), 1) * 2
+                    + B * self.out_channels * ci * NN * 2 + self.out_channels * ci * plan.n_offsets * NN)
+        x_probe = x.detach().requires_grad_(x.requires_grad)
+        params = [p for p in self.parameters() if p.requires_grad]
+
+        def runner(fn):
+            def go() -> None:
+                c = F.softmax(self.alpha / self.tau, dim=0)  # no Gumbel noise: timing must not draw random numbers
+                y = fn(x_probe, c)
+                if grad:
+                    inputs = ([x_probe] if x_probe.requires_grad else []) + params
+                    torch.autograd.grad(y.float().sum(), inputs, allow_unused=True)
+            return go
+
+        with torch.enable_grad() if grad else torch.no_grad():
+            return ops.choose_backend(key, {"fft": runner(self._forward_fft), "direct": runner(self._forward_direct)},
+                                      x.device, estimates={"fft": fft_cost, "direct": direct_cost})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.space.dims
+        if x.dim() != s + 2 or x.shape[1] != self.in_channels:
+            want = "(B, C, L)" if s == 1 else "(B, C, H, W)"
+            raise ValueError(f"DashConv expects input {want} with C = {self.in_channels}, got shape {tuple(x.shape)}")
+        backend = self._resolve_backend(x)
+        self.last_backend = backend
+        c = self.coefficients()
+        if backend == "fft":
+            y = self._forward_fft(x, c)
+        elif backend == "direct":
+            y = self._forward_direct(x, c)
+        else:
+            y = self._forward_mixed(x, c)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype).view((1, -1) + (1,) * s)
+        return y
+
+    # ---------------------------------------------------------------------------------------------------- discretise
+    def to_conv(self, groups: Optional[int] = None) -> nn.Module:
+        """The plain convolution of the chosen (k, d): ``nn.Conv1d/2d`` (or `CausalConv1d`).
+
+        The chosen candidate's weights (and the bias) are copied when the groups match the search groups;
+        otherwise (e.g. searched depthwise, retrained full) the convolution keeps PyTorch's initialisation.
+        """
+        groups = self.retrain_groups if groups is None else groups
+        k, d = self.chosen()
+        bias = self.bias is not None
+        if self.causal:
+            conv: nn.Module = CausalConv1d(self.in_channels, self.out_channels, k, stride=self.stride, dilation=d,
+                                           groups=groups, bias=bias)
+        else:
+            cls = nn.Conv1d if self.space.dims == 1 else nn.Conv2d
+            conv = cls(self.in_channels, self.out_channels, k, stride=self.stride, padding=d * (k - 1) // 2,
+                       dilation=d, groups=groups, bias=bias)
+        conv = conv.to(device=self.alpha.device, dtype=self.alpha.dtype)
+        if groups == self.groups:
+            with torch.no_grad():
+                conv.weight.copy_(self.weights[self.space.index(k, d)])
+                if bias:
+                    conv.bias.copy_(self.bias)
+        return conv
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, K={self.space.kernel_sizes}, D={self.space.dilations}, "
+                f"stride={self.stride}, groups={self.groups}, causal={self.causal}, backend={self.backend!r}, "
+                f"relaxation={self.relaxation!r}")

@@ -1,0 +1,457 @@
+"""Pure tensor functions behind DASH's three tricks.
+
+DASH (Shen, Khodak, Talwalkar et al., "Efficient Architecture Search for Diverse Tasks", NeurIPS 2022) searches a
+kernel size k and a dilation d for every convolution. Its cost rests on three identities, each exact:
+
+1. Mixed weights: ``sum_i c_i conv(x, dilate(w_i, d_i)) == conv(x, sum_i c_i pad_S(dilate(w_i, d_i)))``
+   (`aggregate_kernel`; the slow left-hand side is `mixed_results`, DARTS's way).
+2. Kronecker dilation: ``dilate(w, d) = kron(w, one_hot(d))`` cropped (`dilate`; a strided scatter is the same).
+3. Fourier convolution: ``conv(x, W) = irfft(rfft(x) * K)`` with zero padding (`fft_conv`), whose cost does not
+   grow with the kernel size.
+
+Conventions: inputs ``x`` are (B, C_in, L) or (B, C_in, H, W); weights are (C_out, C_in / groups, *kernel) with
+odd kernel sizes; convolutions are PyTorch's cross-correlations with "same" output size (centred kernel) or, in
+1D, causal (the output at t sees inputs at times <= t). Stride s keeps every s-th output: ceil(n / s) outputs.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "dilate", "center_pad", "aggregate_kernel", "crop_kernel", "direct_conv", "fft_conv", "mixed_results",
+    "fast_fft_len", "spectral_mix", "choose_backend", "clear_backend_cache", "backend_cache", "BACKENDS",
+]
+
+BACKENDS = ("auto", "fft", "direct", "mixed_results")
+
+IntOrTuple = Union[int, Sequence[int]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# argument checks
+
+def _spatial_dims(t: torch.Tensor, name: str, extra: int) -> int:
+    s = t.dim() - extra
+    if s not in (1, 2):
+        want = "(B, C, L) or (B, C, H, W)" if extra == 2 and name == "x" else "(C_out, C_in/groups, *kernel) with 1 or 2 kernel dims"
+        raise ValueError(f"{name} must have shape {want}; got a tensor of shape {tuple(t.shape)}")
+    return s
+
+
+def _check_stride(stride: int) -> int:
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive int, got {stride!r}")
+    return stride
+
+
+def _check_groups(x: torch.Tensor, w: torch.Tensor, groups: int) -> None:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    cin, cout = x.shape[1], w.shape[0]
+    if cin % groups or cout % groups:
+        raise ValueError(f"groups={groups!r} must divide in_channels ({cin}) and out_channels ({cout})")
+    if w.shape[1] * groups != cin:
+        raise ValueError(f"weight of shape {tuple(w.shape)} expects {w.shape[1] * groups} input channels with "
+                         f"groups={groups}, but x has {cin} channels (x shape {tuple(x.shape)})")
+
+
+def _pairs(v: IntOrTuple, s: int, name: str) -> Tuple[int, ...]:
+    t = (v,) * s if isinstance(v, int) else tuple(v)
+    if len(t) != s or any((not isinstance(a, int)) or a < 1 for a in t):
+        raise ValueError(f"{name} must be a positive int or {s} positive ints, got {v!r}")
+    return t
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# trick 2: dilation
+
+def dilate(w: torch.Tensor, d: int, method: str = "scatter") -> torch.Tensor:
+    """Insert d - 1 zeros between the taps of a kernel along every spatial axis.
+
+    Args:
+        w: kernel, (C_out, C_in/groups, k) or (C_out, C_in/groups, k, k).
+        d: dilation, a positive int.
+        method: "scatter" (write the taps into every d-th place; the default, no k*d intermediate) or "kron"
+            (the Kronecker product with a one-hot block of size d per axis, cropped by d - 1 at the end).
+
+    Returns:
+        (C_out, C_in/groups, *[d (k - 1) + 1]): convolving with it equals ``conv(..., dilation=d)``.
+
+    Example:
+        >>> dilate(torch.tensor([[[1., 2., 3.]]]), 2)
+        tensor([[[1., 0., 2., 0., 3.]]])
+    """
+    s = _spatial_dims(w, "w", 2)
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise ValueError(f"dilation d must be a positive int, got {d!r}")
+    if method not in ("scatter", "kron"):
+        raise ValueError(f"method must be 'scatter' or 'kron', got {method!r}")
+    if d == 1:
+        return w
+    size = [d * (k - 1) + 1 for k in w.shape[2:]]
+    if method == "kron":
+        block = w.new_zeros((1, 1) + (d,) * s)
+        block[(0, 0) + (0,) * s] = 1
+        out = torch.kron(w, block)  # (C_out, C_in, k*d, ...): each tap followed by d-1 zeros
+        return out[(...,) + tuple(slice(0, n) for n in size)]
+    out = w.new_zeros(tuple(w.shape[:2]) + tuple(size))
+    out[(...,) + (slice(None, None, d),) * s] = w
+    return out
+
+
+def center_pad(w: torch.Tensor, size: IntOrTuple, causal: bool = False) -> torch.Tensor:
+    """Zero-pad an odd kernel to ``size`` per spatial axis, keeping its centre in the centre.
+
+    With ``causal=True`` (1D) the kernel is right-aligned instead: its last tap stays the last tap (offset 0).
+    Shapes: (C_out, C_in/groups, *k) -> (C_out, C_in/groups, *size).
+    """
+    s = _spatial_dims(w, "w", 2)
+    size = _pairs(size, s, "size")
+    pads: List[int] = []
+    for n, k in zip(reversed(size), reversed(w.shape[2:])):
+        extra = n - k
+        if extra < 0 or (not causal and extra % 2):
+            raise ValueError(f"cannot pad a kernel of size {k} to {n}: size must be >= the kernel and, when "
+                             f"centred, of the same parity")
+        pads += [extra, 0] if causal else [extra // 2, extra // 2]
+    return F.pad(w, pads)
+
+
+def crop_kernel(w: torch.Tensor, n: IntOrTuple, causal: bool = False) -> torch.Tensor:
+    """Drop the taps that can never meet the input: those further than n - 1 from the centre.
+
+    A "same" convolution of an input of size n only reaches offsets -(n-1)..(n-1), so a kernel wider than
+    2n - 1 is cut to 2n - 1 per axis (causal: to its last n taps) without changing the output.
+    Shapes: (C_out, C_in/groups, *K) -> (C_out, C_in/groups, *min(K, 2n - 1)).
+    """
+    s = _spatial_dims(w, "w", 2)
+    n = _pairs(n, s, "n")
+    idx = []
+    for K, m in zip(w.shape[2:], n):
+        if causal:
+            keep = min(K, m)
+            idx.append(slice(K - keep, K))
+        else:
+            keep = min(K, 2 * m - 1)
+            idx.append(slice((K - keep) // 2, (K - keep) // 2 + keep))
+    return w[(...,) + tuple(idx)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# trick 1: mixed weights
+
+def aggregate_kernel(weights: Sequence[torch.Tensor], coeffs: torch.Tensor, dilations: Sequence[int],
+                     crop_to: Optional[IntOrTuple] = None, causal: bool = False,
+                     method: str = "scatter") -> torch.Tensor:
+    """Mixed weights: one kernel that does the work of all candidates at once.
+
+    ``W = sum_i coeffs[i] * pad_S(dilate(weights[i], dilations[i]))`` where S is the largest receptive field
+    d_i (k_i - 1) + 1. By linearity, ``conv(x, W) == sum_i coeffs[i] * conv(x, weights[i], dilation=d_i)``.
+
+    Args:
+        weights: M kernels, the i-th of shape (C_out, C_in/groups, *[k_i]) with odd k_i.
+        coeffs: (M,) mixing coefficients (e.g. a softmax of the architecture parameters).
+        dilations: M positive ints.
+        crop_to: optional input size n (int or per axis); the kernel is cropped to what can touch it
+            (`crop_kernel`), which is exact and saves most of the work on small feature maps.
+        causal: right-align the kernels (1D causal convolution) instead of centring them.
+        method: dilation method, see `dilate`.
+
+    Returns:
+        (C_out, C_in/groups, *[S']) with S' = S, or min(S, 2n - 1) when cropped.
+    """
+    if len(weights) == 0 or len(weights) != len(dilations):
+        raise ValueError(f"weights and dilations must be non-empty and of the same length, got {len(weights)} "
+                         f"and {len(dilations)}")
+    if coeffs.dim() != 1 or coeffs.numel() != len(weights):
+        raise ValueError(f"coeffs must have shape ({len(weights)},), got {tuple(coeffs.shape)}")
+    s = _spatial_dims(weights[0], "weights[0]", 2)
+    S = max(d * (w.shape[-1] - 1) + 1 for w, d in zip(weights, dilations))
+    total = None
+    for i, (w, d) in enumerate(zip(weights, dilations)):
+        if w.shape[:2] != weights[0].shape[:2]:
+            raise ValueError(f"weights[{i}] has shape {tuple(w.shape)}; all candidates need the same "
+                             f"(C_out, C_in/groups) = {tuple(weights[0].shape[:2])}")
+        if any(k % 2 == 0 for k in w.shape[2:]):
+            raise ValueError(f"weights[{i}] has an even kernel size {tuple(w.shape[2:])}; kernels must be odd")
+        term = coeffs[i] * center_pad(dilate(w, d, method), S, causal=causal)
+        total = term if total is None else total + term
+    if crop_to is not None:
+        total = crop_kernel(total, crop_to, causal=causal)
+    return total
+
+
+def mixed_results(x: torch.Tensor, weights: Sequence[torch.Tensor], coeffs: torch.Tensor,
+                  dilations: Sequence[int], stride: int = 1, groups: int = 1, causal: bool = False) -> torch.Tensor:
+    """The DARTS way: one convolution per candidate, outputs mixed. Slow (M convolutions); kept as the baseline.
+
+    ``sum_i coeffs[i] * conv(x, weights[i], dilation=dilations[i])``, "same" (or causal) padding.
+    x: (B, C_in, *n) -> (B, C_out, *ceil(n / stride)).
+    """
+    out = None
+    for w, d, c in zip(weights, dilations, coeffs):
+        y = _conv(x, w, stride, groups, d, causal)
+        out = c * y if out is None else out + c * y
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# direct convolution
+
+def _conv(x: torch.Tensor, w: torch.Tensor, stride: int, groups: int, dilation: int, causal: bool) -> torch.Tensor:
+    s = w.dim() - 2
+    if causal:
+        if s != 1:
+            raise ValueError("causal convolution is 1D only")
+        left = dilation * (w.shape[-1] - 1)
+        return F.conv1d(F.pad(x, (left, 0)), w, None, stride, 0, dilation, groups)
+    pad = tuple(dilation * (k - 1) // 2 for k in w.shape[2:])
+    conv = F.conv1d if s == 1 else F.conv2d
+    return conv(x, w, None, stride, pad, dilation, groups)
+
+
+def direct_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1, causal: bool = False,
+                bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """PyTorch's convolution with "same" padding for an odd centred kernel (or causal padding in 1D).
+
+    Args:
+        x: (B, C_in, L) or (B, C_in, H, W).
+        w: (C_out, C_in/groups, *K), K odd unless causal.
+        stride, groups: as in ``torch.nn.functional.conv1d``.
+        causal: 1D only; left-pad by K - 1.
+        bias: optional (C_out,).
+
+    Returns:
+        (B, C_out, *ceil(n / stride)).
+    """
+    s = _spatial_dims(x, "x", 2)
+    if w.dim() != x.dim():
+        raise ValueError(f"w must have {x.dim()} dims for x of shape {tuple(x.shape)}, got {tuple(w.shape)}")
+    _check_stride(stride)
+    _check_groups(x, w, groups)
+    if not causal and any(k % 2 == 0 for k in w.shape[2:]):
+        raise ValueError(f"a centred 'same' kernel must have odd sizes, got kernel size {tuple(w.shape[2:])}")
+    y = _conv(x, w, stride, groups, 1, causal)
+    if bias is not None:
+        y = y + bias.view((1, -1) + (1,) * s)
+    return y
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# trick 3: Fourier convolution
+
+@functools.lru_cache(maxsize=None)
+def fast_fft_len(n: int) -> int:
+    """The smallest 5-smooth integer (2^a 3^b 5^c) >= n: FFT sizes that pocketfft and cuFFT handle fast."""
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n!r}")
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+class _SpectralMatmul(torch.autograd.Function):
+    """Per-frequency channel mixing Y = X @ K with a hand-written backward.
+
+    X: (G, F, B, ci), K: (G, F, ci, co), both complex. Autograd's own backward of a batched complex matmul makes
+    many small copies on CPU; the gradients are plain products with the conjugates:
+    dX = dY @ K^H, dK = X^H @ dY.
+    """
+
+    @staticmethod
+    def forward(ctx, X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(X, K)
+        return torch.matmul(X, K)
+
+    @staticmethod
+    def backward(ctx, dY: torch.Tensor):
+        X, K = ctx.saved_tensors
+        dX = dK = None
+        if ctx.needs_input_grad[0]:
+            dX = torch.matmul(dY, K.transpose(-1, -2).conj())
+        if ctx.needs_input_grad[1]:
+            dK = torch.matmul(X.transpose(-1, -2).conj(), dY)
+        return dX, dK
+
+
+def spectral_mix(X: torch.Tensor, K: torch.Tensor, groups: int, depthwise: bool) -> torch.Tensor:
+    """Multiply input spectra by kernel spectra and sum over input channels, frequency by frequency.
+
+    Args:
+        X: (B, C_in, *F) complex input spectrum.
+        K: depthwise: (F_flat, C) complex (one kernel per channel, C_in == C_out == groups);
+            otherwise (G, F_flat, ci, co) complex with ci = C_in / G, co = C_out / G.
+        groups: G.
+        depthwise: whether K is a depthwise spectrum.
+
+    Returns:
+        (B, C_out, *F) complex output spectrum.
+    """
+    B, Cin = X.shape[:2]
+    fshape = X.shape[2:]
+    if depthwise:
+        return X * K.transpose(0, 1).reshape((Cin,) + tuple(fshape))
+    G, Fn, ci, co = K.shape
+    Xg = X.reshape(B, G, ci, Fn).permute(1, 3, 0, 2)  # (G, F, B, ci)
+    Y = _SpectralMatmul.apply(Xg, K)  # (G, F, B, co)
+    return Y.permute(2, 0, 3, 1).reshape((B, G * co) + tuple(fshape))
+
+
+def _dense_kernel_spectrum(w: torch.Tensor, N: Tuple[int, ...], groups: int, depthwise: bool,
+                           causal: bool) -> torch.Tensor:
+    """Spectrum of a dense kernel for cross-correlation, laid out for `spectral_mix`."""
+    s = w.dim() - 2
+    # tap j (offset o = j - c) goes to index o mod N: pad at the end, then roll by -c
+    shifts = [-(k - 1) if causal else -(k - 1) // 2 for k in w.shape[2:]]
+    wp = F.pad(w, [p for k, n in zip(reversed(w.shape[2:]), reversed(N)) for p in (0, n - k)])
+    wp = torch.roll(wp, shifts=shifts, dims=tuple(range(2, 2 + s)))
+    # cross-correlation needs sum_o W[o] e^{+i w o}: the conjugate of the kernel's DFT
+    Kf = torch.fft.rfftn(wp, s=N, dim=tuple(range(2, 2 + s))).conj()  # (C_out, ci, *F)
+    Cout, ci = w.shape[:2]
+    Kf = Kf.reshape(Cout, ci, -1)
+    if depthwise:
+        return Kf[:, 0, :].transpose(0, 1)  # (F, C)
+    co = Cout // groups
+    return Kf.reshape(groups, co, ci, -1).permute(0, 3, 2, 1)  # (G, F, ci, co)
+
+
+def _spectral_conv(x: torch.Tensor, K: torch.Tensor, N: Tuple[int, ...], stride: int, groups: int,
+                   depthwise: bool) -> torch.Tensor:
+    """rfftn(x) -> mix with K -> irfftn -> crop to the input size -> subsample by stride."""
+    s = x.dim() - 2
+    n = x.shape[2:]
+    dims = tuple(range(2, 2 + s))
+    X = torch.fft.rfftn(x, s=N, dim=dims)
+    Y = spectral_mix(X, K, groups, depthwise)
+    y = torch.fft.irfftn(Y, s=N, dim=dims)
+    return y[(...,) + tuple(slice(0, m, stride) for m in n)]
+
+
+def _fft_dtype_guard(x: torch.Tensor) -> Tuple[torch.Tensor, torch.dtype]:
+    """FFTs run in float32 at least (CPU FFT has no half precision; cuFFT half needs powers of two)."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float(), x.dtype
+    return x, x.dtype
+
+
+def fft_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1, padding: str = "same",
+             causal: bool = False, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Convolution through the FFT: exact, with a cost that does not grow with the kernel size.
+
+    The kernel is first cropped to what can touch the input (`crop_kernel`). Both are zero-padded to a fast
+    length N >= n + P per axis (P the kernel's reach from its centre), which is enough for the circular
+    convolution to equal the linear one on the n kept outputs.
+
+    Args:
+        x: (B, C_in, L) or (B, C_in, H, W), float32 or float64 (half precision is computed in float32).
+        w: (C_out, C_in/groups, *K) with odd K (any K when causal).
+        stride: keep every stride-th output.
+        groups: 1 (full), C_in == C_out (depthwise), or any divisor of both.
+        padding: only "same" is supported.
+        causal: 1D causal convolution instead of centred.
+        bias: optional (C_out,).
+
+    Returns:
+        (B, C_out, *ceil(n / stride)), equal to ``direct_conv(x, w, stride, groups, causal)``.
+
+    Example:
+        >>> x, w = torch.randn(2, 4, 100), torch.randn(4, 4, 31)
+        >>> torch.allclose(fft_conv(x, w), direct_conv(x, w), atol=1e-4)
+        True
+    """
+    s = _spatial_dims(x, "x", 2)
+    if w.dim() != x.dim():
+        raise ValueError(f"w must have {x.dim()} dims for x of shape {tuple(x.shape)}, got {tuple(w.shape)}")
+    if padding != "same":
+        raise ValueError(f"padding must be 'same', got {padding!r}")
+    if causal and s != 1:
+        raise ValueError(f"causal convolution is 1D only, got x of shape {tuple(x.shape)}")
+    _check_stride(stride)
+    _check_groups(x, w, groups)
+    if not causal and any(k % 2 == 0 for k in w.shape[2:]):
+        raise ValueError(f"a centred 'same' kernel must have odd sizes, got kernel size {tuple(w.shape[2:])}")
+    x, out_dtype = _fft_dtype_guard(x)
+    w = crop_kernel(w.to(x.dtype), tuple(x.shape[2:]), causal=causal)
+    reach = [(k - 1) if causal else (k - 1) // 2 for k in w.shape[2:]]
+    N = tuple(fast_fft_len(n + p) for n, p in zip(x.shape[2:], reach))
+    depthwise = groups == x.shape[1] == w.shape[0] and groups > 1
+    K = _dense_kernel_spectrum(w, N, groups, depthwise, causal)
+    y = _spectral_conv(x, K, N, stride, groups, depthwise)
+    if bias is not None:
+        y = y + bias.to(y.dtype).view((1, -1) + (1,) * s)
+    return y.to(out_dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the automatic choice between FFT and direct convolution
+
+_BACKEND_CACHE: Dict[Hashable, Tuple[str, Dict[str, float]]] = {}
+
+
+def backend_cache() -> Dict[Hashable, Tuple[str, Dict[str, float]]]:
+    """The measured choices so far: key -> (backend, {backend: seconds per forward + backward})."""
+    return dict(_BACKEND_CACHE)
+
+
+def clear_backend_cache() -> None:
+    _BACKEND_CACHE.clear()
+
+
+def _time(fn: Callable[[], None], device: torch.device, reps: int, budget_s: float) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()  # warm-up (plans, allocations)
+    sync()
+    best = math.inf
+    spent = 0.0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t0
+        best = min(best, dt)
+        spent += dt
+        if spent > budget_s:
+            break
+    return best
+
+
+def choose_backend(key: Hashable, runners: Dict[str, Callable[[], None]], device: torch.device,
+                   estimates: Optional[Dict[str, float]] = None, reps: int = 3,
+                   clear_ratio: float = 8.0) -> str:
+    """Pick the fastest of several ways to compute the same layer, measured once per key and cached.
+
+    The cost model: ``estimates`` (relative costs from operation counts) decide alone when one backend is
+    predicted ``clear_ratio`` times cheaper than the other; otherwise each runner (a closure doing one forward
+    and backward of the layer on its real input shape) is timed on the current device and the fastest wins.
+    Timing takes the best of ``reps`` runs after a warm-up.
+    """
+    hit = _BACKEND_CACHE.get(key)
+    if hit is not None:
+        return hit[0]
+    if estimates and len(estimates) == 2:
+        (a, ea), (b, eb) = sorted(estimates.items(), key=lambda kv: kv[1])
+        if eb > clear_ratio * ea:
+            _BACKEND_CACHE[key] = (a, {})
+            return a
+    times = {name: _time(fn, device, reps, budget_s=1.0) for name, fn in runners.items()}
+    choice = min(times, key=times.get)
+    _BACKEND_CACHE[key] = (choice, times)
+    return choice

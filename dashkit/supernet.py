@@ -1,0 +1,308 @@
+"""Turning a plain CNN into a DASH supernet, and a searched supernet back into a plain CNN.
+
+    >>> space = dashkit.SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=1)
+    >>> net = dashkit.to_supernet(dashkit.backbones.resnet1d(1, 10), space)   # every eligible conv -> DashConv
+    >>> ...search...
+    >>> plain, card = dashkit.discretize(net)                                  # argmax of alpha per layer
+    >>> card.save("arch.json"); card.apply(dashkit.backbones.resnet1d(1, 10)) # same architecture, fresh weights
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from .dashconv import DashConv
+from .layers import CausalConv1d
+from .space import SearchSpace
+
+__all__ = ["to_supernet", "discretize", "ArchCard", "LayerChoice", "dash_layers", "arch_parameters",
+           "weight_parameters", "postprocess_arch_grads", "default_filter", "ARCHCARD_VERSION"]
+
+ARCHCARD_VERSION = 1
+_SKIP_WORDS = ("shortcut", "downsample")
+
+
+def _is_conv(m: nn.Module) -> bool:
+    return type(m) in (nn.Conv1d, nn.Conv2d, CausalConv1d)
+
+
+def _same_padding(m: nn.Conv1d | nn.Conv2d) -> bool:
+    """Whether a conv keeps the input size (ceil(n / stride)) like a centred "same" convolution does."""
+    if isinstance(m, CausalConv1d):
+        return True
+    if m.padding == "same":
+        return True
+    if isinstance(m.padding, str):
+        return False
+    return all(k % 2 == 1 and p == d * (k - 1) // 2 for k, p, d in zip(m.kernel_size, m.padding, m.dilation))
+
+
+def default_filter(name: str, module: nn.Module) -> bool:
+    """DASH's rule: search every conv with a kernel larger than 1 that is not a shortcut / downsample conv."""
+    return (max(module.kernel_size) > 1 and not any(w in name.lower() for w in _SKIP_WORDS))
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def to_supernet(model: nn.Module, space: SearchSpace, *, backend: str = "auto", depthwise: bool = True,
+                relaxation: str = "gumbel", tau: float = 1.0, grad_scale: float = 100.0, rf_penalty: float = 1e-5,
+                init_std: float = 0.01, causal_search: bool = True,
+                filter: Optional[Callable[[str, nn.Module], bool]] = None) -> nn.Module:
+    """Replace the eligible convolutions of ``model`` by `DashConv` (in place) and return the model.
+
+    Args:
+        model: any ``nn.Module``; its ``nn.Conv1d``/``nn.Conv2d`` (or `CausalConv1d`) of ``space.dims``
+            dimensions with "same" padding are candidates.
+        space: the kernel sizes and dilations to search.
+        backend: "auto" | "fft" | "direct" | "mixed_results", see `DashConv`.
+        depthwise: search layers with in_channels == out_channels (and groups 1) depthwise, as DASH does; they
+            are retrained as full convolutions. False searches every layer with full convolutions.
+        relaxation, tau, grad_scale, rf_penalty, init_std: see `DashConv` (DASH's defaults).
+        causal_search: causal convs (`CausalConv1d`) are searched causally (True) or centred, as DASH's TCN
+            search does (False); either way they are retrained causal.
+        filter: ``filter(name, conv) -> bool`` picks the convs to search; default `default_filter` (kernel > 1,
+            not a shortcut or downsample conv).
+
+    Returns:
+        The same model; ``model.dash_replaced`` lists the names of the replaced layers.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(space, SearchSpace):
+        raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
+    if any(isinstance(m, DashConv) for m in model.modules()):
+        raise ValueError("model already contains DashConv layers: it is a supernet already")
+    pick = filter or default_filter
+    conv_type = nn.Conv1d if space.dims == 1 else nn.Conv2d
+    targets: List[Tuple[str, nn.Module]] = []
+    for name, m in model.named_modules():
+        if not _is_conv(m) or not isinstance(m, conv_type) or not pick(name, m):
+            continue
+        if m.padding_mode != "zeros" or not _same_padding(m):
+            if filter is not None:
+                raise ValueError(f"conv {name!r} was selected by the filter but does not use zero 'same' padding "
+                                 f"(padding={m.padding!r}, padding_mode={m.padding_mode!r}); DashConv keeps the "
+                                 f"input size, so only such convs can be searched")
+            continue
+        targets.append((name, m))
+    if not targets:
+        convs = [n for n, m in model.named_modules() if _is_conv(m)]
+        raise ValueError(f"found no convolution to search for a {space.dims}D space in "
+                         f"{type(model).__name__}; its convs: {convs or 'none'}")
+    for name, m in targets:
+        same_io = m.in_channels == m.out_channels and m.groups == 1
+        groups = m.in_channels if (depthwise and same_io) else m.groups
+        causal = isinstance(m, CausalConv1d)
+        new = DashConv(m.in_channels, m.out_channels, space, stride=m.stride[0], groups=groups,
+                       bias=m.bias is not None, causal=causal and causal_search, backend=backend,
+                       relaxation=relaxation, tau=tau, grad_scale=grad_scale, rf_penalty=rf_penalty,
+                       init_std=init_std, retrain_groups=m.groups)
+        if len(set(m.stride)) != 1:
+            raise ValueError(f"conv {name!r} has unequal strides {m.stride!r}; DashConv needs one stride")
+        new.retrain_causal = causal  # type: ignore[attr-defined]
+        ref = m.weight
+        new.to(device=ref.device, dtype=ref.dtype)
+        _set_module(model, name, new)
+    model.dash_replaced = tuple(n for n, _ in targets)  # type: ignore[attr-defined]
+    model.dash_space = space  # type: ignore[attr-defined]
+    return model
+
+
+def dash_layers(model: nn.Module) -> List[Tuple[str, DashConv]]:
+    """The (name, DashConv) pairs of a supernet, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, DashConv)]
+
+
+def arch_parameters(model: nn.Module) -> List[nn.Parameter]:
+    """The architecture parameters (one alpha per searched layer), for their own optimiser."""
+    return [m.alpha for _, m in dash_layers(model)]
+
+
+def weight_parameters(model: nn.Module) -> List[nn.Parameter]:
+    """Every parameter that is not an architecture parameter."""
+    arch = {id(p) for p in arch_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in arch]
+
+
+def postprocess_arch_grads(model: nn.Module) -> None:
+    """DASH's arch-gradient normalisation and receptive-field penalty on every layer (after backward)."""
+    for _, m in dash_layers(model):
+        m.postprocess_alpha_grad()
+
+
+@dataclass
+class LayerChoice:
+    """The choice for one searched layer."""
+
+    name: str
+    k: int
+    d: int
+    alpha: List[float]
+    in_channels: int
+    out_channels: int
+    stride: int = 1
+    groups: int = 1
+    causal: bool = False
+
+    @property
+    def receptive_field(self) -> int:
+        return self.d * (self.k - 1) + 1
+
+
+@dataclass
+class ArchCard:
+    """A searched architecture: the space and, per layer, the chosen kernel size and dilation.
+
+    Saved as versioned JSON; `apply` builds the architecture on a fresh backbone (possibly wider, e.g. search on
+    WRN-16-1 and retrain on WRN-16-4: layers are matched by name).
+    """
+
+    space: SearchSpace
+    layers: List[LayerChoice]
+    backbone: Optional[str] = None
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"format": "dashkit.archcard", "version": ARCHCARD_VERSION, "space": self.space.to_dict(),
+                "backbone": self.backbone, "layers": [asdict(layer) for layer in self.layers], "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ArchCard":
+        if not isinstance(d, dict) or d.get("format") != "dashkit.archcard":
+            raise ValueError("not a dashkit ArchCard: the JSON must have \"format\": \"dashkit.archcard\"")
+        if d.get("version") != ARCHCARD_VERSION:
+            raise ValueError(f"ArchCard version {d.get('version')!r} is not supported (this dashkit reads "
+                             f"version {ARCHCARD_VERSION})")
+        try:
+            space = SearchSpace.from_dict(d["space"])
+            layers = [LayerChoice(**layer) for layer in d["layers"]]
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"ArchCard is missing or has malformed fields: {e}") from e
+        for layer in layers:
+            space.index(layer.k, layer.d)  # raises if the choice is outside the space
+        return cls(space=space, layers=layers, backbone=d.get("backbone"), meta=d.get("meta") or {})
+
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        """Write the card as JSON, atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_dict(), f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "ArchCard":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no ArchCard at {str(path)!r}")
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"ArchCard file {str(path)!r} is not valid JSON: {e}") from e
+        return cls.from_dict(d)
+
+    def apply(self, backbone: nn.Module) -> nn.Module:
+        """Give a fresh backbone the card's kernel sizes and dilations (in place); returns it.
+
+        Each named layer must be a conv of the space's dimension in ``backbone``; channels may differ (a wider
+        retrain network), everything else of the conv (stride, groups, bias, causality) is kept.
+        """
+        if any(isinstance(m, DashConv) for m in backbone.modules()):
+            raise ValueError("apply() needs a plain backbone, not a supernet; use discretize() for a supernet")
+        convs = dict(backbone.named_modules())
+        missing = [layer.name for layer in self.layers if layer.name not in convs or not _is_conv(convs[layer.name])]
+        if missing:
+            raise ValueError(f"this ArchCard (backbone {self.backbone!r}) does not fit {type(backbone).__name__}: "
+                             f"no conv named {missing[:5]!r}{' ...' if len(missing) > 5 else ''}")
+        for layer in self.layers:
+            m = convs[layer.name]
+            if m.weight.dim() - 2 != self.space.dims:
+                raise ValueError(f"layer {layer.name!r} is a {m.weight.dim() - 2}D conv, the ArchCard is "
+                                 f"{self.space.dims}D")
+            _set_module(backbone, layer.name, _plain_conv(m.in_channels, m.out_channels, layer.k, layer.d,
+                                                          m.stride[0], m.groups, m.bias is not None,
+                                                          isinstance(m, CausalConv1d), self.space.dims,
+                                                          m.weight.device, m.weight.dtype))
+        return backbone
+
+    def summary(self) -> str:
+        rows = [f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9}"]
+        for layer in self.layers:
+            p = torch.softmax(torch.tensor(layer.alpha), 0).max().item()
+            rows.append(f"{layer.name:<32} {layer.k:>3} {layer.d:>3} {layer.receptive_field:>6} {p:>9.3f}")
+        return "\n".join(rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ArchCard):
+            return NotImplemented
+        return self.space == other.space and [(l.name, l.k, l.d) for l in self.layers] == \
+            [(l.name, l.k, l.d) for l in other.layers]
+
+
+def _plain_conv(cin: int, cout: int, k: int, d: int, stride: int, groups: int, bias: bool, causal: bool, dims: int,
+                device: torch.device, dtype: torch.dtype) -> nn.Module:
+    if causal:
+        conv: nn.Module = CausalConv1d(cin, cout, k, stride=stride, dilation=d, groups=groups, bias=bias)
+    else:
+        cls = nn.Conv1d if dims == 1 else nn.Conv2d
+        conv = cls(cin, cout, k, stride=stride, padding=d * (k - 1) // 2, dilation=d, groups=groups, bias=bias)
+    return conv.to(device=device, dtype=dtype)
+
+
+def discretize(supernet: nn.Module, keep_search_groups: bool = False) -> Tuple[nn.Module, ArchCard]:
+    """The plain network and the ArchCard of a searched supernet: argmax of alpha per layer.
+
+    Args:
+        supernet: a model made by `to_supernet` (it is not changed).
+        keep_search_groups: keep a depthwise-searched layer depthwise (with its searched weights) instead of
+            turning it into a full convolution as DASH's retraining does.
+
+    Returns:
+        (model, card): a deep copy with every DashConv replaced by a plain conv of the chosen (k, d), with the
+        chosen candidate's weights where the groups match; and the ArchCard.
+    """
+    layers = dash_layers(supernet)
+    if not layers:
+        raise ValueError("discretize() needs a supernet (a model with DashConv layers); use to_supernet() first")
+    plain = copy.deepcopy(supernet)
+    choices = []
+    for name, m in dash_layers(plain):
+        groups = m.groups if keep_search_groups else m.retrain_groups
+        k, d = m.chosen()
+        causal = bool(getattr(m, "retrain_causal", m.causal))
+        conv = m.to_conv(groups=groups)
+        if causal and not isinstance(conv, CausalConv1d):
+            conv = _plain_conv(m.in_channels, m.out_channels, k, d, m.stride, groups, m.bias is not None, True, 1,
+                               m.alpha.device, m.alpha.dtype)
+        _set_module(plain, name, conv)
+        choices.append(LayerChoice(name=name, k=k, d=d, alpha=[float(a) for a in m.alpha.detach().cpu()],
+                                   in_channels=m.in_channels, out_channels=m.out_channels, stride=m.stride,
+                                   groups=groups, causal=causal))
+    for attr in ("dash_replaced", "dash_space"):
+        if attr in plain.__dict__:
+            delattr(plain, attr)
+    space = layers[0][1].space
+    meta = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return plain, ArchCard(space=space, layers=choices, backbone=type(supernet).__name__, meta=meta)

@@ -1,0 +1,133 @@
+"""The Task: data splits, loss, metric, shapes and defaults of one learning problem."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, TensorDataset
+
+from ..metrics import get_metric
+from ..registry import Registry
+
+__all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS"]
+
+KINDS = ("classification", "multilabel", "regression", "dense")
+
+TASKS = Registry("task")
+register = TASKS.register
+
+
+def names(pattern: str = "*"):
+    """Names of the registered tasks."""
+    return TASKS.names(pattern)
+
+
+def get(name: str, **params: Any) -> "Task":
+    """Build a registered task, e.g. ``get("mnist1d", n_train=1000)``."""
+    return TASKS.get(name, **params)
+
+
+@dataclass
+class TaskDefaults:
+    """What a task brings to a run unless the user overrides it.
+
+    backbone / backbone_kwargs: a name in ``dashkit.backbones`` and its keyword arguments (in_channels and
+    num_classes are filled in from the task). kernel_sizes / dilations: the search space. search, tune and
+    retrain: overrides of the stage configs (e.g. ``{"grad_scale": 500}``), applied on top of the preset.
+    """
+
+    backbone: str = "resnet1d"
+    backbone_kwargs: Dict[str, Any] = field(default_factory=dict)
+    kernel_sizes: Tuple[int, ...] = (3, 7, 11, 15, 19)
+    dilations: Tuple[int, ...] = (1, 3, 7, 15)
+    search: Dict[str, Any] = field(default_factory=dict)
+    tune: Dict[str, Any] = field(default_factory=dict)
+    retrain: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Task:
+    """One learning problem.
+
+    Attributes:
+        name: registry name.
+        kind: "classification" (y: (N,) int64 class indices), "multilabel" (y: (N, labels) float 0/1),
+            "regression" (y: (N, outputs) float) or "dense" (y: (N, C_out, *spatial) float, one output per
+            input position).
+        train, val, test: datasets yielding (x, y); x has shape ``in_shape``.
+        in_shape: (C, L) for 1D, (C, H, W) for 2D.
+        num_outputs: classes, labels or output channels.
+        metric_name: a key of ``dashkit.metrics.METRICS``; lower is better.
+        defaults: backbone, search space and stage overrides.
+        decode: optional map applied to outputs and targets before the metric (e.g. undo normalisation).
+        loss_fn: optional loss(y_hat, y); by default cross-entropy, BCE-with-logits or MSE by kind.
+        info: free-form description (source, sizes, licence notes).
+    """
+
+    name: str
+    kind: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    in_shape: Tuple[int, ...]
+    num_outputs: int
+    metric_name: str
+    defaults: TaskDefaults = field(default_factory=TaskDefaults)
+    decode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Task kind {self.kind!r} is not one of {KINDS}")
+        get_metric(self.metric_name)  # raises on an unknown name
+        if len(self.in_shape) not in (2, 3):
+            raise ValueError(f"Task in_shape {self.in_shape!r} must be (C, L) or (C, H, W)")
+        for split in ("train", "val", "test"):
+            if len(getattr(self, split)) == 0:
+                raise ValueError(f"Task {self.name!r}: the {split} split is empty")
+
+    @property
+    def dims(self) -> int:
+        """Number of spatial dimensions: 1 or 2."""
+        return len(self.in_shape) - 1
+
+    @property
+    def dense(self) -> bool:
+        return self.kind == "dense"
+
+    def loss(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(y_hat, y)
+        if self.kind == "classification":
+            return F.cross_entropy(y_hat, y)
+        if self.kind == "multilabel":
+            return F.binary_cross_entropy_with_logits(y_hat, y.to(y_hat.dtype))
+        return F.mse_loss(y_hat, y.to(y_hat.dtype))
+
+    def metric(self, y_hat: torch.Tensor, y: torch.Tensor) -> float:
+        """The task's metric over a whole split (outputs and targets concatenated); lower is better."""
+        if self.decode is not None:
+            y_hat, y = self.decode(y_hat), self.decode(y)
+        value = get_metric(self.metric_name)(y_hat, y)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"metric {self.metric_name} of task {self.name!r} is not finite: {value}")
+        return value
+
+    def chance_metric(self) -> Optional[float]:
+        """The metric of guessing (classification: error of always predicting the majority class)."""
+        if self.kind != "classification":
+            return None
+        ys = torch.as_tensor([int(self.test[i][1]) for i in range(len(self.test))])
+        return float(100.0 * (1.0 - torch.bincount(ys).max().item() / len(ys)))
+
+    def summary(self) -> str:
+        return (f"{self.name}: {self.kind}, in {tuple(self.in_shape)}, outputs {self.num_outputs}, "
+                f"train/val/test {len(self.train)}/{len(self.val)}/{len(self.test)}, metric {self.metric_name}")
+
+
+def tensor_dataset(x: torch.Tensor, y: torch.Tensor) -> TensorDataset:
+    return TensorDataset(x, y)

@@ -35,13 +35,14 @@ class _Plan:
 
     n: Tuple[int, ...]
     N: Tuple[int, ...]  # FFT length per axis
-    reach: int  # largest kept |offset|
-    n_offsets: int  # kept offsets per axis
+    reach: Tuple[int, ...]  # largest kept |offset| per axis
+    n_offsets: Tuple[int, ...]  # kept offsets per axis
     tap_src: torch.Tensor  # (T',) index into the concatenated candidate taps
     tap_cand: torch.Tensor  # (T',) candidate of each kept tap
     grid_idx: torch.Tensor  # (T',) flat index in the offset grid (|O|^s)
     dense_idx: torch.Tensor  # (T',) flat index in the dense cropped kernel
-    dense_size: int  # dense cropped kernel size per axis
+    dense_size: Tuple[int, ...]  # dense cropped kernel size per axis
+    axis_offs: List[List[int]]  # kept offsets per axis
     tables: Dict[torch.dtype, Tuple[torch.Tensor, ...]]
 
 
@@ -180,11 +181,9 @@ class DashConv(nn.Module):
             base += k ** s
         N = tuple(ops.fast_fft_len(m + r) for m, r in zip(n, reach))
         as_t = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
-        plan = _Plan(n=n, N=N, reach=max(reach), n_offsets=max(len(a) for a in axis_offs), tap_src=as_t(src),
-                     tap_cand=as_t(cand), grid_idx=as_t(grid), dense_idx=as_t(dns), dense_size=max(dense),
-                     tables={})
-        plan.axis_offs = axis_offs  # type: ignore[attr-defined]
-        plan.dense = dense  # type: ignore[attr-defined]
+        plan = _Plan(n=n, N=N, reach=tuple(reach), n_offsets=tuple(len(a) for a in axis_offs), tap_src=as_t(src),
+                     tap_cand=as_t(cand), grid_idx=as_t(grid), dense_idx=as_t(dns), dense_size=tuple(dense),
+                     axis_offs=axis_offs, tables={})
         self._plans[key] = plan
         return plan
 
@@ -198,7 +197,7 @@ class DashConv(nn.Module):
                 Na = plan.N[a]
                 nf = Na // 2 + 1 if a == s - 1 else Na  # rfft halves the last axis only
                 f = torch.arange(nf, dtype=torch.float64, device=device)[:, None]
-                o = torch.tensor(plan.axis_offs[a], dtype=torch.float64, device=device)[None, :]  # type: ignore[attr-defined]
+                o = torch.tensor(plan.axis_offs[a], dtype=torch.float64, device=device)[None, :]
                 theta = 2 * math.pi * ((f * o) % Na) / Na
                 out += [torch.cos(theta).to(dtype), torch.sin(theta).to(dtype)]
             t = plan.tables[dtype] = tuple(out)
@@ -209,15 +208,17 @@ class DashConv(nn.Module):
         """Each kept candidate tap times its coefficient: (C_out * C_in/groups, T')."""
         cc = self.out_channels * (self.in_channels // self.groups)
         wcat = torch.cat([w.reshape(cc, -1) for w in self.weights], dim=1)  # (CC, T)
-        return wcat.index_select(1, plan.tap_src) * c.index_select(0, plan.tap_cand).to(wcat.dtype)
+        if plan.tap_src.numel() != wcat.shape[1]:  # some taps cannot reach the input: drop them
+            wcat = wcat.index_select(1, plan.tap_src)
+        return wcat * c.index_select(0, plan.tap_cand).to(wcat.dtype)
 
     def aggregated_kernel(self, c: torch.Tensor, n: Tuple[int, ...]) -> torch.Tensor:
         """The mixed-weight kernel, cropped to what reaches an input of size n: (C_out, C_in/groups, *S')."""
         plan = self._plan(tuple(n), self.alpha.device)
         vals = self._tap_values(c, plan)
         S = plan.dense_size
-        dense = vals.new_zeros(vals.shape[0], S ** self.space.dims).index_add(1, plan.dense_idx, vals)
-        return dense.view((self.out_channels, self.in_channels // self.groups) + (S,) * self.space.dims)
+        dense = vals.new_zeros(vals.shape[0], math.prod(S)).index_add(1, plan.dense_idx, vals)
+        return dense.view((self.out_channels, self.in_channels // self.groups) + S)
 
     def _forward_direct(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         W = self.aggregated_kernel(c, tuple(x.shape[2:]))
@@ -230,16 +231,16 @@ class DashConv(nn.Module):
         CC = vals.shape[0]
         O = plan.n_offsets
         tabs = self._tables(plan, dtype, vals.device)
-        grid = vals.new_zeros(O ** s, CC).index_add(0, plan.grid_idx, vals.t())  # (|O|^s, CC)
+        grid = vals.new_zeros(math.prod(O), CC).index_add(0, plan.grid_idx, vals.t())  # (|O_h| |O_w|, CC)
         if s == 1:
             cos, sin = tabs
             kre, kim = cos @ grid, sin @ grid  # (F, CC)
         else:
-            cos_h, sin_h, cos_w, sin_w = tabs  # (Nh, O), (Nh, O), (Fw, O), (Fw, O)
-            g3 = grid.view(O, O, CC)
+            cos_h, sin_h, cos_w, sin_w = tabs  # (Nh, O_h), (Nh, O_h), (Fw, O_w), (Fw, O_w)
+            g3 = grid.view(O[0], O[1], CC)
             pre, pim = torch.matmul(cos_w, g3), torch.matmul(sin_w, g3)  # (O_h, Fw, CC)
             Fw = cos_w.shape[0]
-            pre, pim = pre.reshape(O, Fw * CC), pim.reshape(O, Fw * CC)
+            pre, pim = pre.reshape(O[0], Fw * CC), pim.reshape(O[0], Fw * CC)
             kre = (cos_h @ pre - sin_h @ pim).view(-1, CC)  # (Nh * Fw, CC)
             kim = (cos_h @ pim + sin_h @ pre).view(-1, CC)
         K = torch.complex(kre, kim)  # (F, CC)
@@ -267,18 +268,18 @@ class DashConv(nn.Module):
             return self.backend
         n = tuple(x.shape[2:])
         plan = self._plan(n, x.device)
-        grad = torch.is_grad_enabled()
+        params = [p for p in self.parameters() if p.requires_grad]
+        grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
         key = ("dashconv", x.device.type, x.dtype, self.space.dims, x.shape[0], self.in_channels, self.out_channels,
                self.groups, n, self.stride, self.causal, plan.reach, plan.n_offsets, plan.tap_src.numel(), grad)
         B = x.shape[0]
         ci = self.in_channels // self.groups
         out_pos = math.prod(math.ceil(m / self.stride) for m in n)
-        direct_cost = B * self.out_channels * ci * out_pos * plan.dense_size ** self.space.dims
+        direct_cost = B * self.out_channels * ci * out_pos * math.prod(plan.dense_size)
         NN = math.prod(plan.N)
         fft_cost = (B * (self.in_channels + self.out_channels) * NN * max(math.log2(NN), 1) * 2
-                    + B * self.out_channels * ci * NN * 2 + self.out_channels * ci * plan.n_offsets * NN)
+                    + B * self.out_channels * ci * NN * 2 + self.out_channels * ci * max(plan.n_offsets) * NN)
         x_probe = x.detach().requires_grad_(x.requires_grad)
-        params = [p for p in self.parameters() if p.requires_grad]
 
         def runner(fn):
             def go() -> None:

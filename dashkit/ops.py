@@ -146,6 +146,14 @@ def crop_kernel(w: torch.Tensor, n: IntOrTuple, causal: bool = False) -> torch.T
 # ----------------------------------------------------------------------------------------------------------------
 # trick 1: mixed weights
 
+def _check_candidates(weights: Sequence[torch.Tensor], coeffs: torch.Tensor, dilations: Sequence[int]) -> None:
+    if len(weights) == 0 or len(weights) != len(dilations):
+        raise ValueError(f"weights and dilations must be non-empty and of the same length, got {len(weights)} "
+                         f"and {len(dilations)}")
+    if coeffs.dim() != 1 or coeffs.numel() != len(weights):
+        raise ValueError(f"coeffs must have shape ({len(weights)},), got {tuple(coeffs.shape)}")
+
+
 def aggregate_kernel(weights: Sequence[torch.Tensor], coeffs: torch.Tensor, dilations: Sequence[int],
                      crop_to: Optional[IntOrTuple] = None, causal: bool = False,
                      method: str = "scatter") -> torch.Tensor:
@@ -166,11 +174,7 @@ def aggregate_kernel(weights: Sequence[torch.Tensor], coeffs: torch.Tensor, dila
     Returns:
         (C_out, C_in/groups, *[S']) with S' = S, or min(S, 2n - 1) when cropped.
     """
-    if len(weights) == 0 or len(weights) != len(dilations):
-        raise ValueError(f"weights and dilations must be non-empty and of the same length, got {len(weights)} "
-                         f"and {len(dilations)}")
-    if coeffs.dim() != 1 or coeffs.numel() != len(weights):
-        raise ValueError(f"coeffs must have shape ({len(weights)},), got {tuple(coeffs.shape)}")
+    _check_candidates(weights, coeffs, dilations)
     s = _spatial_dims(weights[0], "weights[0]", 2)
     S = max(d * (w.shape[-1] - 1) + 1 for w, d in zip(weights, dilations))
     total = None
@@ -194,6 +198,7 @@ def mixed_results(x: torch.Tensor, weights: Sequence[torch.Tensor], coeffs: torc
     ``sum_i coeffs[i] * conv(x, weights[i], dilation=dilations[i])``, "same" (or causal) padding.
     x: (B, C_in, *n) -> (B, C_out, *ceil(n / stride)).
     """
+    _check_candidates(weights, coeffs, dilations)
     out = None
     for w, d, c in zip(weights, dilations, coeffs):
         y = _conv(x, w, stride, groups, d, causal)
@@ -282,10 +287,12 @@ class _SpectralMatmul(torch.autograd.Function):
     def backward(ctx, dY: torch.Tensor):
         X, K = ctx.saved_tensors
         dX = dK = None
+        dY = dY.contiguous()
+        # resolve the conjugates in one copy each: bmm on lazily conjugated views copies matrix by matrix
         if ctx.needs_input_grad[0]:
-            dX = torch.matmul(dY, K.transpose(-1, -2).conj())
+            dX = torch.matmul(dY, torch.conj_physical(K).transpose(-1, -2))
         if ctx.needs_input_grad[1]:
-            dK = torch.matmul(X.transpose(-1, -2).conj(), dY)
+            dK = torch.matmul(torch.conj_physical(X).transpose(-1, -2), dY)
         return dX, dK
 
 
@@ -307,7 +314,8 @@ def spectral_mix(X: torch.Tensor, K: torch.Tensor, groups: int, depthwise: bool)
     if depthwise:
         return X * K.transpose(0, 1).reshape((Cin,) + tuple(fshape))
     G, Fn, ci, co = K.shape
-    Xg = X.reshape(B, G, ci, Fn).permute(1, 3, 0, 2)  # (G, F, B, ci)
+    # (G, F, B, ci); contiguous, since bmm over a strided batch copies matrix by matrix
+    Xg = X.reshape(B, G, ci, Fn).permute(1, 3, 0, 2).contiguous()
     Y = _SpectralMatmul.apply(Xg, K)  # (G, F, B, co)
     return Y.permute(2, 0, 3, 1).reshape((B, G * co) + tuple(fshape))
 
@@ -330,13 +338,40 @@ def _dense_kernel_spectrum(w: torch.Tensor, N: Tuple[int, ...], groups: int, dep
     return Kf.reshape(groups, co, ci, -1).permute(0, 3, 2, 1)  # (G, F, ci, co)
 
 
+class _PaddedRFFT(torch.autograd.Function):
+    """``rfftn(x, s=N)`` over the trailing dims, with a backward that is one inverse real FFT.
+
+    PyTorch differentiates a one-sided real FFT by a full complex FFT of the zero-extended gradient. The same
+    gradient is ``prod(N) * irfftn(G')`` cropped to the input, with G' the incoming gradient whose bins that have
+    a mirror partner (all but DC and, for even N, Nyquist, along the halved last axis) are halved: about half the
+    work.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, N: Tuple[int, ...]) -> torch.Tensor:
+        s = len(N)
+        ctx.N, ctx.n = N, tuple(x.shape[-s:])
+        return torch.fft.rfftn(x, s=N, dim=tuple(range(-s, 0)))
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor):
+        N, n = ctx.N, ctx.n
+        s = len(N)
+        last = N[-1]
+        hi = last // 2 if last % 2 == 0 else last // 2 + 1  # bins [1, hi) have a mirror partner
+        G = G.clone()
+        G[..., 1:hi] *= 0.5
+        dx = torch.fft.irfftn(G, s=N, dim=tuple(range(-s, 0))) * math.prod(N)
+        return dx[(...,) + tuple(slice(0, m) for m in n)], None
+
+
 def _spectral_conv(x: torch.Tensor, K: torch.Tensor, N: Tuple[int, ...], stride: int, groups: int,
                    depthwise: bool) -> torch.Tensor:
     """rfftn(x) -> mix with K -> irfftn -> crop to the input size -> subsample by stride."""
     s = x.dim() - 2
     n = x.shape[2:]
     dims = tuple(range(2, 2 + s))
-    X = torch.fft.rfftn(x, s=N, dim=dims)
+    X = _PaddedRFFT.apply(x, tuple(N)) if x.requires_grad else torch.fft.rfftn(x, s=N, dim=dims)
     Y = spectral_mix(X, K, groups, depthwise)
     y = torch.fft.irfftn(Y, s=N, dim=dims)
     return y[(...,) + tuple(slice(0, m, stride) for m in n)]

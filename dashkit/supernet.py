@@ -97,6 +97,8 @@ def to_supernet(model: nn.Module, space: SearchSpace, *, backend: str = "auto", 
                                  f"(padding={m.padding!r}, padding_mode={m.padding_mode!r}); DashConv keeps the "
                                  f"input size, so only such convs can be searched")
             continue
+        if len(set(m.stride)) != 1:
+            raise ValueError(f"conv {name!r} has unequal strides {m.stride!r}; DashConv needs one stride")
         targets.append((name, m))
     if not targets:
         convs = [n for n, m in model.named_modules() if _is_conv(m)]
@@ -110,8 +112,6 @@ def to_supernet(model: nn.Module, space: SearchSpace, *, backend: str = "auto", 
                        bias=m.bias is not None, causal=causal and causal_search, backend=backend,
                        relaxation=relaxation, tau=tau, grad_scale=grad_scale, rf_penalty=rf_penalty,
                        init_std=init_std, retrain_groups=m.groups)
-        if len(set(m.stride)) != 1:
-            raise ValueError(f"conv {name!r} has unequal strides {m.stride!r}; DashConv needs one stride")
         new.retrain_causal = causal  # type: ignore[attr-defined]
         ref = m.weight
         new.to(device=ref.device, dtype=ref.dtype)

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("DASHKIT_PROGRESS", "plain")
+# Tiny tensors: intra-op threads cost more than they save (and the CI machine has 2 cores).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

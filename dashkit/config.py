@@ -1,0 +1,463 @@
+"""Run configuration as data: one dataclass per stage, three presets, and type-checked overrides.
+
+The dataclass defaults are the budgets published with DASH (the ``paper`` preset); ``smoke`` and
+``standard`` shrink them for laptops and CI. A run's configuration is built in three layers::
+
+    preset  ->  the task's own TaskDefaults  ->  the user's overrides
+
+User overrides are flat keys, the same names as command-line ``--set`` keys and notebook parameters: a
+stage field is ``<stage>_<field>`` (``search_epochs=3``, ``tune_lrs=(0.1, 0.01)``,
+``retrain_backbone={"width": 4}``); run-wide fields keep their own name (``seed``, ``device``). An unknown
+key is an error that lists the valid ones.
+
+    >>> cfg = make_config("smoke", search_epochs=3, retrain_backbone={"width": 2})
+    >>> RunConfig.from_json(cfg.to_json()) == cfg
+    True
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+
+__all__ = ["SearchConfig", "TuneConfig", "RetrainConfig", "RunConfig", "PRESETS", "STAGES", "make_config",
+           "setting_names", "parse_setting", "resolve_device"]
+
+STAGES = ("search", "tune", "retrain")
+_RELAXATIONS = ("gumbel", "softmax")
+_SCHEMES = ("single_level", "bilevel")
+_BACKENDS = ("auto", "fft", "direct", "mixed_results")
+_PRUNERS = ("median", "none")
+
+
+@dataclass
+class SearchConfig:
+    """The architecture search: weights and alpha trained together on a supernet."""
+
+    epochs: int = 100  # DASH: 100 short "epochs"
+    batch_size: int = 64  # per-task in the reference; 64 is a common value there, not verified for every task
+    batches_per_epoch: float = 0.2  # fraction of the training batches in one epoch (DASH: 20%)
+    lr: float = 0.1  # weights' SGD learning rate (DASH: 0.1; dense tasks 0.01)
+    arch_lr: float = 0.05  # alpha's SGD learning rate (DASH: 0.05; dense tasks 0.005)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    arch_weight_decay: float = 5e-4  # the reference decays alpha too (a questionable choice, kept as option)
+    grad_clip: float = 1.0  # max gradient norm of the weights; 0 turns clipping off
+    milestones: Tuple[float, ...] = (0.3, 0.6, 0.9)  # fractions of `epochs` where lr *= gamma (DASH 1D: 30/60/90 of 100)
+    gamma: float = 0.2  # step decay factor, applied to alpha's lr too
+    relaxation: str = "gumbel"  # "gumbel": Gumbel-softmax mixing resampled every step; "softmax": plain softmax
+    tau: float = 1.0  # temperature of the relaxation
+    grad_scale: float = 100.0  # arch-gradient normalisation g / (grad_scale * ||g||) (DASH: 100; CIFAR 5000)
+    rf_penalty: float = 1e-5  # added to alpha's gradient per unit of receptive field: a push to small fields
+    depthwise: bool = True  # search convs with in == out channels depthwise (retrained as full convs)
+    backend: str = "auto"  # "fft", "direct", "mixed_results" (DARTS), or "auto": measured per layer, so it may differ
+    # between machines and runs; fix it for bit-reproducible resumes
+    scheme: str = "single_level"  # "single_level" (DASH) or "bilevel" (first-order DARTS: alpha on val batches)
+    backbone: Dict[str, Any] = field(default_factory=dict)  # overrides of the searched backbone's kwargs
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "epochs", "batch_size")
+        _fraction(self, "batches_per_epoch")
+        _non_negative(self, "lr", "arch_lr", "momentum", "weight_decay", "arch_weight_decay", "grad_clip",
+                      "rf_penalty")
+        _positive(self, "gamma", "tau", "grad_scale")
+        _milestones(self)
+        _choice(self, "relaxation", _RELAXATIONS)
+        _choice(self, "scheme", _SCHEMES)
+        _choice(self, "backend", _BACKENDS)
+
+
+@dataclass
+class TuneConfig:
+    """DASH's hyper-parameter grid on the discretised network, selected on the validation split."""
+
+    enabled: bool = True  # False: retrain with RetrainConfig's own lr / momentum / weight_decay / dropout
+    lrs: Tuple[float, ...] = (0.1, 0.01, 0.001)  # tried in this order, one block per lr
+    dropouts: Tuple[float, ...] = (0.0, 0.05)
+    weight_decays: Tuple[float, ...] = (5e-4, 5e-6)
+    momentums: Tuple[float, ...] = (0.9, 0.99)
+    epochs: int = 80  # short epochs per configuration
+    batch_size: int = 64
+    batches_per_epoch: float = 0.2  # DASH uses 1-20% of the batches per tuning epoch, by task
+    lr_block_patience: int = 1  # leave an lr block after this many configs bring no improvement; 0 = never
+    pruner: str = "median"  # Optuna MedianPruner on the per-epoch validation metric, or "none"
+    storage: Optional[str] = None  # None: in memory; a journal file (relative: inside the run dir) or a DB URL
+    n_trials: Optional[int] = None  # cap on the number of configurations tried; None: the whole grid
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "epochs", "batch_size")
+        _fraction(self, "batches_per_epoch")
+        for name in ("lrs", "dropouts", "weight_decays", "momentums"):
+            values = getattr(self, name)
+            if len(values) == 0 or any(v < 0 for v in values):
+                raise ValueError(f"tune_{name} = {values!r}: expected a non-empty tuple of numbers >= 0")
+        if any(v <= 0 for v in self.lrs):
+            raise ValueError(f"tune_lrs = {self.lrs!r}: every learning rate must be > 0")
+        if any(v >= 1 for v in self.dropouts):
+            raise ValueError(f"tune_dropouts = {self.dropouts!r}: every dropout must be in [0, 1)")
+        if self.lr_block_patience < 0:
+            raise ValueError(f"tune_lr_block_patience = {self.lr_block_patience!r}: expected an int >= 0")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ValueError(f"tune_n_trials = {self.n_trials!r}: expected None or an int >= 1")
+        _choice(self, "pruner", _PRUNERS)
+
+    def grid(self) -> list:
+        """The configurations in the order they are tried: lr-major, as in DASH."""
+        return [dict(lr=lr, dropout=dr, weight_decay=wd, momentum=m)
+                for lr in self.lrs for dr in self.dropouts for wd in self.weight_decays for m in self.momentums]
+
+
+@dataclass
+class RetrainConfig:
+    """Training of the chosen network from scratch, and of the baseline on the same budget."""
+
+    epochs: int = 200
+    batch_size: int = 64
+    batches_per_epoch: float = 1.0
+    lr: float = 0.1  # used when tuning is off; otherwise the tuned value replaces it
+    momentum: float = 0.9  # likewise
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # likewise
+    dropout: float = 0.0  # likewise
+    grad_clip: float = 1.0  # 0 turns clipping off
+    milestones: Tuple[float, ...] = (0.3, 0.6, 0.8)  # fractions of `epochs` (DASH 2D: 60/120/160 of 200)
+    gamma: float = 0.2
+    backbone: Dict[str, Any] = field(default_factory=dict)  # overrides of the retrained backbone (e.g. width=4)
+
+    def __post_init__(self) -> None:
+        _positive_int(self, "epochs", "batch_size")
+        _fraction(self, "batches_per_epoch")
+        _non_negative(self, "momentum", "weight_decay", "grad_clip")
+        _positive(self, "lr", "gamma")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"retrain_dropout = {self.dropout!r}: expected a number in [0, 1)")
+        _milestones(self)
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs besides the task: stage configs, seed, device and the network."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    seed: int = 0
+    device: str = "auto"  # "auto" -> cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
+    num_workers: int = 0  # DataLoader workers; 0 loads in the main process (fastest for small tensors)
+    baseline: bool = True  # also train the backbone with its default kernels on the same budget
+    backbone: Optional[str] = None  # a name in dashkit.backbones; None: the task's
+    backbone_kwargs: Optional[Dict[str, Any]] = None  # None: the task's
+    kernel_sizes: Optional[Tuple[int, ...]] = None  # the search space; None: the task's
+    dilations: Optional[Tuple[int, ...]] = None  # None: the task's
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers = {self.num_workers!r}: expected an int >= 0")
+        resolve_device(self.device, check_available=False)
+        for name in ("kernel_sizes", "dilations"):
+            values = getattr(self, name)
+            if values is not None and (len(values) == 0 or any(v < 1 for v in values)):
+                raise ValueError(f"{name} = {values!r}: expected None or a non-empty tuple of ints >= 1")
+
+    # --- serialisation -------------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        """The inverse of :meth:`to_dict`; values are type-checked, unknown keys rejected."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data = {data!r}: expected a dict as made by RunConfig.to_dict()")
+        stage_cls = {"search": SearchConfig, "tune": TuneConfig, "retrain": RetrainConfig}
+        kwargs: Dict[str, Any] = {}
+        for key, value in data.items():
+            if key in stage_cls:
+                if not isinstance(value, Mapping):
+                    raise TypeError(f"{key} = {value!r}: expected a dict of {key} settings")
+                kwargs[key] = _build(stage_cls[key], value, prefix=f"{key}_")
+            else:
+                kwargs[key] = value
+        return _build(cls, kwargs, prefix="", skip=tuple(stage_cls))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return cls.from_dict(json.loads(text))
+
+    # --- overrides ------------------------------------------------------------------------------------
+    def override(self, **settings: Any) -> "RunConfig":
+        """A copy with flat settings applied, e.g. ``cfg.override(search_epochs=3, seed=1)``."""
+        data = self.to_dict()
+        for key, value in settings.items():
+            stage, name = _split_key(key)
+            hints = _field_types(_STAGE_CLASSES[stage] if stage else RunConfig)
+            value = _coerce(key, value, hints[name])
+            if stage:
+                data[stage][name] = value
+            else:
+                data[name] = value
+        return RunConfig.from_dict(_jsonable(data))
+
+    def stage_dict(self, stage: str) -> Dict[str, Any]:
+        return dataclasses.asdict(getattr(self, stage))
+
+
+_STAGE_CLASSES = {"search": SearchConfig, "tune": TuneConfig, "retrain": RetrainConfig}
+
+# The presets: overrides of the dataclass defaults, which are the published DASH budgets ("paper").
+PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
+    # Every offline task end to end (search, tune, retrain, baseline) in a few minutes on 2 CPU cores.
+    "smoke": {
+        "search": dict(epochs=3, batches_per_epoch=0.3, milestones=(0.7,)),
+        "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0,), weight_decays=(5e-4,), momentums=(0.9,), epochs=2,
+                     batches_per_epoch=0.2, pruner="none"),
+        "retrain": dict(epochs=4, batches_per_epoch=0.5, milestones=(0.75,)),
+    },
+    # A few minutes per task on 2 CPU cores, with results worth looking at.
+    "standard": {
+        "search": dict(epochs=12, batches_per_epoch=0.5, milestones=(0.5, 0.8)),
+        "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0, 0.05), weight_decays=(5e-4,), momentums=(0.9,),
+                     epochs=3, batches_per_epoch=0.25),
+        "retrain": dict(epochs=15, milestones=(0.5, 0.75)),
+    },
+    "paper": {},
+}
+
+
+def setting_names() -> list:
+    """Every valid flat setting name: ``seed``, ``device``, ..., ``search_epochs``, ``tune_lrs``, ..."""
+    names = [f.name for f in dataclasses.fields(RunConfig) if f.name not in _STAGE_CLASSES]
+    for stage, klass in _STAGE_CLASSES.items():
+        names += [f"{stage}_{f.name}" for f in dataclasses.fields(klass)]
+    return names
+
+
+def make_config(preset: str = "smoke", task_defaults: Any = None, **overrides: Any) -> RunConfig:
+    """Build a RunConfig: preset, then a task's ``TaskDefaults``, then flat user overrides.
+
+    Args:
+        preset: "smoke", "standard" or "paper".
+        task_defaults: a ``dashkit.tasks.TaskDefaults`` or None; its ``search`` / ``tune`` / ``retrain`` dicts
+            (stage field names) apply on top of the preset, and its backbone and search space fill ``backbone``,
+            ``backbone_kwargs``, ``kernel_sizes`` and ``dilations``.
+        **overrides: flat settings (see :func:`setting_names`).
+    """
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ValueError(f"preset = {preset!r}: expected one of {', '.join(PRESETS)}")
+    layers = [PRESETS[preset]]
+    if task_defaults is not None:
+        layers.append({stage: dict(getattr(task_defaults, stage, None) or {}) for stage in STAGES})
+    data = RunConfig().to_dict()
+    for layer in layers:
+        for stage, values in layer.items():
+            for name, value in values.items():
+                key = f"{stage}_{name}"
+                _split_key(key)  # a task default with a misspelled name is an error, too
+                data[stage][name] = value
+    if task_defaults is not None:  # the network, so that config.json alone describes the run
+        data["backbone"] = task_defaults.backbone
+        data["backbone_kwargs"] = dict(task_defaults.backbone_kwargs)
+        data["kernel_sizes"] = list(task_defaults.kernel_sizes)
+        data["dilations"] = list(task_defaults.dilations)
+    cfg = RunConfig.from_dict(_jsonable(data))
+    return cfg.override(**overrides) if overrides else cfg
+
+
+def parse_setting(text: str) -> Tuple[str, Any]:
+    """Parse ``"key=value"`` from the command line into a typed (key, value).
+
+    Values are read by the setting's type: ints and floats as numbers, bools from true/false/1/0/yes/no,
+    tuples as comma-separated lists (``0.1,0.01``) or JSON lists, dicts as JSON (``{"width": 4}``), and
+    ``none``/``null`` for an optional setting.
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueError(f"setting {text!r}: expected KEY=VALUE, e.g. search_epochs=3")
+    key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    stage, name = _split_key(key)
+    tp = _field_types(_STAGE_CLASSES[stage] if stage else RunConfig)[name]
+    return key, _coerce(key, _parse_text(key, raw, tp), tp)
+
+
+def resolve_device(device: Any = "auto", check_available: bool = True) -> torch.device:
+    """The torch.device for a config value: "auto" picks cuda, then mps, then cpu."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device = {device!r}: expected a str such as 'auto', 'cpu', 'cuda', 'cuda:0', 'mps'")
+    kind = device.split(":")[0]
+    if kind not in ("auto", "cpu", "cuda", "mps") or (":" in device and kind != "cuda"):
+        raise ValueError(f"device = {device!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if check_available and kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device = {device!r}: CUDA is not available on this machine; use 'auto' or 'cpu'")
+    if check_available and kind == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                                  and torch.backends.mps.is_available()):
+        raise ValueError(f"device = {device!r}: MPS is not available on this machine; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def _split_key(key: str) -> Tuple[Optional[str], str]:
+    """Split a flat setting into (stage or None, field); an unknown key lists the valid ones."""
+    valid = setting_names()
+    if not isinstance(key, str) or key not in valid:
+        close = difflib.get_close_matches(str(key), valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown setting {key!r}{hint}; valid settings: {', '.join(valid)}")
+    for stage in _STAGE_CLASSES:
+        if key.startswith(stage + "_"):
+            return stage, key[len(stage) + 1:]
+    return None, key
+
+
+def _field_types(klass: type) -> Dict[str, Any]:
+    return typing.get_type_hints(klass)
+
+
+def _build(klass: type, values: Mapping[str, Any], prefix: str, skip: Tuple[str, ...] = ()) -> Any:
+    hints = _field_types(klass)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            _split_key(prefix + str(key))  # raises with the list of valid names
+        kwargs[key] = value if key in skip else _coerce(prefix + key, value, hints[key])
+    return klass(**kwargs)
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotation `tp`; convert lists to tuples and ints to floats."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(name, value, inner)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"{name} = {value!r}: expected True or False")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"{name} = {value!r}: expected an int")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"{name} = {value!r}: expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"{name} = {value!r}: expected a str")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} = {value!r}: expected a tuple (or list) of {args[0].__name__}")
+        return tuple(_coerce(name, v, args[0]) for v in value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise TypeError(f"{name} = {value!r}: expected a dict with str keys")
+        return dict(value)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, tp):
+        return value
+    raise TypeError(f"{name} = {value!r}: unsupported value for a setting of type {tp}")
+
+
+def _parse_text(key: str, raw: str, tp: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        if raw.lower() in ("none", "null", ""):
+            return None
+        return _parse_text(key, raw, [a for a in args if a is not type(None)][0])
+    try:
+        if tp is bool:
+            low = raw.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if tp is int:
+            return int(raw)
+        if tp is float:
+            return float(raw)
+        if tp is str:
+            return raw
+        if origin is tuple:
+            items = json.loads(raw) if raw.startswith("[") else [s for s in raw.split(",") if s.strip()]
+            return tuple(_parse_text(key, str(s).strip(), args[0]) if isinstance(s, str) else s for s in items)
+        if origin is dict or tp is dict:
+            return json.loads(raw)
+    except (ValueError, json.JSONDecodeError):
+        pass
+    raise ValueError(f"setting {key}={raw!r}: cannot read the value as {_type_name(tp)}")
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        return f"a comma-separated list of {args[0].__name__}"
+    if origin is dict or tp is dict:
+        return 'a JSON object such as {"width": 4}'
+    return getattr(tp, "__name__", str(tp))
+
+
+def _jsonable(data: Any) -> Any:
+    return json.loads(json.dumps(data))
+
+
+def _stage_name(obj: Any) -> str:
+    return type(obj).__name__.replace("Config", "").lower()
+
+
+def _positive_int(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected an int >= 1")
+
+
+def _fraction(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if not 0 < value <= 1:
+        raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected a fraction in (0, 1]")
+
+
+def _non_negative(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value < 0:
+            raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected a number >= 0")
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected a number > 0")
+
+
+def _milestones(obj: Any) -> None:
+    ms = obj.milestones
+    if any(not 0 < m <= 1 for m in ms) or list(ms) != sorted(ms):
+        raise ValueError(f"{_stage_name(obj)}_milestones = {ms!r}: expected increasing fractions of the "
+                         f"epochs in (0, 1], e.g. (0.3, 0.6, 0.8)")
+
+
+def _choice(obj: Any, name: str, choices: Tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected one of {', '.join(choices)}")

@@ -1,0 +1,419 @@
+"""Tests of dashkit.DashConv: every backend computes the same convolution, gradients, relaxations, discretisation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from dashkit import DashConv, SearchSpace, ops
+from dashkit.layers import CausalConv1d
+
+SPACE_1D = SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), dims=1)  # DASH's default 1D space
+SPACE_2D = SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=2)  # DASH's default 2D space
+F64 = dict(rtol=0, atol=1e-10)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny FFTs and convolutions are dominated by thread hand-offs on a busy machine: one thread is faster
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
+def _clean_backend_cache():
+    ops.clear_backend_cache()
+    yield
+    ops.clear_backend_cache()
+
+
+def make(cin, cout, space, backend="fft", **kw) -> DashConv:
+    """A float64 DashConv with O(1) weights, a non-uniform alpha and a bias, so that every candidate matters."""
+    kw.setdefault("relaxation", "softmax")
+    m = DashConv(cin, cout, space, backend=backend, **kw).double()
+    with torch.no_grad():
+        for w in m.weights:
+            w.normal_()
+        m.alpha.normal_()
+        if m.bias is not None:
+            m.bias.normal_()
+    return m
+
+
+def clone_as(m: DashConv, backend: str) -> DashConv:
+    new = DashConv(m.in_channels, m.out_channels, m.space, stride=m.stride, groups=m.groups,
+                   bias=m.bias is not None, causal=m.causal, backend=backend, relaxation=m.relaxation,
+                   tau=m.tau).double()
+    new.load_state_dict(m.state_dict())
+    return new
+
+
+def spatial(dims, n):
+    return (n,) if dims == 1 else n
+
+
+def reference(m: DashConv, x: torch.Tensor) -> torch.Tensor:
+    """sum_i c_i conv(x, w_i, dilation=d_i) + bias with PyTorch's own convolutions, written independently."""
+    c = F.softmax(m.alpha / m.tau, dim=0)
+    out = 0
+    for ci, w, (k, d) in zip(c, m.weights, m.space.candidates):
+        if m.causal:
+            n = x.shape[-1]
+            y = F.conv1d(x, w, None, 1, d * (k - 1), d, m.groups)[..., :n][..., ::m.stride]
+        else:
+            conv = F.conv1d if m.space.dims == 1 else F.conv2d
+            y = conv(x, w, None, m.stride, d * (k - 1) // 2, d, m.groups)
+        out = out + ci * y
+    if m.bias is not None:
+        out = out + m.bias.view((1, -1) + (1,) * m.space.dims)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- backends agree
+
+CASES = [
+    # dims, c_in, c_out, groups, stride, causal, n
+    (1, 3, 4, 1, 1, False, 40),
+    (1, 3, 4, 1, 2, False, 41),
+    (1, 4, 4, 4, 1, False, 33),   # depthwise
+    (1, 4, 4, 4, 2, False, 300),  # depthwise, longer than the largest field (271): nothing cropped
+    (1, 4, 6, 2, 2, False, 50),   # grouped
+    (1, 3, 6, 3, 1, False, 30),   # groups == in_channels with a channel multiplier of 2: grouped, not depthwise
+    (1, 3, 4, 1, 1, True, 40),
+    (1, 4, 4, 4, 2, True, 37),
+    (1, 4, 6, 2, 1, True, 21),
+    (2, 2, 3, 1, 1, False, (9, 9)),
+    (2, 2, 3, 1, 2, False, (10, 10)),
+    (2, 3, 3, 3, 1, False, (8, 8)),   # depthwise
+    (2, 3, 3, 3, 2, False, (7, 7)),
+    (2, 4, 2, 2, 2, False, (11, 11)),  # grouped
+    (2, 1, 1, 1, 1, False, (61, 61)),  # reaches every offset (|o| <= 60): nothing cropped
+]
+IDS = [f"{dims}d-{ci}to{co}-g{g}-s{s}{'-causal' if c else ''}-n{n}" for dims, ci, co, g, s, c, n in CASES]
+
+
+@pytest.mark.parametrize("dims,cin,cout,groups,stride,causal,n", CASES, ids=IDS)
+def test_backends_compute_the_same_convolution(dims, cin, cout, groups, stride, causal, n):
+    space = SPACE_1D if dims == 1 else SPACE_2D
+    m = make(cin, cout, space, "fft", stride=stride, groups=groups, causal=causal)
+    x = torch.randn((2, cin) + spatial(dims, n), dtype=torch.float64)
+    ref = reference(m, x)
+    assert ref.shape == (2, cout) + tuple(-(-a // stride) for a in x.shape[2:])
+    outs = {}
+    for backend in ("fft", "direct", "mixed_results"):
+        mb = clone_as(m, backend)
+        outs[backend] = mb(x)
+        assert mb.last_backend == backend
+        torch.testing.assert_close(outs[backend], ref, **F64, msg=lambda s: f"{backend}: {s}")
+
+    auto = clone_as(m, "auto")
+    y = auto(x)
+    torch.testing.assert_close(y, ref, **F64)
+    cache = ops.backend_cache()
+    assert len(cache) == 1
+    (choice, _), = cache.values()
+    assert choice in ("fft", "direct") and auto.last_backend == choice
+    auto(x)
+    assert len(ops.backend_cache()) == 1  # the same shape does not measure again
+
+
+@pytest.mark.parametrize("dims,cin,cout,groups,stride,causal,n", [CASES[4], CASES[7], CASES[10], CASES[13]],
+                         ids=[IDS[4], IDS[7], IDS[10], IDS[13]])
+def test_backends_compute_the_same_gradients(dims, cin, cout, groups, stride, causal, n):
+    space = SPACE_1D if dims == 1 else SPACE_2D
+    m = make(cin, cout, space, "fft", stride=stride, groups=groups, causal=causal)
+    x0 = torch.randn((2, cin) + spatial(dims, n), dtype=torch.float64)
+    grads = {}
+    for backend in ("fft", "direct", "mixed_results"):
+        mb = clone_as(m, backend)
+        x = x0.clone().requires_grad_()
+        y = mb(x)
+        g = torch.sin(torch.arange(y.numel(), dtype=torch.float64)).view_as(y)  # a fixed, non-uniform cotangent
+        (y * g).sum().backward()
+        grads[backend] = {"x": x.grad, **{name: p.grad for name, p in mb.named_parameters()}}
+        assert all(t is not None for t in grads[backend].values())
+    assert len(grads["fft"]) == 1 + len(space) + 2  # x, one weight per candidate, alpha, bias
+    for backend in ("direct", "mixed_results"):
+        for name, g in grads["fft"].items():
+            torch.testing.assert_close(g, grads[backend][name], **F64, msg=lambda s: f"{backend} {name}: {s}")
+    assert grads["fft"]["alpha"].abs().max() > 1e-3  # alpha gets a real gradient
+
+
+def test_one_layer_serves_several_input_sizes():
+    for backend in ("fft", "direct", "auto"):
+        m = make(2, 3, SPACE_1D, backend, stride=2)
+        for n in (20, 300, 7, 20):
+            x = torch.randn(2, 2, n, dtype=torch.float64)
+            torch.testing.assert_close(m(x), reference(m, x), **F64)
+    assert len(ops.backend_cache()) == 3  # auto measured each new shape once
+
+
+def test_auto_backend_on_a_frozen_layer_with_grad_enabled():
+    """A frozen layer (e.g. a searched net used as a feature extractor) still runs outside torch.no_grad()."""
+    m = make(4, 4, SPACE_2D, "auto", groups=4).float()
+    m.requires_grad_(False)
+    x = torch.randn(2, 4, 8, 8)  # a shape whose cost estimates are close, so the choice is measured
+    assert torch.is_grad_enabled()
+    y = m(x)
+    assert m.last_backend in ("fft", "direct")
+    torch.testing.assert_close(y, reference(m.double(), x.double()).float(), rtol=1e-4, atol=1e-4)
+
+
+def test_dropped_taps_get_zero_gradient_on_small_maps():
+    m = make(1, 1, SPACE_2D, "fft")
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    m(x).square().sum().backward()
+    g = m.weights[SPACE_2D.index(9, 15)].grad  # offsets -60, -45, ..., 60: only 0 reaches an 8x8 map
+    assert g[..., 4, 4].abs() > 0
+    g = g.clone()
+    g[..., 4, 4] = 0
+    assert g.abs().max() == 0
+
+
+def test_aggregated_kernel_equals_ops_aggregate_kernel():
+    for space, n, causal in ((SPACE_2D, (8, 8), False), (SPACE_2D, (70, 70), False), (SPACE_1D, (30,), False),
+                             (SPACE_1D, (30,), True), (SPACE_1D, (400,), True)):
+        m = make(2, 3, space, causal=causal)
+        c = torch.distributions.Dirichlet(torch.ones(len(space), dtype=torch.float64)).sample()
+        ref = ops.aggregate_kernel(list(m.weights), c, [d for _, d in space.candidates], crop_to=n, causal=causal)
+        W = m.aggregated_kernel(c, n)
+        # DashConv sizes the kernel to the furthest offset it keeps, ops to 2n - 1: zero-pad to compare
+        assert W.shape[:2] == ref.shape[:2] and all(a <= b for a, b in zip(W.shape[2:], ref.shape[2:]))
+        W = ops.center_pad(W, tuple(ref.shape[2:]), causal=causal)
+        torch.testing.assert_close(W, ref, **F64)
+
+
+# ------------------------------------------------------------------------------- inputs that are not square
+
+@pytest.mark.parametrize("backend", ["fft", "direct"])
+@pytest.mark.parametrize("n", [(4, 20), (20, 4), (5, 7)], ids=["4x20", "20x4", "5x7"])
+def test_non_square_input_crops_each_axis_on_its_own(backend, n):
+    """A 4 x 20 feature map keeps offsets |o| <= 3 along H and |o| <= 19 along W: two different tap sets."""
+    m = make(2, 2, SPACE_2D, backend)
+    x = torch.randn((1, 2) + n, dtype=torch.float64)
+    torch.testing.assert_close(m(x), reference(m, x), **F64)
+
+
+def test_non_square_input_without_cropping():
+    m = make(2, 2, SPACE_2D, "fft")
+    x = torch.randn(1, 2, 62, 70, dtype=torch.float64)  # both axes reach every offset (|o| <= 60)
+    torch.testing.assert_close(m(x), reference(m, x), **F64)
+
+
+# ------------------------------------------------------------------------------------------------- gradcheck
+
+def _gradcheck(m: DashConv, x: torch.Tensor, fast: bool) -> bool:
+    names = [n for n, _ in m.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for _, p in m.named_parameters()]
+
+    def f(x, *ps):
+        return functional_call(m, dict(zip(names, ps)), (x,))
+
+    return torch.autograd.gradcheck(f, (x.requires_grad_(), *params), fast_mode=fast)
+
+
+SMALL_1D = SearchSpace((3, 5), (1, 3), dims=1)  # offsets up to 6
+SMALL_2D = SearchSpace((3, 5), (1, 2), dims=2)  # offsets up to 4
+GRAD_CASES = [
+    # space, c_in, c_out, groups, stride, causal, n  (n small enough that some offsets are cropped)
+    (SMALL_1D, 1, 2, 1, 1, False, 6),
+    (SMALL_1D, 2, 2, 2, 2, False, 7),
+    (SMALL_1D, 2, 4, 2, 1, False, 5),
+    (SMALL_1D, 2, 1, 1, 2, True, 6),
+    (SMALL_2D, 1, 1, 1, 1, False, (4, 4)),
+    (SMALL_2D, 2, 2, 2, 2, False, (4, 4)),
+    (SMALL_2D, 2, 4, 2, 1, False, (5, 5)),
+]
+GRAD_IDS = [f"{sp.dims}d-{ci}to{co}-g{g}-s{s}{'-causal' if c else ''}" for sp, ci, co, g, s, c, _ in GRAD_CASES]
+
+
+@pytest.mark.parametrize("backend", ["fft", "direct"])
+@pytest.mark.parametrize("space,cin,cout,groups,stride,causal,n", GRAD_CASES, ids=GRAD_IDS)
+def test_gradcheck_input_weights_alpha(backend, space, cin, cout, groups, stride, causal, n):
+    m = make(cin, cout, space, backend, stride=stride, groups=groups, causal=causal)
+    x = torch.randn((1, cin) + spatial(space.dims, n), dtype=torch.float64)
+    assert _gradcheck(m, x, fast=False)
+
+
+@pytest.mark.parametrize("backend", ["fft", "direct"])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_gradcheck_default_spaces_fast_mode(backend, dims):
+    space = SPACE_1D if dims == 1 else SPACE_2D
+    m = make(2, 2, space, backend)
+    x = torch.randn((1, 2) + spatial(dims, 9 if dims == 1 else (5, 5)), dtype=torch.float64)
+    assert _gradcheck(m, x, fast=True)
+
+
+# ------------------------------------------------------------------------------------------------- relaxations
+
+def test_softmax_coefficients_sum_to_one_and_follow_tau():
+    m = make(2, 2, SPACE_2D, relaxation="softmax", tau=0.5)
+    c = m.coefficients()
+    assert c.shape == (16,) and (c > 0).all()
+    assert abs(c.sum().item() - 1) < 1e-12
+    torch.testing.assert_close(c, torch.softmax(m.alpha * 2, 0), **F64)
+    torch.testing.assert_close(m.coefficients(), c, rtol=0, atol=0)  # deterministic in training too
+
+
+def test_gumbel_coefficients_resample_in_training_only():
+    m = make(2, 2, SPACE_1D, relaxation="gumbel")
+    m.train()
+    c1, c2 = m.coefficients(), m.coefficients()
+    for c in (c1, c2):
+        assert c.shape == (20,) and (c >= 0).all() and abs(c.sum().item() - 1) < 1e-12
+    assert (c1 - c2).abs().max() > 1e-3
+    x = torch.randn(1, 2, 30, dtype=torch.float64)
+    assert (m(x) - m(x)).abs().max() > 1e-6  # a fresh sample every training forward
+    m.eval()
+    e1, e2 = m.coefficients(), m.coefficients()
+    torch.testing.assert_close(e1, e2, rtol=0, atol=0)
+    torch.testing.assert_close(e1, torch.softmax(m.alpha, 0), **F64)
+    torch.testing.assert_close(m(x), m(x), rtol=0, atol=0)
+
+
+def test_gumbel_coefficients_centre_on_softmax():
+    m = DashConv(1, 1, SearchSpace((3, 5), (1,), dims=1), relaxation="gumbel", backend="direct")
+    with torch.no_grad():
+        m.alpha.copy_(torch.tensor([0.0, math.log(3.0)]))  # softmax = (1/4, 3/4)
+    m.train()
+    torch.manual_seed(1)
+    # with tau = 1, the Gumbel-max sample picks candidate 1 with probability 3/4: argmax frequency over draws
+    wins = sum(int(m.coefficients().argmax()) for _ in range(4000))
+    assert abs(wins / 4000 - 0.75) < 0.03
+
+
+# ------------------------------------------------------------------------------------------------- arch gradient
+
+def test_postprocess_alpha_grad_by_hand():
+    m = make(2, 2, SPACE_1D, grad_scale=50.0, rf_penalty=1e-3)
+    g = torch.randn(20, dtype=torch.float64)
+    m.alpha.grad = g.clone()
+    m.postprocess_alpha_grad()
+    rf = torch.tensor([d * (k - 1) + 1 for k in (3, 7, 11, 15, 19) for d in (1, 3, 7, 15)], dtype=torch.float64)
+    assert rf.max() == 271
+    expected = g / (50.0 * (g.norm() + 1e-8)) + 1e-3 * rf
+    torch.testing.assert_close(m.alpha.grad, expected, rtol=0, atol=1e-14)
+
+
+def test_postprocess_alpha_grad_switches():
+    g = torch.randn(16, dtype=torch.float64)
+    m = make(1, 1, SPACE_2D, grad_scale=0.0, rf_penalty=0.0)
+    m.alpha.grad = g.clone()
+    m.postprocess_alpha_grad()
+    torch.testing.assert_close(m.alpha.grad, g, rtol=0, atol=0)
+    m = make(1, 1, SPACE_2D, grad_scale=100.0, rf_penalty=0.0)
+    m.alpha.grad = g.clone()
+    m.postprocess_alpha_grad()
+    assert abs(m.alpha.grad.norm().item() - 0.01) < 1e-9  # normalised to 1 / grad_scale
+    m = make(1, 1, SPACE_2D)  # DASH's defaults
+    assert m.grad_scale == 100.0 and m.rf_penalty == 1e-5
+    m.alpha.grad = None
+    m.postprocess_alpha_grad()  # nothing to do, no error
+    assert m.alpha.grad is None
+
+
+# ------------------------------------------------------------------------------------------------- init and to_conv
+
+def test_parameters_and_initialisation():
+    m = DashConv(8, 8, SPACE_2D, groups=8)
+    assert len(m.weights) == 16
+    for w, (k, _) in zip(m.weights, SPACE_2D.candidates):
+        assert w.shape == (8, 1, k, k)
+    allw = torch.cat([w.flatten() for w in m.weights])
+    assert abs(allw.std().item() - 0.01) < 0.001  # N(0, 0.01^2), thousands of samples
+    assert m.alpha.shape == (16,) and m.alpha.abs().max() < 0.01 and m.alpha.abs().max() > 0
+    assert torch.equal(m.bias, torch.zeros(8))
+    assert m.depthwise and not DashConv(8, 8, SPACE_2D).depthwise
+    assert DashConv(4, 4, SPACE_2D, bias=False).bias is None
+
+
+@pytest.mark.parametrize("dims,causal", [(1, False), (1, True), (2, False)], ids=["1d", "1d-causal", "2d"])
+def test_to_conv_copies_the_chosen_candidate(dims, causal):
+    space = SPACE_1D if dims == 1 else SPACE_2D
+    gen = torch.Generator().manual_seed(3)
+    picks = torch.randperm(len(space), generator=gen)[:6].tolist()
+    n = 40 if dims == 1 else (12, 12)
+    x = torch.randn((2, 3) + spatial(dims, n), dtype=torch.float64)
+    for stride in (1, 2):
+        for i in picks:
+            m = make(3, 4, space, "fft", stride=stride, causal=causal).eval()
+            with torch.no_grad():
+                m.alpha.zero_()
+                m.alpha[i] = 1e4
+            k, d = space.pair(i)
+            assert m.chosen() == (k, d)
+            conv = m.to_conv()
+            assert type(conv) is (CausalConv1d if causal else (nn.Conv1d if dims == 1 else nn.Conv2d))
+            assert conv.kernel_size == (k,) * dims and conv.dilation == (d,) * dims
+            assert conv.stride == (stride,) * dims and conv.groups == 1
+            assert conv.weight.dtype == torch.float64
+            assert torch.equal(conv.weight, m.weights[i]) and torch.equal(conv.bias, m.bias)
+            torch.testing.assert_close(conv(x), m(x), **F64)
+
+
+def test_to_conv_with_other_groups_keeps_a_fresh_init():
+    m = make(4, 4, SPACE_2D, groups=4, retrain_groups=1)
+    conv = m.to_conv()
+    assert conv.groups == 1 and conv.weight.shape[1] == 4
+    k, d = m.chosen()
+    assert conv.kernel_size == (k, k) and conv.padding == (d * (k - 1) // 2,) * 2
+    keep = m.to_conv(groups=4)
+    assert keep.groups == 4 and torch.equal(keep.weight, m.weights[SPACE_2D.index(k, d)])
+
+
+def test_bfloat16_input_on_the_fft_path():
+    m = DashConv(3, 3, SPACE_2D, backend="fft", relaxation="softmax")
+    with torch.no_grad():
+        for w in m.weights:
+            w.normal_(std=0.1)
+    x = torch.randn(2, 3, 10, 10)
+    y = m(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    ref = m(x.bfloat16().float())
+    assert (y.float() - ref).abs().max() < 2e-2 * ref.abs().max()
+
+
+# ------------------------------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(space=(3, 5)), TypeError, r"space must be a dashkit.SearchSpace, got tuple"),
+    (dict(in_channels=0), ValueError, r"in_channels must be a positive int, got 0"),
+    (dict(out_channels=2.0), ValueError, r"out_channels must be a positive int, got 2\.0"),
+    (dict(stride=0), ValueError, r"stride must be a positive int, got 0"),
+    (dict(stride=True), ValueError, r"stride must be a positive int, got True"),
+    (dict(groups=0), ValueError, r"groups must be a positive int, got 0"),
+    (dict(groups=3), ValueError, r"groups=3 must divide in_channels \(4\) and out_channels \(6\)"),
+    (dict(backend="cuda"), ValueError, r"backend must be one of \('auto', 'fft', 'direct', 'mixed_results'\), "
+                                       r"got 'cuda'"),
+    (dict(relaxation="hard"), ValueError, r"relaxation must be one of \('gumbel', 'softmax'\), got 'hard'"),
+    (dict(tau=0), ValueError, r"tau must be a positive number, got 0"),
+    (dict(tau=-1.0), ValueError, r"tau must be a positive number, got -1\.0"),
+    (dict(tau=float("nan")), ValueError, r"tau must be a positive number, got nan"),
+    (dict(grad_scale=-1.0), ValueError, r"grad_scale must be a finite number >= 0, got -1\.0"),
+    (dict(rf_penalty=float("inf")), ValueError, r"rf_penalty must be a finite number >= 0, got inf"),
+    (dict(init_std=-0.1), ValueError, r"init_std must be a finite number >= 0, got -0\.1"),
+    (dict(causal=True), ValueError, r"causal=True needs a 1D search space, got dims=2"),
+    (dict(retrain_groups=4), ValueError, r"retrain_groups=4 must divide in_channels and out_channels"),
+])
+def test_bad_arguments_raise_clear_errors(kwargs, exc, match):
+    args = dict(in_channels=4, out_channels=6, space=SPACE_2D)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        DashConv(**args)
+
+
+def test_bad_input_raises_clear_errors():
+    m2 = DashConv(4, 6, SPACE_2D)
+    with pytest.raises(ValueError, match=r"DashConv expects input \(B, C, H, W\) with C = 4, got shape \(2, 4, 9\)"):
+        m2(torch.randn(2, 4, 9))
+    with pytest.raises(ValueError, match=r"DashConv expects input \(B, C, H, W\) with C = 4, got shape \(2, 3, 9, 9\)"):
+        m2(torch.randn(2, 3, 9, 9))
+    m1 = DashConv(4, 6, SPACE_1D)
+    with pytest.raises(ValueError, match=r"DashConv expects input \(B, C, L\) with C = 4, got shape \(2, 4, 9, 9\)"):
+        m1(torch.randn(2, 4, 9, 9))

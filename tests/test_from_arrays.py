@@ -1,0 +1,287 @@
+"""from_arrays: bring-your-own data checks, splits and defaults, for 1D and 2D inputs and every kind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dashkit import backbones
+from dashkit.tasks import KINDS, from_arrays
+from dashkit.tasks.byod import default_search_space
+
+
+def stack(ds, key):
+    return torch.stack([ds[i][key] for i in range(len(ds))])
+
+
+def labelled(n=100, c=2, length=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 1, length)).astype(np.float32)
+    x[:, 0, 0] = np.arange(n)  # a sample's id, to follow it through the splits
+    return x, np.arange(n) % c
+
+
+# ------------------------------------------------------------------------------------------- checks
+@pytest.mark.parametrize("bad, match", [
+    ([[1.0, 2.0]], r"x_train: expected a numpy array or a torch tensor, got list"),
+    (np.array([[1 + 2j, 3j]] * 4), r"x_train: dtype complex128 is not numeric"),
+    (np.array([["a", "b"]] * 4), r"x_train: dtype <U1 is not numeric"),
+])
+def test_x_type_and_dtype(bad, match):
+    with pytest.raises(TypeError, match=match):
+        from_arrays(bad, np.array([0, 1, 0, 1]))
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 1, 2, 3, 5)])
+def test_x_rank(shape):
+    with pytest.raises(ValueError, match=r"x_train has shape .*; expected \(N, L\), \(N, C, L\) or \(N, C, H, W\)"):
+        from_arrays(np.zeros(shape), np.array([0, 1, 0, 1]))
+
+
+def test_empty_arrays():
+    with pytest.raises(ValueError, match=r"x_train is empty \(shape \(0, 1, 8\)\)"):
+        from_arrays(np.zeros((0, 1, 8)), np.zeros(0))
+    with pytest.raises(ValueError, match=r"y_train is empty"):
+        from_arrays(np.zeros((4, 1, 8)), np.zeros(0))
+
+
+def test_sample_counts_must_match():
+    with pytest.raises(ValueError, match=r"y_train has 9 samples but its inputs have 10; expected the same N"):
+        from_arrays(np.zeros((10, 1, 8)), np.arange(9) % 2)
+    x, y = labelled(20)
+    with pytest.raises(ValueError, match=r"y_val has 3 samples but its inputs have 4"):
+        from_arrays(x, y, x_val=x[:4], y_val=y[:3])
+
+
+@pytest.mark.parametrize("which", ["x", "y"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_values(which, value):
+    x, y = np.zeros((10, 1, 8)), np.zeros(10)
+    (x if which == "x" else y)[3] = value
+    with pytest.raises(ValueError, match=rf"{which}_train holds \d+ NaN or infinite value\(s\)"):
+        from_arrays(x, y, kind="regression")
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match=r"kind='segmentation' is not one of \('classification', 'multilabel', "):
+        from_arrays(*labelled(), kind="segmentation")
+
+
+@pytest.mark.parametrize("y, match", [
+    (np.array([0, 1, 0.5, 1] * 5), r"y_train holds non-integer labels such as 0\.5; expected class indices 0\.\.C-1"),
+    (np.array([0, 1, -1, 1] * 5), r"y_train holds the negative label -1"),
+    (np.zeros(20, dtype=int), r"y_train has the single class 0; classification needs at least 2 classes"),
+    (np.zeros((20, 2), dtype=int), r"y_train has shape \(20, 2\); kind='classification' expects \(N,\) class indices"),
+])
+def test_classification_labels(y, match):
+    with pytest.raises(ValueError, match=match):
+        from_arrays(np.zeros((20, 1, 8)), y)
+
+
+def test_multilabel_targets():
+    x = np.zeros((20, 1, 8))
+    with pytest.raises(ValueError, match=r"y_train holds values other than 0 and 1, such as 2"):
+        from_arrays(x, np.full((20, 3), 2), kind="multilabel")
+    with pytest.raises(ValueError, match=r"y_train has shape \(20,\); kind='multilabel' expects \(N, labels\) of 0/1"):
+        from_arrays(x, np.zeros(20), kind="multilabel")
+
+
+def test_dense_targets_need_the_inputs_spatial_size():
+    x = np.zeros((20, 2, 6, 7))
+    with pytest.raises(ValueError, match=r"y_train has shape \(20, 6, 6\); kind='dense' expects "
+                                         r".* spatial size \(6, 7\)"):
+        from_arrays(x, np.zeros((20, 6, 6)), kind="dense")
+    with pytest.raises(ValueError, match=r"y_train has shape \(20, 1, 5, 7\)"):
+        from_arrays(x, np.zeros((20, 1, 5, 7)), kind="dense")
+
+
+def test_regression_targets_rank():
+    with pytest.raises(ValueError, match=r"y_train has shape \(20, 2, 2\); kind='regression' expects"):
+        from_arrays(np.zeros((20, 1, 8)), np.zeros((20, 2, 2)), kind="regression")
+
+
+def test_given_splits_must_be_complete_and_consistent():
+    x, y = labelled(30)
+    with pytest.raises(ValueError, match=r"y_val is missing: pass both x_val and y_val, or neither"):
+        from_arrays(x, y, x_val=x[:5])
+    with pytest.raises(ValueError, match=r"x_test is missing"):
+        from_arrays(x, y, y_test=y[:5])
+    with pytest.raises(ValueError, match=r"x_val has samples of shape \(1, 12\) but x_train has \(1, 16\)"):
+        from_arrays(x, y, x_val=x[:5, :, :12], y_val=y[:5])
+    with pytest.raises(ValueError, match=r"y_test has targets of shape \(2,\) but y_train has \(3,\)"):
+        from_arrays(x, np.ones((30, 3)), x_test=x[:4], y_test=np.ones((4, 2)), kind="multilabel")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(metric="accuracy"), ValueError, r"metric='accuracy' is not a known metric; known: .*error_pct"),
+    (dict(test_fraction=0.0), ValueError, r"test_fraction=0\.0 with no x_test/y_test leaves no test split"),
+    (dict(val_fraction=0.0), ValueError, r"val_fraction=0\.0: expected a number in \(0, 1\)"),
+    (dict(val_fraction=1.5), ValueError, r"val_fraction=1\.5: expected a number in \(0, 1\)"),
+    (dict(test_fraction=-0.1), ValueError, r"test_fraction=-0\.1: expected a number in \[0, 1\)"),
+    (dict(val_fraction=0.5, test_fraction=0.5), ValueError, r"leaves no training data"),
+    (dict(val_fraction=0.001), ValueError, r"val_fraction=0\.001 of 100 training samples rounds to 0 samples"),
+    (dict(kernel_sizes=(3, 4)), ValueError, r"kernel_sizes=\(3, 4\): expected a non-empty tuple of odd ints"),
+    (dict(kernel_sizes=()), ValueError, r"kernel_sizes=\(\): expected a non-empty tuple"),
+    (dict(dilations=(1, 0)), ValueError, r"dilations=\(1, 0\): expected a non-empty tuple of ints >= 1"),
+    (dict(backbone="vgg"), ValueError, r"backbone='vgg' is not a known backbone; known: .*resnet1d"),
+    (dict(backbone=3), TypeError, r"backbone=3: expected None or the name of a backbone"),
+    (dict(name=""), ValueError, r"name='': expected a non-empty str"),
+    (dict(seed=1.5), TypeError, r"seed=1\.5: expected an int"),
+])
+def test_option_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        from_arrays(*labelled(), **kwargs)
+
+
+# ------------------------------------------------------------------------------------------- splits
+def test_split_sizes_are_disjoint_and_cover_the_data():
+    x, y = labelled(100)
+    task = from_arrays(x, y, val_fraction=0.1, test_fraction=0.2, seed=3)
+    assert (len(task.train), len(task.val), len(task.test)) == (70, 10, 20)
+    ids = [stack(getattr(task, s), 0)[:, 0, 0].long().tolist() for s in ("train", "val", "test")]
+    assert sorted(sum(ids, [])) == list(range(100))
+    for split_ids, split in zip(ids, ("train", "val", "test")):
+        labels = stack(getattr(task, split), 1)
+        assert labels.tolist() == [i % 2 for i in split_ids]  # x and y stay paired
+
+
+def test_classification_splits_are_stratified():
+    x, _ = labelled(100)
+    y = (np.arange(100) >= 80).astype(int)  # 80 of class 0, 20 of class 1
+    for seed in range(5):
+        task = from_arrays(x, y, val_fraction=0.1, test_fraction=0.1, seed=seed)
+        counts = [np.bincount(stack(getattr(task, s), 1).numpy(), minlength=2).tolist()
+                  for s in ("train", "val", "test")]
+        assert counts == [[64, 16], [8, 2], [8, 2]]
+
+
+def test_splits_follow_the_seed():
+    x, y = labelled(60)
+
+    def val_ids(seed):
+        return stack(from_arrays(x, y, seed=seed).val, 0)[:, 0, 0].tolist()
+
+    assert val_ids(0) == val_ids(0)
+    assert val_ids(0) != val_ids(1)
+
+
+def test_regression_split_is_random_with_the_right_sizes():
+    x, _ = labelled(50)
+    task = from_arrays(x, np.linspace(0, 1, 50), kind="regression", val_fraction=0.2, test_fraction=0.1)
+    assert (len(task.train), len(task.val), len(task.test)) == (35, 10, 5)
+
+
+def test_given_val_and_test_are_used_as_they_are():
+    x, y = labelled(40)
+    task = from_arrays(x[:20], y[:20], x_val=x[20:30], y_val=y[20:30], x_test=x[30:], y_test=y[30:])
+    assert [stack(getattr(task, s), 0)[:, 0, 0].long().tolist() for s in ("train", "val", "test")] == \
+        [list(range(20)), list(range(20, 30)), list(range(30, 40))]
+    task = from_arrays(x[:30], y[:30], x_test=x[30:], y_test=y[30:], val_fraction=0.2)
+    assert (len(task.train), len(task.val), len(task.test)) == (24, 6, 10)
+
+
+def test_number_of_classes_counts_every_split():
+    x, y = labelled(30, c=3)
+    task = from_arrays(x, y, x_test=x[:4], y_test=np.array([0, 1, 5, 2]))
+    assert task.num_outputs == 6
+
+
+# --------------------------------------------------------------------------------- kinds and defaults
+def _check_runs_on_its_backbone(task):
+    kwargs = dict(task.defaults.backbone_kwargs)
+    net = backbones.get(task.defaults.backbone, in_channels=task.in_shape[0], num_classes=task.num_outputs,
+                        **kwargs).eval()
+    x, y = stack(task.train, 0)[:2], stack(task.train, 1)[:2]
+    with torch.no_grad():
+        out = net(x)
+    assert torch.isfinite(task.loss(out, y))
+    return out
+
+
+def test_1d_classification_from_n_by_l():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 1000)), np.arange(40) % 4
+    task = from_arrays(x, y.astype(float))  # (N, L) gets a channel; integer-valued floats are labels
+    assert task.in_shape == (1, 1000) and task.num_outputs == 4 and task.metric_name == "error_pct"
+    xs, ys = task.train[0]
+    assert xs.shape == (1, 1000) and xs.dtype == torch.float32 and ys.dtype == torch.int64
+    assert task.defaults.backbone == "resnet1d" and task.defaults.backbone_kwargs == {}
+    assert (task.defaults.kernel_sizes, task.defaults.dilations) == ((3, 7, 11, 15, 19), (1, 3, 7, 15, 31))
+    assert _check_runs_on_its_backbone(task).shape == (2, 4)
+    y_test = stack(task.test, 1)
+    assert task.metric(F.one_hot(y_test, 4).float(), y_test) == 0.0
+
+
+def test_2d_classification_from_torch_tensors():
+    x = torch.randn(30, 3, 8, 8, dtype=torch.bfloat16)
+    y = torch.arange(30) % 3
+    task = from_arrays(x, y, name="tiny2d")
+    assert task.name == "tiny2d" and task.in_shape == (3, 8, 8) and task.dims == 2
+    assert task.defaults.backbone == "wrn" and task.defaults.backbone_kwargs == {"dims": 2}
+    assert (task.defaults.kernel_sizes, task.defaults.dilations) == ((3, 5, 7, 9), (1, 3, 7))
+    torch.testing.assert_close(stack(task.train, 0).sum() + stack(task.val, 0).sum() + stack(task.test, 0).sum(),
+                               x.float().sum(), rtol=1e-4, atol=1e-3)
+    assert _check_runs_on_its_backbone(task).shape == (2, 3)
+
+
+def test_multilabel_1d():
+    rng = np.random.default_rng(1)
+    y = (rng.uniform(size=(40, 5)) < 0.5).astype(np.int64)
+    task = from_arrays(rng.normal(size=(40, 4, 50)), y, kind="multilabel")
+    assert task.num_outputs == 5 and task.metric_name == "1-auroc" and task.train[0][1].dtype == torch.float32
+    y_test = stack(task.test, 1)
+    assert task.metric(y_test, y_test) == 0.0
+    assert _check_runs_on_its_backbone(task).shape == (2, 5)
+
+
+def test_regression_1d():
+    rng = np.random.default_rng(2)
+    task = from_arrays(rng.normal(size=(30, 2, 20)), rng.normal(size=30), kind="regression", metric="rel_l2")
+    assert task.num_outputs == 1 and task.metric_name == "rel_l2" and task.train[0][1].shape == (1,)
+    y_test = stack(task.test, 1)
+    assert task.metric(y_test, y_test) == 0.0 and task.metric(2 * y_test, y_test) == pytest.approx(1.0)
+
+
+def test_dense_2d():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(20, 2, 9, 11))
+    task = from_arrays(x, x[:, 0] ** 2, kind="dense")
+    assert task.in_shape == (2, 9, 11) and task.num_outputs == 1 and task.metric_name == "rel_l2"
+    assert task.train[0][1].shape == (1, 9, 11)
+    assert task.defaults.backbone == "wrn" and task.defaults.backbone_kwargs == {"dims": 2, "dense": True}
+    assert _check_runs_on_its_backbone(task).shape == (2, 1, 9, 11)
+    y_test = stack(task.test, 1)
+    assert task.metric(y_test, y_test) == 0.0
+
+
+def test_dense_1d_with_channels_and_chosen_space():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20, 1, 64))
+    task = from_arrays(x, np.concatenate([x, -x], axis=1), kind="dense", kernel_sizes=[3, 5], dilations=(1, 2),
+                       backbone="tcn")
+    assert task.num_outputs == 2 and task.defaults.backbone == "tcn"
+    assert task.defaults.backbone_kwargs == {"dense": True}
+    assert (task.defaults.kernel_sizes, task.defaults.dilations) == ((3, 5), (1, 2))
+    assert _check_runs_on_its_backbone(task).shape == (2, 2, 64)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_builds_a_task(kind):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 1, 12))
+    y = {"classification": np.arange(30) % 2, "multilabel": np.eye(2, dtype=int)[np.arange(30) % 2],
+         "regression": rng.normal(size=(30, 3)), "dense": rng.normal(size=(30, 12))}[kind]
+    task = from_arrays(x, y, kind=kind)
+    assert task.kind == kind and (len(task.train), len(task.val), len(task.test)) == (24, 3, 3)
+
+
+def test_default_search_space_fits_the_input():
+    assert default_search_space(1, 1000) == ((3, 7, 11, 15, 19), (1, 3, 7, 15, 31))
+    assert default_search_space(1, 46) == ((3, 7, 11, 15, 19), (1, 3, 7, 15))
+    assert default_search_space(1, 8) == ((3, 7, 11, 15), (1, 3, 7))
+    assert default_search_space(1, 5000) == ((3, 7, 11, 15, 19), (1, 3, 7, 15, 31, 63, 127))
+    assert default_search_space(2, 32) == ((3, 5, 7, 9), (1, 3, 7, 15))
+    assert default_search_space(2, 2) == ((3,), (1,))
+    with pytest.raises(ValueError, match=r"dims=3: expected 1 or 2"):
+        default_search_space(3, 10)

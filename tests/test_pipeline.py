@@ -1,0 +1,382 @@
+"""Tests of dashkit.pipeline (search -> tune -> retrain -> test, the baseline, run) and dashkit.viz.
+
+Every test uses tiny synthetic tasks built here, so that none depends on the speed of a data generator. The
+conv backend is fixed to "fft": "auto" measures timings and could choose differently between two runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch.utils.data import Dataset, TensorDataset
+
+from dashkit import pipeline, viz
+from dashkit.config import make_config
+from dashkit.pipeline import NonFiniteLossError, RunResult
+from dashkit.rundir import RunDir
+from dashkit.supernet import ArchCard
+from dashkit.tasks.base import Task, TaskDefaults
+
+
+# ------------------------------------------------------------------------------------------------ tiny tasks
+def spikes(n: int, seed: int, length: int, gaps: tuple, start: tuple) -> TensorDataset:
+    """Two spikes in noise; the class is which of two gaps separates them (a long-range pattern).
+
+    Shapes: x (n, 1, length), y (n,).
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = 0.3 * torch.randn(n, 1, length, generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    pos = torch.randint(start[0], start[1], (n,), generator=g)
+    rows = torch.arange(n)
+    x[rows, 0, pos] += 3.0
+    x[rows, 0, pos + torch.tensor(gaps)[y]] += 3.0
+    return TensorDataset(x, y)
+
+
+def tiny_task(name: str = "tiny", loss_fn=None, train=None, val=None, test=None) -> Task:
+    make = lambda n, seed: spikes(n, seed, 32, (6, 12), (4, 14))  # noqa: E731
+    return Task(name=name, kind="classification", train=train or make(96, 0), val=val or make(48, 1),
+                test=test or make(48, 2), in_shape=(1, 32), num_outputs=2, metric_name="error_pct",
+                defaults=TaskDefaults(backbone="resnet1d", backbone_kwargs={"width": 2}, kernel_sizes=(3, 5),
+                                      dilations=(1, 2), search={"grad_scale": 10.0}),
+                loss_fn=loss_fn)
+
+
+TINY = dict(search_backend="fft", search_epochs=2, search_batch_size=32, search_batches_per_epoch=1.0,
+            tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,), tune_momentums=(0.9,),
+            tune_epochs=2, tune_batch_size=32, tune_batches_per_epoch=0.5, tune_pruner="none",
+            retrain_epochs=3, retrain_batch_size=32)
+
+
+def tiny_cfg(task, **kw):
+    return make_config("smoke", task.defaults, **{**TINY, **kw})
+
+
+class Guarded(Dataset):
+    """A dataset that counts reads and raises while it is locked."""
+
+    def __init__(self, ds: Dataset):
+        self.ds, self.locked, self.reads = ds, True, 0
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        if self.locked:
+            raise AssertionError("the test split was read before the final test")
+        self.reads += 1
+        return self.ds[i]
+
+
+# ---------------------------------------------------------------------------------------------------- search
+def test_search_writes_card_alphas_history_and_is_skipped_when_done(tmp_path, monkeypatch):
+    task = tiny_task()
+    cfg = tiny_cfg(task)
+    card = pipeline.search(task, cfg, tmp_path / "run")
+    assert isinstance(card, ArchCard) and card.backbone == "resnet1d"
+    assert len(card.layers) == 9  # ResNet1D: 3 blocks x 3 convs
+    assert all(layer.k in (3, 5) and layer.d in (1, 2) for layer in card.layers)
+    rd = RunDir(tmp_path / "run")
+    alphas = rd.read_json("alphas.json")
+    probs = torch.tensor(alphas["epochs"])
+    assert probs.shape == (2, 9, 4)  # (epochs, layers, candidates)
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 9), atol=1e-5)
+    assert alphas["candidates"] == [[3, 1], [3, 2], [5, 1], [5, 2]]
+    # the recorded alphas are those the card was discretised from
+    last = torch.tensor([torch.softmax(torch.tensor(layer.alpha), 0).tolist() for layer in card.layers])
+    assert torch.allclose(probs[-1], last, atol=1e-6)
+    rows = rd.read_history("search")
+    assert [r["epoch"] for r in rows] == [1, 2] and all(math.isfinite(r["train_loss"]) for r in rows)
+    assert rd.is_done("search")
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished search must not train again")
+
+    monkeypatch.setattr("dashkit.supernet.to_supernet", no_training)
+    assert pipeline.search(task, cfg, tmp_path / "run") == card
+
+
+def test_single_level_search_never_reads_validation_and_bilevel_does(tmp_path):
+    val = Guarded(spikes(48, 1, 32, (6, 12), (4, 14)))
+    task = tiny_task(val=val)
+    pipeline.search(task, tiny_cfg(task), tmp_path / "single")  # would raise on a validation read
+    val.locked = False
+    card = pipeline.search(task, tiny_cfg(task, search_scheme="bilevel", search_epochs=1), tmp_path / "bilevel")
+    assert val.reads >= 32  # one validation batch per alpha step
+    assert len(card.layers) == 9
+
+
+# --------------------------------------------------------------------------------------- validation-only model selection
+def test_tune_and_retrain_select_on_validation_and_test_once(tmp_path):
+    test = Guarded(spikes(48, 2, 32, (6, 12), (4, 14)))
+    task = tiny_task(test=test)
+    cfg = tiny_cfg(task)
+    rd = RunDir.create(tmp_path / "run", {"task": "tiny"})
+    card = pipeline.search(task, cfg, rd)
+    best = pipeline.tune(task, cfg, rd, card)
+    pipeline.tune(task, cfg, rd, None)  # baseline tuning reads no test data either
+    report = rd.read_json("tune.json")
+    values = [t["value"] for t in report["trials"]]
+    assert [(t["lr"], t["state"]) for t in report["trials"]] == [(0.1, "complete"), (0.01, "complete")]
+    assert best == report["best"] and report["best_val"] == min(values)
+    assert best["lr"] == report["trials"][values.index(min(values))]["lr"]
+
+    test.locked = False
+    result = pipeline.retrain(task, cfg, rd, card)
+    assert test.reads == len(test)  # the test split is read exactly once, at the end
+    hist = rd.read_history("retrain")
+    vals = [r["val_metric"] for r in hist]
+    assert result["best_epoch"] == vals.index(min(vals)) + 1 and result["val"] == min(vals)
+    assert result["hparams"] == best
+    # the reported test metric is that of the saved weights, over the whole split at once
+    model = pipeline.build_model(task, cfg, card)
+    model.load_state_dict(rd.load_weights("dash.safetensors"))
+    model.eval()
+    x, y = task.test.ds.tensors
+    with torch.no_grad():
+        assert result["test"] == pytest.approx(task.metric(model(x), y), abs=1e-9)
+    assert rd.read_json("metrics.json")["dash"]["test"] == result["test"]
+
+
+def test_lr_blocks_stop_early_when_they_bring_no_improvement(tmp_path, monkeypatch):
+    from optuna.trial import TrialState
+
+    task = tiny_task()
+    cfg = tiny_cfg(task, tune_lrs=(0.1, 0.01, 0.001), tune_momentums=(0.9, 0.99))
+    # validation metric of each (lr, momentum): the 0.01 block starts worse than the best of the 0.1 block
+    table = {(0.1, 0.9): 5.0, (0.1, 0.99): 4.0, (0.01, 0.9): 6.0, (0.01, 0.99): 1.0,
+             (0.001, 0.9): 3.0, (0.001, 0.99): 7.0}
+    calls = []
+
+    def fake_trial(study, params, space, *args):
+        calls.append((params["lr"], params["momentum"]))
+        study.enqueue_trial(params)
+        trial = study.ask()
+        value = table[calls[-1]]
+        study.tell(trial, value)
+        return TrialState.COMPLETE, value
+
+    monkeypatch.setattr(pipeline, "_run_trial", fake_trial)
+    best = pipeline.tune(task, cfg, tmp_path / "run", None)
+    # (0.01, 0.99) is skipped: its block's first config did not beat 4.0; (0.001, 0.9) improves, so its block runs on
+    assert calls == [(0.1, 0.9), (0.1, 0.99), (0.01, 0.9), (0.001, 0.9), (0.001, 0.99)]
+    assert best["lr"] == 0.001 and best["momentum"] == 0.9
+    states = [t["state"] for t in RunDir(tmp_path / "run").read_json("baseline_tune.json")["trials"]]
+    assert states == ["complete", "complete", "complete", "skipped", "complete", "complete"]
+
+
+def test_tune_with_a_journal_resumes_without_repeating_trials(tmp_path, monkeypatch):
+    task = tiny_task()
+    cfg = tiny_cfg(task, tune_storage="tune.journal")
+    rd = RunDir.create(tmp_path / "run", {"task": "tiny"})
+    real = pipeline._run_trial
+    calls = []
+
+    def dies_after_one(*args):
+        calls.append(args[1]["lr"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args)
+
+    monkeypatch.setattr(pipeline, "_run_trial", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.tune(task, cfg, rd, None)
+    assert (rd.path / "tune.journal").is_file() and not rd.is_done("baseline_tune")
+    calls.clear()
+    monkeypatch.setattr(pipeline, "_run_trial", lambda *a: (calls.append(a[1]["lr"]), real(*a))[1])
+    best = pipeline.tune(task, cfg, rd, None)
+    assert calls == [0.01]  # the finished lr=0.1 trial came from the journal
+    # the same choice and values as a tuning that was never interrupted
+    fresh = RunDir.create(tmp_path / "fresh", {"task": "tiny"})
+    assert pipeline.tune(task, tiny_cfg(task), fresh, None) == best
+    values = lambda r: [t["value"] for t in r.read_json("baseline_tune.json")["trials"]]  # noqa: E731
+    assert values(rd) == values(fresh)
+
+
+# ----------------------------------------------------------------------------------------- run, resume, errors
+def test_interrupted_runs_resume_to_the_same_result(tmp_path, monkeypatch):
+    task = tiny_task()
+    ref = pipeline.run(task, out=tmp_path / "ref", figures=False, verbose=False, **TINY)
+
+    # 1) killed mid-search, after the first epoch's checkpoint
+    original_save = RunDir.save_checkpoint
+
+    def kill_after(stage_to_kill, epoch_to_kill):
+        def save(self, stage, epoch, *args, **kwargs):
+            path = original_save(self, stage, epoch, *args, **kwargs)
+            if stage == stage_to_kill and epoch == epoch_to_kill:
+                raise KeyboardInterrupt(f"killed during {stage}")
+            return path
+        return save
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", kill_after("search", 0))
+    with pytest.raises(KeyboardInterrupt, match="search"):
+        pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
+    # 2) resumed, then killed after the search, before tuning
+    monkeypatch.setattr(RunDir, "save_checkpoint", original_save)
+    monkeypatch.setattr(pipeline, "tune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed tune")))
+    with pytest.raises(KeyboardInterrupt, match="tune"):
+        pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
+    monkeypatch.undo()
+    assert RunDir(tmp_path / "b").done_stages() == ["search"]
+    # 3) resumed, then killed in the middle of the retraining
+    monkeypatch.setattr(RunDir, "save_checkpoint", kill_after("retrain", 1))
+    with pytest.raises(KeyboardInterrupt, match="retrain"):
+        pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "b" / "checkpoints" / "retrain.json").read_text())["epoch"] == 1
+    # 4) resumed to the end
+    res = pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
+    assert res.card == ref.card
+    assert [layer.alpha for layer in res.card.layers] == [layer.alpha for layer in ref.card.layers]
+    assert res.metrics == ref.metrics and res.val_metrics == ref.val_metrics and res.hparams == ref.hparams
+    without_time = lambda run: [{k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+                                for r in RunDir(tmp_path / run).read_history("retrain")]
+    assert without_time("b") == without_time("ref")
+
+
+def test_run_returns_the_result_and_its_files(tmp_path, capsys):
+    task = tiny_task()
+    res = pipeline.run(task, out=tmp_path / "run", figures=False, **TINY)
+    assert isinstance(res, RunResult) and res.task == "tiny" and res.metric == "error_pct"
+    assert set(res.metrics) == {"dash", "baseline"} and all(0 <= v <= 100 for v in res.metrics.values())
+    assert set(res.times) == {"search", "tune", "retrain", "baseline_tune", "baseline_retrain"}
+    for key in ("config", "archcard", "metrics", "weights_dash", "weights_baseline"):
+        assert res.paths[key].is_file(), key
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__
+    out = capsys.readouterr().out
+    assert f"outputs in {tmp_path / 'run'}" in out and "baseline: test error_pct" in out
+    assert "dash " in res.summary() and "seconds per stage" in res.summary()
+    again = pipeline.load_result(tmp_path / "run")
+    assert again.metrics == res.metrics and again.card == res.card
+
+
+def test_run_with_another_config_in_the_folder_is_refused(tmp_path):
+    task = tiny_task()
+    RunDir.create(tmp_path / "run", pipeline._run_config_dict(task, tiny_cfg(task), "smoke"))
+    with pytest.raises(ValueError, match=r"another config \(config\.search\.epochs: 2 -> 3\)"):
+        pipeline.run(task, out=tmp_path / "run", verbose=False, **{**TINY, "search_epochs": 3})
+    with pytest.raises(ValueError, match=r"already holds a run; pass resume=True"):
+        pipeline.run(task, out=tmp_path / "run", resume=False, verbose=False, **TINY)
+
+
+def test_non_finite_loss_stops_with_the_checkpoint_kept(tmp_path, monkeypatch):
+    poison = {"on": False}
+
+    def loss_fn(y_hat, y):
+        return F.cross_entropy(y_hat, y) * (float("nan") if poison["on"] else 1.0)
+
+    task = tiny_task(loss_fn=loss_fn)
+    cfg = tiny_cfg(task, tune_enabled=False)
+    rd = RunDir.create(tmp_path / "run", {"task": "tiny"})
+    card = pipeline.search(task, cfg, rd)
+    original_save = RunDir.save_checkpoint
+
+    def poison_after_first_epoch(self, stage, epoch, *args, **kwargs):
+        path = original_save(self, stage, epoch, *args, **kwargs)
+        poison["on"] = stage == "retrain"
+        return path
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", poison_after_first_epoch)
+    with pytest.raises(NonFiniteLossError, match=r"retrain: the training loss became nan at epoch 2, step 1; "
+                                                 r"the stage stopped and its last good checkpoint .*retrain\.json"):
+        pipeline.retrain(task, cfg, rd, card)
+    monkeypatch.undo()
+    assert json.loads((rd.path / "checkpoints" / "retrain.json").read_text())["epoch"] == 0
+    assert not rd.is_done("retrain")
+    poison["on"] = False
+    result = pipeline.retrain(task, cfg, rd, card)  # resumes from the kept checkpoint
+    assert [r["epoch"] for r in rd.read_history("retrain")] == [1, 2, 3] and math.isfinite(result["test"])
+
+
+def test_bad_task_arguments_are_rejected(tmp_path):
+    with pytest.raises(TypeError, match=r"task = 3: expected a registered task name"):
+        pipeline.run(3, out=tmp_path / "x")
+    with pytest.raises(ValueError, match=r"unknown task 'no_such_task'; known tasks: "):
+        pipeline.run("no_such_task", out=tmp_path / "x")
+    task = tiny_task()
+    with pytest.raises(TypeError, match=r"cfg = \{\}: expected a dashkit.config.RunConfig"):
+        pipeline.search(task, {}, tmp_path / "x")
+    with pytest.raises(ValueError, match=r"unknown setting 'search_epoch' \(did you mean 'search_epochs'\?\)"):
+        pipeline.run(task, out=tmp_path / "x", search_epoch=3)
+    assert not (tmp_path / "x").exists()  # nothing is created before the input is checked
+    flat2d = Task(name="img", kind="classification", train=TensorDataset(torch.randn(4, 1, 8, 8), torch.zeros(4).long()),
+                  val=TensorDataset(torch.randn(2, 1, 8, 8), torch.zeros(2).long()),
+                  test=TensorDataset(torch.randn(2, 1, 8, 8), torch.zeros(2).long()), in_shape=(1, 8, 8),
+                  num_outputs=2, metric_name="error_pct")  # TaskDefaults: a 1D backbone
+    with pytest.raises(ValueError, match=r"backbone 'resnet1d' is 1D but task 'img' is 2D"):
+        pipeline.build_backbone(flat2d, make_config("smoke", flat2d.defaults))
+
+
+def test_evaluate_computes_the_metric_once_over_the_whole_split():
+    # macro F1 averaged per batch differs from macro F1 over the split; evaluate must give the latter
+    x = torch.eye(3).repeat(4, 1)[:, :, None]  # (12, 3, 1)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 0, 0, 1, 1, 1])
+    task = Task(name="f1", kind="classification", train=TensorDataset(x, y), val=TensorDataset(x, y),
+                test=TensorDataset(x, y), in_shape=(3, 1), num_outputs=3, metric_name="1-macro_f1")
+    model = torch.nn.Flatten()  # logits = the one-hot input: predicts 0, 1, 2, 0, 1, 2, ...
+    metric, loss = pipeline.evaluate(model, task.test, task, batch_size=3)
+    assert metric == pytest.approx(task.metric(x[:, :, 0], y))
+    per_batch = sum(task.metric(x[i:i + 3, :, 0], y[i:i + 3]) for i in range(0, 12, 3)) / 4
+    assert abs(metric - per_batch) > 0.05
+    assert loss == pytest.approx(F.cross_entropy(x[:, :, 0], y).item())
+
+
+# ---------------------------------------------------------------------------------------------- the learning test
+@pytest.mark.slow
+def test_search_finds_the_long_receptive_field_a_task_needs(tmp_path):
+    """Two spikes 44 or 56 steps apart: the default ResNet1D (receptive field 40) cannot tell the gaps apart."""
+    make = lambda n, seed: spikes(n, seed, 96, (44, 56), (16, 24))  # noqa: E731
+    task = Task(name="longrange", kind="classification", train=make(384, 0), val=make(256, 1), test=make(256, 2),
+                in_shape=(1, 96), num_outputs=2, metric_name="error_pct",
+                defaults=TaskDefaults(backbone="resnet1d", backbone_kwargs={"width": 4}, kernel_sizes=(3, 5, 7),
+                                      dilations=(1, 4, 8)))
+    res = pipeline.run(task, out=tmp_path / "run", seed=3, figures=False, verbose=False, search_backend="fft",
+                       search_epochs=6, search_batches_per_epoch=1.0, search_batch_size=32, search_grad_scale=10.0,
+                       tune_enabled=False, retrain_epochs=8, retrain_batch_size=32, retrain_lr=0.05)
+    default = pipeline.build_backbone(task, res.config)
+    default_field = 1 + sum(m.kernel_size[0] - 1 for n, m in default.named_modules()
+                            if isinstance(m, torch.nn.Conv1d) and m.kernel_size[0] > 1)
+    searched_field = 1 + sum(layer.d * (layer.k - 1) for layer in res.card.layers)
+    assert default_field == 40 and searched_field > 2 * default_field
+    # the search moved alpha's mass toward larger fields in most layers (the rf penalty pushes the other way)
+    alphas = torch.tensor(RunDir(tmp_path / "run").read_json("alphas.json")["epochs"][-1])  # (layers, M)
+    fields = torch.tensor(res.card.space.receptive_fields, dtype=torch.float)
+    assert int(((alphas @ fields) > fields.mean()).sum()) >= 7
+    # chance is 50% error; 256 test examples put chance-level results beyond 40% with near certainty
+    assert res.metrics["dash"] < 10.0
+    assert res.metrics["baseline"] > 35.0  # the default kernels cannot see both spikes
+
+
+# ----------------------------------------------------------------------------------------------------- figures
+def test_viz_figures_of_a_run_and_their_input_checks(tmp_path):
+    task = tiny_task()
+    res = pipeline.run(task, out=tmp_path / "run", verbose=False, **TINY)
+    pngs = sorted(p.name for p in res.paths["figures"].glob("*.png"))
+    assert pngs == ["alpha_evolution.png", "alpha_final.png", "choices.png", "comparison.png",
+                    "learning_curves.png"]
+    assert all(p.stat().st_size > 1000 for p in res.paths["figures"].glob("*.png"))
+    rd = RunDir(tmp_path / "run")
+    fig = viz.alpha_evolution(rd.read_json("alphas.json"))
+    assert isinstance(fig, Figure) and sum(ax.get_visible() for ax in fig.axes if ax.get_title()) == 9
+    fig = viz.alpha_evolution(rd.read_json("alphas.json"), layers=["blocks.0.conv1", "blocks.2.conv3"], cols=2)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["blocks.0.conv1", "blocks.2.conv3"]
+    assert len(viz.alpha_heatmap(res.card).axes[0].patches) == 9  # one frame per chosen candidate
+    bars = viz.choices(res.card, default_kernels={"blocks.0.conv1": 8}).axes
+    assert [b.get_height() for b in bars[0].patches] == [layer.k for layer in res.card.layers]
+    curves = viz.learning_curves({"dash": rd.read_history("retrain")}, "error_pct")
+    assert len(curves.axes[1].lines) == 1 and len(curves.axes[1].lines[0].get_xdata()) == 3
+    comp = viz.comparison(rd.read_json("metrics.json"))
+    assert [b.get_height() for b in comp.axes[0].containers[0]] == [res.metrics["dash"], res.metrics["baseline"]]
+    with pytest.raises(ValueError, match=r"layers = \['nope'\] are not searched layers"):
+        viz.alpha_evolution(rd.read_json("alphas.json"), layers=["nope"])
+    with pytest.raises(ValueError, match=r"alphas must be a dict with keys \['layers', 'candidates', 'epochs'\]"):
+        viz.alpha_evolution({"layers": []})
+    with pytest.raises(ValueError, match=r"histories = \{\}"):
+        viz.learning_curves({})

@@ -1,0 +1,429 @@
+"""Tests of dashkit.supernet: to_supernet on the backbones, discretize, the ArchCard, arch-gradient helpers."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dashkit import ArchCard, DashConv, SearchSpace, discretize, ops, to_supernet
+from dashkit.backbones import resnet1d, tcn, wrn
+from dashkit.layers import CausalConv1d
+from dashkit.supernet import (ARCHCARD_VERSION, arch_parameters, dash_layers, postprocess_arch_grads,
+                              weight_parameters)
+
+SPACE_1D = SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), dims=1)  # DASH's default 1D space
+SPACE_2D = SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=2)  # DASH's default 2D space
+F64 = dict(rtol=0, atol=1e-10)
+
+RESNET1D_CONVS = [f"blocks.{b}.conv{c}" for b in range(3) for c in (1, 2, 3)]
+WRN16_CONVS = ["stem"] + [f"layer{s}.{b}.conv{c}" for s in (1, 2, 3) for b in (0, 1) for c in (1, 2)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny FFTs and convolutions are dominated by thread hand-offs on a busy machine: one thread is faster
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
+def _clean_backend_cache():
+    ops.clear_backend_cache()
+    yield
+    ops.clear_backend_cache()
+
+
+def small_resnet1d():
+    return resnet1d(in_channels=2, num_classes=3, width=4)
+
+
+def small_tcn():
+    return tcn(in_channels=2, num_classes=3, channels=(4, 4))
+
+
+def convs_by_name(model):
+    return {n: m for n, m in model.named_modules() if type(m) in (nn.Conv1d, nn.Conv2d, CausalConv1d)}
+
+
+def make_one_hot_and_random(model, gen: torch.Generator):
+    """Give every DashConv O(1) weights and a one-hot alpha (1e4 at a random index); randomise BatchNorm stats.
+
+    Returns {layer name: chosen index}.
+    """
+    picks = {}
+    with torch.no_grad():
+        for name, m in dash_layers(model):
+            for w, (k, _) in zip(m.weights, m.space.candidates):
+                w.normal_(std=1 / math.sqrt(w.shape[1] * k ** m.space.dims), generator=gen)
+            i = int(torch.randint(len(m.space), (1,), generator=gen))
+            m.alpha.zero_()
+            m.alpha[i] = 1e4
+            if m.bias is not None:
+                m.bias.normal_(generator=gen)
+            picks[name] = i
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.normal_(std=0.1, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(std=0.1, generator=gen)
+    return picks
+
+
+# ----------------------------------------------------------------------------------------------------- to_supernet
+
+def test_resnet1d_has_nine_searched_convs_and_keeps_the_shortcut():
+    model = small_resnet1d()
+    net = to_supernet(model, SPACE_1D, backend="fft")
+    assert net is model  # in place
+    layers = dash_layers(net)
+    assert [n for n, _ in layers] == RESNET1D_CONVS
+    assert net.dash_replaced == tuple(RESNET1D_CONVS) and net.dash_space == SPACE_1D
+    assert isinstance(net.blocks[0].shortcut[0], nn.Conv1d) and not isinstance(net.blocks[0].shortcut[0], DashConv)
+    # equal-channel convs are searched depthwise, the others full
+    full = {n for n, m in layers if m.groups == 1}
+    assert full == {"blocks.0.conv1", "blocks.1.conv1"}
+    for name, m in layers:
+        assert m.space == SPACE_1D and m.backend == "fft" and not m.causal and m.retrain_groups == 1
+        if name not in full:
+            assert m.depthwise and m.groups == m.in_channels == m.out_channels
+    assert net(torch.randn(2, 2, 20)).shape == (2, 3)
+
+
+def test_wrn16_1_has_thirteen_searched_convs():
+    net = to_supernet(wrn(16, 1, in_channels=3, num_classes=4), SPACE_2D)
+    layers = dict(dash_layers(net))
+    assert list(layers) == WRN16_CONVS
+    assert {n for n, m in layers.items() if m.groups == 1} == {"stem", "layer2.0.conv1", "layer3.0.conv1"}
+    assert layers["layer2.0.conv1"].stride == 2 and layers["layer3.0.conv1"].stride == 2
+    assert layers["stem"].bias is None  # only the original conv's bias would be kept, and WRN has none
+    shortcuts = [n for n, m in net.named_modules() if "shortcut" in n and isinstance(m, nn.Conv2d)]
+    assert shortcuts == ["layer2.0.shortcut", "layer3.0.shortcut"]
+    assert net(torch.randn(1, 3, 8, 8)).shape == (1, 4)
+
+
+def test_depthwise_false_keeps_every_layer_full():
+    net = to_supernet(wrn(16, 1, num_classes=4), SPACE_2D, depthwise=False)
+    assert len(dash_layers(net)) == 13
+    assert all(m.groups == 1 and not m.depthwise for _, m in dash_layers(net))
+
+
+def test_tcn_gets_causal_dashconvs():
+    net = to_supernet(small_tcn(), SPACE_1D, backend="direct")
+    layers = dash_layers(net)
+    assert [n for n, _ in layers] == ["blocks.0.conv1", "blocks.0.conv2", "blocks.1.conv1", "blocks.1.conv2"]
+    assert all(m.causal for _, m in layers)
+    assert [m.groups for _, m in layers] == [1, 4, 4, 4]
+    # causality survives the search: changing the future does not change the past
+    net.eval()
+    x = torch.randn(1, 2, 30)
+    y = net.forward_features(x)
+    x2 = x.clone()
+    x2[..., 20:] = torch.randn(1, 2, 10)
+    y2 = net.forward_features(x2)
+    torch.testing.assert_close(y2[..., :20], y[..., :20], rtol=0, atol=1e-6)
+    assert not torch.allclose(y2[..., 20:], y[..., 20:])
+
+    centred = to_supernet(small_tcn(), SPACE_1D, causal_search=False)
+    assert not any(m.causal for _, m in dash_layers(centred))
+
+
+def test_to_supernet_passes_the_options_on():
+    net = to_supernet(small_resnet1d(), SPACE_1D, backend="mixed_results", relaxation="softmax", tau=0.5,
+                      grad_scale=7.0, rf_penalty=0.0, init_std=0.5)
+    for _, m in dash_layers(net):
+        assert (m.backend, m.relaxation, m.tau, m.grad_scale, m.rf_penalty) == ("mixed_results", "softmax", 0.5,
+                                                                                7.0, 0.0)
+    w = torch.cat([w.flatten() for _, m in dash_layers(net) for w in m.weights])
+    assert abs(w.std().item() - 0.5) < 0.05
+
+
+def test_to_supernet_follows_the_model_dtype():
+    net = to_supernet(small_resnet1d().double(), SPACE_1D)
+    assert all(p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_custom_filter():
+    net = to_supernet(small_resnet1d(), SPACE_1D, filter=lambda name, m: name.startswith("blocks.1.conv"))
+    assert [n for n, _ in dash_layers(net)] == ["blocks.1.conv1", "blocks.1.conv2", "blocks.1.conv3"]
+    assert isinstance(net.blocks[0].conv1, nn.Conv1d) and net.blocks[0].conv1.kernel_size == (8,)
+    # a filter may pick convs the default leaves alone, e.g. a shortcut (its 1x1 kernel keeps the size)
+    net = to_supernet(small_resnet1d(), SPACE_1D, filter=lambda name, m: "shortcut" in name)
+    assert [n for n, _ in dash_layers(net)] == ["blocks.0.shortcut.0", "blocks.1.shortcut.0"]
+
+
+def test_arch_and_weight_parameters_partition_the_model():
+    net = to_supernet(small_resnet1d(), SPACE_1D)
+    arch, weights = arch_parameters(net), weight_parameters(net)
+    assert len(arch) == 9 and all(p.shape == (20,) for p in arch)
+    ids_a, ids_w = {id(p) for p in arch}, {id(p) for p in weights}
+    assert not ids_a & ids_w
+    assert ids_a | ids_w == {id(p) for p in net.parameters()}
+    assert len(arch) + len(weights) == len(list(net.parameters()))
+
+
+def test_postprocess_arch_grads_acts_on_every_layer():
+    net = to_supernet(small_resnet1d(), SPACE_1D, grad_scale=10.0, rf_penalty=1e-4)
+    rf = torch.tensor(SPACE_1D.receptive_fields, dtype=torch.float32)
+    gs = [torch.randn(20) for _ in arch_parameters(net)]
+    for p, g in zip(arch_parameters(net), gs):
+        p.grad = g.clone()
+    postprocess_arch_grads(net)
+    for p, g in zip(arch_parameters(net), gs):
+        torch.testing.assert_close(p.grad, g / (10.0 * (g.norm() + 1e-8)) + 1e-4 * rf, rtol=1e-6, atol=1e-7)
+
+
+def test_converting_twice_raises():
+    net = to_supernet(small_resnet1d(), SPACE_1D)
+    with pytest.raises(ValueError, match=r"model already contains DashConv layers: it is a supernet already"):
+        to_supernet(net, SPACE_1D)
+
+
+def test_no_eligible_conv_raises():
+    with pytest.raises(ValueError, match=r"found no convolution to search for a 2D space in Sequential; its convs: "
+                                         r"none"):
+        to_supernet(nn.Sequential(nn.Linear(3, 3)), SPACE_2D)
+    with pytest.raises(ValueError, match=r"found no convolution to search for a 2D space in ResNet1D; its convs: "
+                                         r"\['blocks.0.conv1'"):
+        to_supernet(small_resnet1d(), SPACE_2D)  # a 1D model and a 2D space
+    # convs that do not keep the size are left alone by the default filter ...
+    valid = nn.Sequential(nn.Conv1d(2, 2, 3), nn.Conv1d(2, 2, 3, padding=1, padding_mode="circular"))
+    with pytest.raises(ValueError, match=r"found no convolution to search for a 1D space in Sequential; its convs: "
+                                         r"\['0', '1'\]"):
+        to_supernet(valid, SPACE_1D)
+    # ... and refused when a filter picks them
+    with pytest.raises(ValueError, match=r"conv '0' was selected by the filter but does not use zero 'same' "
+                                         r"padding \(padding=\(0,\)"):
+        to_supernet(valid, SPACE_1D, filter=lambda name, m: True)
+
+
+def test_unequal_strides_raise_before_anything_is_replaced():
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, stride=(1, 2), padding=1))
+    with pytest.raises(ValueError, match=r"conv '1' has unequal strides \(1, 2\); DashConv needs one stride"):
+        to_supernet(model, SPACE_2D)
+    # the error leaves the model as it was, so that it can be fixed and converted again
+    assert not any(isinstance(m, DashConv) for m in model.modules())
+
+
+def test_bad_arguments_to_to_supernet():
+    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module, got list"):
+        to_supernet([nn.Conv1d(1, 1, 3)], SPACE_1D)
+    with pytest.raises(TypeError, match=r"space must be a dashkit.SearchSpace, got dict"):
+        to_supernet(small_resnet1d(), SPACE_1D.to_dict())
+    with pytest.raises(ValueError, match=r"backend must be one of .*got 'gpu'"):
+        to_supernet(small_resnet1d(), SPACE_1D, backend="gpu")
+
+
+# ----------------------------------------------------------------------------------------------------- discretize
+
+@pytest.mark.parametrize("backend", ["fft", "direct"])
+def test_discretized_resnet1d_computes_what_the_supernet_computes(backend):
+    net = to_supernet(small_resnet1d().double(), SPACE_1D, depthwise=False, relaxation="softmax", backend=backend)
+    picks = make_one_hot_and_random(net, torch.Generator().manual_seed(1))
+    net.eval()
+    x = torch.randn(3, 2, 25, dtype=torch.float64)
+    ref = net(x)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    plain, card = discretize(net)
+    assert not any(isinstance(m, DashConv) for m in plain.modules())
+    convs = convs_by_name(plain)
+    for layer in card.layers:
+        k, d = SPACE_1D.pair(picks[layer.name])
+        assert (layer.k, layer.d) == (k, d)
+        conv = convs[layer.name]
+        assert type(conv) is nn.Conv1d and conv.kernel_size == (k,) and conv.dilation == (d,)
+        assert conv.padding == (d * (k - 1) // 2,)
+    plain.eval()
+    out = plain(x)
+    assert ref.abs().max() > 0.1  # a real signal, not a vanishing one
+    torch.testing.assert_close(out, ref, **F64)
+
+    # the supernet is unchanged
+    assert len(dash_layers(net)) == 9
+    after = net.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    torch.testing.assert_close(net(x), ref, rtol=0, atol=0)
+    assert not hasattr(plain, "dash_replaced") and hasattr(net, "dash_replaced")
+
+
+def test_discretized_wrn16_1_computes_what_the_supernet_computes():
+    net = to_supernet(wrn(16, 1, in_channels=3, num_classes=4).double(), SPACE_2D, depthwise=False,
+                      relaxation="softmax", backend="fft")
+    picks = make_one_hot_and_random(net, torch.Generator().manual_seed(2))
+    net.eval()
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    ref = net(x)
+    plain, card = discretize(net)
+    plain.eval()
+    assert [layer.name for layer in card.layers] == WRN16_CONVS
+    assert [(layer.k, layer.d) for layer in card.layers] == [SPACE_2D.pair(picks[n]) for n in WRN16_CONVS]
+    assert not any(isinstance(m, DashConv) for m in plain.modules())
+    assert ref.abs().max() > 0.1
+    torch.testing.assert_close(plain(x), ref, **F64)
+    torch.testing.assert_close(plain.forward_features(x), net.forward_features(x), **F64)
+
+
+def test_discretized_causal_tcn_computes_what_the_supernet_computes():
+    net = to_supernet(small_tcn().double(), SPACE_1D, depthwise=False, relaxation="softmax", backend="fft")
+    make_one_hot_and_random(net, torch.Generator().manual_seed(3))
+    net.eval()
+    x = torch.randn(2, 2, 40, dtype=torch.float64)
+    ref = net.forward_features(x)
+    plain, card = discretize(net)
+    assert all(type(m) is CausalConv1d for n, m in convs_by_name(plain).items() if "shortcut" not in n)
+    assert all(layer.causal for layer in card.layers)
+    assert ref.abs().max() > 0.1
+    torch.testing.assert_close(plain.eval().forward_features(x), ref, **F64)
+
+
+def test_keep_search_groups_keeps_depthwise_weights():
+    net = to_supernet(small_resnet1d().double(), SPACE_1D, relaxation="softmax", backend="fft")  # depthwise search
+    make_one_hot_and_random(net, torch.Generator().manual_seed(4))
+    net.eval()
+    x = torch.randn(2, 2, 30, dtype=torch.float64)
+    ref = net(x)
+    same, card = discretize(net, keep_search_groups=True)
+    assert [layer.groups for layer in card.layers] == [m.groups for _, m in dash_layers(net)]
+    torch.testing.assert_close(same.eval()(x), ref, **F64)
+
+    full, card = discretize(net)  # DASH retrains depthwise-searched layers as full convolutions
+    assert all(layer.groups == 1 for layer in card.layers)
+    assert all(m.groups == 1 for m in convs_by_name(full).values())
+    assert full.eval()(x).shape == ref.shape
+
+
+def test_tcn_searched_centred_is_discretized_causal():
+    net = to_supernet(small_tcn(), SPACE_1D, causal_search=False)
+    plain, card = discretize(net)
+    layers = dict(dash_layers(net))
+    for layer in card.layers:
+        assert layer.causal and not layers[layer.name].causal
+        conv = plain.get_submodule(layer.name)
+        assert type(conv) is CausalConv1d and conv.kernel_size == (layer.k,) and conv.dilation == (layer.d,)
+
+
+def test_discretize_needs_a_supernet():
+    with pytest.raises(ValueError, match=r"discretize\(\) needs a supernet"):
+        discretize(small_resnet1d())
+
+
+# ----------------------------------------------------------------------------------------------------- ArchCard
+
+def searched_wrn_card(seed: int = 5):
+    net = to_supernet(wrn(16, 1, in_channels=3, num_classes=4), SPACE_2D)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, m in dash_layers(net):
+            m.alpha.copy_(torch.randn(len(SPACE_2D), generator=gen))
+    return net, discretize(net)[1]
+
+
+def test_archcard_records_the_argmax_of_alpha():
+    net, card = searched_wrn_card()
+    assert card.space == SPACE_2D and card.backbone == "WideResNet"
+    assert len(card.layers) == 13
+    for (name, m), layer in zip(dash_layers(net), card.layers):
+        assert layer.name == name
+        assert (layer.k, layer.d) == SPACE_2D.pair(int(m.alpha.argmax()))
+        assert layer.alpha == pytest.approx(m.alpha.tolist())
+        assert layer.receptive_field == layer.d * (layer.k - 1) + 1
+        assert (layer.in_channels, layer.out_channels, layer.stride) == (m.in_channels, m.out_channels, m.stride)
+    assert card.summary().count("\n") == 13
+
+
+def test_archcard_save_load_round_trip(tmp_path):
+    _, card = searched_wrn_card()
+    path = card.save(tmp_path / "sub" / "arch.json")
+    assert path.is_file() and [p.name for p in path.parent.iterdir()] == ["arch.json"]  # no temp file left
+    raw = json.loads(path.read_text())
+    assert raw["format"] == "dashkit.archcard" and raw["version"] == ARCHCARD_VERSION
+    assert raw["space"] == SPACE_2D.to_dict() and len(raw["layers"]) == 13
+    back = ArchCard.load(path)
+    assert back == card
+    assert back.to_dict() == card.to_dict()  # alpha, channels, meta too
+
+
+def test_archcard_apply_to_a_fresh_backbone():
+    _, card = searched_wrn_card()
+    fresh = card.apply(wrn(16, 1, in_channels=3, num_classes=4))
+    convs = convs_by_name(fresh)
+    for layer in card.layers:
+        conv = convs[layer.name]
+        assert conv.kernel_size == (layer.k, layer.k) and conv.dilation == (layer.d, layer.d)
+        assert conv.padding == (layer.d * (layer.k - 1) // 2,) * 2
+        assert conv.groups == 1
+    assert [n for n in convs if "shortcut" in n] == ["layer2.0.shortcut", "layer3.0.shortcut"]
+    assert fresh(torch.randn(2, 3, 16, 16)).shape == (2, 4)
+    assert discretize(to_supernet(fresh, SPACE_2D))[1].layers[0].name == "stem"  # the result can be searched again
+
+
+def test_archcard_apply_to_a_wider_wrn():
+    _, card = searched_wrn_card()
+    wide = card.apply(wrn(16, 4, in_channels=3, num_classes=4))
+    convs = convs_by_name(wide)
+    for layer in card.layers:
+        conv = convs[layer.name]
+        assert (conv.kernel_size[0], conv.dilation[0]) == (layer.k, layer.d)
+    assert convs["layer3.1.conv2"].in_channels == 256 and convs["layer1.0.conv1"].out_channels == 64
+    assert wide(torch.randn(1, 3, 8, 8)).shape == (1, 4)
+
+
+def test_archcard_apply_to_a_tcn_keeps_it_causal():
+    net = to_supernet(small_tcn(), SPACE_1D)
+    _, card = discretize(net)
+    fresh = card.apply(small_tcn())
+    for layer in card.layers:
+        conv = fresh.get_submodule(layer.name)
+        assert type(conv) is CausalConv1d and conv.dilation == (layer.d,)
+
+
+def test_archcard_apply_to_another_backbone_raises():
+    _, card = searched_wrn_card()
+    with pytest.raises(ValueError, match=r"this ArchCard \(backbone 'WideResNet'\) does not fit ResNet1D: no conv "
+                                         r"named \['stem', 'layer1.0.conv1'"):
+        card.apply(small_resnet1d())
+    with pytest.raises(ValueError, match=r"layer 'stem' is a 1D conv, the ArchCard is 2D"):
+        card.apply(wrn(16, 1, dims=1))
+    with pytest.raises(ValueError, match=r"apply\(\) needs a plain backbone, not a supernet"):
+        card.apply(to_supernet(wrn(16, 1), SPACE_2D))
+
+
+def test_archcard_rejects_foreign_or_broken_files(tmp_path):
+    _, card = searched_wrn_card()
+    good = card.to_dict()
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "dashkit.archcard", "version": 1, "space": ')
+    with pytest.raises(ValueError, match=r"ArchCard file .*broken.json' is not valid JSON"):
+        ArchCard.load(broken)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"name": "resnet", "layers": []}))
+    with pytest.raises(ValueError, match=r"not a dashkit ArchCard: the JSON must have \"format\": "
+                                         r"\"dashkit.archcard\""):
+        ArchCard.load(foreign)
+    with pytest.raises(ValueError, match=r"not a dashkit ArchCard"):
+        ArchCard.from_dict([good])
+    with pytest.raises(FileNotFoundError, match=r"no ArchCard at .*missing.json"):
+        ArchCard.load(tmp_path / "missing.json")
+
+    newer = dict(good, version=ARCHCARD_VERSION + 1)
+    with pytest.raises(ValueError, match=rf"ArchCard version {ARCHCARD_VERSION + 1} is not supported \(this dashkit "
+                                         rf"reads version {ARCHCARD_VERSION}\)"):
+        ArchCard.from_dict(newer)
+    with pytest.raises(ValueError, match=r"ArchCard version None is not supported"):
+        ArchCard.from_dict({k: v for k, v in good.items() if k != "version"})
+    with pytest.raises(ValueError, match=r"ArchCard is missing or has malformed fields: 'layers'"):
+        ArchCard.from_dict({k: v for k, v in good.items() if k != "layers"})
+    extra = json.loads(json.dumps(good))
+    extra["layers"][0]["colour"] = "red"
+    with pytest.raises(ValueError, match=r"ArchCard is missing or has malformed fields: .*colour"):
+        ArchCard.from_dict(extra)
+    outside = json.loads(json.dumps(good))
+    outside["layers"][0]["k"] = 11
+    with pytest.raises(ValueError, match=r"\(k, d\) = \(11, .*\) is not in the space"):
+        ArchCard.from_dict(outside)

@@ -179,7 +179,7 @@ class DashConv(nn.Module):
                         q = q * dense[a] + (o[a] + (dense[a] - 1 if self.causal else reach[a]))
                     dns.append(q)
             base += k ** s
-        N = tuple(ops.fast_fft_len(m + r) for m, r in zip(n, reach))
+        N = tuple(ops.fft_len_for(m, r, self.stride) for m, r in zip(n, reach))
         as_t = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
         plan = _Plan(n=n, N=N, reach=tuple(reach), n_offsets=tuple(len(a) for a in axis_offs), tap_src=as_t(src),
                      tap_cand=as_t(cand), grid_idx=as_t(grid), dense_idx=as_t(dns), dense_size=tuple(dense),

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "dilate", "center_pad", "aggregate_kernel", "crop_kernel", "direct_conv", "fft_conv", "mixed_results",
-    "fast_fft_len", "spectral_mix", "choose_backend", "clear_backend_cache", "backend_cache", "BACKENDS",
+    "fast_fft_len", "fft_len_for", "spectral_mix", "choose_backend", "clear_backend_cache", "backend_cache", "BACKENDS",
 ]
 
 BACKENDS = ("auto", "fft", "direct", "mixed_results")
@@ -357,12 +357,54 @@ class _PaddedRFFT(torch.autograd.Function):
     def backward(ctx, G: torch.Tensor):
         N, n = ctx.N, ctx.n
         s = len(N)
-        last = N[-1]
-        hi = last // 2 if last % 2 == 0 else last // 2 + 1  # bins [1, hi) have a mirror partner
-        G = G.clone()
-        G[..., 1:hi] *= 0.5
-        dx = torch.fft.irfftn(G, s=N, dim=tuple(range(-s, 0))) * math.prod(N)
+        dx = torch.fft.irfftn(G * _mirror_weights(N[-1], G.dtype.to_real(), G.device, math.prod(N)), s=N,
+                              dim=tuple(range(-s, 0)))
         return dx[(...,) + tuple(slice(0, m) for m in n)], None
+
+
+@functools.lru_cache(maxsize=256)
+def _mirror_weights(last: int, dtype: torch.dtype, device: torch.device, scale: float) -> torch.Tensor:
+    """(last // 2 + 1,): scale, halved on the bins that have a mirror partner (all but DC and even Nyquist)."""
+    w = torch.full((last // 2 + 1,), float(scale), dtype=dtype)
+    hi = last // 2 if last % 2 == 0 else last // 2 + 1
+    w[1:hi] *= 0.5
+    return w.to(device)
+
+
+def fft_len_for(n: int, reach: int, stride: int = 1) -> int:
+    """FFT length for a "same" output of size n from a kernel reaching ``reach`` taps from its centre.
+
+    Circular convolution of length N >= n + reach equals the linear one on the n kept outputs (the wrap-around
+    lands in the zero padding). Rounded up to a fast (5-smooth) size, and to an even size for stride 2, so that
+    the subsampling can be done in the frequency domain (`_fold_stride2`).
+    """
+    N = fast_fft_len(n + reach)
+    if stride == 2:
+        while N % 2:
+            N = fast_fft_len(N + 1)
+    return N
+
+
+def _fold_stride2(Y: torch.Tensor, N: Tuple[int, ...]) -> torch.Tensor:
+    """Spectrum of y[..., ::2, ::2] (length N/2 per axis) from the one-sided spectrum Y of y (length N).
+
+    Subsampling in space is aliasing in frequency: Z[f] = (Y[f] + Y[f + N/2]) / 2 per axis. Along the halved last
+    axis, Y[f + N/2] is read from its mirror, conj(Y[N/2 - f]). The inverse FFT then runs at half size.
+    """
+    s = len(N)
+    L = N[-1]
+    M = L // 2
+    # the mirror of bin (f_1, ..., f_s) is (-f_1, ..., -f_s): negate the full axes' frequencies too
+    dev = Y.device
+    mirror = Y.index_select(-1, torch.arange(L // 2, L // 2 - M // 2 - 1, -1, device=dev))
+    for a in range(s - 1):
+        ax = Y.dim() - s + a
+        mirror = mirror.index_select(ax, (-torch.arange(N[a], device=dev)) % N[a])
+    Y = 0.5 * (Y[..., : M // 2 + 1] + mirror.conj())
+    for a in range(s - 1):
+        ax = Y.dim() - s + a
+        Y = Y.unflatten(ax, (2, N[a] // 2)).mean(dim=ax)
+    return Y
 
 
 def _spectral_conv(x: torch.Tensor, K: torch.Tensor, N: Tuple[int, ...], stride: int, groups: int,
@@ -373,6 +415,9 @@ def _spectral_conv(x: torch.Tensor, K: torch.Tensor, N: Tuple[int, ...], stride:
     dims = tuple(range(2, 2 + s))
     X = _PaddedRFFT.apply(x, tuple(N)) if x.requires_grad else torch.fft.rfftn(x, s=N, dim=dims)
     Y = spectral_mix(X, K, groups, depthwise)
+    if stride == 2 and all(m % 2 == 0 for m in N):
+        y = torch.fft.irfftn(_fold_stride2(Y, N), s=tuple(m // 2 for m in N), dim=dims)
+        return y[(...,) + tuple(slice(0, (m + 1) // 2) for m in n)]
     y = torch.fft.irfftn(Y, s=N, dim=dims)
     return y[(...,) + tuple(slice(0, m, stride) for m in n)]
 
@@ -423,7 +468,7 @@ def fft_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1,
     x, out_dtype = _fft_dtype_guard(x)
     w = crop_kernel(w.to(x.dtype), tuple(x.shape[2:]), causal=causal)
     reach = [(k - 1) if causal else (k - 1) // 2 for k in w.shape[2:]]
-    N = tuple(fast_fft_len(n + p) for n, p in zip(x.shape[2:], reach))
+    N = tuple(fft_len_for(n, p, stride) for n, p in zip(x.shape[2:], reach))
     depthwise = groups == x.shape[1] == w.shape[0] and groups > 1
     K = _dense_kernel_spectrum(w, N, groups, depthwise, causal)
     y = _spectral_conv(x, K, N, stride, groups, depthwise)

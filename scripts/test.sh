@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up a virtual environment (CPU build of PyTorch) and run the whole test suite.
+# Usage: bash scripts/test.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# The CPU build, pinned: an unpinned torch can pull a multi-GB CUDA build. GPU users install their own torch first.
+python -c "import torch" 2>/dev/null || python -m pip install -q "torch==${DASHKIT_TORCH:-2.13.0}"
+python -m pip install -q -e ".[dev]"
+python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+set +e
+python -m pytest -n "${DASHKIT_TEST_WORKERS:-2}" --durations=15 "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing on purpose (a run that tests nothing must not pass)" >&2
+  exit 1
+fi
+exit "$rc"

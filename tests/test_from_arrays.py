@@ -116,9 +116,12 @@ def test_given_splits_must_be_complete_and_consistent():
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(metric="accuracy"), ValueError, r"metric='accuracy' is not a known metric; known: .*error_pct"),
     (dict(test_fraction=0.0), ValueError, r"test_fraction=0\.0 with no x_test/y_test leaves no test split"),
-    (dict(val_fraction=0.0), ValueError, r"val_fraction=0\.0: expected a number in \(0, 1\)"),
-    (dict(val_fraction=1.5), ValueError, r"val_fraction=1\.5: expected a number in \(0, 1\)"),
-    (dict(test_fraction=-0.1), ValueError, r"test_fraction=-0\.1: expected a number in \[0, 1\)"),
+    (dict(val_fraction=0.0), ValueError,
+     r"val_fraction=0\.0 is out of range; accepted: a finite number in \(0\.0, 1\.0\)"),
+    (dict(val_fraction=1.5), ValueError,
+     r"val_fraction=1\.5 is out of range; accepted: a finite number in \(0\.0, 1\.0\)"),
+    (dict(test_fraction=-0.1), ValueError,
+     r"test_fraction=-0\.1 is out of range; accepted: a finite number in \[0\.0, 1\.0\)"),
     (dict(val_fraction=0.5, test_fraction=0.5), ValueError, r"leaves no training data"),
     (dict(val_fraction=0.001), ValueError, r"val_fraction=0\.001 of 100 training samples rounds to 0 samples"),
     (dict(kernel_sizes=(3, 4)), ValueError, r"kernel_sizes=\(3, 4\): expected a non-empty tuple of odd ints"),
@@ -127,7 +130,7 @@ def test_given_splits_must_be_complete_and_consistent():
     (dict(backbone="vgg"), ValueError, r"backbone='vgg' is not a known backbone; known: .*resnet1d"),
     (dict(backbone=3), TypeError, r"backbone=3: expected None or the name of a backbone"),
     (dict(name=""), ValueError, r"name='': expected a non-empty str"),
-    (dict(seed=1.5), TypeError, r"seed=1\.5: expected an int"),
+    (dict(seed=1.5), TypeError, r"seed=1\.5 has type float; accepted: an integer >= 0"),
 ])
 def test_option_errors(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 import dashkit.tasks as tasks
-from dashkit.metrics import METRICS
+from dashkit.metrics import METRICS, one_minus_auroc_masked
 from dashkit.tasks import nb360
+from dashkit.tasks._common import PointwiseGaussian
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nb360_fixtures as fx  # noqa: E402
@@ -39,11 +40,31 @@ def test_root_is_required_and_must_exist(name, tmp_path):
         tasks.get(name, root=tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("limit", [0, -1, 2.5, True])
-def test_bad_limit(limit, tmp_path):
+@pytest.mark.parametrize("limit, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_bad_limit(limit, error, tmp_path):
     fx.write_ninapro(tmp_path)
-    with pytest.raises(ValueError, match=r"limit=.*expected None \(every sample\) or an int >= 1"):
+    with pytest.raises(error, match=r"limit=.*accepted: None \(every sample\) or an integer >= 1"):
         nb360.ninapro(root=tmp_path, limit=limit)
+
+
+@pytest.mark.parametrize("name, kwargs, error, match", [
+    ("nb360_psicov", dict(clip=0), ValueError, r"clip=0 is out of range; accepted: a finite number in \(0\.0, inf\)"),
+    ("nb360_psicov", dict(eval_size=0), ValueError,
+     r"eval_size=0 is out of range; accepted: None \(the split's longest protein\) or an integer >= 1"),
+    ("nb360_cosmic", dict(crop=2.5), TypeError,
+     r"crop=2\.5 has type float; accepted: None \(the whole image\) or an integer >= 1"),
+    ("nb360_cosmic", dict(val_fraction=1.0), ValueError,
+     r"val_fraction=1\.0 is out of range; accepted: a finite number in \(0\.0, 1\.0\)"),
+    ("nb360_cosmic", dict(seed=-1), ValueError, r"seed=-1 is out of range; accepted: an integer >= 0"),
+    ("nb360_ecg", dict(seed="0"), TypeError, r"seed='0' has type str; accepted: an integer >= 0"),
+    ("nb360_ecg", dict(stride=0), ValueError, r"stride=0 is out of range; accepted: an integer >= 1"),
+    ("nb360_spherical", dict(seed=1.0), TypeError, r"seed=1\.0 has type float"),
+    ("nb360_cifar100", dict(val_size=True), TypeError, r"val_size=True has type bool"),
+    ("nb360_darcy", dict(step=0), ValueError, r"step=0 is out of range"),
+])
+def test_bad_options_fail_before_any_file_is_read(name, kwargs, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        tasks.get(name, root=tmp_path, **kwargs)  # an empty folder: a file error would mean the check came late
 
 
 def test_limit_keeps_the_first_samples_of_each_split(tmp_path):
@@ -605,13 +626,13 @@ def test_masked_losses_and_metric_skip_nan_targets():
     expected = F.binary_cross_entropy_with_logits(y_hat[0, [0, 2, 3]], y[0, [0, 2, 3]])
     assert float(bce.detach()) == pytest.approx(float(expected.detach()))
     assert float(nb360.masked_mse(y_hat, torch.full_like(y, float("nan"))).detach()) == 0.0
-    assert METRICS["1-auroc_masked"] is nb360.one_minus_auroc_masked
-    assert nb360.one_minus_auroc_masked(torch.tensor([0.9, -5.0, 0.1, 0.8]), y[0]) == 0.0
+    assert METRICS["1-auroc_masked"] is one_minus_auroc_masked
+    assert one_minus_auroc_masked(torch.tensor([0.9, -5.0, 0.1, 0.8]), y[0]) == 0.0
 
 
 def test_gaussian_normaliser_round_trip():
     x = torch.randn(6, 4, 4) * 3 + 2
-    norm = nb360.GaussianNormaliser(x)
+    norm = PointwiseGaussian(x)
     z = norm.encode(x)
     assert z.mean(0).abs().max() < 1e-5 and (z.std(0) - 1).abs().max() < 1e-3
     torch.testing.assert_close(norm.decode(z), x)

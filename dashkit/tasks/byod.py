@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..metrics import METRICS
+from ._common import check_float, check_seed
 from .base import KINDS, Task, TaskDefaults
 
 __all__ = ["from_arrays", "default_search_space"]
@@ -115,14 +116,6 @@ def _targets(name: str, y: np.ndarray, kind: str, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(shaped, dtype=np.float32)
 
 
-def _fraction(name: str, value: Any, allow_zero: bool) -> float:
-    low_ok = (lambda v: v >= 0.0) if allow_zero else (lambda v: v > 0.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low_ok(value) and value < 1.0):
-        interval = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ValueError(f"{name}={value!r}: expected a number in {interval}")
-    return float(value)
-
-
 def _candidates(name: str, value: Any, odd: bool) -> Tuple[int, ...]:
     values = tuple(value) if isinstance(value, (list, tuple)) else None
     if (not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values)
@@ -207,8 +200,7 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         raise ValueError(f"kind={kind!r} is not one of {KINDS}")
     if not isinstance(name, str) or not name:
         raise ValueError(f"name={name!r}: expected a non-empty str")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed={seed!r}: expected an int")
+    seed = check_seed(seed)
     if metric is None:
         metric = _METRIC_BY_KIND[kind]
     elif metric not in METRICS:
@@ -242,14 +234,15 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
 
     fractions: Dict[str, float] = {}
     if "test" not in given:
-        fractions["test_fraction"] = _fraction("test_fraction", test_fraction, allow_zero=True)
+        fractions["test_fraction"] = check_float("test_fraction", test_fraction, 0.0, 1.0, high_open=True)
         if fractions["test_fraction"] == 0.0:
             raise ValueError("test_fraction=0.0 with no x_test/y_test leaves no test split; pass test arrays or "
                              "a test_fraction in (0, 1)")
     if "val" not in given:
-        fractions["val_fraction"] = _fraction("val_fraction", val_fraction, allow_zero=False)
+        fractions["val_fraction"] = check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True,
+                                                high_open=True)
     counts = _split_counts(len(x_tr), fractions)
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(seed)
     strata = y_tr if kind == "classification" else None
     pool = np.arange(len(x_tr))
     for split in ("test", "val"):

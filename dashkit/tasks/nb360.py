@@ -36,13 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..metrics import METRICS, one_minus_auroc
+from ._common import (DecodedRelL2, PointwiseGaussian, check_float, check_int, check_optional_int,
+                      check_seed)
 from .base import Task, TaskDefaults, register
 
 __all__ = [
     "cifar100", "spherical", "ninapro", "fsd50k", "darcy", "psicov", "cosmic", "ecg", "satellite", "deepsea",
-    "ArrayDataset", "GaussianNormaliser", "mel_filterbank", "log_mel_spectrogram", "read_mat_fields",
-    "psicov_features", "ecg_windows", "masked_mse", "masked_bce_with_logits", "one_minus_auroc_masked",
+    "ArrayDataset", "mel_filterbank", "log_mel_spectrogram", "read_mat_fields", "psicov_features",
+    "ecg_windows", "masked_mse", "masked_bce_with_logits",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -116,28 +117,19 @@ def _reading(task: str, path: Path) -> Iterator[None]:
 
 
 def _check_limit(limit: Any) -> Optional[int]:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-        raise ValueError(f"limit={limit!r}: expected None (every sample) or an int >= 1")
-    return int(limit)
-
-
-def _check_count(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r}: expected an int >= {minimum}")
-    return int(value)
-
-
-def _check_fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name}={value!r}: expected a number strictly between 0 and 1")
-    return float(value)
+    """``limit=N`` keeps the first N samples of each split; None keeps them all."""
+    return check_optional_int("limit", limit, 1, none="every sample")
 
 
 def _head(limit: Optional[int], *arrays: Any) -> Tuple[Any, ...]:
     """The first ``limit`` items of each array (all of them when limit is None)."""
     return tuple(a if limit is None else a[:limit] for a in arrays)
+
+
+def _zscore_rows(x: np.ndarray) -> np.ndarray:
+    """(N, L) -> (N, L) float32, each row shifted to mean 0 and scaled to std 1 (a constant row only shifted)."""
+    std = x.std(axis=1, keepdims=True)
+    return ((x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 def _np_load(task: str, path: Path) -> Any:
@@ -214,7 +206,7 @@ class _SwapLastTwo:
         return x.transpose(-1, -2).contiguous()
 
 
-# ---------------------------------------------------------------------------------- losses and metrics
+# ---------------------------------------------------------------------------------------------- losses
 def masked_mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the entries whose target is finite (NaN marks "no target here").
 
@@ -235,61 +227,6 @@ def masked_bce_with_logits(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     if not bool(keep.any()):
         return y_hat.sum() * 0.0
     return F.binary_cross_entropy_with_logits(y_hat[keep], y[keep].to(y_hat.dtype))
-
-
-def one_minus_auroc_masked(y_hat: torch.Tensor, y: torch.Tensor) -> float:
-    """1 - AUROC over every entry whose target is finite (NaN targets, e.g. Cosmic's ignore mask, are dropped).
-
-    Shapes: y_hat (scores) and y (0/1 or NaN) (N, ...), the same; all entries pooled as one binary problem.
-    """
-    if y_hat.shape != y.shape:
-        raise ValueError(f"one_minus_auroc_masked: y_hat shape {tuple(y_hat.shape)} != y shape {tuple(y.shape)}")
-    keep = torch.isfinite(y)
-    return one_minus_auroc(y_hat[keep].reshape(-1, 1), y[keep].reshape(-1, 1))
-
-
-# Not in dashkit.metrics yet: registered here so a Task can name it (see the module docstring).
-METRICS.setdefault("1-auroc_masked", one_minus_auroc_masked)
-
-
-class GaussianNormaliser:
-    """Pointwise Gaussian normaliser (as in the FNO code that made the Darcy data): per grid point,
-    x -> (x - mean) / (std + eps), with mean and std over the samples of the training split.
-
-    Args:
-        x: (N, ...) training tensor the statistics are fitted on.
-        eps: added to std so constant points do not divide by zero.
-    """
-
-    def __init__(self, x: torch.Tensor, eps: float = 1e-5):
-        self.mean = x.mean(0)
-        self.std = x.std(0)
-        self.eps = eps
-
-    def _stats(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        # the statistics follow the data to its device and dtype (a GPU run decodes GPU outputs)
-        return self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype) + self.eps
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self._stats(x)
-        return (x - mean) / std
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self._stats(x)
-        return x * std + mean
-
-
-class _DecodedRelL2:
-    """Training loss of Darcy: mean relative L2 error of the decoded fields (the quantity the metric reports)."""
-
-    def __init__(self, normaliser: GaussianNormaliser):
-        self.normaliser = normaliser
-
-    def __call__(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # float32: a bf16 autocast output is too coarse for a relative error of ~1e-2
-        y_hat, y = self.normaliser.decode(y_hat.float()), self.normaliser.decode(y.float())
-        err = (y_hat - y).flatten(1).norm(dim=1)
-        return (err / y.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
 
 
 # ------------------------------------------------------------------------------------------ CIFAR-100
@@ -357,7 +294,7 @@ def cifar100(root: Optional[PathLike] = None, limit: Optional[int] = None, val_s
     task = "nb360_cifar100"
     folder = _folder(task, root, [_CIFAR_TAR])
     limit = _check_limit(limit)
-    val_size = _check_count("val_size", val_size)
+    val_size = check_int("val_size", val_size, 1)
     batches = _read_cifar(task, folder)
     x_all, y_all = batches["train"]
     if val_size >= len(x_all):
@@ -396,7 +333,8 @@ def spherical(root: Optional[PathLike] = None, limit: Optional[int] = None, val_
     task, name = "nb360_spherical", "s2_cifar100.gz"
     folder = _folder(task, root, [name])
     limit = _check_limit(limit)
-    val_size = _check_count("val_size", val_size)
+    val_size = check_int("val_size", val_size, 1)
+    seed = check_seed(seed)
     path = _require(task, folder, [name])[name]
     with _reading(task, path), gzip.open(path, "rb") as f:
         raw = pickle.load(f)
@@ -620,8 +558,9 @@ def fsd50k(root: Optional[PathLike] = None, limit: Optional[int] = None) -> Task
     wav path, absolute or relative to ``root``; ``labels``: comma-separated label names) and ``lbl_map.json``
     (label name -> index), as made by the FSD50K baseline that NAS-Bench-360 used; the chunks are 22050 Hz
     wav files. A chunk not found where its manifest says (those paths are the ones of the machine that cut
-    the chunks) is looked for as ``root/<its folder>/<file name>``, then ``root/<file name>``. Features are computed when a chunk is read (:func:`log_mel_spectrogram`: 96 mel bins x 101
-    frames, centred on the chunk's mean). Splits: the three manifests. Validation and test are scored per
+    the chunks) is looked for as ``root/<its folder>/<file name>``, then ``root/<file name>``. Features are
+    computed when a chunk is read (:func:`log_mel_spectrogram`: 96 mel bins x 101 frames, centred on the
+    chunk's mean). Splits: the three manifests. Validation and test are scored per
     chunk (the baseline also averaged chunk predictions per clip; that is not done here).
 
     Returns a Task with x (1, 96, 101) float32 and y (n_labels,) float 0/1; DASH's 2D search space, tuning
@@ -713,7 +652,7 @@ def read_mat_fields(path: PathLike, fields: Sequence[str], n: Optional[int] = No
     return out
 
 
-def _darcy_inputs(coeff: torch.Tensor, normaliser: GaussianNormaliser) -> torch.Tensor:
+def _darcy_inputs(coeff: torch.Tensor, normaliser: PointwiseGaussian) -> torch.Tensor:
     """(N, s, s) coefficients -> (N, 3, s, s): normalised coefficient, x coordinate, y coordinate."""
     n, s, _ = coeff.shape
     axis = torch.linspace(0.0, 1.0, s)
@@ -732,7 +671,7 @@ def darcy(root: Optional[PathLike] = None, limit: Optional[int] = None, n_train:
     and ``piececonst_r421_N1024_smooth2.mat`` (test: its first n_test) in ``root``, fields ``coeff`` and
     ``sol`` (1024, 421, 421), MATLAB v5 (scipy) or v7.3 (h5py, axes reversed); grid points [::step, ::step]
     (85 x 85 at step 5), 900/100/100 samples. The coefficient and the solution are each normalised per grid
-    point with mean and std of the training split (:class:`GaussianNormaliser`); the input adds the x and y
+    point with mean and std of the training split (``PointwiseGaussian``); the input adds the x and y
     grid coordinates as two channels. The model predicts the normalised solution; ``Task.decode`` undoes
     the normalisation, so the metric (and the training loss, relative L2 as in the FNO code) is measured on
     the solution's own scale.
@@ -744,9 +683,9 @@ def darcy(root: Optional[PathLike] = None, limit: Optional[int] = None, n_train:
     files = ["piececonst_r421_N1024_smooth1.mat", "piececonst_r421_N1024_smooth2.mat"]
     folder = _folder(task, root, files)
     limit = _check_limit(limit)
-    n_train, n_val, n_test = (_check_count(k, v) for k, v in (("n_train", n_train), ("n_val", n_val),
-                                                              ("n_test", n_test)))
-    step = _check_count("step", step)
+    n_train, n_val, n_test = (check_int(k, v, 1) for k, v in (("n_train", n_train), ("n_val", n_val),
+                                                            ("n_test", n_test)))
+    step = check_int("step", step, 1)
     paths = _require(task, folder, files)
     dev = read_mat_fields(paths[files[0]], ("coeff", "sol"), n=n_train + n_val, step=step, task=task)
     test = read_mat_fields(paths[files[1]], ("coeff", "sol"), n=n_test, step=step, task=task)
@@ -762,15 +701,15 @@ def darcy(root: Optional[PathLike] = None, limit: Optional[int] = None, n_train:
     split = {k: _head(limit, *v) for k, v in split.items()}
     if len(split["train"][0]) < 2:
         raise ValueError(f"limit={limit!r}: the normaliser needs at least 2 training samples")
-    x_norm = GaussianNormaliser(split["train"][0])
-    y_norm = GaussianNormaliser(split["train"][1][:, None])
+    x_norm = PointwiseGaussian(split["train"][0])
+    y_norm = PointwiseGaussian(split["train"][1][:, None])
     data = {k: torch.utils.data.TensorDataset(_darcy_inputs(c, x_norm), y_norm.encode(u[:, None]))
             for k, (c, u) in split.items()}
     s = int(coeff.shape[-1])
     return Task(
         name=task, kind="dense", **data, in_shape=(3, s, s), num_outputs=1, metric_name="rel_l2",
         defaults=_defaults_2d(dense=True, search=_DENSE_SEARCH), decode=y_norm.decode,
-        loss_fn=_DecodedRelL2(y_norm),
+        loss_fn=DecodedRelL2(y_norm),
         info={"source": _SOURCE, "root": str(folder), "files": files, "grid": f"[::{step}, ::{step}] -> {s}x{s}",
               "splits": f"smooth1 [:{n_train}] / [{n_train}:{n_train + n_val}], smooth2 [:{n_test}]"})
 
@@ -921,10 +860,10 @@ def psicov(root: Optional[PathLike] = None, limit: Optional[int] = None, n_val: 
                 "psicov/distance/"]
     folder = _folder(task, root, expected)
     limit = _check_limit(limit)
-    n_val, crop = _check_count("n_val", n_val), _check_count("crop", crop)
-    min_separation = _check_count("min_separation", min_separation, minimum=0)
-    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
-        raise ValueError(f"clip={clip!r}: expected a distance in Angstrom > 0")
+    n_val, crop = check_int("n_val", n_val, 1), check_int("crop", crop, 1)
+    min_separation = check_int("min_separation", min_separation, 0)
+    clip = check_float("clip", clip, 0.0, low_open=True)  # Angstrom
+    eval_size = check_optional_int("eval_size", eval_size, 1, none="the split's longest protein")
     base = folder / "protein" if not (folder / "deepcov.lst").is_file() and (folder / "protein").is_dir() else folder
     _require(task, base, ["deepcov.lst", "psicov.lst"])
     deepcov, test_items = _psicov_items(task, base, "deepcov"), _psicov_items(task, base, "psicov")
@@ -935,12 +874,12 @@ def psicov(root: Optional[PathLike] = None, limit: Optional[int] = None, n_val: 
 
     def canvas(items: List[Tuple[Path, Path]]) -> int:
         if eval_size is not None:
-            return _check_count("eval_size", eval_size)
+            return eval_size
         return max(_psicov_y(task, d).shape[0] for _, d in items)
 
     return Task(
         name=task, kind="dense",
-        train=_Proteins(task, train_items, crop, crop=True, clip=float(clip)),
+        train=_Proteins(task, train_items, crop, crop=True, clip=clip),
         val=_Proteins(task, val_items, canvas(val_items), crop=False, min_separation=min_separation),
         test=_Proteins(task, test_items, canvas(test_items), crop=False, min_separation=min_separation),
         in_shape=(_PSICOV_CHANNELS, crop, crop), num_outputs=1, metric_name="mae8", loss_fn=masked_mse,
@@ -1037,9 +976,9 @@ def cosmic(root: Optional[PathLike] = None, limit: Optional[int] = None, val_fra
     files = ["train_dirs.npy", "test_dirs.npy"]
     folder = _folder(task, root, files)
     limit = _check_limit(limit)
-    val_fraction = _check_fraction("val_fraction", val_fraction)
-    if crop is not None:
-        crop = _check_count("crop", crop)
+    val_fraction = check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    crop = check_optional_int("crop", crop, 1, none="the whole image")
+    seed = check_seed(seed)
     if sky_aug is not None and (len(sky_aug) != 2 or not sky_aug[0] <= sky_aug[1]):
         raise ValueError(f"sky_aug={sky_aug!r}: expected None or (low, high) with low <= high")
     _require(task, folder, files)
@@ -1118,7 +1057,8 @@ def ecg(root: Optional[PathLike] = None, limit: Optional[int] = None, seed: int 
     task, name = "nb360_ecg", "challenge2017.pkl"
     folder = _folder(task, root, [name])
     limit = _check_limit(limit)
-    window, stride = _check_count("window", window), _check_count("stride", stride)
+    window, stride = check_int("window", window, 1), check_int("stride", stride, 1)
+    seed = check_seed(seed)
     path = _require(task, folder, [name])[name]
     with _reading(task, path), open(path, "rb") as f:
         raw = pickle.load(f)
@@ -1128,11 +1068,7 @@ def ecg(root: Optional[PathLike] = None, limit: Optional[int] = None, seed: int 
     if unknown:
         raise _FileError(f"{task}: {str(path)!r} has labels {unknown!r}; expected {_ECG_CLASSES}")
     labels = np.array([_ECG_CLASSES.index(str(c)) for c in raw["label"]], dtype=np.int64)
-    records = []
-    for rec in raw["data"]:
-        rec = np.asarray(rec, dtype=np.float64).ravel()
-        std = rec.std()
-        records.append(((rec - rec.mean()) / (std if std > 0 else 1.0)).astype(np.float32))
+    records = [_zscore_rows(np.asarray(rec, dtype=np.float64).reshape(1, -1))[0] for rec in raw["data"]]
     idx = np.arange(len(records))
     train_idx, rest = train_test_split(idx, test_size=0.2, random_state=seed)
     val_idx, test_idx = train_test_split(rest, test_size=0.5, random_state=seed)
@@ -1154,11 +1090,6 @@ def ecg(root: Optional[PathLike] = None, limit: Optional[int] = None, seed: int 
 
 
 # ----------------------------------------------------------------------------------------- Satellite
-def _zscore_rows(x: np.ndarray) -> np.ndarray:
-    std = x.std(axis=1, keepdims=True)
-    return ((x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)).astype(np.float32)
-
-
 @register("nb360_satellite")
 def satellite(root: Optional[PathLike] = None, limit: Optional[int] = None, val_size: int = 100_000) -> Task:
     """Satellite: 24 land-cover classes from a 46-step satellite image time series of one pixel; 0-1 error %.
@@ -1175,7 +1106,7 @@ def satellite(root: Optional[PathLike] = None, limit: Optional[int] = None, val_
     files = ["satellite_train.npy", "satellite_test.npy"]
     folder = _folder(task, root, files)
     limit = _check_limit(limit)
-    val_size = _check_count("val_size", val_size)
+    val_size = check_int("val_size", val_size, 1)
     paths = _require(task, folder, files)
     split = {}
     for name, path in paths.items():

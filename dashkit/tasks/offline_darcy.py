@@ -24,8 +24,9 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
+from ._common import (DecodedRelL2, PointwiseGaussian, cached_arrays, check_float, check_int, check_seed,
+                      fitting_dilations, rel_l2_loss)
 from .base import Task, TaskDefaults, register, tensor_dataset
-from .offline_simple import _check_float, _check_int, _check_seed, _fitting_dilations, cached_npz
 
 __all__ = ["darcy", "gaussian_random_field", "solve_darcy", "generate_darcy", "PointwiseGaussian",
            "rel_l2_loss", "mean_field_rel_l2"]
@@ -50,7 +51,7 @@ def gaussian_random_field(resolution: int, alpha: float = 2.0, tau: float = 3.0,
     Returns:
         (s, s) float64 field with zero grid mean.
     """
-    s = _check_int("resolution", resolution, 2)
+    s = check_int("resolution", resolution, 2)
     rng = np.random.default_rng() if rng is None else rng
     k = np.arange(s)
     k2 = k[:, None] ** 2 + k[None, :] ** 2  # |k|^2: (s, s)
@@ -129,60 +130,6 @@ def generate_darcy(n: int, resolution: int, low: float = 3.0, high: float = 12.0
     return coeff, sol
 
 
-class PointwiseGaussian:
-    """Per-position standardisation fit on a training set (FNO's "unit Gaussian normaliser").
-
-    encode(t) = (t - mean) / (std + eps) and decode undoes it, with mean and std taken over the first (sample)
-    axis, so each grid point has its own. Where the training values are constant (the zero boundary of u),
-    std = 0 and eps keeps the map finite and invertible.
-
-    Args:
-        data: (N, *shape) training values.
-        eps: added to std.
-    """
-
-    def __init__(self, data: torch.Tensor, eps: float = 1e-5):
-        data = torch.as_tensor(data, dtype=torch.float64)
-        if data.ndim < 1 or data.shape[0] < 2:
-            raise ValueError(f"data must have shape (N, ...) with N >= 2, got shape {tuple(data.shape)!r}")
-        self.mean = data.mean(0)  # (*shape)
-        self.std = data.std(0)
-        self.eps = float(eps)
-
-    def _stats(self, t: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.dtype]:
-        # Work in at least float32 so a half-precision network output is decoded without further loss.
-        dtype = torch.promote_types(t.dtype, torch.float32)
-        return self.mean.to(t.device, dtype), (self.std + self.eps).to(t.device, dtype), dtype
-
-    def encode(self, t: torch.Tensor) -> torch.Tensor:
-        """t: (N, *shape) -> (N, *shape) standardised."""
-        mean, scale, dtype = self._stats(t)
-        return (t.to(dtype) - mean) / scale
-
-    def decode(self, t: torch.Tensor) -> torch.Tensor:
-        """t: (N, *shape) standardised -> (N, *shape) in the original units."""
-        mean, scale, dtype = self._stats(t)
-        return t.to(dtype) * scale + mean
-
-    __call__ = decode
-
-
-def rel_l2_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean over samples of ||y_hat - y||_2 / ||y||_2, differentiable. y_hat, y: (N, ...)."""
-    diff = (y_hat - y).flatten(1).norm(dim=1)
-    return (diff / y.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
-
-
-class _DecodedRelL2:
-    """The training loss: relative L2 on decoded values, as FNO and DASH train Darcy flow."""
-
-    def __init__(self, normaliser: PointwiseGaussian):
-        self.normaliser = normaliser
-
-    def __call__(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return rel_l2_loss(self.normaliser.decode(y_hat), self.normaliser.decode(y))
-
-
 def mean_field_rel_l2(task: Task, split: str = "test") -> float:
     """The task's metric for the mean-field predictor: the pointwise mean of the train targets, everywhere.
 
@@ -217,16 +164,16 @@ def darcy(resolution: int = 64, n_train: int = 800, n_val: int = 100, n_test: in
         A dense Task: x (3, s, s) float32 (normalised coefficient, x, y; x varies along axis H, y along W),
         y (1, s, s) float32 (normalised pressure), metric "rel_l2" on decoded values.
     """
-    resolution = _check_int("resolution", resolution, 8, 512)
-    n_train = _check_int("n_train", n_train, 2)
-    n_val = _check_int("n_val", n_val, 1)
-    n_test = _check_int("n_test", n_test, 1)
-    low = _check_float("low", low, 0.0, low_open=True)
-    high = _check_float("high", high, 0.0, low_open=True)
+    resolution = check_int("resolution", resolution, 8, 512)
+    n_train = check_int("n_train", n_train, 2)
+    n_val = check_int("n_val", n_val, 1)
+    n_test = check_int("n_test", n_test, 1)
+    low = check_float("low", low, 0.0, low_open=True)
+    high = check_float("high", high, 0.0, low_open=True)
     # In two dimensions the field has finite variance only for alpha > 1.
-    alpha = _check_float("alpha", alpha, 1.0, low_open=True)
-    tau = _check_float("tau", tau, 0.0, low_open=True)
-    seed = _check_seed(seed)
+    alpha = check_float("alpha", alpha, 1.0, low_open=True)
+    tau = check_float("tau", tau, 0.0, low_open=True)
+    seed = check_seed(seed)
 
     n = n_train + n_val + n_test
     params = {"resolution": resolution, "n": n, "low": low, "high": high, "alpha": alpha, "tau": tau,
@@ -236,7 +183,7 @@ def darcy(resolution: int = 64, n_train: int = 800, n_val: int = 100, n_test: in
         coeff, sol = generate_darcy(n, resolution, low, high, alpha, tau, seed)
         return {"coeff": coeff, "sol": sol}
 
-    data = cached_npz("darcy", params, make)
+    data = cached_arrays("darcy", params, make)
     coeff = torch.from_numpy(data["coeff"]).unsqueeze(1)  # (n, 1, s, s)
     sol = torch.from_numpy(data["sol"]).unsqueeze(1)
     x_norm = PointwiseGaussian(coeff[:n_train])
@@ -257,9 +204,9 @@ def darcy(resolution: int = 64, n_train: int = 800, n_val: int = 100, n_test: in
         # (9, 15) would span 121 points, mostly padding; (1, 3, 7) keeps spans up to 57.
         defaults=TaskDefaults(backbone="wrn", backbone_kwargs={"depth": 16, "width": 1, "dims": 2, "dense": True},
                               kernel_sizes=(3, 5, 7, 9),
-                              dilations=_fitting_dilations(resolution, 9, ladder=(1, 3, 7, 15))),
+                              dilations=fitting_dilations(resolution, 9, ladder=(1, 3, 7, 15))),
         decode=y_norm.decode,
-        loss_fn=_DecodedRelL2(y_norm),
+        loss_fn=DecodedRelL2(y_norm),
         info={
             "source": "Darcy flow generated locally as in the FNO paper (Li et al. 2021): thresholded Gaussian "
                       "random field, 5-point finite differences with harmonic face averages, sparse direct solve",

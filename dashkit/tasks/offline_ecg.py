@@ -31,15 +31,15 @@ from typing import Dict, List, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ._common import cached_arrays, check_float, check_int, check_seed
 from .base import Task, TaskDefaults, register, tensor_dataset
-from .offline_genomics import cached_arrays, check_float, check_int
 
 __all__ = ["ecg_synth", "synth_ecg", "knobs", "EcgKnobs", "EcgWindows", "CLASSES", "PRIORS", "OTHER_KINDS"]
 
 CLASSES = ("normal", "af", "other", "noisy")
 PRIORS = (0.59, 0.09, 0.28, 0.04)  # CinC 2017 class shares
 OTHER_KINDS = ("brady", "tachy", "pvc", "wide_qrs", "long_pr")
-_GENERATOR_VERSION = 1  # bump when the generator changes, so that old caches are not reused
+_GENERATOR_VERSION = 2  # bump when the generator changes, so that old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ _EASY = EcgKnobs(emg_max=0.02, wander_max=0.05, mains_max=0.01, p_wave=1.0, norm
                  normal_hr_hi=100.0, sinus_rsa_max=0.03, sinus_jitter=0.01, af_irregularity=1.0, f_wave=1.0,
                  subtle_other=0.1, artefact_strength=1.0, artefact_cover_min=1.0, reversal=0.05)
 _HARD = EcgKnobs(emg_max=0.25, wander_max=0.6, mains_max=0.1, p_wave=0.4, normal_hr_lo=45.0,
-                 normal_hr_hi=115.0, sinus_rsa_max=0.12, sinus_jitter=0.04, af_irregularity=0.4, f_wave=0.2,
+                 normal_hr_hi=115.0, sinus_rsa_max=0.10, sinus_jitter=0.04, af_irregularity=0.5, f_wave=0.2,
                  subtle_other=0.95, artefact_strength=0.25, artefact_cover_min=0.2, reversal=0.3)
 
 
@@ -163,13 +163,21 @@ def _rhythm_plan(rng: np.random.Generator, rhythm: int, k: EcgKnobs, duration: f
     return times[keep], pvc[keep], morph, kind
 
 
-def _gaussians(t: np.ndarray, waves: np.ndarray) -> np.ndarray:
-    """Sum of Gaussian bumps; waves (W, 3) rows of (amplitude, centre, width) -> (len(t),)."""
+def _gaussians(n: int, fs: float, waves: np.ndarray) -> np.ndarray:
+    """Sum of Gaussian bumps sampled at i / fs, i < n; waves (W, 3) rows of (amplitude, centre s, width s).
+
+    Each bump is evaluated only within 6 widths of its centre (beyond that it is below 2e-8 of its peak),
+    which is what keeps the generator fast; the pieces are summed into (n,) with a bincount.
+    """
     a, c, w = waves[:, 0:1], waves[:, 1:2], waves[:, 2:3]
-    return (a * np.exp(-0.5 * ((t[None] - c) / w) ** 2)).sum(0)
+    half = int(np.ceil(6 * w.max() * fs))
+    idx = np.round(c * fs).astype(np.int64) + np.arange(-half, half + 1)  # (W, 2 * half + 1)
+    vals = a * np.exp(-0.5 * ((idx / fs - c) / w) ** 2)
+    ok = (idx >= 0) & (idx < n)
+    return np.bincount(idx[ok], weights=vals[ok], minlength=n)
 
 
-def _beats(rng: np.random.Generator, t: np.ndarray, times: np.ndarray, pvc: np.ndarray, af: bool,
+def _beats(rng: np.random.Generator, n: int, fs: float, times: np.ndarray, pvc: np.ndarray, af: bool,
            morph: Dict[str, float], k: EcgKnobs) -> np.ndarray:
     """The clean ECG (mV): five Gaussians per beat (P, Q, R, S, T), PVCs and morphology changes applied."""
     r_amp = rng.uniform(0.5, 1.8)
@@ -197,7 +205,7 @@ def _beats(rng: np.random.Generator, t: np.ndarray, times: np.ndarray, pvc: np.n
                   (t_amp * r_amp * jit, tk + t_off, widths[4])]
         if morph.get("notch"):
             waves.append((0.5 * r_amp, tk + 0.02 * wq, widths[2] * wq * 0.7))
-    return _gaussians(t, np.asarray(waves))
+    return _gaussians(n, fs, np.asarray(waves))
 
 
 def _f_waves(rng: np.random.Generator, t: np.ndarray, k: EcgKnobs) -> np.ndarray:
@@ -279,7 +287,7 @@ def synth_ecg(labels: Sequence[int], length: int = 1000, fs: float = 300, diffic
     fs = check_float("fs", fs, 100.0, 5000.0)
     length = check_int("length", length, int(np.ceil(2 * fs)), 1_000_000)
     k = knobs(difficulty)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_int("seed", seed, 0))
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_seed(seed))
     t = np.arange(length) / fs
     duration = length / fs
     x = np.empty((len(labels), length), dtype=np.float32)
@@ -288,7 +296,7 @@ def synth_ecg(labels: Sequence[int], length: int = 1000, fs: float = 300, diffic
     for i, label in enumerate(labels):
         rhythm = int(label) if label != 3 else int(rng.choice(3, p=noise_rhythm_p))
         times, pvc, morph, kind = _rhythm_plan(rng, rhythm, k, duration)
-        sig = _beats(rng, t, times, pvc, rhythm == 1, morph, k)
+        sig = _beats(rng, length, fs, times, pvc, rhythm == 1, morph, k)
         if rhythm == 1:
             sig += _f_waves(rng, t, k)
         sig += _noise(rng, t, fs, k)
@@ -326,10 +334,10 @@ def ecg_synth(n_train: int = 10000, n_val: int = 2000, n_test: int = 2000, lengt
     fs = check_int("fs", fs, 100, 5000)
     length = check_int("length", length, 2 * fs, 1_000_000)
     difficulty = check_float("difficulty", difficulty, 0.0, 1.0)
-    seed = check_int("seed", seed, 0)
+    seed = check_seed(seed)
     sizes = {"train": n_train, "val": n_val, "test": n_test}
-    params = {"generator": "ecg_synth", "version": _GENERATOR_VERSION, "sizes": sizes, "length": length,
-              "fs": fs, "difficulty": difficulty, "seed": seed}
+    params = {"version": _GENERATOR_VERSION, "sizes": sizes, "length": length, "fs": fs,
+              "difficulty": difficulty, "seed": seed}
 
     def make() -> Dict[str, np.ndarray]:
         out = {}
@@ -355,5 +363,8 @@ def ecg_synth(n_train: int = 10000, n_val: int = 2000, n_test: int = 2000, lengt
             "credit": "Beat model after McSharry et al., IEEE TBME 50(3):289-294 (2003); classes after the "
                       "PhysioNet/Computing in Cardiology Challenge 2017 (CinC 2017; Clifford et al., "
                       "Computing in Cardiology 44, 2017), as used in NAS-Bench-360.",
+            "reference": "macro-F1 at difficulty 0.5 (1000 samples, 300 Hz): logistic regression on spectral "
+                         "and autocorrelation features about 0.65 (0.84 at difficulty 0, 0.50 at 1); a six-layer "
+                         "CNN trained on 4000 windows for 10 epochs about 0.80",
         },
     )

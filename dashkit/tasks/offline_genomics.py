@@ -17,105 +17,33 @@ labels are known by construction, so the best achievable score can be computed (
 * Decoys: the motifs not owned by a label are planted too (each with probability ``decoy_prob``). They change
   no label; a model must learn which motifs matter rather than flag any sequence that looks motif-like.
 
-Sites never overlap one another. Motifs come from ``data/jaspar_motifs.json`` (a few dozen JASPAR 2024 CORE
-vertebrate matrices, CC BY 4.0; see ``data/make_jaspar_motifs.py``); nothing is downloaded.
+Sites never overlap one another. Motifs come from ``dashkit/data/jaspar_motifs.json``, shipped inside the
+package (a few dozen JASPAR 2024 CORE vertebrate matrices, CC BY 4.0; written by
+``scripts/make_jaspar_motifs.py``); nothing is downloaded.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import dashkit
-
-from ..paths import cache_dir
+from ._common import cached_arrays, check_float, check_int, check_seed
 from .base import Task, TaskDefaults, register, tensor_dataset
 
 __all__ = ["genomics", "Motif", "load_motifs", "label_motifs", "pwm_scan_scores", "pair_scan_scores",
-           "oracle_scores", "cached_arrays", "check_int", "check_float", "MOTIF_FILE", "GAP", "FAR_GAP"]
+           "oracle_scores", "MOTIF_FILE", "GAP", "FAR_GAP"]
 
-MOTIF_FILE = Path(dashkit.__file__).resolve().parent.parent / "data" / "jaspar_motifs.json"
+MOTIF_FILE = Path(__file__).resolve().parent.parent / "data" / "jaspar_motifs.json"  # package data of dashkit
 GAP = (20, 80)  # bp from the end of motif A to the start of motif B in a grammar pair
 FAR_GAP = (110, 200)  # the same for the decoy "far" pairs; beyond GAP by more than a motif length
 GC_RANGE = (0.35, 0.65)
 _GENERATOR_VERSION = 1  # bump when the generator changes, so that old caches are not reused
-
-
-# ----------------------------------------------------------------------------------------------------------
-# helpers shared with the other offline generators: parameter checks and the .npz cache
-
-
-def check_int(name: str, value: Any, lo: int, hi: Optional[int] = None) -> int:
-    """Return ``value`` if it is an int in [lo, hi] (hi=None: no upper bound); else raise naming ``name``."""
-    accepted = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}={value!r} has type {type(value).__name__}; accepted: {accepted}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value!r} is out of range; accepted: {accepted}")
-    return int(value)
-
-
-def check_float(name: str, value: Any, lo: float, hi: float, open_lo: bool = False, open_hi: bool = False) -> float:
-    """Return ``value`` as a float if it lies in the interval; else raise naming ``name``."""
-    accepted = f"a number in {'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}={value!r} has type {type(value).__name__}; accepted: {accepted}")
-    v = float(value)
-    below = v <= lo if open_lo else v < lo
-    above = v >= hi if open_hi else v > hi
-    if not np.isfinite(v) or below or above:
-        raise ValueError(f"{name}={value!r} is out of range; accepted: {accepted}")
-    return v
-
-
-_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
-
-
-def cached_arrays(task: str, params: Dict[str, Any], make: Callable[[], Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    """Load the arrays generated for ``params`` from the cache, or make and cache them.
-
-    The file is ``cache_dir(task) / "<task>-<hash of params>.npz"``; it also stores the parameters as JSON,
-    which must match on loading. It is written atomically (a temporary file in the same folder, then
-    ``os.replace``), so a crash leaves no half-written file under the final name; a file that cannot be read
-    back in full (truncated, corrupt, other keys or parameters) is regenerated and replaced.
-
-    Args:
-        task: cache folder and file-name prefix.
-        params: JSON-serialisable generator parameters, seed included.
-        make: generator called on a cache miss; returns the arrays by name.
-    """
-    meta = json.dumps(params, sort_keys=True)
-    key = hashlib.sha256(meta.encode()).hexdigest()[:16]
-    folder = cache_dir(task)
-    path = folder / f"{task}-{key}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}  # reads every member, so truncation shows here
-            if str(arrays.pop("_params")) == meta:
-                return arrays
-        except _READ_ERRORS:
-            pass  # unreadable: regenerate below
-    arrays = make()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{task}-{key}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, _params=np.array(meta), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return arrays
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -145,13 +73,13 @@ class Motif:
 
 
 def load_motifs(path: Optional[Path] = None) -> List[Motif]:
-    """Read the JASPAR motifs shipped in ``data/jaspar_motifs.json`` (or ``path``), in file order."""
+    """Read the JASPAR motifs shipped in ``dashkit/data/jaspar_motifs.json`` (or ``path``), in file order."""
     path = Path(MOTIF_FILE if path is None else path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"JASPAR motif file not found at {str(path)!r}; the genomics task expects data/jaspar_motifs.json in "
-            "the dashkit source tree (a JSON list of JASPAR probability matrices, written by "
-            "data/make_jaspar_motifs.py). Use a source checkout, or pass the file's path."
+            f"JASPAR motif file not found at {str(path)!r}; the genomics task expects dashkit/data/jaspar_motifs.json "
+            "inside the installed package (a JSON list of JASPAR probability matrices, written by "
+            "scripts/make_jaspar_motifs.py). Reinstall dashkit, or pass the file's path."
         )
     doc = json.loads(path.read_text())
     motifs = []
@@ -371,13 +299,13 @@ def genomics(n_labels: int = 12, length: int = 500, n_train: int = 10000, n_val:
     n_train = check_int("n_train", n_train, 1)
     n_val = check_int("n_val", n_val, 1)
     n_test = check_int("n_test", n_test, 1)
-    motif_prob = check_float("motif_prob", motif_prob, 0.0, 1.0, open_lo=True, open_hi=True)
+    motif_prob = check_float("motif_prob", motif_prob, 0.0, 1.0, low_open=True, high_open=True)
     decoy_prob = check_float("decoy_prob", decoy_prob, 0.0, 1.0)
-    seed = check_int("seed", seed, 0)
+    seed = check_seed(seed)
 
     singles, pairs, decoys = label_motifs(n_labels, grammar_labels, motifs)
     sizes = {"train": n_train, "val": n_val, "test": n_test}
-    params = {"generator": "genomics", "version": _GENERATOR_VERSION, "n_labels": n_labels, "length": length,
+    params = {"version": _GENERATOR_VERSION, "n_labels": n_labels, "length": length,
               "sizes": sizes, "motif_prob": motif_prob, "grammar_labels": grammar_labels, "seed": seed,
               "decoy_prob": decoy_prob, "motifs": hashlib.sha256(MOTIF_FILE.read_bytes()).hexdigest()[:16]}
 
@@ -408,7 +336,7 @@ def genomics(n_labels: int = 12, length: int = 500, n_train: int = 10000, n_val:
             "credit": "Motifs: JASPAR 2024 (CC BY 4.0), Rauluseviciute et al., Nucleic Acids Research 52(D1) "
                       "D174-D182 (2024). Task after DeepSEA (Zhou & Troyanskaya, Nature Methods 2015) "
                       "as used in NAS-Bench-360.",
-            "reference": "mean AUROC at n_labels=12, length=500: PWM-scan oracle about 0.9 "
-                         "(see oracle_scores)",
+            "reference": "mean AUROC at n_labels=12, length=500, motif_prob=0.25: PWM-scan oracle about "
+                         "0.95 (see oracle_scores)",
         },
     )

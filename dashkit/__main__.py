@@ -17,7 +17,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 __all__ = ["main"]
 
@@ -29,10 +29,13 @@ class _InputError(Exception):
 def _import(spec: str) -> None:
     """Import a module by dotted name or a Python file by path."""
     if spec.endswith(".py") or Path(spec).is_file():
-        path = Path(spec)
+        path = Path(spec).resolve()
         if not path.is_file():
             raise _InputError(f"--import {spec!r}: no such file")
-        module_spec = importlib.util.spec_from_file_location(f"dashkit_user_{path.stem}", path)
+        name = f"dashkit_user_{path.stem}"
+        if getattr(sys.modules.get(name), "__file__", None) == str(path):
+            return  # imported already (main() called twice in one process): do not register its tasks again
+        module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
             raise _InputError(f"--import {spec!r}: cannot import this file")
         module = importlib.util.module_from_spec(module_spec)
@@ -180,8 +183,6 @@ def _bench(argv: Sequence[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 a failed run, 2 bad input, 130 interrupted)."""
-    from .pipeline import NonFiniteLossError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "bench":
@@ -196,7 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"dashkit: error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:
+    except FloatingPointError as e:  # NonFiniteLossError, or a metric that is not finite
         print(f"dashkit: run stopped: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -236,13 +236,14 @@ class DashConv(nn.Module):
             cos, sin = tabs
             kre, kim = cos @ grid, sin @ grid  # (F, CC)
         else:
+            # the 2D spectra are laid out (F_w, N_h) (see ops._RFFT2T): transform H first, then W
             cos_h, sin_h, cos_w, sin_w = tabs  # (Nh, O_h), (Nh, O_h), (Fw, O_w), (Fw, O_w)
-            g3 = grid.view(O[0], O[1], CC)
-            pre, pim = torch.matmul(cos_w, g3), torch.matmul(sin_w, g3)  # (O_h, Fw, CC)
-            Fw = cos_w.shape[0]
-            pre, pim = pre.reshape(O[0], Fw * CC), pim.reshape(O[0], Fw * CC)
-            kre = (cos_h @ pre - sin_h @ pim).view(-1, CC)  # (Nh * Fw, CC)
-            kim = (cos_h @ pim + sin_h @ pre).view(-1, CC)
+            g3 = grid.view(O[0], O[1], CC).transpose(0, 1)  # (O_w, O_h, CC)
+            pre, pim = torch.matmul(cos_h, g3), torch.matmul(sin_h, g3)  # (O_w, Nh, CC)
+            Nh = cos_h.shape[0]
+            pre, pim = pre.reshape(O[1], Nh * CC), pim.reshape(O[1], Nh * CC)
+            kre = (cos_w @ pre - sin_w @ pim).view(-1, CC)  # (Fw * Nh, CC)
+            kim = (cos_w @ pim + sin_w @ pre).view(-1, CC)
         K = torch.complex(kre, kim)  # (F, CC)
         if self.depthwise:
             return K

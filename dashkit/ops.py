@@ -330,6 +330,8 @@ def _dense_kernel_spectrum(w: torch.Tensor, N: Tuple[int, ...], groups: int, dep
     wp = torch.roll(wp, shifts=shifts, dims=tuple(range(2, 2 + s)))
     # cross-correlation needs sum_o W[o] e^{+i w o}: the conjugate of the kernel's DFT
     Kf = torch.fft.rfftn(wp, s=N, dim=tuple(range(2, 2 + s))).conj()  # (C_out, ci, *F)
+    if s == 2:
+        Kf = Kf.transpose(-1, -2)  # the 2D spectra are (F_w, N_h), see _RFFT2T
     Cout, ci = w.shape[:2]
     Kf = Kf.reshape(Cout, ci, -1)
     if depthwise:
@@ -357,18 +359,9 @@ class _PaddedRFFT(torch.autograd.Function):
     def backward(ctx, G: torch.Tensor):
         N, n = ctx.N, ctx.n
         s = len(N)
-        dx = torch.fft.irfftn(G * _mirror_weights(N[-1], G.dtype.to_real(), G.device, math.prod(N)), s=N,
+        dx = torch.fft.irfftn(G * _bin_weights(N[-1], 0.5, math.prod(N), G.real.dtype, G.device), s=N,
                               dim=tuple(range(-s, 0)))
         return dx[(...,) + tuple(slice(0, m) for m in n)], None
-
-
-@functools.lru_cache(maxsize=256)
-def _mirror_weights(last: int, dtype: torch.dtype, device: torch.device, scale: float) -> torch.Tensor:
-    """(last // 2 + 1,): scale, halved on the bins that have a mirror partner (all but DC and even Nyquist)."""
-    w = torch.full((last // 2 + 1,), float(scale), dtype=dtype)
-    hi = last // 2 if last % 2 == 0 else last // 2 + 1
-    w[1:hi] *= 0.5
-    return w.to(device)
 
 
 def fft_len_for(n: int, reach: int, stride: int = 1) -> int:
@@ -386,40 +379,110 @@ def fft_len_for(n: int, reach: int, stride: int = 1) -> int:
 
 
 def _fold_stride2(Y: torch.Tensor, N: Tuple[int, ...]) -> torch.Tensor:
-    """Spectrum of y[..., ::2, ::2] (length N/2 per axis) from the one-sided spectrum Y of y (length N).
+    """Spectrum of y[::2] (length N/2 per axis) from the one-sided spectrum Y of y (length N).
 
-    Subsampling in space is aliasing in frequency: Z[f] = (Y[f] + Y[f + N/2]) / 2 per axis. Along the halved last
-    axis, Y[f + N/2] is read from its mirror, conj(Y[N/2 - f]). The inverse FFT then runs at half size.
+    Y's trailing axes are the one-sided axis first, then the full axes (see `_rfft_t`); N is given in the same
+    order. Subsampling in space is aliasing in frequency: Z[f] = (Y[f] + Y[f + N/2]) / 2 per axis. Along the
+    one-sided axis, Y[f + N/2] is read from its mirror, conj(Y[-f]), which negates the full axes' frequencies too.
+    The inverse FFT then runs at half size.
     """
     s = len(N)
-    L = N[-1]
-    M = L // 2
-    # the mirror of bin (f_1, ..., f_s) is (-f_1, ..., -f_s): negate the full axes' frequencies too
     dev = Y.device
-    mirror = Y.index_select(-1, torch.arange(L // 2, L // 2 - M // 2 - 1, -1, device=dev))
-    for a in range(s - 1):
-        ax = Y.dim() - s + a
-        mirror = mirror.index_select(ax, (-torch.arange(N[a], device=dev)) % N[a])
-    Y = 0.5 * (Y[..., : M // 2 + 1] + mirror.conj())
-    for a in range(s - 1):
-        ax = Y.dim() - s + a
-        Y = Y.unflatten(ax, (2, N[a] // 2)).mean(dim=ax)
+    L = N[0]
+    M = L // 2
+    half = Y.dim() - s
+    mirror = Y.index_select(half, torch.arange(L // 2, L // 2 - M // 2 - 1, -1, device=dev))
+    for a in range(1, s):
+        mirror = mirror.index_select(half + a, (-torch.arange(N[a], device=dev)) % N[a])
+    Y = 0.5 * (Y.narrow(half, 0, M // 2 + 1) + mirror.conj())
+    for a in range(1, s):
+        Y = 0.5 * (Y.narrow(half + a, 0, N[a] // 2) + Y.narrow(half + a, N[a] // 2, N[a] // 2))
     return Y
+
+
+def _bin_weights(L: int, mirrored: float, scale: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(L // 2 + 1,) weights of a one-sided spectrum: ``scale``, times ``mirrored`` on bins with a mirror partner."""
+    return _bin_weights_cached(L, float(mirrored), float(scale), dtype, device)
+
+
+@functools.lru_cache(maxsize=256)
+def _bin_weights_cached(L: int, mirrored: float, scale: float, dtype: torch.dtype, device: torch.device):
+    w = torch.full((L // 2 + 1,), scale, dtype=dtype)
+    hi = L // 2 if L % 2 == 0 else L // 2 + 1  # bins [1, hi) have a mirror partner (not DC, not even Nyquist)
+    w[1:hi] *= mirrored
+    return w.to(device)
+
+
+class _RFFT2T(torch.autograd.Function):
+    """2D ``rfft2(x, s=N)`` that skips the zero padding, returning the spectrum TRANSPOSED: (..., F_w, N_h).
+
+    The real FFT along W runs on the n_h data rows only (the padded rows are zero); the complex FFT along H then
+    runs along the contiguous last axis. The backward is the adjoint of the same two steps. About a third cheaper
+    than ``rfftn`` on the padded grid, forward and backward.
+    Shapes: x (..., n_h, n_w) -> (..., N_w // 2 + 1, N_h).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, N: Tuple[int, int]) -> torch.Tensor:
+        ctx.N, ctx.n = N, tuple(x.shape[-2:])
+        X1 = torch.fft.rfft(x, n=N[1], dim=-1).transpose(-1, -2)  # (..., F_w, n_h)
+        return torch.fft.fft(X1, n=N[0], dim=-1)
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor):
+        (Nh, Nw), (nh, nw) = ctx.N, ctx.n
+        g1 = torch.fft.ifft(G, dim=-1)[..., :nh]  # adjoint of the padded FFT along H, up to the factor Nh
+        g1 = g1 * _bin_weights(Nw, 0.5, Nh * Nw, g1.real.dtype, g1.device)[:, None]
+        dx = torch.fft.irfft(g1.transpose(-1, -2), n=Nw, dim=-1)[..., :nw]
+        return dx, None
+
+
+class _IRFFT2T(torch.autograd.Function):
+    """Inverse of `_RFFT2T` that computes only the first ``n_out`` rows and columns of the output.
+
+    Shapes: Y (..., N_w // 2 + 1, N_h) -> (..., n_out_h, n_out_w).
+    """
+
+    @staticmethod
+    def forward(ctx, Y: torch.Tensor, N: Tuple[int, int], n_out: Tuple[int, int]) -> torch.Tensor:
+        ctx.N, ctx.n_out = N, n_out
+        y1 = torch.fft.ifft(Y, dim=-1)[..., : n_out[0]].transpose(-1, -2)  # (..., n_out_h, F_w)
+        return torch.fft.irfft(y1, n=N[1], dim=-1)[..., : n_out[1]]
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (Nh, Nw) = ctx.N
+        G1 = torch.fft.rfft(g, n=Nw, dim=-1)  # (..., n_out_h, F_w)
+        G1 = G1 * _bin_weights(Nw, 2.0, 1.0 / (Nw * Nh), G1.real.dtype, G1.device)
+        return torch.fft.fft(G1.transpose(-1, -2), n=Nh, dim=-1), None, None
 
 
 def _spectral_conv(x: torch.Tensor, K: torch.Tensor, N: Tuple[int, ...], stride: int, groups: int,
                    depthwise: bool) -> torch.Tensor:
-    """rfftn(x) -> mix with K -> irfftn -> crop to the input size -> subsample by stride."""
+    """rfft(x) -> mix with K -> inverse FFT -> crop to the input size -> subsample by stride.
+
+    1D spectra are (B, C, F); 2D spectra are transposed, (B, C, F_w, N_h) (see `_RFFT2T`), and K must match.
+    """
     s = x.dim() - 2
-    n = x.shape[2:]
-    dims = tuple(range(2, 2 + s))
-    X = _PaddedRFFT.apply(x, tuple(N)) if x.requires_grad else torch.fft.rfftn(x, s=N, dim=dims)
+    n = tuple(x.shape[2:])
+    fold = stride == 2 and all(m % 2 == 0 for m in N)
+    if s == 1:
+        X = _PaddedRFFT.apply(x, tuple(N)) if x.requires_grad else torch.fft.rfft(x, n=N[0], dim=-1)
+        Y = spectral_mix(X, K, groups, depthwise)
+        if fold:
+            return torch.fft.irfft(_fold_stride2(Y, N), n=N[0] // 2, dim=-1)[..., : (n[0] + 1) // 2]
+        return torch.fft.irfft(Y, n=N[0], dim=-1)[..., : n[0]: stride]
+    X = _RFFT2T.apply(x, tuple(N))
     Y = spectral_mix(X, K, groups, depthwise)
-    if stride == 2 and all(m % 2 == 0 for m in N):
-        y = torch.fft.irfftn(_fold_stride2(Y, N), s=tuple(m // 2 for m in N), dim=dims)
-        return y[(...,) + tuple(slice(0, (m + 1) // 2) for m in n)]
-    y = torch.fft.irfftn(Y, s=N, dim=dims)
-    return y[(...,) + tuple(slice(0, m, stride) for m in n)]
+    if fold:
+        # fold only the full H axis (no mirror needed: a plain sum of two halves), invert at half height, and keep
+        # every other column: the columns' inverse is the cheapest step, so it is not worth folding
+        Mh = N[0] // 2
+        Yh = 0.5 * (Y[..., :Mh] + Y[..., Mh:])
+        y = _IRFFT2T.apply(Yh, (Mh, N[1]), ((n[0] + 1) // 2, n[1]))
+        return y[..., ::2]
+    y = _IRFFT2T.apply(Y, tuple(N), n)
+    return y if stride == 1 else y[..., ::stride, ::stride]
 
 
 def _fft_dtype_guard(x: torch.Tensor) -> Tuple[torch.Tensor, torch.dtype]:

@@ -19,8 +19,10 @@ backend).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import itertools
+import json
 import math
 import random
 import time
@@ -81,7 +83,8 @@ class RunResult:
         """A few lines: metrics, the architecture and the time per stage."""
         lines = [f"task {self.task}: test {self.metric} (lower is better)"]
         for name, value in self.metrics.items():
-            lines.append(f"  {name:<9} {value:10.4f}   (best validation {self.val_metrics.get(name, float('nan')):.4f})")
+            val = self.val_metrics.get(name, float("nan"))
+            lines.append(f"  {name:<9} {value:10.4f}   (best validation {val:.4f})")
         lines.append("architecture (kernel size k, dilation d per searched layer):")
         lines += ["  " + row for row in self.card.summary().splitlines()]
         lines.append("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in self.times.items()))
@@ -139,7 +142,10 @@ def _stage_seed(seed: int, stage: str) -> int:
 
 
 def _lr_factor(epoch: int, epochs: int, milestones: Tuple[float, ...], gamma: float) -> float:
-    """Step decay: gamma ** (milestones passed), milestones given as fractions of the epochs."""
+    """Step decay: gamma ** (milestones passed), milestones given as fractions of the epochs.
+
+    A pure function of the epoch, so a checkpoint's epoch is the whole state of the schedule.
+    """
     return gamma ** sum(epoch >= round(m * epochs) for m in milestones)
 
 
@@ -171,8 +177,9 @@ def _train_loader(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.de
                       num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
 
 
-def _n_batches(loader: DataLoader, fraction: float) -> int:
-    return max(1, round(fraction * len(loader)))
+def _n_batches(loader: DataLoader, fraction: float, cap: Optional[int]) -> int:
+    n = max(1, round(fraction * len(loader)))
+    return n if cap is None else min(n, cap)
 
 
 def _to(device: torch.device, *tensors: torch.Tensor) -> List[torch.Tensor]:
@@ -318,8 +325,8 @@ def search(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike]) -> Any:
     if ck is not None:
         start, extra = ck[0] + 1, ck[1]
         rows, alphas, seconds_before = extra["history"], extra["alphas"], extra["seconds"]
-    n = _n_batches(_train_loader(task.train, sc.batch_size, cfg, device, seed), sc.batches_per_epoch)
-    val_batches = _cycle(task.val, sc.batch_size, cfg, device, seed) if sc.scheme == "bilevel" else None
+    n = _n_batches(_train_loader(task.train, sc.batch_size, cfg, device, seed), sc.batches_per_epoch,
+                   sc.max_batches)
     hint = "Try a smaller search_lr / search_arch_lr, or search_grad_clip > 0."
     bar = progress(total=sc.epochs * n, initial=start * n, desc="search")
     for epoch in range(start, sc.epochs):
@@ -329,6 +336,8 @@ def search(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike]) -> Any:
         _set_lr(a_opt, sc.arch_lr * factor)
         model.train()
         loader = _train_loader(task.train, sc.batch_size, cfg, device, seed + 1 + epoch)
+        val_batches = (_cycle(task.val, sc.batch_size, cfg, device, _stage_seed(cfg.seed, f"search_val_{epoch}"))
+                       if sc.scheme == "bilevel" else None)
         total = 0.0
         for step, (x, y) in enumerate(itertools.islice(loader, n)):
             if val_batches is not None:  # first-order DARTS: alpha follows the validation loss
@@ -374,8 +383,9 @@ def search(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike]) -> Any:
 
 
 def _cycle(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.device, seed: int) -> Iterator[Any]:
+    """Shuffled batches of `ds` without end; the order depends only on `seed`."""
     for i in itertools.count():
-        yield from _train_loader(ds, batch_size, cfg, device, seed + 7919 * (i + 1))
+        yield from _train_loader(ds, batch_size, cfg, device, seed + 104729 * i)
 
 
 def _mean_entropy(probs: Mapping[str, List[float]]) -> float:
@@ -393,13 +403,13 @@ def _names(card: Any) -> Tuple[str, str, str]:
 
 def _train_epochs(model: nn.Module, task: Any, opt: torch.optim.Optimizer, cfg: RunConfig, device: torch.device,
                   epoch: int, epochs: int, lr: float, milestones: Tuple[float, ...], gamma: float,
-                  batch_size: int, fraction: float, grad_clip: float, seed: int, stage: str, rd: RunDir,
-                  bar: Any) -> float:
+                  batch_size: int, fraction: float, cap: Optional[int], grad_clip: float, seed: int, stage: str,
+                  rd: RunDir, bar: Any) -> float:
     """One epoch of plain supervised training; returns the mean training loss."""
     _set_lr(opt, lr * _lr_factor(epoch, epochs, milestones, gamma))
     model.train()
     loader = _train_loader(task.train, batch_size, cfg, device, seed + 1 + epoch)
-    n = _n_batches(loader, fraction)
+    n = _n_batches(loader, fraction, cap)
     total = 0.0
     for step, (x, y) in enumerate(itertools.islice(loader, n)):
         opt.zero_grad(set_to_none=True)
@@ -474,41 +484,23 @@ def tune(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: Any 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the progress bar
     try:
-        study = optuna.create_study(storage=_storage(tc.storage, rd), study_name=f"{task.name}-{stage}-seed{cfg.seed}",
+        study = optuna.create_study(storage=_storage(tc.storage, rd), study_name=_study_name(task, cfg, stage),
                                     sampler=optuna.samplers.GridSampler(space, seed=cfg.seed), pruner=pruner,
                                     direction="minimize", load_if_exists=True)
         finished = {_key(t.params): t for t in study.trials
                     if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        budget = len(grid) if tc.n_trials is None else min(tc.n_trials, len(grid))
-        bar = progress(total=budget, desc=stage)
-        trials: List[Dict[str, Any]] = []
-        best_value, best = math.inf, None
-        for lr in tc.lrs:
-            before, block_improved, misses = best_value, False, 0
-            for params in (p for p in grid if p["lr"] == lr):
-                if len([t for t in trials if t["state"] != "skipped"]) >= budget:
-                    break
-                if tc.lr_block_patience and math.isfinite(before) and not block_improved \
-                        and misses >= tc.lr_block_patience:
-                    trials.append({**params, "value": None, "state": "skipped", "seconds": 0.0})
-                    continue
-                t_trial = time.perf_counter()
-                done = finished.get(_key(params))
-                if done is not None:
-                    state, value = done.state, done.value
-                else:
-                    state, value = _run_trial(study, params, space, task, cfg, rd, card, init, device, stage)
-                value = value if state == TrialState.COMPLETE else None
-                trials.append({**params, "value": value, "state": state.name.lower(),
-                               "seconds": round(time.perf_counter() - t_trial, 3)})
-                if value is not None and value < best_value:
-                    best_value, best = value, params
-                if value is not None and value < before:
-                    block_improved = True
-                else:
-                    misses += 1
-                bar.update(1)
-                bar.set_postfix(best=best_value)
+        bar = progress(total=len(grid) if tc.n_trials is None else min(tc.n_trials, len(grid)), desc=stage)
+
+        def try_config(params: Dict[str, float]) -> Tuple[str, Optional[float]]:
+            done = finished.get(_key(params))  # a trial finished before an interruption (journal storage)
+            if done is not None:
+                state, value = done.state, done.value
+            else:
+                state, value = _run_trial(study, params, space, task, cfg, rd, card, init, device, stage)
+            bar.update(1)
+            return state.name.lower(), (value if state == TrialState.COMPLETE else None)
+
+        trials, best, best_value = _walk_lr_blocks(tc, try_config)
         bar.close()
     finally:
         optuna.logging.set_verbosity(verbosity)
@@ -520,6 +512,51 @@ def tune(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: Any 
                                     "study": study.study_name, "trials": trials})
     rd.mark_done(stage, {"seconds": time.perf_counter() - t0, "best": best, "best_val": best_value})
     return dict(best)
+
+
+def _walk_lr_blocks(tc: Any, try_config: Any) -> Tuple[List[Dict[str, Any]], Optional[Dict[str, float]], float]:
+    """DASH's walk through the grid, one lr block after another.
+
+    A block is left early when its first ``lr_block_patience`` configurations bring no improvement over the
+    best of the earlier blocks; at most ``n_trials`` configurations are tried.
+
+    Args:
+        tc: the TuneConfig.
+        try_config: ``params -> (state, validation metric or None)``.
+
+    Returns:
+        (every configuration with its state and value, the best configuration or None, its value).
+    """
+    grid = tc.grid()
+    budget = len(grid) if tc.n_trials is None else min(tc.n_trials, len(grid))
+    trials: List[Dict[str, Any]] = []
+    best, best_value, tried = None, math.inf, 0
+    for lr in tc.lrs:
+        before, improved, misses = best_value, False, 0
+        for params in (p for p in grid if p["lr"] == lr):
+            if tried >= budget:
+                return trials, best, best_value
+            if tc.lr_block_patience and math.isfinite(before) and not improved and misses >= tc.lr_block_patience:
+                trials.append({**params, "value": None, "state": "skipped", "seconds": 0.0})
+                continue
+            t0 = time.perf_counter()
+            state, value = try_config(params)
+            tried += 1
+            trials.append({**params, "value": value, "state": state, "seconds": round(time.perf_counter() - t0, 3)})
+            if value is not None and value < best_value:
+                best, best_value = params, value
+            if value is not None and value < before:
+                improved = True
+            else:
+                misses += 1
+    return trials, best, best_value
+
+
+def _study_name(task: Any, cfg: RunConfig, stage: str) -> str:
+    """Unique per task, stage and config: a shared study database never mixes two different runs."""
+    data = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "num_workers")}
+    digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{task.name}-{stage}-seed{cfg.seed}-{digest}"
 
 
 def _key(params: Mapping[str, Any]) -> Tuple[float, ...]:
@@ -546,7 +583,7 @@ def _run_trial(study: Any, params: Dict[str, float], space: Dict[str, list], tas
     try:
         for epoch in range(tc.epochs):
             _train_epochs(model, task, opt, cfg, device, epoch, tc.epochs, hp["lr"], rc.milestones, rc.gamma,
-                          tc.batch_size, tc.batches_per_epoch, rc.grad_clip, seed, stage, rd, None)
+                          tc.batch_size, tc.batches_per_epoch, tc.max_batches, rc.grad_clip, seed, stage, rd, None)
             value, _ = evaluate(model, task.val, task, device, 2 * tc.batch_size, cfg.num_workers)
             best = min(best, value)
             trial.report(value, epoch)
@@ -597,13 +634,14 @@ def retrain(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: A
         start, extra = ck[0] + 1, ck[1]
         rows, best_val, best_epoch, seconds_before = (extra["history"], extra["best_val"], extra["best_epoch"],
                                                       extra["seconds"])
-    n = _n_batches(_train_loader(task.train, rc.batch_size, cfg, device, seed), rc.batches_per_epoch)
+    n = _n_batches(_train_loader(task.train, rc.batch_size, cfg, device, seed), rc.batches_per_epoch,
+                   rc.max_batches)
     bar = progress(total=rc.epochs * n, initial=start * n, desc=stage)
     for epoch in range(start, rc.epochs):
         t_epoch = time.perf_counter()
         train_loss = _train_epochs(model, task, opt, cfg, device, epoch, rc.epochs, hp["lr"], rc.milestones,
-                                   rc.gamma, rc.batch_size, rc.batches_per_epoch, rc.grad_clip, seed, stage, rd,
-                                   bar)
+                                   rc.gamma, rc.batch_size, rc.batches_per_epoch, rc.max_batches, rc.grad_clip,
+                                   seed, stage, rd, bar)
         val_metric, val_loss = evaluate(model, task.val, task, device, 2 * rc.batch_size, cfg.num_workers)
         if val_metric < best_val:
             best_val, best_epoch = val_metric, epoch

@@ -50,7 +50,8 @@ def tiny_task(name: str = "tiny", loss_fn=None, train=None, val=None, test=None)
 TINY = dict(search_backend="fft", search_epochs=2, search_batch_size=32, search_batches_per_epoch=1.0,
             tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,), tune_momentums=(0.9,),
             tune_epochs=2, tune_batch_size=32, tune_batches_per_epoch=0.5, tune_pruner="none",
-            retrain_epochs=3, retrain_batch_size=32)
+            retrain_epochs=3, retrain_batch_size=32, search_max_batches=None, tune_max_batches=None,
+            retrain_max_batches=None)
 
 
 def tiny_cfg(task, **kw):
@@ -101,17 +102,30 @@ def test_search_writes_card_alphas_history_and_is_skipped_when_done(tmp_path, mo
     assert pipeline.search(task, cfg, tmp_path / "run") == card
 
 
-def test_single_level_search_never_reads_validation_and_bilevel_does(tmp_path):
+def test_single_level_search_never_reads_validation_and_bilevel_does(tmp_path, monkeypatch):
     val = Guarded(spikes(48, 1, 32, (6, 12), (4, 14)))
     task = tiny_task(val=val)
     pipeline.search(task, tiny_cfg(task), tmp_path / "single")  # would raise on a validation read
     val.locked = False
-    card = pipeline.search(task, tiny_cfg(task, search_scheme="bilevel", search_epochs=1), tmp_path / "bilevel")
-    assert val.reads >= 32  # one validation batch per alpha step
-    assert len(card.layers) == 9
+    cfg = tiny_cfg(task, search_scheme="bilevel")
+    card = pipeline.search(task, cfg, tmp_path / "bilevel")
+    assert val.reads >= 2 * 3 * 32  # one validation batch per alpha step
+    # a bilevel search stopped after its first epoch resumes to the same alphas
+    original_save = RunDir.save_checkpoint
+
+    def killed(self, stage, epoch, *args, **kwargs):
+        original_save(self, stage, epoch, *args, **kwargs)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.search(task, cfg, tmp_path / "resumed")
+    monkeypatch.undo()
+    resumed = pipeline.search(task, cfg, tmp_path / "resumed")
+    assert [layer.alpha for layer in resumed.layers] == [layer.alpha for layer in card.layers]
 
 
-# --------------------------------------------------------------------------------------- validation-only model selection
+# ------------------------------------------------------------------------------ validation-only model selection
 def test_tune_and_retrain_select_on_validation_and_test_once(tmp_path):
     test = Guarded(spikes(48, 2, 32, (6, 12), (4, 14)))
     task = tiny_task(test=test)
@@ -306,10 +320,9 @@ def test_bad_task_arguments_are_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"unknown setting 'search_epoch' \(did you mean 'search_epochs'\?\)"):
         pipeline.run(task, out=tmp_path / "x", search_epoch=3)
     assert not (tmp_path / "x").exists()  # nothing is created before the input is checked
-    flat2d = Task(name="img", kind="classification", train=TensorDataset(torch.randn(4, 1, 8, 8), torch.zeros(4).long()),
-                  val=TensorDataset(torch.randn(2, 1, 8, 8), torch.zeros(2).long()),
-                  test=TensorDataset(torch.randn(2, 1, 8, 8), torch.zeros(2).long()), in_shape=(1, 8, 8),
-                  num_outputs=2, metric_name="error_pct")  # TaskDefaults: a 1D backbone
+    images = TensorDataset(torch.randn(4, 1, 8, 8), torch.zeros(4).long())
+    flat2d = Task(name="img", kind="classification", train=images, val=images, test=images, in_shape=(1, 8, 8),
+                  num_outputs=2, metric_name="error_pct")  # the default TaskDefaults name a 1D backbone
     with pytest.raises(ValueError, match=r"backbone 'resnet1d' is 1D but task 'img' is 2D"):
         pipeline.build_backbone(flat2d, make_config("smoke", flat2d.defaults))
 
@@ -339,7 +352,8 @@ def test_search_finds_the_long_receptive_field_a_task_needs(tmp_path):
                                       dilations=(1, 4, 8)))
     res = pipeline.run(task, out=tmp_path / "run", seed=3, figures=False, verbose=False, search_backend="fft",
                        search_epochs=6, search_batches_per_epoch=1.0, search_batch_size=32, search_grad_scale=10.0,
-                       tune_enabled=False, retrain_epochs=8, retrain_batch_size=32, retrain_lr=0.05)
+                       search_max_batches=None, tune_enabled=False, retrain_epochs=8, retrain_batch_size=32,
+                       retrain_max_batches=None, retrain_lr=0.05, search_milestones=(0.7,), retrain_milestones=(0.75,))
     default = pipeline.build_backbone(task, res.config)
     default_field = 1 + sum(m.kernel_size[0] - 1 for n, m in default.named_modules()
                             if isinstance(m, torch.nn.Conv1d) and m.kernel_size[0] > 1)

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any, List, Optional, Sequence, Tuple, Type
 
 import torch
@@ -34,6 +35,10 @@ from torch import nn
 
 from .layers import CausalConv1d
 from .registry import Registry
+
+# ResNet1D's kernel-8 convs use padding="same" (DASH's default kernels are 8, 5, 3): PyTorch warns on every forward
+# that it pads a copy of the input for an even kernel. That is expected here, and only that message is silenced.
+warnings.filterwarnings("ignore", message=r"Using padding='same' with even kernel lengths", category=UserWarning)
 
 __all__ = [
     "BACKBONES",

@@ -1,0 +1,1100 @@
+"""Measurements and figures that explain DASH, one idea at a time (used by the teaching notebooks 01-04 and 08).
+
+Every function here works on its own, on small tensors, in seconds on a laptop CPU: the notebooks only call them
+and show what they return. Figures are ``matplotlib.figure.Figure`` objects built without pyplot (a notebook shows
+one as a cell's value once ``%matplotlib inline`` is on); tables are lists of dicts (``dashkit.notebook.table``
+turns them into a DataFrame).
+
+The ideas, in the order of the notebooks:
+
+1. The search space: `candidate_table`, `plot_field_grid`, `plot_candidate_taps`, `supernet_report`, `prefer`.
+2. Mixed weights: `random_candidates`, `mixed_weights_error`, `plot_aggregated_kernel`, `mixing_cost`,
+   `plot_mixing_cost`.
+3. Kronecker dilation: `plot_dilation`, `dilation_errors`, `dilation_cost`.
+4. Fourier convolution: `circular_conv`, `wraparound_table`, `plot_wraparound`, `fft_length_table`,
+   `fft_length_cost`, `crop_saving`, `fft_errors`, `fft_crossover`, `plot_crossover`, `auto_choice`.
+8. Speed: `bench_ratios`, `compare_with_dash`, `DASH_REFERENCE`.
+
+Timings are the best of a few repeats (the least disturbed run on a shared machine), in milliseconds.
+DASH: Shen, Khodak, Talwalkar et al., "Efficient Architecture Search for Diverse Tasks", NeurIPS 2022.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
+
+from . import ops
+from .dashconv import DashConv
+from .progress import progress as _progress
+from .space import SearchSpace
+from .supernet import dash_layers, to_supernet
+
+__all__ = [
+    "measure", "format_count",
+    # 01 search space
+    "candidate_table", "plot_field_grid", "plot_candidate_taps", "SupernetReport", "supernet_report", "prefer",
+    # 02 mixed weights
+    "Candidates", "random_candidates", "mixed_weights_error", "plot_aggregated_kernel", "mixing_cost",
+    "plot_mixing_cost",
+    # 03 Kronecker dilation
+    "plot_dilation", "dilation_errors", "dilation_cost",
+    # 04 Fourier convolution
+    "circular_conv", "wraparound_table", "plot_wraparound", "fft_length_table", "fft_length_cost", "crop_saving",
+    "fft_errors", "Crossover", "fft_crossover", "plot_crossover", "auto_choice",
+    # 08 speed
+    "DASH_REFERENCE", "bench_ratios", "compare_with_dash",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# shared helpers
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_ints(name: str, values: Any, minimum: int = 1, odd: bool = False) -> Tuple[int, ...]:
+    if isinstance(values, (int, str)) or values is None:
+        raise TypeError(f"{name} must be a sequence of ints, got {values!r}")
+    out = tuple(values)
+    what = f"odd ints >= {minimum}" if odd else f"ints >= {minimum}"
+    if not out or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum or (odd and v % 2 == 0)
+                      for v in out):
+        raise ValueError(f"{name} must be a non-empty sequence of {what}, got {values!r}")
+    return out
+
+
+def _check_odd(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(f"{name} must be an odd positive int, got {value!r}")
+    return value
+
+
+def _check_dims(dims: Any) -> int:
+    if isinstance(dims, bool) or dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+    return int(dims)
+
+
+def _check_space(space: Any) -> SearchSpace:
+    if not isinstance(space, SearchSpace):
+        raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
+    return space
+
+
+def _generator(seed: int) -> torch.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    return torch.Generator().manual_seed(seed)
+
+
+def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max())
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    import seaborn as sns
+
+    # a context, not sns.set_theme(): the package must not change the user's global matplotlib settings
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        yield
+
+
+def measure(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Seconds that ``fn()`` takes: the best of ``repeats`` timed calls after ``warmup`` untimed ones.
+
+    The best, not the mean: on a shared machine the fastest run is the one least disturbed by others.
+
+    Example:
+        >>> measure(lambda: torch.randn(100, 100) @ torch.randn(100, 100), repeats=3) < 1.0
+        True
+    """
+    _check_int("repeats", repeats)
+    _check_int("warmup", warmup, 0)
+    for _ in range(warmup):
+        fn()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def format_count(n: int) -> str:
+    """A large integer with thousands separators and in scientific notation: ``512,000,000,000 (5.1e+11)``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    return f"{n:,}" if n < 10 ** 6 else f"{n:,} ({n:.1e})"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 01: the search space
+
+def candidate_table(space: SearchSpace) -> List[Dict[str, int]]:
+    """One row per candidate (k, d), in the joint k-major order that DASH's one categorical per layer uses.
+
+    Returns:
+        rows with ``index`` (= ``i_k * |D| + i_d``), ``k``, ``d``, ``i_k``, ``i_d`` and ``field`` (the receptive
+        field d (k - 1) + 1 per axis).
+    """
+    space = _check_space(space)
+    nd = len(space.dilations)
+    return [{"index": i, "k": k, "d": d, "i_k": i // nd, "i_d": i % nd, "field": space.field(k, d)}
+            for i, (k, d) in enumerate(space.candidates)]
+
+
+def plot_field_grid(space: SearchSpace) -> Figure:
+    """Kernel sizes (rows) x dilations (columns): each cell shows the candidate's index and receptive field."""
+    import seaborn as sns
+
+    space = _check_space(space)
+    fields = [[space.field(k, d) for d in space.dilations] for k in space.kernel_sizes]
+    notes = [[f"#{space.index(k, d)}\nfield {space.field(k, d)}" for d in space.dilations] for k in space.kernel_sizes]
+    with _style():
+        fig = Figure(figsize=(1.3 * len(space.dilations) + 2.5, 0.75 * len(space.kernel_sizes) + 1.5),
+                     layout="constrained")
+        ax = fig.subplots()
+        sns.heatmap(fields, annot=notes, fmt="", cmap="mako_r", ax=ax, cbar_kws={"label": "receptive field d(k-1)+1"},
+                    xticklabels=[str(d) for d in space.dilations], yticklabels=[str(k) for k in space.kernel_sizes])
+        ax.set_xlabel("dilation d")
+        ax.set_ylabel("kernel size k")
+        ax.set_title(f"{len(space)} candidates, k-major index #  (S = {space.max_field})")
+    return fig
+
+
+def plot_candidate_taps(space: SearchSpace, causal: bool = False) -> Figure:
+    """Where each candidate's taps fall, relative to the output position (one row per candidate).
+
+    Along every axis (2D kernels are the same pattern per axis), candidate (k, d) reads the inputs at offsets
+    d (j - (k - 1) / 2), j = 0..k-1 (causal: d (j - (k - 1)), only the past).
+    """
+    space = _check_space(space)
+    cands = space.candidates
+    reach = max((space.field(k, d) - 1) if causal else (space.field(k, d) - 1) // 2 for k, d in cands)
+    with _style():
+        fig = Figure(figsize=(10, 0.28 * len(cands) + 1.4), layout="constrained")
+        ax = fig.subplots()
+        for row, (k, d) in enumerate(cands):
+            shift = (k - 1) if causal else (k - 1) // 2
+            offs = [d * (j - shift) for j in range(k)]
+            ax.hlines(row, min(offs), max(offs), color="0.8", lw=1, zorder=1)
+            ax.scatter(offs, [row] * k, s=14, color=f"C{space.kernel_sizes.index(k)}", zorder=2)
+        ax.set_yticks(range(len(cands)), [f"#{i} k={k} d={d} (field {space.field(k, d)})"
+                                          for i, (k, d) in enumerate(cands)], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(-reach - 2, (0 if causal else reach) + 2)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("tap offset from the output position" + (" (causal)" if causal else ""))
+        ax.set_title(f"the taps of the {len(cands)} candidates (colour: kernel size)")
+    return fig
+
+
+@dataclass
+class SupernetReport:
+    """What `to_supernet` did to a backbone: which convolutions became searchable and what it costs.
+
+    Attributes:
+        backbone: the backbone's class name.
+        space: the search space.
+        layers: one dict per replaced conv: ``name``, ``in_channels``, ``out_channels``, ``kernel`` (the original
+            kernel size), ``groups`` (original), ``search_groups`` (groups during search: C for depthwise search),
+            ``weights`` (parameters of all its candidates together).
+        skipped: convolutions left alone (1x1, shortcut or downsample convs).
+        plain_params: parameters of the backbone as given.
+        supernet_params: parameters of the supernet (candidate weights and the architecture parameters alpha).
+        arch_params: parameters that are alpha (|K x D| per searched layer).
+        supernet: the supernet itself (a deep copy; the given backbone is not changed).
+    """
+
+    backbone: str
+    space: SearchSpace
+    layers: List[Dict[str, Any]]
+    skipped: List[str]
+    plain_params: int
+    supernet_params: int
+    arch_params: int
+    supernet: nn.Module = field(repr=False)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_architectures(self) -> int:
+        """|K x D| ** (searched layers): the discrete networks the supernet holds."""
+        return self.space.num_architectures(self.num_layers)
+
+    def summary(self) -> str:
+        m = len(self.space)
+        return "\n".join([
+            f"{self.backbone}: {self.num_layers} searched convolutions, {len(self.skipped)} left alone "
+            f"({', '.join(self.skipped) or 'none'})",
+            f"parameters: plain {self.plain_params:,} -> supernet {self.supernet_params:,} "
+            f"({self.supernet_params / self.plain_params:.1f}x; {self.arch_params} of them are alpha)",
+            f"architectures: |K x D|^layers = {m}^{self.num_layers} = {format_count(self.num_architectures)}",
+        ])
+
+
+def _param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def supernet_report(model: nn.Module, space: SearchSpace, **to_supernet_kwargs: Any) -> SupernetReport:
+    """Turn a copy of ``model`` into a supernet and describe what changed.
+
+    Args:
+        model: a plain backbone (left unchanged).
+        space: the candidates.
+        **to_supernet_kwargs: passed to `dashkit.to_supernet` (``depthwise``, ``backend``, ...).
+
+    Example:
+        >>> rep = supernet_report(dashkit.backbones.resnet1d(1, 10), SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), 1))
+        >>> rep.num_layers, rep.num_architectures == 20 ** 9
+        (9, True)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    space = _check_space(space)
+    net = copy.deepcopy(model)
+    conv_types = (nn.Conv1d, nn.Conv2d)
+    original = {n: m for n, m in net.named_modules() if isinstance(m, conv_types)}
+    plain_params = _param_count(net)
+    net = to_supernet(net, space, **to_supernet_kwargs)
+    replaced = set(net.dash_replaced)
+    layers = []
+    for name, dc in dash_layers(net):
+        m = original[name]
+        layers.append({"name": name, "in_channels": m.in_channels, "out_channels": m.out_channels,
+                       "kernel": m.kernel_size[0] if len(set(m.kernel_size)) == 1 else tuple(m.kernel_size),
+                       "groups": m.groups, "search_groups": dc.groups,
+                       "weights": sum(w.numel() for w in dc.weights)})
+    skipped = [n for n in original if n not in replaced]
+    arch = sum(dc.alpha.numel() for _, dc in dash_layers(net))
+    return SupernetReport(backbone=type(model).__name__, space=space, layers=layers, skipped=skipped,
+                          plain_params=plain_params, supernet_params=_param_count(net), arch_params=arch,
+                          supernet=net)
+
+
+@torch.no_grad()
+def prefer(supernet: nn.Module, choices: Mapping[str, Tuple[int, int]], strength: float = 5.0) -> None:
+    """Set alpha by hand, as if a search had preferred the given (k, d) in the given layers (in place).
+
+    Each named layer's alpha becomes ``strength`` at its (k, d) and 0 elsewhere, so that `dashkit.discretize`
+    (argmax of alpha) picks it: a way to see discretisation at work without running a search.
+
+    Args:
+        supernet: a model made by `dashkit.to_supernet`.
+        choices: ``{layer name: (k, d)}``.
+        strength: the alpha of the preferred candidate (> 0).
+    """
+    layers = dict(dash_layers(supernet))
+    if not layers:
+        raise ValueError("supernet has no DashConv layers; build it with dashkit.to_supernet first")
+    if not (isinstance(strength, (int, float)) and not isinstance(strength, bool) and strength > 0):
+        raise ValueError(f"strength must be a positive number, got {strength!r}")
+    unknown = [n for n in choices if n not in layers]
+    if unknown:
+        raise ValueError(f"choices names {unknown!r}, which are not searched layers; searched layers: "
+                         f"{list(layers)}")
+    for name, (k, d) in choices.items():
+        dc = layers[name]
+        i = dc.space.index(k, d)
+        dc.alpha.zero_()
+        dc.alpha[i] = strength
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 02: mixed weights
+
+class Candidates(NamedTuple):
+    """Random candidate kernels of a space: ``weights[i]`` is (C_out, C_in/groups, *[k_i]), ``coeffs`` (M,) sums
+    to 1, ``dilations[i]`` = d_i."""
+
+    weights: List[torch.Tensor]
+    coeffs: torch.Tensor
+    dilations: List[int]
+
+
+def random_candidates(space: SearchSpace, in_channels: int = 4, out_channels: int = 4, groups: int = 1,
+                      dtype: torch.dtype = torch.float64, seed: int = 0) -> Candidates:
+    """One N(0, 1) kernel per candidate and mixing coefficients ``softmax(randn(M))``.
+
+    Returns:
+        `Candidates`; kernels of shape (out_channels, in_channels / groups, *[k_i]) with ``space.dims`` kernel
+        axes.
+    """
+    space = _check_space(space)
+    for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        _check_int(name, v)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups!r} must divide in_channels ({in_channels}) and out_channels "
+                         f"({out_channels})")
+    g = _generator(seed)
+    s = space.dims
+    weights = [torch.randn((out_channels, in_channels // groups) + (k,) * s, generator=g, dtype=dtype)
+               for k, _ in space.candidates]
+    coeffs = torch.softmax(torch.randn(len(space), generator=g, dtype=dtype), 0)
+    return Candidates(weights, coeffs, [d for _, d in space.candidates])
+
+
+def _input(batch: int, channels: int, size: int, dims: int, dtype: torch.dtype, g: torch.Generator) -> torch.Tensor:
+    return torch.randn((batch, channels) + (size,) * dims, generator=g, dtype=dtype)
+
+
+def mixed_weights_error(space: SearchSpace, channels: int = 4, size: int = 64, batch: int = 2,
+                        dtype: torch.dtype = torch.float64, seed: int = 0) -> Dict[str, float]:
+    """How far mixed weights are from mixed results, numerically (they are equal in exact arithmetic).
+
+    Mixed results (DARTS): ``y = sum_i c_i conv(x, w_i, dilation d_i)``, M convolutions. Mixed weights (DASH):
+    ``y = conv(x, W)`` with ``W = sum_i c_i pad_S(dilate(w_i, d_i))``, one convolution.
+
+    Args:
+        space: the candidates; ``space.dims`` decides 1D (x of shape (batch, channels, size)) or 2D
+            (batch, channels, size, size).
+        channels: C_in = C_out.
+        size: input length or side.
+        batch: B.
+        dtype: float64 shows the identity to ~1e-13; float32 to ~1e-5.
+        seed: random inputs and kernels.
+
+    Returns:
+        ``aggregate_direct`` (max |conv(x, W) - mixed results|), ``aggregate_fft`` (the same with W applied by
+        FFT), ``kron_vs_scatter`` (W built with Kronecker dilation vs strided scatter), ``output_scale``
+        (max |mixed results|), ``kernel_size`` (S) and ``candidates`` (M).
+    """
+    space = _check_space(space)
+    _check_int("channels", channels)
+    _check_int("size", size)
+    _check_int("batch", batch)
+    cand = random_candidates(space, channels, channels, dtype=dtype, seed=seed)
+    x = _input(batch, channels, size, space.dims, dtype, _generator(seed + 1))
+    y_mixed = ops.mixed_results(x, cand.weights, cand.coeffs, cand.dilations)
+    W = ops.aggregate_kernel(cand.weights, cand.coeffs, cand.dilations)
+    W_kron = ops.aggregate_kernel(cand.weights, cand.coeffs, cand.dilations, method="kron")
+    return {"aggregate_direct": _max_err(ops.direct_conv(x, W), y_mixed),
+            "aggregate_fft": _max_err(ops.fft_conv(x, W), y_mixed),
+            "kron_vs_scatter": _max_err(W, W_kron),
+            "output_scale": float(y_mixed.abs().max()),
+            "kernel_size": int(W.shape[-1]), "candidates": len(space)}
+
+
+def plot_aggregated_kernel(space: SearchSpace, seed: int = 0) -> Figure:
+    """Each candidate, dilated, centred in S taps and scaled by its coefficient, and their sum W.
+
+    1D spaces: one stem plot per candidate and one for W. 2D spaces: one heatmap per candidate and one for W
+    (the space should be small, e.g. 4 candidates, for the picture to be readable).
+    """
+    space = _check_space(space)
+    cand = random_candidates(space, 1, 1, seed=seed)
+    S = space.max_field
+    terms = [float(c) * ops.center_pad(ops.dilate(w, d), S)[0, 0]
+             for w, c, d in zip(cand.weights, cand.coeffs, cand.dilations)]
+    W = ops.aggregate_kernel(cand.weights, cand.coeffs, cand.dilations)[0, 0]
+    labels = [f"c={float(c):.2f} x (k={k}, d={d})" for c, (k, d) in zip(cand.coeffs, space.candidates)]
+    r = (S - 1) // 2
+    with _style():
+        if space.dims == 1:
+            fig = Figure(figsize=(9, 1.0 * (len(terms) + 1) + 1.0), layout="constrained")
+            axes = fig.subplots(len(terms) + 1, 1, sharex=True, sharey=True)
+            pos = list(range(-r, r + 1))
+            for ax, t, lab in zip(axes, terms + [W], labels + [f"W = sum of the {len(terms)} above"]):
+                vals = t.tolist()
+                ax.vlines(pos, 0, vals, color="C0" if ax is not axes[-1] else "C3", lw=1.5)
+                ax.scatter([p for p, v in zip(pos, vals) if v != 0], [v for v in vals if v != 0], s=12,
+                           color="C0" if ax is not axes[-1] else "C3", zorder=3)
+                ax.axhline(0, color="k", lw=0.6)
+                ax.set_ylabel(lab, rotation=0, ha="right", va="center", fontsize=8)
+            if S <= 31:
+                axes[-1].set_xticks(pos)
+            axes[-1].set_xlabel(f"tap offset (S = {S} taps)")
+            fig.suptitle("mixed weights: the candidates, dilated and centred, add up to one kernel")
+        else:
+            n = len(terms) + 1
+            fig = Figure(figsize=(2.6 * n, 3.0), layout="constrained")
+            axes = fig.subplots(1, n)
+            lim = max(float(t.abs().max()) for t in terms + [W])
+            for ax, t, lab in zip(axes, terms + [W], labels + ["W = sum"]):
+                im = ax.imshow(t.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, extent=(-r - .5, r + .5, r + .5, -r - .5))
+                ax.set_title(lab, fontsize=8)
+                ax.grid(False)
+            fig.colorbar(im, ax=axes[-1], shrink=0.8)
+            fig.suptitle(f"mixed weights in 2D: {len(terms)} candidates -> one {S}x{S} kernel")
+    return fig
+
+
+def mixing_cost(space: SearchSpace, channels: int = 16, size: int = 1000, batch: int = 8,
+                counts: Optional[Sequence[int]] = None, repeats: int = 3, include_direct: bool = True,
+                seed: int = 0, progress: bool = True) -> List[Dict[str, float]]:
+    """Forward time of mixed results vs mixed weights as the number of candidates M grows.
+
+    For each M, the first M candidates of ``space`` (k-major order) are mixed three ways:
+    ``mixed_results`` (M convolutions), ``aggregate_direct`` (build W, one direct convolution of size S) and
+    ``aggregate_fft`` (build W, one FFT convolution), float32, no gradient.
+
+    Args:
+        space: the candidates (1D: inputs (batch, channels, size); 2D: (batch, channels, size, size)).
+        channels: C_in = C_out (full convolutions).
+        counts: the values of M to measure (default 1..len(space)).
+        repeats: timed runs per point (the best is kept).
+        include_direct: also time the aggregated kernel by direct convolution (slow when S is large).
+        progress: print progress lines (or a bar in a live notebook).
+
+    Returns:
+        One row per M: ``candidates``, ``S`` (aggregated kernel size), ``mixed_results_ms``,
+        ``aggregate_direct_ms`` (when measured), ``aggregate_fft_ms``.
+    """
+    space = _check_space(space)
+    for name, v in (("channels", channels), ("size", size), ("batch", batch), ("repeats", repeats)):
+        _check_int(name, v)
+    counts = tuple(range(1, len(space) + 1)) if counts is None else _check_ints("counts", counts)
+    if max(counts) > len(space):
+        raise ValueError(f"counts must be at most len(space) = {len(space)}, got {counts!r}")
+    cand = random_candidates(space, channels, channels, dtype=torch.float32, seed=seed)
+    x = _input(batch, channels, size, space.dims, torch.float32, _generator(seed + 1))
+    rows = []
+    it = _progress(counts, desc="candidates") if progress else counts
+    with torch.no_grad():
+        for m in it:
+            w, d = cand.weights[:m], cand.dilations[:m]
+            c = cand.coeffs[:m] / cand.coeffs[:m].sum()
+            row = {"candidates": m, "S": max(dd * (ww.shape[-1] - 1) + 1 for ww, dd in zip(w, d))}
+            row["mixed_results_ms"] = 1e3 * measure(lambda: ops.mixed_results(x, w, c, d), repeats)
+            if include_direct:
+                row["aggregate_direct_ms"] = 1e3 * measure(
+                    lambda: ops.direct_conv(x, ops.aggregate_kernel(w, c, d)), repeats)
+            row["aggregate_fft_ms"] = 1e3 * measure(lambda: ops.fft_conv(x, ops.aggregate_kernel(w, c, d)), repeats)
+            rows.append(row)
+    return rows
+
+
+def plot_mixing_cost(rows: Sequence[Mapping[str, float]]) -> Figure:
+    """Milliseconds per forward pass against the number of candidates, one line per method (from `mixing_cost`)."""
+    if not rows or "candidates" not in rows[0]:
+        raise ValueError(f"rows must be the non-empty output of mixing_cost(), got {rows!r:.200}")
+    names = {"mixed_results_ms": "mixed results (M convolutions)",
+             "aggregate_direct_ms": "mixed weights + direct conv (size S)",
+             "aggregate_fft_ms": "mixed weights + FFT conv"}
+    with _style():
+        fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+        ax = fig.subplots()
+        m = [r["candidates"] for r in rows]
+        for i, (key, label) in enumerate(names.items()):
+            if key in rows[0]:
+                ax.plot(m, [r[key] for r in rows], marker="o", ms=4, label=label, color=f"C{i}")
+        ax.set_yscale("log")
+        ax.set_xlabel("candidates per layer M = |K x D|")
+        ax.set_ylabel("ms per forward pass (log)")
+        ax.set_title("cost as the candidates grow")
+        ax.legend()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 03: Kronecker dilation
+
+def plot_dilation(k: int = 3, d: int = 3, seed: int = 0) -> Figure:
+    """A k-tap kernel dilated by d: a 1D stem plot, and in 2D the kernel, the one-hot block P and kron(w, P)."""
+    _check_int("k", k)
+    _check_int("d", d)
+    g = _generator(seed)
+    w1 = torch.randn(1, 1, k, generator=g)
+    w2 = torch.randn(1, 1, k, k, generator=g)
+    wd1 = ops.dilate(w1, d)[0, 0]
+    P = torch.zeros(d, d)
+    P[0, 0] = 1
+    full = torch.kron(w2[0, 0], P)  # (k d, k d) before the crop
+    wd2 = ops.dilate(w2, d, method="kron")[0, 0]
+    with _style():
+        fig = Figure(figsize=(15, 3.6), layout="constrained")
+        ax1, ax2, ax3, ax4 = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1.6, 1, 0.6, 1.4]})
+        ax1.vlines(range(len(wd1)), 0, wd1.tolist(), color="0.7", lw=1)
+        taps = list(range(0, len(wd1), d))
+        ax1.vlines(taps, 0, w1[0, 0].tolist(), color="C0", lw=2.5)
+        ax1.scatter(taps, w1[0, 0].tolist(), color="C0", zorder=3, label="the k taps of w")
+        zeros = [i for i in range(len(wd1)) if i % d]
+        ax1.scatter(zeros, [0] * len(zeros), color="C3", marker="x", zorder=3, label="inserted zeros")
+        ax1.axhline(0, color="k", lw=0.6)
+        ax1.set_title(f"1D: k={k}, d={d} -> field d(k-1)+1 = {len(wd1)}")
+        ax1.legend(fontsize=7)
+        lim = float(w2.abs().max())
+        for ax, mat, title in ((ax2, w2[0, 0], f"w ({k}x{k})"), (ax3, P, f"P ({d}x{d}, one-hot)"),
+                               (ax4, wd2, f"kron(w, P) cropped to {len(wd1)}x{len(wd1)}")):
+            ax.imshow(mat.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            if mat.shape[-1] <= 11:  # small enough to read every number: the same values, moved apart
+                for i, row in enumerate(mat.tolist()):
+                    for j, v in enumerate(row):
+                        if v != 0:
+                            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
+                                    color="white" if abs(v) > 0.6 * lim else "black")
+            ax.set_title(title, fontsize=10)
+            ax.grid(False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"Kronecker dilation: d-1 zeros after every tap, per axis (kron(w, P) is "
+                     f"{full.shape[-1]}x{full.shape[-1]}; its last d-1 rows and columns are cropped)")
+    return fig
+
+
+def _torch_dilated_conv(x: torch.Tensor, w: torch.Tensor, d: int) -> torch.Tensor:
+    conv = F.conv1d if w.dim() == 3 else F.conv2d
+    return conv(x, w, padding=d * (w.shape[-1] - 1) // 2, dilation=d)
+
+
+def dilation_errors(kernel_sizes: Sequence[int] = (3, 5, 7, 9), dilations: Sequence[int] = (1, 3, 7, 15),
+                    dims: int = 2, channels: int = 3, size: int = 32, dtype: torch.dtype = torch.float64,
+                    seed: int = 0) -> Dict[str, float]:
+    """Kronecker dilation == strided scatter == PyTorch's ``dilation=`` argument, over every (k, d).
+
+    Returns:
+        ``kron_vs_scatter``: max |dilate(w, d, "kron") - dilate(w, d, "scatter")| (0 exactly: the same numbers
+        are copied); ``kron_conv_vs_pytorch``: max |conv(x, kron-dilated w) - conv(x, w, dilation=d)|;
+        ``output_scale``: max |conv(x, w, dilation=d)|; ``cases``: how many (k, d) pairs were compared.
+    """
+    ks = _check_ints("kernel_sizes", kernel_sizes, odd=True)
+    ds = _check_ints("dilations", dilations)
+    dims = _check_dims(dims)
+    _check_int("channels", channels)
+    _check_int("size", size)
+    g = _generator(seed)
+    x = _input(2, channels, size, dims, dtype, g)
+    kron_scatter = conv_err = scale = 0.0
+    for k in ks:
+        w = torch.randn((channels, channels) + (k,) * dims, generator=g, dtype=dtype)
+        for d in ds:
+            wk, ws = ops.dilate(w, d, method="kron"), ops.dilate(w, d, method="scatter")
+            ref = _torch_dilated_conv(x, w, d)
+            kron_scatter = max(kron_scatter, _max_err(wk, ws))
+            conv_err = max(conv_err, _max_err(ops.direct_conv(x, wk), ref))
+            scale = max(scale, float(ref.abs().max()))
+    return {"kron_vs_scatter": kron_scatter, "kron_conv_vs_pytorch": conv_err, "output_scale": scale,
+            "cases": len(ks) * len(ds)}
+
+
+def dilation_cost(k: int = 9, dilations: Sequence[int] = (1, 3, 7, 15), channels: int = 16, dims: int = 2,
+                  repeats: int = 5, seed: int = 0) -> List[Dict[str, float]]:
+    """Time to dilate a (channels, channels, k, k) kernel by Kronecker product vs strided scatter.
+
+    Returns:
+        One row per d: ``d``, ``field`` (d (k-1) + 1), ``kron_intermediate`` (elements of the k d-wide
+        Kronecker product before the crop), ``output`` (elements of the dilated kernel), ``kron_ms``,
+        ``scatter_ms``.
+    """
+    _check_int("k", k)
+    ds = _check_ints("dilations", dilations)
+    dims = _check_dims(dims)
+    _check_int("channels", channels)
+    _check_int("repeats", repeats)
+    w = torch.randn((channels, channels) + (k,) * dims, generator=_generator(seed))
+    rows = []
+    for d in ds:
+        rows.append({"d": d, "field": d * (k - 1) + 1, "kron_intermediate": channels ** 2 * (k * d) ** dims,
+                     "output": channels ** 2 * (d * (k - 1) + 1) ** dims,
+                     "kron_ms": 1e3 * measure(lambda: ops.dilate(w, d, method="kron"), repeats),
+                     "scatter_ms": 1e3 * measure(lambda: ops.dilate(w, d, method="scatter"), repeats)})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 04: Fourier convolution
+
+def _as_tuple(v: Union[int, Sequence[int]], s: int, name: str) -> Tuple[int, ...]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        t: Tuple[Any, ...] = (v,) * s
+    elif isinstance(v, (list, tuple)):
+        t = tuple(v)
+    else:
+        t = ()
+    if len(t) != s or any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in t):
+        raise ValueError(f"{name} must be a positive int or {s} positive ints, got {v!r}")
+    return t
+
+
+def circular_conv(x: torch.Tensor, w: torch.Tensor, N: Union[int, Sequence[int]]) -> torch.Tensor:
+    """"Same" cross-correlation by FFTs of an explicit length N per axis, with no cropping of the kernel.
+
+    The textbook recipe, written out: zero-pad x to N, place tap j of the centred kernel at index
+    (j - (K-1)/2) mod N, multiply the spectra (the kernel's conjugated: cross-correlation), transform back and
+    keep the first n outputs. When N < n + (K-1)/2 the product is a *circular* convolution whose wrapped-around
+    taps land on real inputs: the result is wrong near the edges. `dashkit.ops.fft_conv` picks N for you.
+
+    Args:
+        x: (B, C_in, L) or (B, C_in, H, W).
+        w: (C_out, C_in, *K), odd K.
+        N: FFT length per axis, >= the input size.
+
+    Returns:
+        (B, C_out, *n).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+        raise ValueError(f"x must be a tensor (B, C_in, L) or (B, C_in, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    s = x.dim() - 2
+    if not isinstance(w, torch.Tensor) or w.dim() != x.dim() or w.shape[1] != x.shape[1]:
+        raise ValueError(f"w must be a tensor (C_out, {x.shape[1]}, *K) with {s} kernel axes, got "
+                         f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}")
+    if any(k % 2 == 0 for k in w.shape[2:]):
+        raise ValueError(f"w must have odd kernel sizes, got {tuple(w.shape[2:])}")
+    N = _as_tuple(N, s, "N")
+    n = tuple(x.shape[2:])
+    if any(a < b for a, b in zip(N, n)):
+        raise ValueError(f"N must be >= the input size {n} on every axis, got {N!r}")
+    dims = tuple(range(2, 2 + s))
+    # tap j sits at offset j - c; its place in a length-N buffer is (j - c) mod N, so taps with a negative
+    # offset wrap to the end of the buffer (and several taps may share a place when K > N: aliasing)
+    v = w
+    for axis, (K, Na) in enumerate(zip(w.shape[2:], N)):
+        idx = torch.remainder(torch.arange(K, device=w.device) - (K - 1) // 2, Na)
+        shape = list(v.shape)
+        shape[2 + axis] = Na
+        v = v.new_zeros(shape).index_add_(2 + axis, idx, v)  # one axis at a time: the placement is separable
+    X = torch.fft.rfftn(x, s=N, dim=dims)  # (B, C_in, *F)
+    V = torch.fft.rfftn(v, s=N, dim=dims).conj()  # (C_out, C_in, *F)
+    Y = torch.einsum("bi...,oi...->bo...", X, V)  # sum over input channels, frequency by frequency
+    y = torch.fft.irfftn(Y, s=N, dim=dims)
+    return y[(...,) + tuple(slice(0, m) for m in n)]
+
+
+def wraparound_table(length: int = 64, kernel_size: int = 15, pads: Sequence[int] = (0, 2, 4, 6, 7, 8, 14),
+                     seed: int = 0) -> List[Dict[str, float]]:
+    """Error of FFT convolution with N = length + pad, against direct convolution (float64, 1D).
+
+    Exact from pad >= (K - 1) / 2 on: the wrapped-around taps then fall on the zero padding.
+
+    Returns:
+        One row per pad: ``pad``, ``N``, ``max_error``, ``wrong_outputs`` (outputs off by more than 1e-9).
+    """
+    _check_int("length", length)
+    k = _check_odd("kernel_size", kernel_size)
+    ps = _check_ints("pads", pads, minimum=0)
+    g = _generator(seed)
+    x = torch.randn(1, 1, length, generator=g, dtype=torch.float64)
+    w = torch.randn(1, 1, k, generator=g, dtype=torch.float64)
+    ref = ops.direct_conv(x, w)
+    rows = []
+    for p in ps:
+        err = (circular_conv(x, w, length + p) - ref).abs()[0, 0]
+        rows.append({"pad": p, "N": length + p, "max_error": float(err.max()),
+                     "wrong_outputs": int((err > 1e-9).sum())})
+    return rows
+
+
+def plot_wraparound(length: int = 64, kernel_size: int = 15, pad: int = 0, seed: int = 0) -> Figure:
+    """Direct vs circular (FFT of length ``length + pad``) convolution of a random signal, and their difference."""
+    _check_int("length", length)
+    _check_int("pad", pad, 0)
+    _check_odd("kernel_size", kernel_size)
+    g = _generator(seed)
+    x = torch.randn(1, 1, length, generator=g, dtype=torch.float64)
+    w = torch.randn(1, 1, kernel_size, generator=g, dtype=torch.float64)
+    ref = ops.direct_conv(x, w)[0, 0]
+    circ = circular_conv(x, w, length + pad)[0, 0]
+    need = (kernel_size - 1) // 2
+    with _style():
+        fig = Figure(figsize=(10, 4.6), layout="constrained")
+        ax1, ax2 = fig.subplots(2, 1, sharex=True)
+        t = list(range(length))
+        ax1.plot(t, ref.tolist(), lw=2, label="direct (linear) convolution")
+        ax1.plot(t, circ.tolist(), lw=1.2, ls="--", label=f"FFT with N = n + {pad}")
+        ax1.legend(fontsize=8)
+        ax1.set_ylabel("output")
+        ax2.bar(t, (circ - ref).abs().tolist(), color="C3")
+        ax2.set_ylabel("|error|")
+        ax2.set_xlabel("output position")
+        state = "exact" if pad >= need else f"wrong near both ends: pad {pad} < (K-1)/2 = {need}"
+        fig.suptitle(f"circular vs linear convolution, n={length}, K={kernel_size}: {state}")
+    return fig
+
+
+def _factor(n: int) -> str:
+    parts, m, p = [], n, 2
+    while p * p <= m:
+        while m % p == 0:
+            parts.append(p)
+            m //= p
+        p += 1
+    if m > 1:
+        parts.append(m)
+    return " x ".join(str(q) for q in parts)
+
+
+def fft_length_table(lengths: Sequence[int] = (97, 1000, 1031, 1125, 2053)) -> List[Dict[str, Any]]:
+    """The smallest 5-smooth FFT length (2^a 3^b 5^c) >= n, with both factorisations."""
+    ns = _check_ints("lengths", lengths)
+    return [{"n": n, "factors": _factor(n), "fast_length": ops.fast_fft_len(n),
+             "fast_factors": _factor(ops.fast_fft_len(n))} for n in ns]
+
+
+def fft_length_cost(lengths: Sequence[int] = (1031, 2053, 4099), batch: int = 16, channels: int = 16,
+                    repeats: int = 5, seed: int = 0) -> List[Dict[str, float]]:
+    """Time of an rfft of length n vs of the (longer) 5-smooth length: the longer transform is often faster.
+
+    Returns:
+        One row per n: ``n``, ``fast_length``, ``n_ms``, ``fast_ms`` (an rfft of (batch, channels, length)).
+    """
+    ns = _check_ints("lengths", lengths)
+    for name, v in (("batch", batch), ("channels", channels), ("repeats", repeats)):
+        _check_int(name, v)
+    g = _generator(seed)
+    rows = []
+    for n in ns:
+        x = torch.randn(batch, channels, n, generator=g)
+        m = ops.fast_fft_len(n)
+        rows.append({"n": n, "fast_length": m, "n_ms": 1e3 * measure(lambda: torch.fft.rfft(x, n=n), repeats),
+                     "fast_ms": 1e3 * measure(lambda: torch.fft.rfft(x, n=m), repeats)})
+    return rows
+
+
+def crop_saving(size: int = 8, kernel_size: int = 121, channels: int = 8, batch: int = 8, repeats: int = 3,
+                seed: int = 0) -> Dict[str, float]:
+    """Cropping the aggregated kernel to 2n - 1 taps per axis on an n x n map: same output, much less work.
+
+    A "same" convolution of an n-wide input only reaches offsets -(n-1)..(n-1): the other taps of a wider kernel
+    always multiply the zero padding. With S = 121 (DASH's 2D space) on an 8x8 map, 15x15 taps do all the work.
+
+    Returns:
+        ``kernel_full`` / ``kernel_cropped`` (taps per axis), ``fft_size_full`` / ``fft_size_cropped`` (FFT
+        length per axis), ``fft_full_ms``, ``fft_cropped_ms``, ``direct_full_ms``, ``direct_cropped_ms`` (float32,
+        forward), and the float64 errors ``crop_error`` (cropped vs full kernel, both direct) and ``fft_error``
+        (cropped FFT vs full direct).
+    """
+    for name, v in (("size", size), ("channels", channels), ("batch", batch), ("repeats", repeats)):
+        _check_int(name, v)
+    _check_odd("kernel_size", kernel_size)
+    g = _generator(seed)
+    x = _input(batch, channels, size, 2, torch.float64, g)
+    W = torch.randn(channels, channels, kernel_size, kernel_size, generator=g, dtype=torch.float64)
+    Wc = ops.crop_kernel(W, size)
+    n_full = ops.fast_fft_len(size + (kernel_size - 1) // 2)
+    n_crop = ops.fast_fft_len(size + (Wc.shape[-1] - 1) // 2)
+    ref = ops.direct_conv(x, W)
+    out = {"kernel_full": kernel_size, "kernel_cropped": int(Wc.shape[-1]), "fft_size_full": n_full,
+           "fft_size_cropped": n_crop, "crop_error": _max_err(ops.direct_conv(x, Wc), ref),
+           "fft_error": _max_err(ops.fft_conv(x, W), ref), "output_scale": float(ref.abs().max())}
+    x32, W32, Wc32 = x.float(), W.float(), Wc.float()
+    with torch.no_grad():
+        out["fft_full_ms"] = 1e3 * measure(lambda: circular_conv(x32, W32, n_full), repeats)
+        out["fft_cropped_ms"] = 1e3 * measure(lambda: circular_conv(x32, Wc32, n_crop), repeats)
+        out["direct_full_ms"] = 1e3 * measure(lambda: ops.direct_conv(x32, W32), repeats)
+        out["direct_cropped_ms"] = 1e3 * measure(lambda: ops.direct_conv(x32, Wc32), repeats)
+    return out
+
+
+def fft_errors(dtype: torch.dtype = torch.float64, seed: int = 0) -> Dict[str, float]:
+    """Max |FFT convolution - direct convolution| over the cases DASH meets, plus the three DashConv backends.
+
+    Cases: 1D and 2D; full, depthwise and strided; causal 1D; a non-square map; a kernel wider than the input;
+    and a `DashConv` computed by FFT and by direct convolution against mixed results (DARTS), same weights.
+
+    Returns:
+        ``{case: max abs error}`` and ``output_scale`` (the largest |output| seen, for a relative reading).
+    """
+    g = _generator(seed)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, dtype=dtype)
+
+    cases = {
+        "1d full": (r(2, 4, 50), r(6, 4, 31), {}),
+        "1d depthwise": (r(2, 4, 50), r(4, 1, 31), {"groups": 4}),
+        "1d stride 2": (r(2, 4, 51), r(6, 4, 9), {"stride": 2}),
+        "1d causal": (r(2, 4, 50), r(6, 4, 16), {"causal": True}),
+        "1d kernel wider than input": (r(2, 3, 20), r(3, 3, 61), {}),
+        "2d full": (r(2, 3, 16, 16), r(5, 3, 9, 9), {}),
+        "2d depthwise": (r(2, 4, 16, 16), r(4, 1, 15, 15), {"groups": 4}),
+        "2d stride 2": (r(2, 3, 15, 15), r(5, 3, 7, 7), {"stride": 2}),
+        "2d non-square": (r(2, 3, 12, 20), r(4, 3, 9, 9), {}),
+    }
+    out: Dict[str, float] = {}
+    scale = 0.0
+    for name, (x, w, kw) in cases.items():
+        ref = ops.direct_conv(x, w, **kw)
+        out[name] = _max_err(ops.fft_conv(x, w, **kw), ref)
+        scale = max(scale, float(ref.abs().max()))
+    for dims, shape in ((1, (2, 4, 60)), (2, (2, 4, 20, 20))):
+        space = SearchSpace((3, 5, 7), (1, 2, 4), dims=dims)
+        with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's random state
+            torch.manual_seed(seed)
+            conv = DashConv(4, 4, space, init_std=1.0).to(dtype).eval()  # eval: softmax(alpha), no noise
+        x = r(*shape)
+        ys = {}
+        with torch.no_grad():
+            for backend in ("fft", "direct", "mixed_results"):
+                conv.backend = backend
+                ys[backend] = conv(x)
+        out[f"dashconv {dims}d fft vs mixed results"] = _max_err(ys["fft"], ys["mixed_results"])
+        out[f"dashconv {dims}d direct vs mixed results"] = _max_err(ys["direct"], ys["mixed_results"])
+        scale = max(scale, float(ys["mixed_results"].abs().max()))
+    out["output_scale"] = scale
+    return out
+
+
+@dataclass
+class Crossover:
+    """Direct vs FFT convolution across kernel sizes (from `fft_crossover`).
+
+    Attributes:
+        rows: one dict per kernel size: ``kernel_size``, ``direct_ms``, ``fft_ms``, ``faster``.
+        crossover: the smallest measured kernel size from which the FFT is faster at every larger one
+            (None if the FFT never overtakes direct convolution in the measured range).
+        setting: the input and layer that were timed.
+    """
+
+    rows: List[Dict[str, Any]]
+    crossover: Optional[int]
+    setting: Dict[str, Any]
+
+
+def fft_crossover(kernel_sizes: Sequence[int] = (3, 5, 9, 15, 25, 41, 63), size: int = 1000, dims: int = 1,
+                  channels: int = 16, batch: int = 8, depthwise: bool = False, backward: bool = False,
+                  repeats: int = 3, seed: int = 0, progress: bool = True) -> Crossover:
+    """Time direct and FFT convolution of one input across kernel sizes; find where the FFT overtakes.
+
+    Direct convolution costs about K^dims multiply-adds per output and input channel; the FFT's cost depends
+    on the kernel only through the FFT length n + (K - 1) / 2. So the FFT wins from some K on: where depends on
+    the machine, the input size and the channels.
+
+    Args:
+        kernel_sizes: odd kernel sizes to time, increasing.
+        size: input length (1D) or side (2D).
+        dims: 1 or 2.
+        channels: C_in = C_out.
+        batch: B.
+        depthwise: one kernel per channel (groups = channels) instead of a full convolution.
+        backward: time forward + backward (what a training step does) instead of forward only.
+        repeats: timed runs per point (the best is kept).
+
+    Returns:
+        `Crossover`.
+    """
+    ks = _check_ints("kernel_sizes", kernel_sizes, odd=True)
+    if list(ks) != sorted(set(ks)):
+        raise ValueError(f"kernel_sizes must be increasing without repeats, got {kernel_sizes!r}")
+    dims = _check_dims(dims)
+    for name, v in (("size", size), ("channels", channels), ("batch", batch), ("repeats", repeats)):
+        _check_int(name, v)
+    g = _generator(seed)
+    groups = channels if depthwise else 1
+    x = _input(batch, channels, size, dims, torch.float32, g).requires_grad_(backward)
+    rows = []
+    it = _progress(ks, desc="kernel sizes") if progress else ks
+    for k in it:
+        w = (torch.randn((channels, channels // groups) + (k,) * dims, generator=g) * 0.1).requires_grad_(backward)
+
+        def run(fn: Callable[..., torch.Tensor]) -> Callable[[], None]:
+            def go() -> None:
+                with torch.set_grad_enabled(backward):
+                    y = fn(x, w, groups=groups)
+                    if backward:
+                        torch.autograd.grad(y.sum(), (x, w))
+            return go
+
+        direct = 1e3 * measure(run(ops.direct_conv), repeats)
+        fft = 1e3 * measure(run(ops.fft_conv), repeats)
+        rows.append({"kernel_size": k, "direct_ms": direct, "fft_ms": fft,
+                     "faster": "fft" if fft < direct else "direct"})
+    setting = {"dims": dims, "size": size, "channels": channels, "batch": batch, "depthwise": depthwise,
+               "backward": backward, "threads": torch.get_num_threads()}
+    return Crossover(rows, _lasting_crossover(rows), setting)
+
+
+def _lasting_crossover(rows: Sequence[Mapping[str, Any]]) -> Optional[int]:
+    """The smallest kernel size from which the FFT is faster at every larger measured size (None: never)."""
+    cross = None
+    for row in reversed(rows):
+        if row["fft_ms"] >= row["direct_ms"]:
+            break
+        cross = row["kernel_size"]
+    return cross
+
+
+def plot_crossover(result: Crossover) -> Figure:
+    """Milliseconds of direct and FFT convolution against kernel size, with the crossover marked."""
+    if not isinstance(result, Crossover):
+        raise TypeError(f"result must be a Crossover from fft_crossover(), got {type(result).__name__}")
+    s = result.setting
+    ks = [r["kernel_size"] for r in result.rows]
+    with _style():
+        fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+        ax = fig.subplots()
+        ax.plot(ks, [r["direct_ms"] for r in result.rows], marker="o", label="direct convolution")
+        ax.plot(ks, [r["fft_ms"] for r in result.rows], marker="s", label="FFT convolution")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(ks, [str(k) for k in ks])
+        if result.crossover is not None:
+            at = next(r for r in result.rows if r["kernel_size"] == result.crossover)
+            ax.axvline(result.crossover, color="k", ls="--", lw=1)
+            ax.annotate(f"FFT faster from K = {result.crossover}", (result.crossover, at["fft_ms"]),
+                        xytext=(-8, 12), textcoords="offset points", ha="right", fontsize=9)
+        ax.set_xlabel("kernel size K" + (" (K x K)" if s["dims"] == 2 else ""))
+        ax.set_ylabel("ms (log)")
+        shape = f"{s['size']}" if s["dims"] == 1 else f"{s['size']}x{s['size']}"
+        mode = "depthwise" if s["depthwise"] else "full"
+        ax.set_title(f"{s['dims']}D {mode}, B={s['batch']}, C={s['channels']}, n={shape}, "
+                     f"{'forward+backward' if s['backward'] else 'forward'}, {s['threads']} thread(s)", fontsize=9)
+        ax.legend()
+    return fig
+
+
+def auto_choice(space: Optional[SearchSpace] = None, sizes: Sequence[int] = (32, 16, 8), channels: int = 16,
+                batch: int = 8, depthwise: bool = True, seed: int = 0) -> List[Dict[str, Any]]:
+    """What ``DashConv(backend="auto")`` picks for a layer at several input sizes, and why.
+
+    The choice is made once per layer shape: when an operation count predicts one method 8x cheaper it is
+    taken at once, otherwise both are timed (forward + backward) on this machine and the faster wins. The
+    measurement cache is cleared first so that every size is decided afresh.
+
+    Args:
+        space: the candidates (default: DASH's 2D space, K = {3, 5, 7, 9}, D = {1, 3, 7, 15}).
+        sizes: input lengths (1D space) or sides (2D space).
+        channels, batch: the layer's channels and the batch size.
+        depthwise: search the layer depthwise (groups = channels), as DASH does when C_in = C_out.
+
+    Returns:
+        One row per size: ``size``, ``kernel`` (aggregated kernel per axis after cropping), ``choice``,
+        ``decided_by`` ("operation count" or "timing"), ``fft_ms``, ``direct_ms`` (None when not timed).
+    """
+    space = SearchSpace(dims=2) if space is None else _check_space(space)
+    ns = _check_ints("sizes", sizes)
+    _check_int("channels", channels)
+    _check_int("batch", batch)
+    ops.clear_backend_cache()
+    rows = []
+    with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state is left as it was
+        torch.manual_seed(seed)
+        for n in ns:
+            conv = DashConv(channels, channels, space, groups=channels if depthwise else 1, backend="auto")
+            x = torch.randn((batch, channels) + (n,) * space.dims)
+            before = set(ops.backend_cache())
+            conv(x).sum().backward()  # the first forward decides (and caches) this layer's backend
+            new = {k: v for k, v in ops.backend_cache().items() if k not in before}
+            choice, times = next(iter(new.values())) if new else (conv.last_backend, {})
+            rows.append({"size": n, "kernel": min(space.max_field, 2 * n - 1), "choice": choice,
+                         "decided_by": "timing" if times else "operation count",
+                         "fft_ms": 1e3 * times["fft"] if "fft" in times else None,
+                         "direct_ms": 1e3 * times["direct"] if "direct" in times else None})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 08: speed
+
+#: DASH's own code timed on a 2-core CPU (ms per training step and ratios to the plain backbone).
+DASH_REFERENCE: Dict[str, Any] = {
+    "1d_plain_ms": (70.0, 79.0),
+    "1d_depthwise_over_plain": 2.1,
+    "1d_full_over_plain": 5.0,
+    "1d_full_mixed_results_ms": 1046.0,
+    "1d_full_mixed_results_over_plain": 1046.0 / 74.5,  # middle of the plain range
+    "1d_full_mixed_results_over_supernet": 2.8,
+    "2d_plain_ms": 35.0,
+    "2d_mixed_results_over_plain": 41.0,
+    "2d_supernet_over_plain": 400.0,  # approximate: its FFT path runs on every layer, always
+}
+
+
+def _bench_rows(res: Any) -> List[Dict[str, Any]]:
+    rows = getattr(res, "rows", res)
+    if not isinstance(rows, list) or any(not isinstance(r, Mapping) or "group" not in r for r in rows):
+        raise TypeError(f"res must be a dashkit.bench.BenchResult (or its rows), got {type(res).__name__}")
+    return rows
+
+
+def _row(rows: List[Dict[str, Any]], **kw: Any) -> Optional[Dict[str, Any]]:
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()):
+            return r
+    return None
+
+
+def bench_ratios(res: Any) -> Dict[str, float]:
+    """The headline numbers of a `dashkit.bench.ops_benchmark` run as a flat dict (for ``record``).
+
+    Keys (present when measured): ``<group>_plain_ms`` and ``<group>_<mode>_<backend>_over_plain`` for the "1d"
+    and "2d" groups (mode "depthwise" or "full"); ``<group>_<mode>_mixed_results_over_fft`` and ``..._over_auto``;
+    ``candidates_<mode>_auto_growth`` (time with the most candidates / with the fewest);
+    ``lengths_<L>_direct_over_fft``; ``targets_met`` and ``targets_total``.
+    """
+    rows = _bench_rows(res)
+    out: Dict[str, float] = {}
+    for group in ("1d", "2d"):
+        plain = _row(rows, group=group, backend="plain")
+        if plain:
+            out[f"{group}_plain_ms"] = plain["ms"]
+        for r in rows:
+            if r["group"] != group or r["backend"] == "plain":
+                continue
+            mode = "depthwise" if r["depthwise"] else "full"
+            if r.get("ratio_to_plain") is not None:
+                out[f"{group}_{mode}_{r['backend']}_over_plain"] = r["ratio_to_plain"]
+        for mode, dw in (("depthwise", True), ("full", False)):
+            mr = _row(rows, group=group, backend="mixed_results", depthwise=dw)
+            for b in ("fft", "auto"):
+                other = _row(rows, group=group, backend=b, depthwise=dw)
+                if mr and other:
+                    out[f"{group}_{mode}_mixed_results_over_{b}"] = mr["ms"] / other["ms"]
+    for mode, dw in (("depthwise", True), ("full", False)):
+        pts = sorted((r["m"], r["ms"]) for r in rows
+                     if r["group"] == "candidates" and r["backend"] == "auto" and r["depthwise"] == dw)
+        if len(pts) >= 2:
+            out[f"candidates_{mode}_auto_growth"] = pts[-1][1] / pts[0][1]
+    for r in rows:
+        if r["group"] == "lengths" and r["backend"] == "direct":
+            fft = _row(rows, group="lengths", backend="fft", length=r["length"])
+            if fft:
+                out[f"lengths_{r['length']}_direct_over_fft"] = r["ms"] / fft["ms"]
+    targets = getattr(res, "targets", None) or []
+    out["targets_met"] = sum(bool(t["met"]) for t in targets)
+    out["targets_total"] = len(targets)
+    return out
+
+
+def compare_with_dash(res: Any) -> List[Dict[str, Any]]:
+    """This machine's numbers beside those of DASH's own code on a 2-core CPU (`DASH_REFERENCE`).
+
+    Returns:
+        One row per figure: ``figure``, ``this machine`` (None when that part was not measured), ``DASH code``.
+    """
+    rows = _bench_rows(res)
+    ratios = bench_ratios(res)
+    ref = DASH_REFERENCE
+
+    def get(key: str) -> Optional[float]:
+        v = ratios.get(key)
+        return None if v is None else round(float(v), 2)
+
+    sup_full = ratios.get("1d_full_auto_over_plain")
+    mr_full = _row(rows, group="1d", backend="mixed_results", depthwise=False)
+    full_auto = _row(rows, group="1d", backend="auto", depthwise=False)
+    return [
+        {"figure": "1D ResNet1D plain, ms/step", "this machine": get("1d_plain_ms"),
+         "DASH code": f"{ref['1d_plain_ms'][0]:.0f}-{ref['1d_plain_ms'][1]:.0f}"},
+        {"figure": "1D depthwise supernet / plain", "this machine": get("1d_depthwise_auto_over_plain"),
+         "DASH code": ref["1d_depthwise_over_plain"]},
+        {"figure": "1D full supernet / plain", "this machine": None if sup_full is None else round(sup_full, 2),
+         "DASH code": ref["1d_full_over_plain"]},
+        {"figure": "1D mixed results (full) / plain", "this machine": get("1d_full_mixed_results_over_plain"),
+         "DASH code": round(ref["1d_full_mixed_results_over_plain"], 1)},
+        {"figure": "1D mixed results / full supernet",
+         "this machine": round(mr_full["ms"] / full_auto["ms"], 2) if mr_full and full_auto else None,
+         "DASH code": ref["1d_full_mixed_results_over_supernet"]},
+        {"figure": "2D WRN-16-1 plain, ms/step", "this machine": get("2d_plain_ms"), "DASH code": ref["2d_plain_ms"]},
+        {"figure": "2D mixed results / plain", "this machine": get("2d_depthwise_mixed_results_over_plain"),
+         "DASH code": ref["2d_mixed_results_over_plain"]},
+        {"figure": "2D supernet / plain", "this machine": get("2d_depthwise_auto_over_plain"),
+         "DASH code": f"~{ref['2d_supernet_over_plain']:.0f}"},
+    ]

@@ -1,0 +1,263 @@
+"""Papermill runs of the pipeline notebooks (00, 05, 06, 07, 09) with smoke parameters.
+
+Each notebook runs headless in a fresh temporary working folder, writes its key results with
+``dashkit.notebook.record`` to a JSON file that the test reads back, and its executed copy is kept under
+``artifacts/notebooks/`` for a person to look at. Parameter names are checked against
+``papermill.inspect_notebook`` first, since papermill itself only warns about an unknown name and runs on the
+defaults.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+import nbformat
+import pytest
+
+from dashkit.widgets import VIEWS
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+ARTIFACTS = REPO / "artifacts" / "notebooks"
+PIPELINE_NOTEBOOKS = ("00_quickstart", "05_search_tune_retrain", "06_bring_your_own_data", "07_results_explorer",
+                      "09_nas_bench_360")
+CELL_TIMEOUT = 240  # seconds per cell: the longest cell (a tiny run) takes about 20 s on 2 busy cores
+TOTAL_TIMEOUT = 480  # seconds per notebook, which also catches a kernel that hangs after its last cell
+
+
+@contextlib.contextmanager
+def deadline(seconds: int, what: str) -> Iterator[None]:
+    """Raise TimeoutError after ``seconds`` (papermill's own timeout is per cell). POSIX main thread only."""
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"{what} did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def execute(name: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, tag: str = "", **parameters: Any
+            ) -> Tuple[nbformat.NotebookNode, Dict[str, Any]]:
+    """Run notebook ``name`` with ``parameters`` (plus smoke=True) in ``workdir``; returns (executed, results).
+
+    The executed copy is ``artifacts/notebooks/<name>[-<tag>].ipynb``: a tag keeps two runs of one notebook apart.
+
+    Raises:
+        ValueError: a parameter the notebook does not declare (papermill would only warn and run the defaults).
+    """
+    import papermill
+
+    source = NOTEBOOKS / f"{name}.ipynb"
+    declared = papermill.inspect_notebook(str(source))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(f"parameters {unknown!r} are not parameters of {name}; it declares {sorted(declared)}")
+    results = workdir / "results" / f"{name}.json"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    executed = ARTIFACTS / f"{name}{'-' + tag if tag else ''}.ipynb"
+    # one torch thread per kernel: tests run two notebooks at once on two cores, and torch's default of one
+    # thread per core makes both kernels spin against each other (measured: a training step 30x slower)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("DASHKIT_PROGRESS", "plain")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # Agg would drop the figures from the executed notebook
+    with deadline(TOTAL_TIMEOUT, f"{name} (smoke)"):
+        papermill.execute_notebook(str(source), str(executed), parameters={"smoke": True, **parameters,
+                                                                           "results_path": str(results)},
+                                   kernel_name="python3", cwd=str(workdir), progress_bar=False, log_output=False,
+                                   execution_timeout=CELL_TIMEOUT)
+    return nbformat.read(executed, as_version=4), json.loads(results.read_text())
+
+
+def images(nb: nbformat.NotebookNode) -> int:
+    """How many PNG images the executed notebook's cells show."""
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
+               for out in cell.get("outputs", []))
+
+
+def widget_states(nb: nbformat.NotebookNode) -> Dict[str, Dict[str, Any]]:
+    """The widget models saved in an executed notebook, by model id."""
+    return nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+
+
+# ----------------------------------------------------------------------------------------- the sources
+@pytest.mark.parametrize("name", PIPELINE_NOTEBOOKS)
+def test_committed_notebook_is_clean_and_parameterised(name):
+    import papermill
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "commit notebooks without outputs"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    declared = papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))
+    assert declared["smoke"]["default"] == "False" and declared["results_path"]["default"] == '""'
+    assert all(p["inferred_type_name"] != "None" and p["help"] for p in declared.values()), declared
+    assert "widgets" not in nb.metadata
+    first = nb.cells[0].source
+    assert first.startswith(f"# {name[:2]} ") and "**Time:**" in first and "CPU" in first
+
+
+def test_unknown_parameter_is_refused_before_running(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"\['taks'\] are not parameters of 00_quickstart"):
+        execute("00_quickstart", tmp_path, monkeypatch, taks="digits")
+
+
+# ------------------------------------------------------------------------------------------ the runs
+@pytest.mark.notebook
+def test_00_quickstart(tmp_path, monkeypatch):
+    nb, res = execute("00_quickstart", tmp_path, monkeypatch, task="mnist1d")
+    run_dir = tmp_path / res["run_dir"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # 10 balanced classes: guessing errs on ~90% of the test set; 30 points below that is no accident
+    assert res["chance"] > 85
+    assert res["dash"] < res["chance"] - 30 and res["baseline"] < res["chance"] - 30
+    assert (res["dash"], res["baseline"]) == (metrics["dash"]["test"], metrics["baseline"]["test"])
+    card = json.loads((run_dir / "archcard.json").read_text())
+    assert res["layers"] == [[l["name"], l["k"], l["d"]] for l in card["layers"]] and len(res["layers"]) == 9
+    figures = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
+    assert figures == ["alpha_evolution.png", "alpha_final.png", "choices.png", "comparison.png",
+                       "learning_curves.png"]
+    assert images(nb) >= 2 + len(figures)  # the diagram, the comparison, then every saved figure
+
+
+@pytest.mark.notebook
+def test_05_search_tune_retrain(tmp_path, monkeypatch):
+    nb, res = execute("05_search_tune_retrain", tmp_path, monkeypatch, task="mnist1d", overrides={"search_epochs": 3})
+    run_dir = tmp_path / res["run_dir"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert res["dash"] < res["chance"] - 30 and res["baseline"] < res["chance"] - 30
+    assert (res["dash"], res["baseline"]) == (metrics["dash"]["test"], metrics["baseline"]["test"])
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert res["search_epochs"] == config["search"]["epochs"] == 3  # the overrides parameter won over the budget
+    tune = json.loads((run_dir / "tune.json").read_text())
+    assert res["tune_trials"] == len(tune["trials"]) == 2 and res["tuned"] == tune["best"]
+    assert res["tuned"]["lr"] in (0.05, 0.01)
+    alphas = json.loads((run_dir / "alphas.json").read_text())
+    assert len(alphas["epochs"]) == 3 and len(alphas["layers"]) == len(res["layers"])
+    assert images(nb) == 5  # alpha evolution, final alpha, diagram, learning curves, comparison
+
+
+@pytest.mark.notebook
+def test_06_bring_your_own_data(tmp_path, monkeypatch):
+    nb, res = execute("06_bring_your_own_data", tmp_path, monkeypatch)
+    assert res["data"] == "synthetic" and res["samples"] == 1500
+    assert re.search(r"train/val/test 1200/150/150", res["task"])
+    caught = res["caught"]
+    assert caught["a NaN in the inputs"] == ("ValueError: x_train holds 1 NaN or infinite value(s); expected finite "
+                                             "numbers only")
+    assert "y_train has 1499 samples but its inputs have 1500" in caught["one label too few"]
+    assert caught["an unknown kind"].startswith("ValueError: kind='segmentation' is not one of")
+    # three balanced classes: chance errs on ~2/3; the distance between two pulses is learnable in seconds
+    assert 55 < res["chance"] < 75
+    assert res["dash"] < res["chance"] - 25 and res["baseline"] < res["chance"] - 15
+
+
+@pytest.mark.notebook
+def test_06_reads_npy_files(tmp_path, monkeypatch):
+    import numpy as np
+
+    data = tmp_path / "mine"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 800)
+    x = rng.standard_normal((800, 2, 24)).astype(np.float32)
+    x[:, 0] += 1.5 * y[:, None]  # class 1 shifts the first channel: easy for any network
+    np.save(data / "x.npy", x)
+    np.save(data / "y.npy", y)
+    _, res = execute("06_bring_your_own_data", tmp_path, monkeypatch, tag="npy", data_path=str(data))
+    assert res["data"] == str(data) and res["samples"] == 800
+    assert "in (2, 24), outputs 2, train/val/test 640/80/80" in res["task"]
+    assert 40 < res["chance"] < 60
+    assert res["dash"] < res["chance"] - 30 and res["baseline"] < res["chance"] - 30
+
+
+@pytest.mark.notebook
+def test_07_results_explorer_saves_the_driven_widgets(tmp_path, monkeypatch):
+    demo = tmp_path / "demo_runs"
+    nb, res = execute("07_results_explorer", tmp_path, monkeypatch, demo_root=str(demo), drive_view="architecture")
+    assert res["demo"] is True and res["root"] == str(demo)
+    assert res["runs"] == ["digits-tiny", "mnist1d-tiny"]
+    assert res["tasks"] == {"digits-tiny": "digits", "mnist1d-tiny": "mnist1d"}
+    metrics_step, arch_step = res["shown"]
+    assert metrics_step["view"] == "metrics" and metrics_step["runs"] == res["runs"]
+    for row in metrics_step["rows"]:
+        m = json.loads((demo / row["run"] / "metrics.json").read_text())
+        assert (row["dash"], row["baseline"]) == (m["dash"]["test"], m["baseline"]["test"])
+    card = json.loads((demo / "digits-tiny" / "archcard.json").read_text())
+    assert arch_step["runs"] == ["digits-tiny"]
+    assert [[r["layer"], r["k"], r["d"]] for r in arch_step["rows"]] == [[l["name"], l["k"], l["d"]]
+                                                                         for l in card["layers"]]
+    # the executed notebook holds the widgets as they were left: digits chosen, one run, the architecture view
+    states = {}
+    for model in widget_states(nb).values():
+        states.setdefault(model["model_name"], []).append(model["state"])
+    (dropdown,), (select,), (toggles,) = states["DropdownModel"], states["SelectMultipleModel"], \
+        states["ToggleButtonsModel"]
+    assert dropdown["_options_labels"][dropdown["index"]] == "digits"
+    assert [select["_options_labels"][i] for i in select["index"]] == ["digits-tiny"]
+    assert toggles["index"] == VIEWS.index("architecture")
+    table = next(s["value"] for s in states["HTMLModel"] if "dashkit-table" in s["value"])
+    for layer in card["layers"]:
+        assert f"<td>{layer['name']}</td><td>{layer['k']}</td><td>{layer['d']}</td>" in table
+    # the dashboard's last box holds the figures now shown: the one diagram of the architecture view
+    saved = widget_states(nb)
+    ref = lambda r: saved[r.removeprefix("IPY_MODEL_")]  # noqa: E731
+    (dashboard,) = [m for m in saved.values() if m["model_name"] == "VBoxModel" and len(m["state"]["children"]) == 7]
+    (shown,) = ref(dashboard["state"]["children"][-1])["state"]["children"]
+    title, image = (ref(c) for c in ref(shown)["state"]["children"])
+    assert title["state"]["value"] == "<b>digits-tiny: architecture</b>" and image["model_name"] == "ImageModel"
+
+
+@pytest.mark.notebook
+def test_09_nas_bench_360(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from nb360_fixtures import write_ninapro
+    finally:
+        sys.path.pop(0)
+    data_root = tmp_path / "nb360"
+    (data_root / "ninapro").mkdir(parents=True)
+    write_ninapro(data_root / "ninapro", sizes=(40, 12, 14))
+    _, res = execute("09_nas_bench_360", tmp_path, monkeypatch, data_root=str(data_root), run_task="nb360_ninapro",
+                     out=str(tmp_path / "run"))
+    assert list(res["found"]) == ["nb360_ninapro"]
+    assert "train/val/test 40/12/14" in res["found"]["nb360_ninapro"]
+    # every other loader says which files it expects, in the folder it was pointed at
+    files = {"nb360_cifar100": "cifar-100-python.tar.gz", "nb360_spherical": "s2_cifar100.gz",
+             "nb360_fsd50k": "lbl_map.json", "nb360_darcy": "piececonst_r421_N1024_smooth1.mat",
+             "nb360_psicov": "deepcov.lst", "nb360_cosmic": "train_dirs.npy", "nb360_ecg": "challenge2017.pkl",
+             "nb360_satellite": "satellite_train.npy", "nb360_deepsea": "deepsea_filtered.npz"}
+    assert sorted(res["expected"]) == sorted(files) and res["problems"] == {}
+    for name, expected_file in files.items():
+        folder = str(data_root / name.removeprefix("nb360_"))
+        assert folder in res["expected"][name] and expected_file in res["expected"][name], res["expected"][name]
+    assert res["paper"] == {"search_epochs": 100, "tune_configs": 24, "retrain_epochs": 200}
+    run = res["run"]
+    assert run["task"] == "nb360_ninapro" and run["comparable"] is False and set(run["metrics"]) == {"dash",
+                                                                                                    "baseline"}
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["dash"]["test"] == run["metrics"]["dash"]
+
+
+@pytest.mark.notebook
+def test_09_without_data_lists_what_each_loader_expects(tmp_path, monkeypatch):
+    _, res = execute("09_nas_bench_360", tmp_path, monkeypatch, tag="no-data")
+    assert res["found"] == {} and res["run"] is None and len(res["expected"]) == 10
+    assert "ninapro_train.npy, label_train.npy" in res["expected"]["nb360_ninapro"]
+    assert all("'<data_root>/" in message for message in res["expected"].values())
+

@@ -9,9 +9,22 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_clean_backend_cache():
+    """Every test starts from seed 0 and with no measured FFT/direct choices (backend="auto" re-measures)."""
+    from dashkit import ops
+
     torch.manual_seed(0)
+    ops.clear_backend_cache()
     yield
+    ops.clear_backend_cache()
+
+
+@pytest.fixture(scope="module")
+def private_data_dir(tmp_path_factory):
+    """Generated data sets of the requesting module go to a fresh folder, so their cache starts empty."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DASHKIT_DATA", str(tmp_path_factory.mktemp("data")))
+        yield
 
 
 @pytest.fixture

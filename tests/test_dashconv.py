@@ -17,22 +17,6 @@ SPACE_2D = SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=2)  # DASH's default 2D
 F64 = dict(rtol=0, atol=1e-10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny FFTs and convolutions are dominated by thread hand-offs on a busy machine: one thread is faster
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(autouse=True)
-def _clean_backend_cache():
-    ops.clear_backend_cache()
-    yield
-    ops.clear_backend_cache()
-
-
 def make(cin, cout, space, backend="fft", **kw) -> DashConv:
     """A float64 DashConv with O(1) weights, a non-uniform alpha and a bias, so that every candidate matters."""
     kw.setdefault("relaxation", "softmax")

@@ -14,16 +14,14 @@ whose entry names another test file (``covered_by``) is run there instead.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping
 
 import pytest
+from nbharness import deadline as _deadline
 
 from dashkit import notebook as nb
 
@@ -220,25 +218,6 @@ def _require_python3_kernel() -> None:
     except NoSuchKernel:
         pytest.fail("no Jupyter kernel named 'python3' in this environment: install ipykernel here "
                     "(pip install ipykernel), which registers it for the interpreter that runs the tests")
-
-
-@contextlib.contextmanager
-def _deadline(seconds: int, what: str) -> Iterator[None]:
-    """Fail after ``seconds`` even if the kernel hangs (papermill's own timeout is per cell). POSIX only."""
-    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"{what} did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _figures(book: Any) -> int:

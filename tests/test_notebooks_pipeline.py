@@ -8,17 +8,15 @@ defaults.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Tuple
 
 import nbformat
 import pytest
+from nbharness import deadline
 
 from dashkit.widgets import VIEWS
 
@@ -29,25 +27,6 @@ PIPELINE_NOTEBOOKS = ("00_quickstart", "05_search_tune_retrain", "06_bring_your_
                       "09_nas_bench_360")
 CELL_TIMEOUT = 240  # seconds per cell: the longest cell (a tiny run) takes about 20 s on 2 busy cores
 TOTAL_TIMEOUT = 480  # seconds per notebook, which also catches a kernel that hangs after its last cell
-
-
-@contextlib.contextmanager
-def deadline(seconds: int, what: str) -> Iterator[None]:
-    """Raise TimeoutError after ``seconds`` (papermill's own timeout is per cell). POSIX main thread only."""
-    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"{what} did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def execute(name: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, tag: str = "", **parameters: Any

@@ -39,22 +39,6 @@ def dirichlet(m: int) -> torch.Tensor:
     return c
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny FFTs and convolutions are dominated by thread hand-offs on a busy machine: one thread is faster
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(autouse=True)
-def _clean_backend_cache():
-    ops.clear_backend_cache()
-    yield
-    ops.clear_backend_cache()
-
-
 # ----------------------------------------------------------------------------------------------- trick 2: dilation
 
 @pytest.mark.parametrize("k,d", PAIRS_1D, ids=[f"k{k}d{d}" for k, d in PAIRS_1D])

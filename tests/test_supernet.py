@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dashkit import ArchCard, DashConv, SearchSpace, discretize, ops, to_supernet
+from dashkit import ArchCard, DashConv, SearchSpace, discretize, to_supernet
 from dashkit.backbones import resnet1d, tcn, wrn
 from dashkit.layers import CausalConv1d
 from dashkit.supernet import (ARCHCARD_VERSION, arch_parameters, dash_layers, postprocess_arch_grads,
@@ -20,22 +20,6 @@ F64 = dict(rtol=0, atol=1e-10)
 
 RESNET1D_CONVS = [f"blocks.{b}.conv{c}" for b in range(3) for c in (1, 2, 3)]
 WRN16_CONVS = ["stem"] + [f"layer{s}.{b}.conv{c}" for s in (1, 2, 3) for b in (0, 1) for c in (1, 2)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny FFTs and convolutions are dominated by thread hand-offs on a busy machine: one thread is faster
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(autouse=True)
-def _clean_backend_cache():
-    ops.clear_backend_cache()
-    yield
-    ops.clear_backend_cache()
 
 
 def small_resnet1d():

@@ -12,12 +12,7 @@ from dashkit.tasks.offline_darcy import (PointwiseGaussian, gaussian_random_fiel
 SMALL = dict(resolution=16, n_train=12, n_val=4, n_test=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_data_dir(tmp_path_factory):
-    """Every generated set of this module goes to a fresh folder, so the cache starts empty."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DASHKIT_DATA", str(tmp_path_factory.mktemp("data")))
-        yield
+pytestmark = pytest.mark.usefixtures("private_data_dir")  # a fresh, empty cache (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,7 @@ from dashkit.tasks._common import cache_path
 from dashkit.tasks.offline_simple import dh_grid, project_to_sphere, random_rotations, sphere_points
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_data_dir(tmp_path_factory):
-    """Every generated set of this module goes to a fresh folder, so the cache starts empty."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DASHKIT_DATA", str(tmp_path_factory.mktemp("data")))
-        yield
+pytestmark = pytest.mark.usefixtures("private_data_dir")  # a fresh, empty cache (conftest)
 
 
 @pytest.fixture(scope="module")

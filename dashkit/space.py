@@ -1,7 +1,6 @@
 """The DASH search space: for every searched convolution, one joint choice of kernel size k and dilation d."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence, Tuple
 

@@ -263,48 +263,56 @@ def format_table(res: BenchResult) -> str:
 
 
 def plot(res: BenchResult):
-    """A figure of the study: ratios to the plain backbone, growth with candidates, and input length."""
+    """A figure of the study: ratios to the plain backbone, growth with candidates, and input length.
+
+    Only the panels whose sections were measured are drawn; the global matplotlib style is left untouched.
+    """
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     bars = [r for r in res.rows if r["group"] in ("1d", "2d") and r["backend"] != "plain"]
-    if bars:
-        labels = [f"{r['group']} {'dw' if r['depthwise'] else 'full'}\n{r['backend']}" for r in bars]
-        sns.barplot(x=labels, y=[r["ratio_to_plain"] for r in bars], ax=axes[0], color="tab:blue")
-        axes[0].axhline(1.0, color="k", lw=1)
-        axes[0].set_yscale("log")
-        axes[0].set_ylabel("step time / plain backbone")
-        axes[0].set_title("supernet step, relative to the plain network")
-        axes[0].tick_params(axis="x", labelrotation=60, labelsize=8)
     cand = [r for r in res.rows if r["group"] == "candidates" and r["backend"] != "plain"]
-    for dw in (True, False):
-        for b in ("fft", "auto"):
-            pts = sorted((r["m"] ** 2, r["ms"]) for r in cand if r["backend"] == b and r["depthwise"] == dw)
-            if pts:
-                axes[1].plot(*zip(*pts), marker="o", label=f"{b}, {'depthwise' if dw else 'full'}")
-    plain = _find(res.rows, group="candidates", backend="plain")
-    if plain:
-        axes[1].axhline(plain["ms"], color="k", ls="--", label="plain backbone")
-    axes[1].set_xlabel("candidates per layer (|K| x |D|)")
-    axes[1].set_ylabel("ms per step")
-    axes[1].set_title("cost as candidates grow")
-    if axes[1].get_legend_handles_labels()[0]:
-        axes[1].legend(fontsize=8)
     lens = [r for r in res.rows if r["group"] == "lengths"]
-    for b in ("plain", "fft", "direct", "auto"):
-        pts = sorted((r["length"], r["ms"]) for r in lens if r["backend"] == b)
-        if pts:
-            axes[2].plot(*zip(*pts), marker="o", label=b)
-    axes[2].set_xscale("log", base=2)
-    axes[2].set_yscale("log")
-    axes[2].set_xlabel("input length")
-    axes[2].set_ylabel("ms per step")
-    axes[2].set_title("FFT vs direct as inputs grow (depthwise)")
-    if axes[2].get_legend_handles_labels()[0]:
-        axes[2].legend(fontsize=8)
-    fig.tight_layout()
+    panels = [p for p, rows in (("bars", bars), ("cand", cand), ("lens", lens)) if rows]
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4.5), squeeze=False)
+        axes = dict(zip(panels, axes[0]))
+        if "bars" in axes:
+            ax = axes["bars"]
+            labels = [f"{r['group']} {'dw' if r['depthwise'] else 'full'}\n{r['backend']}" for r in bars]
+            sns.barplot(x=labels, y=[r["ratio_to_plain"] for r in bars], ax=ax, color="tab:blue")
+            ax.axhline(1.0, color="k", lw=1)
+            ax.set_yscale("log")
+            ax.set_ylabel("step time / plain backbone")
+            ax.set_title("supernet step, relative to the plain network")
+            ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+        if "cand" in axes:
+            ax = axes["cand"]
+            for dw in (True, False):
+                for b in ("fft", "auto"):
+                    pts = sorted((r["m"] ** 2, r["ms"]) for r in cand if r["backend"] == b and r["depthwise"] == dw)
+                    if pts:
+                        ax.plot(*zip(*pts), marker="o", label=f"{b}, {'depthwise' if dw else 'full'}")
+            plain = _find(res.rows, group="candidates", backend="plain")
+            if plain:
+                ax.axhline(plain["ms"], color="k", ls="--", label="plain backbone")
+            ax.set_xlabel("candidates per layer (|K| x |D|)")
+            ax.set_ylabel("ms per step")
+            ax.set_title("cost as candidates grow")
+            ax.legend(fontsize=8)
+        if "lens" in axes:
+            ax = axes["lens"]
+            for b in ("plain", "fft", "direct", "auto"):
+                pts = sorted((r["length"], r["ms"]) for r in lens if r["backend"] == b)
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=b)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("input length")
+            ax.set_ylabel("ms per step")
+            ax.set_title("FFT vs direct as inputs grow (depthwise)")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
     return fig
 
 

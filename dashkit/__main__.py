@@ -1,9 +1,14 @@
-"""The command line: ``python -m dashkit`` (or ``dashkit``) ``run | tasks | show | settings | bench``.
+"""The command line: ``python -m dashkit`` (or ``dashkit``) ``run | tune-worker | tasks | show | settings | bench``.
 
     python -m dashkit run mnist1d --preset smoke --out runs/m1 --set search_epochs=5 retrain_backbone='{"width": 2}'
     python -m dashkit tasks
     python -m dashkit show runs/m1
     python -m dashkit settings --preset standard
+
+Scaling out: ``torchrun --nproc_per_node 2 -m dashkit run mnist1d ...`` trains every stage data-parallel (one
+process per GPU, or gloo on CPU). Tuning in parallel: start the run with
+``--set tune_parallel=true tune_storage=tune.journal``, then, in as many other shells or jobs as you like
+(sharing the run's file system), ``python -m dashkit tune-worker runs/m1``.
 
 ``--import MODULE_OR_FILE`` imports a module first (e.g. one that registers your own task with
 ``dashkit.tasks.register``). Bad input is reported as one line on stderr with exit status 2 (set
@@ -74,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-figures", dest="figures", action="store_false", help="do not save PNG figures")
     add_import(p_run)
 
+    p_work = sub.add_parser("tune-worker", help="help a run with tune_parallel=true evaluate its tuning grid")
+    p_work.add_argument("run_dir", help="the run's directory (its config says what to train)")
+    p_work.add_argument("--task", default=None, help="the task's registered name (default: the run's)")
+    p_work.add_argument("--device", default=None, help="this worker's device (default: the run's)")
+    p_work.add_argument("--wait", type=float, default=3600.0, metavar="SECONDS",
+                        help="how long to wait for the run's tuning queue (default 3600)")
+    add_import(p_work)
+
     p_tasks = sub.add_parser("tasks", help="list the registered tasks")
     add_import(p_tasks)
 
@@ -97,8 +110,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise _InputError(f"--set {key}=...: use --{key} instead")
     result = run(args.task, preset=args.preset, out=args.out, seed=args.seed, device=args.device,
                  resume=args.resume, overwrite=args.overwrite, figures=args.figures, **overrides)
-    print()
-    print(result.summary())
+    from . import distributed
+
+    if distributed.is_main():
+        print()
+        print(result.summary())
+    return 0
+
+
+def _cmd_tune_worker(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .pipeline import tune_worker
+
+    if args.wait < 0:
+        raise _InputError(f"--wait {args.wait!r}: expected a number of seconds >= 0")
+    count = tune_worker(args.run_dir, task=args.task, device=args.device, wait=args.wait)
+    if distributed.is_main():
+        print(f"tune-worker: evaluated {count} configuration(s) for {args.run_dir}")
     return 0
 
 
@@ -190,7 +218,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = _parser().parse_args(argv)  # argparse itself exits with status 2 on bad flags
         for spec in getattr(args, "imports", []):
             _import(spec)
-        command = {"run": _cmd_run, "tasks": _cmd_tasks, "show": _cmd_show, "settings": _cmd_settings}
+        command = {"run": _cmd_run, "tune-worker": _cmd_tune_worker, "tasks": _cmd_tasks, "show": _cmd_show,
+                   "settings": _cmd_settings}
         return command[args.command](args)
     except (_InputError, ValueError, TypeError, FileNotFoundError) as e:
         if os.environ.get("DASHKIT_DEBUG"):  # the traceback, for bug reports
@@ -200,9 +229,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FloatingPointError as e:  # NonFiniteLossError, or a metric that is not finite
         print(f"dashkit: run stopped: {e}", file=sys.stderr)
         return 1
+    except TimeoutError as e:  # a tune-worker that found no queue
+        print(f"dashkit: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dashkit: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    # only when torch.distributed was used: importing it costs time a plain command need not spend
+    if "torch.distributed" in sys.modules:
+        from . import distributed
+
+        distributed.teardown()
 
 
 if __name__ == "__main__":

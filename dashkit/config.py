@@ -26,7 +26,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 
 __all__ = ["SearchConfig", "TuneConfig", "RetrainConfig", "RunConfig", "PRESETS", "STAGES", "make_config",
-           "setting_names", "parse_setting", "resolve_device"]
+           "setting_names", "parse_setting", "resolve_device", "storage_spec"]
 
 STAGES = ("search", "tune", "retrain")
 _RELAXATIONS = ("gumbel", "softmax")
@@ -89,8 +89,11 @@ class TuneConfig:
     max_batches: Optional[int] = None  # cap on the batches of one epoch, after the fraction; None: no cap
     lr_block_patience: int = 1  # leave an lr block after this many configs bring no improvement; 0 = never
     pruner: str = "median"  # Optuna MedianPruner on the per-epoch validation metric, or "none"
-    storage: Optional[str] = None  # None: in memory; a journal file (relative: inside the run dir) or a DB URL
+    storage: Optional[str] = None  # None: in memory; a journal file ("tune.journal" or "journal:PATH"; relative:
+    # inside the run dir) or a database URL ("postgresql://...")
     n_trials: Optional[int] = None  # cap on the number of configurations tried; None: the whole grid
+    parallel: bool = False  # True: the grid becomes a queue in `storage`, shared with `dashkit tune-worker`
+    # processes; every configuration is evaluated once, the choice is the same as a sequential tuning's
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
@@ -108,6 +111,14 @@ class TuneConfig:
         if self.n_trials is not None and self.n_trials < 1:
             raise ValueError(f"tune_n_trials = {self.n_trials!r}: expected None or an int >= 1")
         _choice(self, "pruner", _PRUNERS)
+        kind, target = storage_spec(self.storage)
+        if self.parallel and kind == "memory":
+            raise ValueError("tune_parallel = True needs tune_storage: a journal file on a folder every worker can "
+                             "read (e.g. tune_storage='tune.journal') or a database URL")
+        if self.parallel and kind == "url" and target.lower().startswith("sqlite"):
+            raise ValueError(f"tune_storage = {self.storage!r}: SQLite cannot be shared by several tuning workers "
+                             f"(tune_parallel = True): its file locks fail under concurrent writers; use a journal "
+                             f"file (tune_storage='tune.journal') or a server database (postgresql://, mysql://)")
 
     def grid(self) -> list:
         """The configurations in the order they are tried: lr-major, as in DASH."""
@@ -165,8 +176,13 @@ class RunConfig:
         resolve_device(self.device, check_available=False)
         for name in ("kernel_sizes", "dilations"):
             values = getattr(self, name)
-            if values is not None and (len(values) == 0 or any(v < 1 for v in values)):
-                raise ValueError(f"{name} = {values!r}: expected None or a non-empty tuple of ints >= 1")
+            if values is not None and (len(values) == 0 or any(v < 1 for v in values)
+                                       or len(set(values)) != len(values)):
+                raise ValueError(f"{name} = {values!r}: expected None or a non-empty tuple of ints >= 1, "
+                                 f"without repeats")
+        if self.kernel_sizes is not None and any(k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes = {self.kernel_sizes!r}: expected odd sizes (a centred 'same' kernel "
+                             f"needs an odd size), e.g. (3, 5, 7, 9)")
 
     # --- serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -291,6 +307,23 @@ def parse_setting(text: str) -> Tuple[str, Any]:
     stage, name = _split_key(key)
     tp = _field_types(_STAGE_CLASSES[stage] if stage else RunConfig)[name]
     return key, _coerce(key, _parse_text(key, raw, tp), tp)
+
+
+def storage_spec(spec: Optional[str]) -> Tuple[str, str]:
+    """What a ``tune_storage`` value names: ("memory", ""), ("journal", path) or ("url", database URL).
+
+    A value with ``://`` is a database URL; ``journal:PATH`` or a bare path is an Optuna journal file.
+    """
+    if spec is None:
+        return "memory", ""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"tune_storage = {spec!r}: expected None, a journal file path or a database URL")
+    if "://" in spec:
+        return "url", spec
+    path = spec[len("journal:"):] if spec.startswith("journal:") else spec
+    if not path.strip():
+        raise ValueError(f"tune_storage = {spec!r}: the journal file path is empty; e.g. 'journal:tune.journal'")
+    return "journal", path
 
 
 def resolve_device(device: Any = "auto", check_available: bool = True) -> torch.device:

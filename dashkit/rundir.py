@@ -177,10 +177,12 @@ class RunDir:
 
     CONFIG = "config.json"
 
-    def __init__(self, path: PathLike):
+    def __init__(self, path: PathLike, writable: bool = True):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path = {path!r}: expected a str or os.PathLike folder")
         self.path = Path(path)
+        # False on the ranks > 0 of a torchrun launch: rank 0 alone writes, every write here is skipped
+        self.writable = bool(writable)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -212,7 +214,12 @@ class RunDir:
             shutil.rmtree(rd.path)
             has_run = False
         if has_run:
-            old = rd.read_json(cls.CONFIG)
+            try:
+                old = rd.read_json(cls.CONFIG)
+            except ValueError as e:
+                raise ValueError(f"run directory {str(rd.path)!r} has a corrupt {cls.CONFIG} ({e.__cause__}), so "
+                                 f"its run cannot be resumed; pass overwrite=True (--overwrite) to start afresh, or "
+                                 f"choose another folder") from e
             diff = config_diff(old, config, ignore=ignore)
             if diff:
                 raise ValueError(f"run directory {str(rd.path)!r} was made with another config ("
@@ -224,7 +231,27 @@ class RunDir:
         rd.path.mkdir(parents=True, exist_ok=True)
         if not has_run:
             rd.write_json(cls.CONFIG, config)
+        else:
+            rd.remove_partial_writes()
         return rd
+
+    def remove_partial_writes(self) -> List[str]:
+        """Delete the temporary files of writes that a killed process left behind; returns their names.
+
+        An atomic write's temporary file (``.<name>.<random>.tmp``) is never read as a result: the file it was
+        to replace is still the previous complete version. This only tidies the folder.
+        """
+        removed = []
+        if not self.writable or not self.path.is_dir():
+            return removed
+        for folder in (self.path, self.path / "checkpoints", self.path / "done", self.path / "figures"):
+            if folder.is_dir():
+                for p in folder.iterdir():
+                    if p.is_file() and p.name.startswith(".") and (p.name.endswith(".tmp")
+                                                                   or p.name.endswith(".tmp.png")):
+                        _remove_quietly(p)
+                        removed.append(str(p.relative_to(self.path)))
+        return sorted(removed)
 
     # --- plain files -------------------------------------------------------------------------------------
     def file(self, name: str) -> Path:
@@ -236,10 +263,13 @@ class RunDir:
     @property
     def figures(self) -> Path:
         p = self.path / "figures"
-        p.mkdir(parents=True, exist_ok=True)
+        if self.writable:
+            p.mkdir(parents=True, exist_ok=True)
         return p
 
     def write_json(self, name: str, data: Any) -> Path:
+        if not self.writable:
+            return self.path / name
         return atomic_write_text(self.path / name, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
     def read_json(self, name: str) -> Any:
@@ -252,6 +282,8 @@ class RunDir:
             raise ValueError(f"{str(path)!r} is corrupt (not valid JSON: {e}); delete it to recompute it") from e
 
     def save_weights(self, name: str, state_dict: Mapping[str, torch.Tensor]) -> Path:
+        if not self.writable:
+            return self.path / name
         return save_tensors(self.path / name, state_dict)
 
     def load_weights(self, name: str) -> Dict[str, torch.Tensor]:
@@ -263,6 +295,8 @@ class RunDir:
 
     def write_history(self, stage: str, rows: Sequence[Mapping[str, Any]]) -> Path:
         """Write all rows of a stage's history (one row per epoch or trial) as CSV."""
+        if not self.writable:
+            return self.path / self.history_name(stage)
         columns: List[str] = []
         for row in rows:
             columns += [k for k in row if k not in columns]
@@ -290,6 +324,8 @@ class RunDir:
         return self._done_path(stage).is_file() and all((self.path / f).is_file() for f in files)
 
     def mark_done(self, stage: str, info: Optional[Mapping[str, Any]] = None) -> Path:
+        if not self.writable:
+            return self._done_path(stage)
         return atomic_write_text(self._done_path(stage), json.dumps(dict(info or {}), indent=2) + "\n")
 
     def done_info(self, stage: str) -> Dict[str, Any]:
@@ -312,6 +348,8 @@ class RunDir:
         Tensors go to ``checkpoints/<stage>-e<epoch>.safetensors`` and everything else to
         ``checkpoints/<stage>.json``, written last; the previous tensors file is removed afterwards.
         """
+        if not self.writable:
+            return self.checkpoint_path(stage)
         tensors: Dict[str, torch.Tensor] = {f"model/{k}": v for k, v in model.state_dict().items()}
         optim_json: Dict[str, Any] = {}
         for name, opt in optimizers.items():
@@ -358,11 +396,13 @@ class RunDir:
             return None
         meta = self.read_json(f"checkpoints/{stage}.json")
         try:
-            tensor_path = json_path.parent / meta["tensors"]
-            expected_bytes = meta["tensors_bytes"]
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"checkpoint {str(json_path)!r} is corrupt (missing {e}); delete it to restart "
-                             f"the {stage!r} stage") from e
+            name, expected_bytes = meta["tensors"], int(meta["tensors_bytes"])
+            if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors"):
+                raise TypeError(f"tensors = {name!r} is not a file name in the checkpoints folder")
+            tensor_path = json_path.parent / name
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"checkpoint {str(json_path)!r} is corrupt ({type(e).__name__}: {e}); delete it to "
+                             f"restart the {stage!r} stage") from e
         if tensor_path.is_file() and tensor_path.stat().st_size != expected_bytes:
             raise ValueError(f"checkpoint file {str(tensor_path)!r} is corrupt (size "
                              f"{tensor_path.stat().st_size} bytes, expected {expected_bytes}); delete "
@@ -378,19 +418,27 @@ class RunDir:
         except RuntimeError as e:
             raise ValueError(f"checkpoint file {str(tensor_path)!r} does not fit this model ({e}); "
                              f"was it made with another config?") from e
-        for name, opt in optimizers.items():
-            if name not in meta["optimizers"]:
-                raise ValueError(f"checkpoint {str(json_path)!r} has no optimiser {name!r}")
-            saved = meta["optimizers"][name]
-            state = {}
-            for pid, st in saved["state"].items():
-                state[int(pid)] = {k: (tensors[v["tensor"]] if "tensor" in v else v["value"]) for k, v in st.items()}
-            opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
-        if restore_rng:
-            _set_rng_state(meta["rng"], tensors)
-        return int(meta["epoch"]), dict(meta.get("extra", {}))
+        try:
+            for name, opt in optimizers.items():
+                if name not in meta["optimizers"]:
+                    raise ValueError(f"checkpoint {str(json_path)!r} has no optimiser {name!r}")
+                saved = meta["optimizers"][name]
+                state = {}
+                for pid, st in saved["state"].items():
+                    state[int(pid)] = {k: (tensors[v["tensor"]] if "tensor" in v else v["value"])
+                                       for k, v in st.items()}
+                opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+            if restore_rng:
+                _set_rng_state(meta["rng"], tensors)
+            epoch, extra = int(meta["epoch"]), dict(meta.get("extra", {}))
+        except (KeyError, TypeError, IndexError, RuntimeError) as e:  # a JSON edited by hand, or a foreign one
+            raise ValueError(f"checkpoint {str(json_path)!r} is corrupt or does not fit this stage "
+                             f"({type(e).__name__}: {e}); delete it to restart the {stage!r} stage") from e
+        return epoch, extra
 
     def remove_checkpoint(self, stage: str) -> None:
+        if not self.writable:
+            return
         _remove_quietly(self.checkpoint_path(stage))
         for old in (self.path / "checkpoints").glob(f"{stage}-e*.safetensors"):
             _remove_quietly(old)

@@ -104,7 +104,7 @@ def _case(group: str, point: Dict, make_model: Callable[[], nn.Module], x: torch
 
 def ops_benchmark(quick: bool = False, device: str = "cpu", rounds: Optional[int] = None, batch: int = 32,
                   sections: Sequence[str] = ("1d", "candidates", "lengths", "2d"),
-                  progress: bool = True) -> BenchResult:
+                  progress: bool = True, command: Optional[str] = None) -> BenchResult:
     """Run the timing study and return its rows (ms per step and ratios to the plain backbone of the group).
 
     Sections:
@@ -118,7 +118,9 @@ def ops_benchmark(quick: bool = False, device: str = "cpu", rounds: Optional[int
     dev = torch.device(device)
     rounds = rounds or (2 if quick else 5)
     torch.manual_seed(0)
-    res = BenchResult(env=_env(dev, quick, rounds, batch))
+    command = command or (f"dashkit.bench.ops_benchmark(quick={quick}, device={device!r}, rounds={rounds}, "
+                          f"batch={batch}, sections={tuple(sections)!r})")
+    res = BenchResult(env=_env(dev, quick, rounds, batch, command))
     warnings.filterwarnings("ignore", message="Using padding='same'")
 
     def run_group(group: str, cases) -> None:
@@ -186,10 +188,10 @@ def _point_key(meta: Dict) -> Tuple:
     return (meta["group"], meta.get("length"), meta.get("size"), meta.get("m") if meta["group"] != "candidates" else None)
 
 
-def _env(dev: torch.device, quick: bool, rounds: int, batch: int) -> Dict:
+def _env(dev: torch.device, quick: bool, rounds: int, batch: int, command: str) -> Dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
            "processor": platform.processor(), "threads": torch.get_num_threads(), "device": str(dev),
-           "quick": quick, "rounds": rounds, "batch": batch, "command": " ".join(sys.argv)}
+           "quick": quick, "rounds": rounds, "batch": batch, "command": command}
     if dev.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(dev)
     return env
@@ -334,7 +336,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(f"--sections: unknown {bad!r}; choose from 1d, candidates, lengths, 2d")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {a.device!r}: CUDA is not available here")
-    res = ops_benchmark(quick=a.quick, device=a.device, rounds=a.rounds, batch=a.batch, sections=sections)
+    command = "python -m dashkit.bench " + " ".join(list(argv) if argv is not None else sys.argv[1:])
+    res = ops_benchmark(quick=a.quick, device=a.device, rounds=a.rounds, batch=a.batch, sections=sections,
+                        command=command)
     print(format_table(res))
     if a.out:
         out = Path(a.out)

@@ -630,6 +630,23 @@ def tune(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: Any 
     return dict(best)
 
 
+def _queued_grid_sampler(space: Dict[str, list], seed: int) -> Any:
+    """Optuna's GridSampler for a grid whose trials dashkit enqueues itself, in DASH's lr-block order.
+
+    Enqueued trials carry no grid id, and GridSampler.after_trial looks one up when a single grid point is left
+    (a KeyError, e.g. for a one-point grid); dashkit decides itself when the grid is done, so that step is skipped
+    for enqueued trials.
+    """
+    import optuna
+
+    class QueuedGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            if "grid_id" in trial.system_attrs:
+                super().after_trial(study, trial, state, values)
+
+    return QueuedGridSampler(space, seed=seed)
+
+
 def _open_sequential_study(task: Any, cfg: RunConfig, rd: RunDir, stage: str) -> Tuple[Any, Dict[Tuple, Tuple]]:
     """The study (on rank 0) and the trials it finished before an interruption: {key: (state, value)}."""
     import optuna
@@ -639,7 +656,7 @@ def _open_sequential_study(task: Any, cfg: RunConfig, rd: RunDir, stage: str) ->
         return None, {}
     tc = cfg.tune
     study = optuna.create_study(storage=_storage(tc.storage, rd), study_name=_study_name(task, cfg, stage),
-                                sampler=optuna.samplers.GridSampler(_space(tc), seed=cfg.seed),
+                                sampler=_queued_grid_sampler(_space(tc), cfg.seed),
                                 pruner=_pruner(tc), direction="minimize", load_if_exists=True)
     names = ("lr", "dropout", "weight_decay", "momentum")
     finished = {_key(t.params): (t.state, t.value) for t in study.trials  # not the abandoned ones (no params)

@@ -314,3 +314,23 @@ def test_tune_workers_share_one_queue_and_choose_as_one_process_would(task_modul
         assert par["best"] == seq["best"] and par["best_val"] == seq["best_val"]
         assert [(t["state"], t["value"]) for t in par["trials"]] == [(t["state"], t["value"]) for t in seq["trials"]]
     assert pipeline.load_result(out).metrics == ref.metrics
+
+
+def test_torchrun_command_is_the_documented_cli():
+    from dashkit.distributed import torchrun_command
+
+    cmd = torchrun_command("mnist1d", "runs/x", nproc=3, preset="standard", seed=2, device="cpu",
+                           settings={"search_epochs": 2, "tune_lrs": [0.1, 0.01], "search_backend": "fft"},
+                           imports=["my_tasks.py"], resume=True)
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3"]
+    assert cmd[6:9] == ["-m", "dashkit", "run"] and cmd[9] == "mnist1d"
+    assert cmd[cmd.index("--out") + 1] == "runs/x" and cmd[cmd.index("--seed") + 1] == "2"
+    assert "--resume" in cmd and cmd[cmd.index("--import") + 1] == "my_tasks.py"
+    sets = cmd[cmd.index("--set") + 1:]
+    assert sets == ["search_epochs=2", "tune_lrs=[0.1, 0.01]", "search_backend=fft"]
+    from dashkit.config import parse_setting
+
+    assert [parse_setting(s) for s in sets] == [("search_epochs", 2), ("tune_lrs", (0.1, 0.01)),
+                                                 ("search_backend", "fft")]
+    with pytest.raises(ValueError, match=r"nproc must be a positive int, got 0"):
+        torchrun_command("mnist1d", "runs/x", nproc=0)

@@ -102,6 +102,14 @@ def _recorded_something(r: Dict[str, Any]) -> None:
     assert isinstance(r, dict) and r, "the notebook recorded no results"
 
 
+def _check_10(r: Dict[str, Any]) -> None:
+    # two CPU processes under torchrun ran one search + retrain; every rank's agreement is checked inside the run
+    assert r["nproc"] == 2 and r["launched"]
+    assert "torch.distributed.run" in r["command"] and "--nproc_per_node" in r["command"]
+    assert len(r["architecture"]) == 9  # ResNet1D's nine searched convolutions, each with a (k, d)
+    assert r["dash"] < r["chance"] - 5, (r["dash"], r["chance"])  # clearly better than guessing
+
+
 @dataclass(frozen=True)
 class NotebookCase:
     """How one notebook is run in CI.
@@ -132,6 +140,7 @@ CASES: Dict[str, NotebookCase] = {c.name: c for c in [
     NotebookCase("03_kronecker_dilation", _check_03, figures=1),
     NotebookCase("04_fourier_convolution", _check_04, figures=3),
     NotebookCase("08_speed", _check_08, figures=1),
+    NotebookCase("10_scale_out", _check_10),
 ] + [NotebookCase(name, covered_by="test_notebooks_pipeline.py") for name in (
     "00_quickstart", "05_search_tune_retrain", "06_bring_your_own_data", "07_results_explorer", "09_nas_bench_360")]}
 

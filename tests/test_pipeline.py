@@ -394,3 +394,16 @@ def test_viz_figures_of_a_run_and_their_input_checks(tmp_path):
         viz.alpha_evolution({"layers": []})
     with pytest.raises(ValueError, match=r"histories = \{\}"):
         viz.learning_curves({})
+
+
+def test_a_one_point_tuning_grid_runs(tmp_path):
+    # Optuna's GridSampler looked up a grid id that enqueued trials lack when one grid point was left (KeyError)
+    import json as _json
+
+    import dashkit
+
+    res = dashkit.run("digits", preset="smoke", out=tmp_path / "one", verbose=False, figures=False,
+                      tune_lrs=(0.05,), search_epochs=1, retrain_epochs=1, search_backend="fft")
+    tuned = _json.loads((tmp_path / "one" / "tune.json").read_text())
+    assert tuned["best"]["lr"] == 0.05 and len(tuned["trials"]) == 1
+    assert res.hparams["dash"]["lr"] == 0.05

@@ -17,7 +17,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
@@ -100,18 +99,9 @@ def record(name_or_path: PathLike, merge: bool = False, **results: Any) -> Path:
     data = {k: to_jsonable(v, k) for k, v in results.items()}
     if merge and path.is_file():
         data = {**load_results(path), **data}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from .rundir import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def load_results(path: PathLike) -> Dict[str, Any]:

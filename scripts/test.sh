@@ -3,15 +3,7 @@
 # Usage: bash scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
-# The CPU build, pinned: an unpinned torch can pull a multi-GB CUDA build. GPU users install their own torch first.
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==${DASHKIT_TORCH:-2.13.0}"
-python -m pip install -q -e ".[dev]"
+. scripts/setup_venv.sh dev
 python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 set +e
 python -m pytest -n "${DASHKIT_TEST_WORKERS:-2}" --durations=15 "$@"

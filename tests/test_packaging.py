@@ -47,9 +47,9 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_torch_pinned_cpu_build_in_scripts():
+    assert 'torch==${DASHKIT_TORCH:-2.13.0}' in (ROOT / "scripts" / "setup_venv.sh").read_text()
     for script in ("test.sh", "quickstart.sh"):
-        text = (ROOT / "scripts" / script).read_text()
-        assert 'torch==${DASHKIT_TORCH:-2.13.0}' in text, script
+        assert ". scripts/setup_venv.sh" in (ROOT / "scripts" / script).read_text(), script
 
 
 def test_test_script_fails_when_nothing_is_collected():

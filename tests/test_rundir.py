@@ -233,3 +233,19 @@ def test_environment_info_records_versions():
     info = rundir_mod.environment_info("cpu")
     assert info["torch"] == torch.__version__ and info["device"] == "cpu"
     assert info["python"].count(".") == 2 and "dashkit" in info
+
+
+def test_atomic_writes_give_files_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from dashkit.rundir import atomic_write_text, save_tensors
+
+    old = os.umask(0o022)
+    try:
+        a = atomic_write_text(tmp_path / "a.json", "{}")
+        b = save_tensors(tmp_path / "b.safetensors", {"w": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    for p in (a, b):  # mkstemp alone would leave 0600: unreadable for the rest of a team sharing a run folder
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p

@@ -27,7 +27,13 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="runs/results")
     p.add_argument("--device", default="auto")
+    p.add_argument("--collect", nargs="+", default=None, metavar="DIR",
+                   help="run nothing: print the table of the results.json files in these folders")
     a = p.parse_args(argv)
+    if a.collect:
+        rows = [r for d in a.collect for r in json.loads((Path(d) / "results.json").read_text())]
+        print(table(sorted(rows, key=lambda r: (r["task"], r["seed"]))))
+        return 0
     out = Path(a.out)
     rows = []
     for task in a.tasks:
@@ -44,7 +50,7 @@ def main(argv=None) -> int:
 
 
 def table(rows) -> str:
-    lines = ["| task | metric | seeds | DASH | baseline | DASH better | (search + retrain) / baseline time |",
+    lines = ["| task | metric | seeds | DASH | baseline | DASH better (mean) | (search + retrain) / baseline time |",
              "|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         rs = [r for r in rows if r["task"] == task]

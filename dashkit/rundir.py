@@ -74,25 +74,11 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 def save_tensors(path: PathLike, tensors: Mapping[str, torch.Tensor],
                  metadata: Optional[Mapping[str, str]] = None) -> Path:
     """Save named tensors as safetensors, atomically. Tensors are copied to CPU and made contiguous."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # clone: safetensors refuses tensors that share storage (tied weights, views of one buffer)
     data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(data, tmp, metadata=dict(metadata) if metadata else None)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private; save_file may keep that mode
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write_bytes(path, save(data, metadata=dict(metadata) if metadata else None))
 
 
 def load_tensors(path: PathLike) -> Dict[str, torch.Tensor]:

@@ -6,17 +6,16 @@ process. The tasks are tiny and built from a module written here, which the comm
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from tiny_task_module import write_task_module
 import torch
 from torch.utils.data import TensorDataset
 
@@ -25,48 +24,6 @@ from dashkit.config import make_config
 from dashkit.rundir import RunDir
 from dashkit.supernet import ArchCard
 from dashkit.tasks.base import Task
-
-# A two-class task whose reads can be slowed down by DK_SLOW seconds each (set only in the processes that must
-# take long enough for a second process to join or for a kill to land inside a stage).
-TASK_MODULE = '''
-import os
-import time
-
-import torch
-from torch.utils.data import Dataset, TensorDataset
-
-from dashkit.tasks import Task, TaskDefaults, register
-
-
-class Slow(Dataset):
-    def __init__(self, ds):
-        self.ds, self.delay = ds, float(os.environ.get("DK_SLOW", "0"))
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        if self.delay:
-            time.sleep(self.delay)
-        return self.ds[i]
-
-
-def _data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.randn(n, 1, 24, generator=g)
-    x[torch.arange(n), 0, 12] += 1.5 * (2 * y - 1)  # a weak signal: errors stay well above 0
-    return Slow(TensorDataset(x, y))
-
-
-@register("{name}")
-def make():
-    """A tiny two-class task for the scale-out tests."""
-    return Task(name="{name}", kind="classification", train=_data(64, 0), val=_data(33, 1), test=_data(35, 2),
-                in_shape=(1, 24), num_outputs=2, metric_name="error_pct",
-                defaults=TaskDefaults(backbone="resnet1d", backbone_kwargs={{"width": 2}}, kernel_sizes=(3, 5),
-                                      dilations=(1, 2)))
-'''
 
 SETTINGS = {"search_backend": "fft", "search_epochs": 2, "search_batch_size": 16, "search_max_batches": 2,
             "tune_lrs": (0.1, 0.01), "tune_epochs": 1, "tune_batch_size": 16, "tune_max_batches": 2,
@@ -81,13 +38,7 @@ def as_flags(settings: dict) -> list:
 @pytest.fixture
 def task_module(tmp_path):
     """(name, path of the module, the Task built in this process)."""
-    name = f"scale_{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "scale_task.py"
-    path.write_text(TASK_MODULE.format(name=name))
-    spec = importlib.util.spec_from_file_location(f"dashkit_test_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return name, str(path), module.make()
+    return write_task_module(tmp_path, "scale")
 
 
 def child_env(**extra: str) -> dict:

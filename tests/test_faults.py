@@ -7,7 +7,6 @@ The conv backend is fixed to "fft": "auto" measures timings and may choose diffe
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -16,10 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from tiny_task_module import write_task_module
 import torch
 from torch.utils.data import TensorDataset
 
@@ -28,46 +27,6 @@ from dashkit import pipeline
 from dashkit.config import make_config
 from dashkit.rundir import RunDir, save_tensors
 from dashkit.tasks.base import Task, TaskDefaults
-
-TASK_MODULE = '''
-import os
-import time
-
-import torch
-from torch.utils.data import Dataset, TensorDataset
-
-from dashkit.tasks import Task, TaskDefaults, register
-
-
-class Slow(Dataset):
-    def __init__(self, ds):
-        self.ds, self.delay = ds, float(os.environ.get("DK_SLOW", "0"))
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        if self.delay:
-            time.sleep(self.delay)
-        return self.ds[i]
-
-
-def _data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.randn(n, 1, 24, generator=g)
-    x[torch.arange(n), 0, 12] += 1.5 * (2 * y - 1)
-    return Slow(TensorDataset(x, y))
-
-
-@register("{name}")
-def make():
-    """A tiny two-class task for the fault tests."""
-    return Task(name="{name}", kind="classification", train=_data(64, 0), val=_data(33, 1), test=_data(35, 2),
-                in_shape=(1, 24), num_outputs=2, metric_name="error_pct",
-                defaults=TaskDefaults(backbone="resnet1d", backbone_kwargs={{"width": 2}}, kernel_sizes=(3, 5),
-                                      dilations=(1, 2)))
-'''
 
 SETTINGS = {"search_backend": "fft", "search_epochs": 4, "search_batch_size": 16, "search_max_batches": 2,
             "tune_lrs": (0.1, 0.01), "tune_momentums": (0.9, 0.5), "tune_lr_block_patience": 0, "tune_epochs": 1,
@@ -82,15 +41,7 @@ def as_flags(settings: dict) -> list:
 @pytest.fixture
 def task_module(tmp_path):
     """(name, path of the module, the Task built in this process)."""
-    name = f"faults_{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "fault_task.py"
-    path.write_text(TASK_MODULE.format(name=name))
-    # imported under the name the command line's --import gives it, so that an in-process command sees it imported
-    spec = importlib.util.spec_from_file_location(f"dashkit_user_{path.stem}", path.resolve())
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return name, str(path.resolve()), module.make()
+    return write_task_module(tmp_path, "faults")
 
 
 def slow_env(delay: str = "0.005") -> dict:

@@ -252,14 +252,17 @@ class WideResNet(Backbone):
         dims: 1 (Conv1d / BatchNorm1d) or 2 (Conv2d / BatchNorm2d).
         dense: strides 1, no pooling, per-position head.
         dropout: drop probability between the two convolutions of a block.
+        channels: the three stages' channels, overriding ``(16, 32, 64) * width``; e.g. ``(16, 16, 16)`` for a
+            dense network that keeps full-resolution maps in every stage and cannot afford 64 channels there.
 
     Shapes:
-        input (B, C_in, L) or (B, C_in, H, W); features (B, 64*width, *spatial / 4) (dense: *spatial);
+        input (B, C_in, L) or (B, C_in, H, W); features (B, channels[2], *spatial / 4) (dense: *spatial);
         output (B, num_classes) or, dense, (B, num_classes, *spatial).
     """
 
     def __init__(self, depth: int = 16, width: int = 1, in_channels: int = 3, num_classes: int = 10,
-                 dims: int = 2, dense: bool = False, dropout: float = 0.0):
+                 dims: int = 2, dense: bool = False, dropout: float = 0.0,
+                 channels: Optional[Sequence[int]] = None):
         where = "wrn"
         depth = _check_int(where, "depth", depth)
         if depth < 10 or (depth - 4) % 6 != 0:
@@ -275,7 +278,15 @@ class WideResNet(Backbone):
 
         Conv, BN = _layers(dims)
         blocks_per_stage = (depth - 4) // 6
-        widths = (16 * width, 32 * width, 64 * width)
+        if channels is None:
+            widths = (16 * width, 32 * width, 64 * width)
+        else:
+            if (isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) != 3
+                    or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels)):
+                raise ValueError(f"{where}: channels must be None or three positive ints (one per stage), "
+                                 f"got {channels!r}")
+            widths = tuple(int(c) for c in channels)
+        self.channels = widths
         strides = (1, 1, 1) if dense else (1, 2, 2)
         self.stem = Conv(in_channels, 16, 3, padding=1, bias=False)
         in_ch = 16
@@ -306,10 +317,10 @@ class WideResNet(Backbone):
 
 @BACKBONES.register("wrn")
 def wrn(depth: int = 16, width: int = 1, in_channels: int = 3, num_classes: int = 10, dims: int = 2,
-        dense: bool = False, dropout: float = 0.0) -> WideResNet:
+        dense: bool = False, dropout: float = 0.0, channels: Optional[Sequence[int]] = None) -> WideResNet:
     """Wide ResNet WRN-depth-width; DASH searches on WRN-16-1 and retrains on WRN-16-4. See :class:`WideResNet`."""
     return WideResNet(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes, dims=dims,
-                      dense=dense, dropout=dropout)
+                      dense=dense, dropout=dropout, channels=channels)
 
 
 # ------------------------------------------------------------------------------------------------ ResNet1D

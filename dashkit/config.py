@@ -143,10 +143,15 @@ class RetrainConfig:
     milestones: Tuple[float, ...] = (0.3, 0.6, 0.8)  # fractions of `epochs` (DASH 2D: 60/120/160 of 200)
     gamma: float = 0.2
     backbone: Dict[str, Any] = field(default_factory=dict)  # overrides of the retrained backbone (e.g. width=4)
+    # How the tuned and retrained networks (DASH's and the baseline's alike) convolve: "auto" crops taps that
+    # only read padding and measures FFT against direct per layer shape (dashkit.layers.auto_convs); "fft" and
+    # "direct" force one; "plain" leaves PyTorch's nn.Conv as it is.
+    conv_backend: str = "auto"
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
         _fraction(self, "batches_per_epoch")
+        _choice(self, "conv_backend", ("auto", "fft", "direct", "plain"))
         _non_negative(self, "momentum", "weight_decay", "grad_clip")
         _positive(self, "lr", "gamma")
         if not 0 <= self.dropout < 1:

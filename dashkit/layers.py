@@ -1,11 +1,13 @@
 """Plain layers that backbones use and that dashkit knows how to search."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CausalConv1d"]
+__all__ = ["CausalConv1d", "AutoConv1d", "AutoConv2d", "auto_convs"]
 
 
 class CausalConv1d(nn.Conv1d):
@@ -25,3 +27,143 @@ class CausalConv1d(nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         left = self.dilation[0] * (self.kernel_size[0] - 1)
         return super().forward(F.pad(x, (left, 0)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Convolutions for the retrained network: dead taps cropped, FFT or direct chosen per input shape
+
+
+class _AutoConvMixin:
+    """Shared forward of `AutoConv1d` / `AutoConv2d` (a "same" convolution, odd kernel, zero padding).
+
+    Two things make a large dilated kernel cheaper without changing the result:
+
+    1. Taps that only ever read the zero padding are dropped: along an axis of n inputs, a tap at offset
+       j * d from the centre with |j * d| > n - 1 never touches an input, so the kernel is cropped to
+       k' = min(k, 2 * floor((n - 1) / d) + 1) taps (the 9x9 kernel with dilation 3 of an 8x8 map is 5x5).
+    2. The convolution runs through the FFT or directly, whichever a measurement on this input shape says is
+       faster (``dashkit.ops.choose_backend``, cached per shape). ``backend="fft"`` or ``"direct"`` forces one.
+
+    Parameters, state-dict keys and initialisation are those of ``nn.Conv1d`` / ``nn.Conv2d``.
+    """
+
+    backend: str = "auto"
+
+    def _cropped_weight(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight  # type: ignore[attr-defined]
+        for axis, (n, k, d) in enumerate(zip(x.shape[2:], self.kernel_size, self.dilation)):  # type: ignore
+            keep = min(k, 2 * ((n - 1) // d) + 1)
+            if keep < k:
+                w = w.narrow(2 + axis, (k - keep) // 2, keep)
+        return w
+
+    def _direct(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        pad = tuple(d * (k - 1) // 2 for k, d in zip(w.shape[2:], self.dilation))  # type: ignore[attr-defined]
+        conv = F.conv1d if x.dim() == 3 else F.conv2d
+        return conv(x, w, self.bias, self.stride, pad, self.dilation, self.groups)  # type: ignore[attr-defined]
+
+    def _fft(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        from . import ops
+
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xf, out_dtype = ops._fft_dtype_guard(x)
+            wd = w.to(xf.dtype)
+            for axis, d in enumerate(self.dilation):  # type: ignore[attr-defined]
+                if d > 1:
+                    wd = _dilate_axis(wd, 2 + axis, d)
+            bias = None if self.bias is None else self.bias  # type: ignore[attr-defined]
+            y = ops.fft_conv(xf, wd, stride=self.stride[0], groups=self.groups, bias=bias)  # type: ignore
+        return y.to(out_dtype)
+
+    def _choose(self, x: torch.Tensor, w: torch.Tensor) -> str:
+        if self.backend != "auto":
+            return self.backend
+        from . import ops
+
+        params = [p for p in (self.weight, self.bias) if p is not None and p.requires_grad]  # type: ignore
+        grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
+        n = tuple(x.shape[2:])
+        kk = tuple(w.shape[2:])
+        key = ("conv", x.device.type, x.dtype, x.shape[0], self.in_channels, self.out_channels,  # type: ignore
+               self.groups, n, kk, tuple(self.dilation), self.stride[0], grad)  # type: ignore[attr-defined]
+        B, ci = x.shape[0], self.in_channels // self.groups  # type: ignore[attr-defined]
+        out_pos = math.prod(-(-m // self.stride[0]) for m in n)  # type: ignore[attr-defined]
+        direct_cost = B * self.out_channels * ci * out_pos * math.prod(kk)  # type: ignore[attr-defined]
+        N = [ops.fast_fft_len(m + d * (k - 1)) for m, k, d in zip(n, kk, self.dilation)]  # type: ignore
+        NN = math.prod(N)
+        fft_cost = (B * (self.in_channels + self.out_channels) * NN * max(math.log2(NN), 1) * 2  # type: ignore
+                    + B * self.out_channels * ci * NN * 2)  # type: ignore[attr-defined]
+        x_probe = x.detach().requires_grad_(x.requires_grad)
+
+        def runner(fn):
+            def go() -> None:
+                y = fn(x_probe, self._cropped_weight(x_probe))
+                if grad:
+                    inputs = ([x_probe] if x_probe.requires_grad else []) + params
+                    torch.autograd.grad(y.float().sum(), inputs, allow_unused=True)
+            return go
+
+        with torch.enable_grad() if grad else torch.no_grad():
+            return ops.choose_backend(key, {"fft": runner(self._fft), "direct": runner(self._direct)}, x.device,
+                                      estimates={"fft": fft_cost, "direct": direct_cost})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self._cropped_weight(x)
+        backend = self._choose(x, w)
+        self.last_backend = backend
+        return self._fft(x, w) if backend == "fft" else self._direct(x, w)
+
+
+def _dilate_axis(w: torch.Tensor, axis: int, d: int) -> torch.Tensor:
+    """Insert d - 1 zeros between the taps of ``w`` along ``axis`` (size k -> d * (k - 1) + 1)."""
+    k = w.shape[axis]
+    shape = list(w.shape)
+    shape[axis] = d * (k - 1) + 1
+    out = w.new_zeros(shape)
+    index = [slice(None)] * w.dim()
+    index[axis] = slice(None, None, d)
+    out[tuple(index)] = w
+    return out
+
+
+class AutoConv1d(_AutoConvMixin, nn.Conv1d):
+    """``nn.Conv1d`` with "same" padding whose forward crops dead taps and picks FFT or direct (see above).
+
+    Shapes: input (B, C_in, L) -> output (B, C_out, ceil(L / stride)).
+    """
+
+
+class AutoConv2d(_AutoConvMixin, nn.Conv2d):
+    """``nn.Conv2d`` with "same" padding whose forward crops dead taps and picks FFT or direct (see above).
+
+    Shapes: input (B, C_in, H, W) -> output (B, C_out, ceil(H / stride), ceil(W / stride)).
+    """
+
+
+_AUTO_BACKENDS = ("auto", "fft", "direct")
+
+
+def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
+    """Make every eligible convolution of ``model`` an `AutoConv1d` / `AutoConv2d`, in place; returns ``model``.
+
+    Eligible: ``nn.Conv1d`` / ``nn.Conv2d`` exactly (not subclasses such as `CausalConv1d`) with odd kernel
+    sizes larger than 1, "same" padding ``dilation * (k - 1) / 2``, zero padding mode and equal strides. The
+    weights, their values and the state-dict keys stay as they are; only ``forward`` changes, and it computes
+    the same function (to floating-point rounding).
+
+    Args:
+        model: any module.
+        backend: "auto" (measured per input shape), "fft" or "direct" (dead taps are cropped in every case).
+    """
+    if backend not in _AUTO_BACKENDS:
+        raise ValueError(f"backend = {backend!r}: expected one of {', '.join(map(repr, _AUTO_BACKENDS))}")
+    for m in model.modules():
+        if type(m) not in (nn.Conv1d, nn.Conv2d):
+            continue
+        k, d, p, s = m.kernel_size, m.dilation, m.padding, m.stride
+        if (m.padding_mode != "zeros" or isinstance(p, str) or any(kk % 2 == 0 for kk in k) or max(k) == 1
+                or tuple(p) != tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d)) or len(set(s)) != 1):
+            continue
+        m.__class__ = AutoConv1d if type(m) is nn.Conv1d else AutoConv2d
+        m.backend = backend
+    return model

@@ -48,6 +48,7 @@ from . import distributed
 from .config import RunConfig, make_config, storage_spec
 from .progress import PlainProgress, progress
 from .rundir import RunDir, environment_info
+from .layers import auto_convs
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
            "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "tune_worker",
@@ -338,10 +339,15 @@ def build_backbone(task: Any, cfg: RunConfig, stage: str = "retrain", dropout: O
 def build_model(task: Any, cfg: RunConfig, card: Any = None, dropout: Optional[float] = None) -> nn.Module:
     """The network that is tuned and retrained: the retrain backbone, with the card's kernels if a card is given.
 
-    ``card=None`` is the baseline: the backbone with its default kernels.
+    ``card=None`` is the baseline: the backbone with its default kernels. Both convolve as
+    ``retrain_conv_backend`` says (see ``dashkit.layers.auto_convs``); the weights are those of ``nn.Conv``.
     """
     model = build_backbone(task, cfg, "retrain", dropout=dropout)
-    return card.apply(model) if card is not None else model
+    if card is not None:
+        model = card.apply(model)
+    if cfg.retrain.conv_backend != "plain":
+        auto_convs(model, cfg.retrain.conv_backend)
+    return model
 
 
 def _initial_state(task: Any, cfg: RunConfig, rd: RunDir, card: Any, name: str) -> Dict[str, torch.Tensor]:

@@ -137,6 +137,21 @@ def test_wrn16_4_is_four_times_wider_with_the_same_conv_names():
     assert wide_convs["layer3.1.conv2"].weight.shape == (256, 256, 3, 3)
 
 
+
+def test_wrn_channels_override_the_stage_widths():
+    model = backbones.wrn(depth=10, dims=2, dense=True, num_classes=1, channels=(16, 16, 16))
+    assert model.channels == (16, 16, 16) and model.num_features == 16
+    assert [m.out_channels for _, m in convs(model)] == [16] * 7
+    # no channel change, so no 1x1 shortcut: the conv names stay those of WRN-10-1 without shortcuts
+    assert not any("shortcut" in n for n, _ in model.named_modules())
+    assert tuple(model(torch.randn(2, 3, 9, 9)).shape) == (2, 1, 9, 9)
+    wide = backbones.wrn(depth=10, channels=[8, 24, 40])
+    assert [m.out_channels for _, m in convs(wide)][1:] == [8, 8, 24, 24, 40, 40]
+    for bad in [(16, 16), (16, 0, 16), (16, 16.0, 16), "abc", 16, (True, 16, 16)]:
+        with pytest.raises(ValueError, match=re.escape(f"wrn: channels must be None or three positive ints (one "
+                                                       f"per stage), got {bad!r}")):
+            backbones.wrn(depth=10, channels=bad)
+
 @pytest.mark.parametrize("depth,blocks", [(10, 1), (16, 2), (22, 3)])
 def test_wrn_depth_sets_blocks_per_stage(depth, blocks):
     model = backbones.wrn(depth=depth)

@@ -25,7 +25,7 @@ from dashkit.rundir import RunDir
 from dashkit.supernet import ArchCard
 from dashkit.tasks.base import Task
 
-SETTINGS = {"search_backend": "fft", "search_epochs": 2, "search_batch_size": 16, "search_max_batches": 2,
+SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 2, "search_batch_size": 16, "search_max_batches": 2,
             "tune_lrs": (0.1, 0.01), "tune_epochs": 1, "tune_batch_size": 16, "tune_max_batches": 2,
             "retrain_epochs": 2, "retrain_batch_size": 16, "retrain_max_batches": 2}
 

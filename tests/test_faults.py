@@ -3,7 +3,8 @@ determinism (the same seed gives the same run).
 
 The killed processes read their data slowly (DK_SLOW seconds per example, a setting of the task module written
 here) so that a kill lands inside the stage it aims at; the reference runs read at full speed in this process.
-The conv backend is fixed to "fft": "auto" measures timings and may choose differently between two runs.
+The search backend is fixed to "fft" and the retrain conv backend to "direct": "auto" measures timings and may
+choose differently between two runs.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from dashkit.config import make_config
 from dashkit.rundir import RunDir, save_tensors
 from dashkit.tasks.base import Task, TaskDefaults
 
-SETTINGS = {"search_backend": "fft", "search_epochs": 4, "search_batch_size": 16, "search_max_batches": 2,
+SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 4, "search_batch_size": 16, "search_max_batches": 2,
             "tune_lrs": (0.1, 0.01), "tune_momentums": (0.9, 0.5), "tune_lr_block_patience": 0, "tune_epochs": 1,
             "tune_batch_size": 16, "tune_max_batches": 2, "tune_pruner": "none", "tune_storage": "tune.journal",
             "retrain_epochs": 3, "retrain_batch_size": 16, "retrain_max_batches": 2}

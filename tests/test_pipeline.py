@@ -1,7 +1,8 @@
 """Tests of dashkit.pipeline (search -> tune -> retrain -> test, the baseline, run) and dashkit.viz.
 
 Every test uses tiny synthetic tasks built here, so that none depends on the speed of a data generator. The
-conv backend is fixed to "fft": "auto" measures timings and could choose differently between two runs.
+search backend is fixed to "fft" and the retrain conv backend to "direct": "auto" measures timings and could
+choose differently between two runs.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def tiny_task(name: str = "tiny", loss_fn=None, train=None, val=None, test=None)
                 loss_fn=loss_fn)
 
 
-TINY = dict(search_backend="fft", search_epochs=2, search_batch_size=32, search_batches_per_epoch=1.0,
+TINY = dict(search_backend="fft", retrain_conv_backend="direct", search_epochs=2, search_batch_size=32, search_batches_per_epoch=1.0,
             tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,), tune_momentums=(0.9,),
             tune_epochs=2, tune_batch_size=32, tune_batches_per_epoch=0.5, tune_pruner="none",
             retrain_epochs=3, retrain_batch_size=32, search_max_batches=None, tune_max_batches=None,

@@ -1,0 +1,110 @@
+"""Tests of dashkit.layers: AutoConv1d/AutoConv2d and auto_convs, checked in float64 against PyTorch's conv."""
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dashkit import ops
+from dashkit.layers import AutoConv1d, AutoConv2d, CausalConv1d, auto_convs
+
+# (dims, n, k, d, stride, groups): dead taps cropped or not, stride 2, grouped and depthwise, kernel wider than the map
+CASES = [
+    (1, 40, 9, 7, 1, 1), (1, 15, 19, 3, 2, 1), (1, 5, 3, 15, 1, 1), (1, 33, 11, 1, 1, 8),
+    (2, 8, 9, 3, 1, 1), (2, 9, 7, 2, 2, 4), (2, 12, 5, 1, 1, 1), (2, 7, 3, 1, 2, 8),
+]
+
+
+def reference(dims, k, d, stride, groups, bias=True):
+    Conv = nn.Conv1d if dims == 1 else nn.Conv2d
+    return Conv(8, 8, k, stride=stride, padding=d * (k - 1) // 2, dilation=d, groups=groups, bias=bias).double()
+
+
+@pytest.mark.parametrize("backend", ["fft", "direct", "auto"])
+@pytest.mark.parametrize("dims,n,k,d,stride,groups", CASES)
+def test_auto_conv_equals_pytorch_conv_with_gradients(dims, n, k, d, stride, groups, backend):
+    torch.manual_seed(0)
+    ref = reference(dims, k, d, stride, groups)
+    x = torch.randn(3, 8, *([n] * dims), dtype=torch.float64, requires_grad=True)
+    y_ref = ref(x)
+    gx_ref, gw_ref, gb_ref = torch.autograd.grad(y_ref.square().sum(), [x, ref.weight, ref.bias])
+
+    model = auto_convs(copy.deepcopy(ref), backend)
+    assert type(model) is (AutoConv1d if dims == 1 else AutoConv2d)
+    y = model(x)
+    gx, gw, gb = torch.autograd.grad(y.square().sum(), [x, model.weight, model.bias])
+    assert model.last_backend in ("fft", "direct") and (backend == "auto" or model.last_backend == backend)
+    assert y.shape == y_ref.shape
+    for got, want in [(y, y_ref), (gx, gx_ref), (gw, gw_ref), (gb, gb_ref)]:
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_dead_taps_are_cropped_and_get_zero_gradient():
+    # 9 taps with dilation 3 on 8 positions: offsets beyond +-7 never touch an input, so 5 taps remain.
+    conv = auto_convs(reference(2, 9, 3, 1, 1, bias=False), "direct")
+    x = torch.randn(2, 8, 8, 8, dtype=torch.float64)
+    assert tuple(conv._cropped_weight(x).shape[2:]) == (5, 5)
+    assert tuple(conv._cropped_weight(torch.randn(2, 8, 13, 8, dtype=torch.float64)).shape[2:]) == (9, 5)
+    conv(x).sum().backward()
+    g = conv.weight.grad
+    assert g[:, :, 2:7, 2:7].abs().min() > 0  # the kept taps all learn
+    assert g[:, :, :2].abs().max() == 0 and g[:, :, 7:].abs().max() == 0 and g[:, :, :, :2].abs().max() == 0
+
+
+def test_auto_picks_by_measurement_and_caches_per_shape():
+    conv = auto_convs(nn.Conv1d(4, 4, 19, padding=9), "auto")
+    x = torch.randn(2, 4, 64)
+    conv(x)
+    keys = [key for key in ops.backend_cache() if key[0] == "conv"]
+    assert len(keys) == 1
+    choice, times = ops.backend_cache()[keys[0]]
+    assert choice == conv.last_backend
+    # measured (both timed, the faster wins) or decided by a clear operation-count estimate (nothing timed)
+    assert times == {} or (set(times) == {"fft", "direct"} and times[choice] == min(times.values()))
+    conv(x)
+    assert len([key for key in ops.backend_cache() if key[0] == "conv"]) == 1  # same shape: cached
+    conv(torch.randn(2, 4, 100))
+    assert len([key for key in ops.backend_cache() if key[0] == "conv"]) == 2
+
+
+def test_auto_convs_touches_only_same_padded_odd_convs_and_keeps_the_state_dict():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),                # yes
+        nn.Conv2d(8, 8, 5, padding=4, dilation=2),   # yes
+        nn.Conv2d(8, 8, 1),                          # 1x1: no
+        nn.Conv2d(8, 8, 4, padding=2),               # even: no
+        nn.Conv2d(8, 8, 3, padding=0),               # not "same": no
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"),  # not zero padding: no
+        nn.Conv2d(8, 8, 3, padding=1, stride=(1, 2)),  # unequal strides: no
+    )
+    causal = nn.Sequential(CausalConv1d(2, 2, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    auto_convs(model)
+    auto_convs(causal)
+    assert [type(m).__name__ for m in model] == ["AutoConv2d", "AutoConv2d"] + ["Conv2d"] * 5
+    assert type(causal[0]) is CausalConv1d
+    after = model.state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+    assert isinstance(model[0], nn.Conv2d)  # still a Conv2d for every isinstance check
+
+
+def test_auto_convs_rejects_an_unknown_backend():
+    with pytest.raises(ValueError, match=re.escape("backend = 'gpu': expected one of 'auto', 'fft', 'direct'")):
+        auto_convs(nn.Conv1d(2, 2, 3, padding=1), "gpu")
+
+
+def test_auto_conv_under_bf16_autocast_stays_close_to_float32():
+    torch.manual_seed(0)
+    conv = nn.Conv1d(8, 8, 15, padding=21, dilation=3)
+    x = torch.randn(2, 8, 50)
+    want = conv(x)
+    auto_convs(conv, "fft")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = conv(x)
+    assert got.dtype == torch.float32  # the FFT runs in float32 and returns the input's dtype
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert F.mse_loss(got, want) < 1e-8

@@ -50,8 +50,9 @@ def main(argv=None) -> int:
 
 
 def table(rows) -> str:
-    lines = ["| task | metric | seeds | DASH | baseline | DASH better (mean) | (search + retrain) / baseline time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| task | metric | seeds | DASH | baseline | DASH better (mean) | (search + retrain) / baseline time "
+             "| run (min) |",
+             "|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         rs = [r for r in rows if r["task"] == task]
         d = [r["dash"] for r in rs]
@@ -60,7 +61,8 @@ def table(rows) -> str:
         t = [(r["times"]["search"] + r["times"]["retrain"]) / r["times"]["baseline_retrain"] for r in rs]
         fmt = lambda v: f"{statistics.mean(v):.4g}" + (f" ± {statistics.stdev(v):.2g}" if len(v) > 1 else "")  # noqa: E731
         lines.append(f"| {task} | {rs[0]['metric']} | {len(rs)} | {fmt(d)} | {fmt(b)} | "
-                     f"{'yes' if statistics.mean(d) < statistics.mean(b) else 'no'} | {statistics.mean(t):.2f} |")
+                     f"{'yes' if statistics.mean(d) < statistics.mean(b) else 'no'} | {statistics.mean(t):.2f} "
+                     f"({min(t):.2f}-{max(t):.2f}) | {statistics.mean(r['wall'] for r in rs) / 60:.1f} |")
     return "\n".join(lines)
 
 

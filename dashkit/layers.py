@@ -147,7 +147,8 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
     """Make every eligible convolution of ``model`` an `AutoConv1d` / `AutoConv2d`, in place; returns ``model``.
 
     Eligible: ``nn.Conv1d`` / ``nn.Conv2d`` exactly (not subclasses such as `CausalConv1d`) with odd kernel
-    sizes larger than 1, "same" padding ``dilation * (k - 1) / 2``, zero padding mode and equal strides. The
+    sizes larger than 1, "same" padding (``padding="same"`` or ``dilation * (k - 1) / 2``), zero padding mode and
+    equal strides. The
     weights, their values and the state-dict keys stay as they are; only ``forward`` changes, and it computes
     the same function (to floating-point rounding).
 
@@ -161,8 +162,9 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
         if type(m) not in (nn.Conv1d, nn.Conv2d):
             continue
         k, d, p, s = m.kernel_size, m.dilation, m.padding, m.stride
-        if (m.padding_mode != "zeros" or isinstance(p, str) or any(kk % 2 == 0 for kk in k) or max(k) == 1
-                or tuple(p) != tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d)) or len(set(s)) != 1):
+        centred = tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d))
+        same = p == "same" or (not isinstance(p, str) and tuple(p) == centred)
+        if m.padding_mode != "zeros" or not same or any(kk % 2 == 0 for kk in k) or max(k) == 1 or len(set(s)) != 1:
             continue
         m.__class__ = AutoConv1d if type(m) is nn.Conv1d else AutoConv2d
         m.backend = backend

@@ -75,6 +75,8 @@ def test_auto_convs_touches_only_same_padded_odd_convs_and_keeps_the_state_dict(
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),                # yes
         nn.Conv2d(8, 8, 5, padding=4, dilation=2),   # yes
+        nn.Conv2d(8, 8, 3, padding="same"),          # yes
+        nn.Conv2d(8, 8, 4, padding="same"),          # even "same" (asymmetric padding): no
         nn.Conv2d(8, 8, 1),                          # 1x1: no
         nn.Conv2d(8, 8, 4, padding=2),               # even: no
         nn.Conv2d(8, 8, 3, padding=0),               # not "same": no
@@ -85,7 +87,7 @@ def test_auto_convs_touches_only_same_padded_odd_convs_and_keeps_the_state_dict(
     before = {k: v.clone() for k, v in model.state_dict().items()}
     auto_convs(model)
     auto_convs(causal)
-    assert [type(m).__name__ for m in model] == ["AutoConv2d", "AutoConv2d"] + ["Conv2d"] * 5
+    assert [type(m).__name__ for m in model] == ["AutoConv2d"] * 3 + ["Conv2d"] * 6
     assert type(causal[0]) is CausalConv1d
     after = model.state_dict()
     assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)

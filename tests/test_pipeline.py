@@ -48,9 +48,9 @@ def tiny_task(name: str = "tiny", loss_fn=None, train=None, val=None, test=None)
                 loss_fn=loss_fn)
 
 
-TINY = dict(search_backend="fft", retrain_conv_backend="direct", search_epochs=2, search_batch_size=32, search_batches_per_epoch=1.0,
-            tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,), tune_momentums=(0.9,),
-            tune_epochs=2, tune_batch_size=32, tune_batches_per_epoch=0.5, tune_pruner="none",
+TINY = dict(search_backend="fft", retrain_conv_backend="direct", search_epochs=2, search_batch_size=32,
+            search_batches_per_epoch=1.0, tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,),
+            tune_momentums=(0.9,), tune_epochs=2, tune_batch_size=32, tune_batches_per_epoch=0.5, tune_pruner="none",
             retrain_epochs=3, retrain_batch_size=32, search_max_batches=None, tune_max_batches=None,
             retrain_max_batches=None)
 
@@ -367,6 +367,35 @@ def test_search_finds_the_long_receptive_field_a_task_needs(tmp_path):
     # chance is 50% error; 256 test examples put chance-level results beyond 40% with near certainty
     assert res.metrics["dash"] < 10.0
     assert res.metrics["baseline"] > 35.0  # the default kernels cannot see both spikes
+
+
+def test_build_model_convolves_as_retrain_conv_backend_says():
+    """DASH's network and the baseline alike: AutoConv layers (same weights and state-dict keys) unless "plain"."""
+    from dashkit.layers import AutoConv1d
+
+    from dashkit.space import SearchSpace
+    from dashkit.supernet import discretize, to_supernet
+
+    task = tiny_task()
+    _, card = discretize(to_supernet(pipeline.build_backbone(task, tiny_cfg(task), "search"),
+                                     SearchSpace((3, 5), (1, 2), dims=1)))
+    dash = pipeline.build_model(task, tiny_cfg(task), card)
+    assert all(type(m) is AutoConv1d and m.backend == "direct" for name, m in dash.named_modules()
+               if name in {layer.name for layer in card.layers})  # TINY sets "direct"
+    torch.manual_seed(0)
+    plain = pipeline.build_model(task, tiny_cfg(task, retrain_conv_backend="plain"))
+    torch.manual_seed(0)
+    auto = pipeline.build_model(task, tiny_cfg(task, retrain_conv_backend="auto"))
+    kinds = lambda m: [type(c).__name__ for c in m.modules() if isinstance(c, torch.nn.Conv1d)]  # noqa: E731
+    assert "AutoConv1d" not in kinds(plain)
+    # ResNet1D's odd kernels 5 and 3 become AutoConv1d; the even 8 ("same" needs asymmetric padding) and 1x1 do not
+    assert kinds(auto).count("AutoConv1d") == 6 and all(m.backend == "auto" for m in auto.modules()
+                                                         if isinstance(m, AutoConv1d))
+    assert list(plain.state_dict()) == list(auto.state_dict())
+    x = task.train[:8][0]
+    torch.testing.assert_close(auto.eval()(x), plain.eval()(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"retrain_conv_backend = 'gpu': expected one of auto, fft, direct, plain"):
+        tiny_cfg(task, retrain_conv_backend="gpu")
 
 
 # ----------------------------------------------------------------------------------------------------- figures

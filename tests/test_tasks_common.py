@@ -211,3 +211,18 @@ def test_decoded_rel_l2_measures_in_original_units():
     assert float(loss(z + 1.0, z)) == pytest.approx(float(expected), rel=1e-6)
     half = loss(z.to(torch.bfloat16), z.to(torch.bfloat16))
     assert half.dtype == torch.float32  # decoded in float32, not in bf16
+
+
+@pytest.mark.parametrize("metric,want", [("error_pct", 40.0), ("1-macro_f1", 1 - (2 * 0.6 / 1.6) / 3)])
+def test_chance_metric_is_the_metric_of_always_guessing_the_majority_class(metric, want):
+    from dashkit.tasks.base import Task, tensor_dataset
+
+    # test labels 0, 0, 0, 1, 2: the majority class 0 is right 3 times in 5; its F1 is 2 * 0.6 / 1.6 = 0.75, the
+    # other two classes' F1 are 0, so the macro F1 is 0.25
+    split = lambda y: tensor_dataset(torch.zeros(len(y), 1, 4), torch.tensor(y))  # noqa: E731
+    task = Task(name="t", kind="classification", train=split([1, 2]), val=split([1]), test=split([0, 0, 0, 1, 2]),
+                in_shape=(1, 4), num_outputs=3, metric_name=metric)
+    assert task.chance_metric() == pytest.approx(want)
+    dense = Task(name="d", kind="regression", train=split([1, 2]), val=split([1]), test=split([0, 1]),
+                 in_shape=(1, 4), num_outputs=1, metric_name="mse")
+    assert dense.chance_metric() is None

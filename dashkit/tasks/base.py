@@ -118,11 +118,18 @@ class Task:
         return value
 
     def chance_metric(self) -> Optional[float]:
-        """The metric of guessing (classification: error of always predicting the majority class)."""
+        """The task's metric on the test split for always predicting the majority class (classification only).
+
+        For ``error_pct`` that is 100 minus the majority class's share; for ``1-macro_f1`` it is
+        1 - F1(majority) / K, since every other class has F1 = 0. None for other kinds of task.
+        """
         if self.kind != "classification":
             return None
         ys = torch.as_tensor([int(self.test[i][1]) for i in range(len(self.test))])
-        return float(100.0 * (1.0 - torch.bincount(ys).max().item() / len(ys)))
+        majority = int(torch.bincount(ys, minlength=self.num_outputs).argmax())
+        logits = torch.zeros(len(ys), self.num_outputs)
+        logits[:, majority] = 1.0
+        return float(get_metric(self.metric_name)(logits, ys))
 
     def summary(self) -> str:
         return (f"{self.name}: {self.kind}, in {tuple(self.in_shape)}, outputs {self.num_outputs}, "

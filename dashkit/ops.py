@@ -280,6 +280,10 @@ class _SpectralMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        # every operand of a complex bmm is made contiguous first: over a permuted batch (the kernel spectra
+        # arrive as a permuted view) or a lazily conjugated one, CPU bmm copies matrix by matrix, which made
+        # these products 1.3-2x slower
+        X, K = X.contiguous(), K.contiguous()
         ctx.save_for_backward(X, K)
         return torch.matmul(X, K)
 
@@ -288,11 +292,10 @@ class _SpectralMatmul(torch.autograd.Function):
         X, K = ctx.saved_tensors
         dX = dK = None
         dY = dY.contiguous()
-        # resolve the conjugates in one copy each: bmm on lazily conjugated views copies matrix by matrix
         if ctx.needs_input_grad[0]:
-            dX = torch.matmul(dY, torch.conj_physical(K).transpose(-1, -2))
+            dX = torch.matmul(dY, torch.conj_physical(K.transpose(-1, -2).contiguous()))
         if ctx.needs_input_grad[1]:
-            dK = torch.matmul(torch.conj_physical(X).transpose(-1, -2), dY)
+            dK = torch.matmul(torch.conj_physical(X.transpose(-1, -2).contiguous()), dY)
         return dX, dK
 
 

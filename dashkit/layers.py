@@ -71,8 +71,7 @@ class _AutoConvMixin:
             for axis, d in enumerate(self.dilation):  # type: ignore[attr-defined]
                 if d > 1:
                     wd = _dilate_axis(wd, 2 + axis, d)
-            bias = None if self.bias is None else self.bias  # type: ignore[attr-defined]
-            y = ops.fft_conv(xf, wd, stride=self.stride[0], groups=self.groups, bias=bias)  # type: ignore
+            y = ops.fft_conv(xf, wd, stride=self.stride[0], groups=self.groups, bias=self.bias)  # type: ignore
         return y.to(out_dtype)
 
     def _choose(self, x: torch.Tensor, w: torch.Tensor) -> str:
@@ -86,6 +85,9 @@ class _AutoConvMixin:
         kk = tuple(w.shape[2:])
         key = ("conv", x.device.type, x.dtype, x.shape[0], self.in_channels, self.out_channels,  # type: ignore
                self.groups, n, kk, tuple(self.dilation), self.stride[0], grad)  # type: ignore[attr-defined]
+        hit = ops.backend_choice(key)  # the common case, before any estimate is computed: small layers feel it
+        if hit is not None:
+            return hit
         B, ci = x.shape[0], self.in_channels // self.groups  # type: ignore[attr-defined]
         out_pos = math.prod(-(-m // self.stride[0]) for m in n)  # type: ignore[attr-defined]
         direct_cost = B * self.out_channels * ci * out_pos * math.prod(kk)  # type: ignore[attr-defined]
@@ -109,7 +111,12 @@ class _AutoConvMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._cropped_weight(x)
-        backend = self._choose(x, w)
+        # the layer remembers its choice per input shape (a lookup of a few microseconds on every call)
+        memo = self.__dict__.setdefault("_choices", {})
+        key = (self.backend, x.shape, x.dtype, x.device, torch.is_grad_enabled())
+        backend = memo.get(key)
+        if backend is None:
+            backend = memo[key] = self._choose(x, w)
         self.last_backend = backend
         return self._fft(x, w) if backend == "fft" else self._direct(x, w)
 

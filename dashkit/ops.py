@@ -553,6 +553,12 @@ def backend_cache() -> Dict[Hashable, Tuple[str, Dict[str, float]]]:
     return dict(_BACKEND_CACHE)
 
 
+def backend_choice(key: Hashable) -> Optional[str]:
+    """The cached choice for ``key`` or None (a cheap lookup for layers that check before building estimates)."""
+    hit = _BACKEND_CACHE.get(key)
+    return None if hit is None else hit[0]
+
+
 def clear_backend_cache() -> None:
     _BACKEND_CACHE.clear()
 

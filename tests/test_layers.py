@@ -110,3 +110,13 @@ def test_auto_conv_under_bf16_autocast_stays_close_to_float32():
     assert got.dtype == torch.float32  # the FFT runs in float32 and returns the input's dtype
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert F.mse_loss(got, want) < 1e-8
+
+
+def test_changing_the_backend_of_a_used_layer_takes_effect():
+    conv = auto_convs(nn.Conv1d(4, 4, 9, padding=4), "fft")
+    x = torch.randn(2, 4, 30)
+    conv(x)
+    assert conv.last_backend == "fft"
+    auto_convs(conv, "direct")
+    conv(x)
+    assert conv.last_backend == "direct"

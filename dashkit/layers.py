@@ -157,7 +157,7 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
     sizes larger than 1, "same" padding (``padding="same"`` or ``dilation * (k - 1) / 2``), zero padding mode and
     equal strides. The
     weights, their values and the state-dict keys stay as they are; only ``forward`` changes, and it computes
-    the same function (to floating-point rounding).
+    the same function (to floating-point rounding). Layers that already are AutoConvs take the new backend.
 
     Args:
         model: any module.
@@ -166,6 +166,9 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
     if backend not in _AUTO_BACKENDS:
         raise ValueError(f"backend = {backend!r}: expected one of {', '.join(map(repr, _AUTO_BACKENDS))}")
     for m in model.modules():
+        if isinstance(m, _AutoConvMixin):  # already converted: only the backend changes
+            m.backend = backend
+            continue
         if type(m) not in (nn.Conv1d, nn.Conv2d):
             continue
         k, d, p, s = m.kernel_size, m.dilation, m.padding, m.stride

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .dashconv import DashConv
-from .layers import CausalConv1d
+from .layers import AutoConv1d, AutoConv2d, CausalConv1d
 from .space import SearchSpace
 
 __all__ = ["to_supernet", "discretize", "ArchCard", "LayerChoice", "dash_layers", "arch_parameters",
@@ -31,7 +31,7 @@ _SKIP_WORDS = ("shortcut", "downsample")
 
 
 def _is_conv(m: nn.Module) -> bool:
-    return type(m) in (nn.Conv1d, nn.Conv2d, CausalConv1d)
+    return type(m) in (nn.Conv1d, nn.Conv2d, CausalConv1d, AutoConv1d, AutoConv2d)
 
 
 def _same_padding(m: nn.Conv1d | nn.Conv2d) -> bool:

@@ -120,3 +120,18 @@ def test_changing_the_backend_of_a_used_layer_takes_effect():
     auto_convs(conv, "direct")
     conv(x)
     assert conv.last_backend == "direct"
+
+
+def test_archcard_and_to_supernet_see_auto_convs_as_convs():
+    from dashkit import backbones
+    from dashkit.space import SearchSpace
+    from dashkit.supernet import dash_layers, discretize, to_supernet
+
+    space = SearchSpace((3, 5), (1, 2), dims=2)
+    _, card = discretize(to_supernet(backbones.wrn(depth=10, num_classes=3), space))
+    fast = auto_convs(backbones.wrn(depth=10, num_classes=3))
+    assert len(dash_layers(to_supernet(auto_convs(backbones.wrn(depth=10, num_classes=3)), space))) == 7
+    applied = card.apply(fast)
+    chosen = {name: (m.kernel_size[0], m.dilation[0]) for name, m in applied.named_modules()
+              if name in {layer.name for layer in card.layers}}
+    assert chosen == {layer.name: (layer.k, layer.d) for layer in card.layers}

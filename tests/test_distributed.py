@@ -25,8 +25,8 @@ from dashkit.rundir import RunDir
 from dashkit.supernet import ArchCard
 from dashkit.tasks.base import Task
 
-SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 2, "search_batch_size": 16, "search_max_batches": 2,
-            "tune_lrs": (0.1, 0.01), "tune_epochs": 1, "tune_batch_size": 16, "tune_max_batches": 2,
+SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 2, "search_batch_size": 16,
+            "search_max_batches": 2, "tune_lrs": (0.1, 0.01), "tune_epochs": 1, "tune_batch_size": 16, "tune_max_batches": 2,
             "retrain_epochs": 2, "retrain_batch_size": 16, "retrain_max_batches": 2}
 
 
@@ -215,6 +215,24 @@ def test_torchrun_run_agrees_on_every_rank_and_measures_whole_splits(task_module
     assert 0 < metrics["baseline"]["test"] < 100
     # a step still sees search_batch_size examples: the epoch has as many steps as with one process
     assert [r["epoch"] for r in RunDir(out).read_history("search")] == [1, 2]
+
+
+def test_torchrun_with_the_default_measured_backends_keeps_the_ranks_in_step(task_module, tmp_path):
+    """backend "auto" (the default) times FFT against direct inside a forward, on each rank for itself: the ranks
+    may choose differently, yet DDP must see the same parameters, and alpha must stay the same bits everywhere."""
+    name, module, _ = task_module
+    out, dump = tmp_path / "run", tmp_path / "dump"
+    env = child_env(DASHKIT_RANK_DUMP=str(dump), DASHKIT_CHECK_SYNC="1")
+    settings = {**SETTINGS, "search_backend": "auto", "retrain_conv_backend": "auto", "tune_lrs": (0.1,)}
+    done = torchrun(["-m", "dashkit", "run", name, "--import", module, "--out", str(out), "--device", "cpu",
+                     "--no-figures", "--set", *as_flags(settings)], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a0, a1 = (json.loads((dump / f"search_alpha.rank{r}.json").read_text()) for r in (0, 1))
+    assert len(a0["epochs"]) == 2 and a0 == a1 and a0["epochs"][0] != a0["epochs"][1]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model, stage in (("dash", "retrain"), ("baseline", "baseline_retrain")):
+        d0, d1 = (json.loads((dump / f"{stage}.rank{r}.json").read_text()) for r in (0, 1))
+        assert d0 == d1 and d0["test"] == metrics[model]["test"]
 
 
 # ------------------------------------------------------------------------------------------ tuning workers

@@ -1,4 +1,4 @@
-"""Plain layers that backbones use and that dashkit knows how to search."""
+"""Plain layers that backbones use and that dashkit knows how to search, and the retrained network's convolutions."""
 from __future__ import annotations
 
 import math
@@ -6,6 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import ops
 
 __all__ = ["CausalConv1d", "AutoConv1d", "AutoConv2d", "auto_convs"]
 
@@ -63,22 +65,15 @@ class _AutoConvMixin:
         return conv(x, w, self.bias, self.stride, pad, self.dilation, self.groups)  # type: ignore[attr-defined]
 
     def _fft(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        from . import ops
-
         with torch.autocast(device_type=x.device.type, enabled=False):
             xf, out_dtype = ops._fft_dtype_guard(x)
-            wd = w.to(xf.dtype)
-            for axis, d in enumerate(self.dilation):  # type: ignore[attr-defined]
-                if d > 1:
-                    wd = _dilate_axis(wd, 2 + axis, d)
+            wd = ops.dilate(w.to(xf.dtype), self.dilation[0])  # type: ignore[attr-defined]
             y = ops.fft_conv(xf, wd, stride=self.stride[0], groups=self.groups, bias=self.bias)  # type: ignore
         return y.to(out_dtype)
 
     def _choose(self, x: torch.Tensor, w: torch.Tensor) -> str:
         if self.backend != "auto":
             return self.backend
-        from . import ops
-
         params = [p for p in (self.weight, self.bias) if p is not None and p.requires_grad]  # type: ignore
         grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
         n = tuple(x.shape[2:])
@@ -121,18 +116,6 @@ class _AutoConvMixin:
         return self._fft(x, w) if backend == "fft" else self._direct(x, w)
 
 
-def _dilate_axis(w: torch.Tensor, axis: int, d: int) -> torch.Tensor:
-    """Insert d - 1 zeros between the taps of ``w`` along ``axis`` (size k -> d * (k - 1) + 1)."""
-    k = w.shape[axis]
-    shape = list(w.shape)
-    shape[axis] = d * (k - 1) + 1
-    out = w.new_zeros(shape)
-    index = [slice(None)] * w.dim()
-    index[axis] = slice(None, None, d)
-    out[tuple(index)] = w
-    return out
-
-
 class AutoConv1d(_AutoConvMixin, nn.Conv1d):
     """``nn.Conv1d`` with "same" padding whose forward crops dead taps and picks FFT or direct (see above).
 
@@ -154,8 +137,8 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
     """Make every eligible convolution of ``model`` an `AutoConv1d` / `AutoConv2d`, in place; returns ``model``.
 
     Eligible: ``nn.Conv1d`` / ``nn.Conv2d`` exactly (not subclasses such as `CausalConv1d`) with odd kernel
-    sizes larger than 1, "same" padding (``padding="same"`` or ``dilation * (k - 1) / 2``), zero padding mode and
-    equal strides. The
+    sizes larger than 1, "same" padding (``padding="same"`` or ``dilation * (k - 1) / 2``), zero padding mode, and
+    the same stride and dilation along every axis. The
     weights, their values and the state-dict keys stay as they are; only ``forward`` changes, and it computes
     the same function (to floating-point rounding). Layers that already are AutoConvs take the new backend.
 
@@ -174,7 +157,8 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
         k, d, p, s = m.kernel_size, m.dilation, m.padding, m.stride
         centred = tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d))
         same = p == "same" or (not isinstance(p, str) and tuple(p) == centred)
-        if m.padding_mode != "zeros" or not same or any(kk % 2 == 0 for kk in k) or max(k) == 1 or len(set(s)) != 1:
+        if (m.padding_mode != "zeros" or not same or any(kk % 2 == 0 for kk in k) or max(k) == 1 or len(set(s)) != 1
+                or len(set(d)) != 1):
             continue
         m.__class__ = AutoConv1d if type(m) is nn.Conv1d else AutoConv2d
         m.backend = backend

@@ -46,9 +46,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import distributed
 from .config import RunConfig, make_config, storage_spec
+from .layers import auto_convs
 from .progress import PlainProgress, progress
 from .rundir import RunDir, environment_info
-from .layers import auto_convs
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
            "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "tune_worker",

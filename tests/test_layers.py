@@ -82,12 +82,13 @@ def test_auto_convs_touches_only_same_padded_odd_convs_and_keeps_the_state_dict(
         nn.Conv2d(8, 8, 3, padding=0),               # not "same": no
         nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"),  # not zero padding: no
         nn.Conv2d(8, 8, 3, padding=1, stride=(1, 2)),  # unequal strides: no
+        nn.Conv2d(8, 8, 3, padding=(1, 2), dilation=(1, 2)),  # unequal dilations: no
     )
     causal = nn.Sequential(CausalConv1d(2, 2, 3))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     auto_convs(model)
     auto_convs(causal)
-    assert [type(m).__name__ for m in model] == ["AutoConv2d"] * 3 + ["Conv2d"] * 6
+    assert [type(m).__name__ for m in model] == ["AutoConv2d"] * 3 + ["Conv2d"] * 7
     assert type(causal[0]) is CausalConv1d
     after = model.state_dict()
     assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)

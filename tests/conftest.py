@@ -34,3 +34,24 @@ def f64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def kill_tuning_at(monkeypatch):
+    """``kill_tuning_at(n)``: the pipeline's n-th tuning trial raises KeyboardInterrupt (a kill, as the process sees
+    it); returns the list that records the lr of every trial started."""
+    from dashkit import pipeline
+
+    def kill(n: int) -> list:
+        real, calls = pipeline._run_trial, []
+
+        def trial(*args):
+            calls.append(args[1]["lr"])
+            if len(calls) == n:
+                raise KeyboardInterrupt("killed")
+            return real(*args)
+
+        monkeypatch.setattr(pipeline, "_run_trial", trial)
+        return calls
+
+    return kill

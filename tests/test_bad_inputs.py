@@ -53,8 +53,8 @@ def tiny() -> Task:
                                       dilations=(1, 2)))
 
 
-SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 1, "search_batch_size": 16, "tune_epochs": 1,
-            "tune_batch_size": 16, "retrain_epochs": 1, "retrain_batch_size": 16}
+SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 1, "search_batch_size": 16,
+            "tune_epochs": 1, "tune_batch_size": 16, "retrain_epochs": 1, "retrain_batch_size": 16}
 FLAGS = [f"{k}={v}" for k, v in SETTINGS.items()]
 
 

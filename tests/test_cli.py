@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 import types
-import uuid
 
 import pytest
 import torch
+
+from tiny_task_module import write_task_module
 
 from dashkit import __main__ as cli
 from dashkit.config import (PRESETS, RetrainConfig, RunConfig, SearchConfig, TuneConfig, make_config, parse_setting,
@@ -198,39 +199,16 @@ def test_progress_mode_follows_ci_tty_and_the_environment(no_progress_env, monke
 
 
 # ---------------------------------------------------------------------------------------------- the command
-TASK_MODULE = '''
-import torch
-from torch.utils.data import TensorDataset
-from dashkit.tasks import Task, TaskDefaults, register
-
-
-def _data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = 0.3 * torch.randn(n, 1, 24, generator=g)
-    x[torch.arange(n), 0, 12] += 3.0 * (2 * y - 1)
-    return TensorDataset(x, y)
-
-
-@register("{name}")
-def make():
-    """A tiny two-class task for the command-line tests."""
-    return Task(name="{name}", kind="classification", train=_data(64, 0), val=_data(32, 1), test=_data(32, 2),
-                in_shape=(1, 24), num_outputs=2, metric_name="error_pct",
-                defaults=TaskDefaults(backbone="resnet1d", backbone_kwargs={{"width": 2}}, kernel_sizes=(3, 5),
-                                      dilations=(1, 2)))
-'''
-
 SETTINGS = ["search_backend=fft", "search_epochs=1", "search_batch_size=32", "tune_epochs=1",
             "tune_batch_size=32", "retrain_epochs=2", "retrain_batch_size=32"]
 
 
 @pytest.fixture
 def task_module(tmp_path):
-    name = f"cli_tiny_{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "my_task.py"
-    path.write_text(TASK_MODULE.format(name=name))
-    return name, str(path)
+    """(name, path) of the tiny task module the other cross-process tests use; its name is longer than every
+    built-in task's, so `dashkit tasks` sets it two spaces before its description."""
+    name, path, _ = write_task_module(tmp_path, "cli_tiny")
+    return name, path
 
 
 def dashkit_cmd(*args, cwd=None):
@@ -242,7 +220,7 @@ def test_cli_tasks_run_and_show(task_module, tmp_path):
     name, module = task_module
     listed = dashkit_cmd("tasks", "--import", module)
     assert listed.returncode == 0, listed.stderr
-    assert f"{name}  A tiny two-class task for the command-line tests." in listed.stdout
+    assert f"{name}  A tiny two-class task for tests across processes." in listed.stdout
     assert "mnist1d" in listed.stdout
 
     out = tmp_path / "run"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_task_module import write_task_module
+from tiny_task_module import as_flags, write_task_module
 import torch
 from torch.utils.data import TensorDataset
 
@@ -26,13 +26,8 @@ from dashkit.supernet import ArchCard
 from dashkit.tasks.base import Task
 
 SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 2, "search_batch_size": 16,
-            "search_max_batches": 2, "tune_lrs": (0.1, 0.01), "tune_epochs": 1, "tune_batch_size": 16, "tune_max_batches": 2,
-            "retrain_epochs": 2, "retrain_batch_size": 16, "retrain_max_batches": 2}
-
-
-def as_flags(settings: dict) -> list:
-    """Settings as the command line's KEY=VALUE words."""
-    return [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in settings.items()]
+            "search_max_batches": 2, "tune_lrs": (0.1, 0.01), "tune_epochs": 1, "tune_batch_size": 16,
+            "tune_max_batches": 2, "retrain_epochs": 2, "retrain_batch_size": 16, "retrain_max_batches": 2}
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_task_module import write_task_module
+from tiny_task_module import as_flags, write_task_module
 import torch
 from torch.utils.data import TensorDataset
 
@@ -29,14 +29,10 @@ from dashkit.config import make_config
 from dashkit.rundir import RunDir, save_tensors
 from dashkit.tasks.base import Task, TaskDefaults
 
-SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 4, "search_batch_size": 16, "search_max_batches": 2,
-            "tune_lrs": (0.1, 0.01), "tune_momentums": (0.9, 0.5), "tune_lr_block_patience": 0, "tune_epochs": 1,
-            "tune_batch_size": 16, "tune_max_batches": 2, "tune_pruner": "none", "tune_storage": "tune.journal",
-            "retrain_epochs": 3, "retrain_batch_size": 16, "retrain_max_batches": 2}
-
-
-def as_flags(settings: dict) -> list:
-    return [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in settings.items()]
+SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 4, "search_batch_size": 16,
+            "search_max_batches": 2, "tune_lrs": (0.1, 0.01), "tune_momentums": (0.9, 0.5), "tune_lr_block_patience": 0,
+            "tune_epochs": 1, "tune_batch_size": 16, "tune_max_batches": 2, "tune_pruner": "none",
+            "tune_storage": "tune.journal", "retrain_epochs": 3, "retrain_batch_size": 16, "retrain_max_batches": 2}
 
 
 @pytest.fixture
@@ -227,19 +223,11 @@ def tiny_task(name: str = "tiny") -> Task:
                                       dilations=(1, 2)))
 
 
-def test_a_journal_line_torn_by_a_kill_is_cut_before_the_tuning_resumes(tmp_path, monkeypatch):
+def test_a_journal_line_torn_by_a_kill_is_cut_before_the_tuning_resumes(tmp_path, monkeypatch, kill_tuning_at):
     task = tiny_task()
     cfg = make_config("smoke", task.defaults, **{**SETTINGS, "tune_momentums": (0.9,)})
     rd = RunDir.create(tmp_path / "run", {"task": "tiny"})
-    real, calls = pipeline._run_trial, []
-
-    def killed_at_the_second(*args):
-        calls.append(args[1]["lr"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return real(*args)
-
-    monkeypatch.setattr(pipeline, "_run_trial", killed_at_the_second)
+    kill_tuning_at(2)
     with pytest.raises(KeyboardInterrupt):
         pipeline.tune(task, cfg, rd, None)
     monkeypatch.undo()

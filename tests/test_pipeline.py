@@ -185,20 +185,12 @@ def test_lr_blocks_stop_early_when_they_bring_no_improvement(tmp_path, monkeypat
     assert states == ["complete", "complete", "complete", "skipped", "complete", "complete"]
 
 
-def test_tune_with_a_journal_resumes_without_repeating_trials(tmp_path, monkeypatch):
+def test_tune_with_a_journal_resumes_without_repeating_trials(tmp_path, monkeypatch, kill_tuning_at):
     task = tiny_task()
     cfg = tiny_cfg(task, tune_storage="tune.journal")
     rd = RunDir.create(tmp_path / "run", {"task": "tiny"})
     real = pipeline._run_trial
-    calls = []
-
-    def dies_after_one(*args):
-        calls.append(args[1]["lr"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return real(*args)
-
-    monkeypatch.setattr(pipeline, "_run_trial", dies_after_one)
+    calls = kill_tuning_at(2)
     with pytest.raises(KeyboardInterrupt):
         pipeline.tune(task, cfg, rd, None)
     assert (rd.path / "tune.journal").is_file() and not rd.is_done("baseline_tune")

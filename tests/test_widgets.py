@@ -41,9 +41,9 @@ def tiny_task(name: str, gaps: tuple) -> Task:
                                       dilations=(1, 2)))
 
 
-TINY = dict(search_backend="fft", retrain_conv_backend="direct", search_epochs=2, search_batch_size=32, search_batches_per_epoch=1.0,
-            search_max_batches=None, tune_enabled=False, retrain_epochs=2, retrain_batch_size=32,
-            retrain_max_batches=None)
+TINY = dict(search_backend="fft", retrain_conv_backend="direct", search_epochs=2, search_batch_size=32,
+            search_batches_per_epoch=1.0, search_max_batches=None, tune_enabled=False, retrain_epochs=2,
+            retrain_batch_size=32, retrain_max_batches=None)
 
 
 @pytest.fixture(scope="module")

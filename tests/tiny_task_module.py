@@ -65,3 +65,8 @@ def write_task_module(folder: Path, prefix: str) -> Tuple[str, str, Any]:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return name, str(path), module.make()
+
+
+def as_flags(settings: dict) -> list:
+    """Settings as the command line's KEY=VALUE words (tuples comma-separated)."""
+    return [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in settings.items()]

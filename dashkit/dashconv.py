@@ -31,7 +31,7 @@ RELAXATIONS = ("gumbel", "softmax")
 
 @dataclass
 class _Plan:
-    """Index tables for one input size: where each candidate tap goes, and the DFT tables."""
+    """Index tables for one input size: where each candidate tap goes (the DFT tables are `ops.dft_tables`)."""
 
     n: Tuple[int, ...]
     N: Tuple[int, ...]  # FFT length per axis
@@ -43,7 +43,6 @@ class _Plan:
     dense_idx: torch.Tensor  # (T',) flat index in the dense cropped kernel
     dense_size: Tuple[int, ...]  # dense cropped kernel size per axis
     axis_offs: List[List[int]]  # kept offsets per axis
-    tables: Dict[torch.dtype, Tuple[torch.Tensor, ...]]
 
 
 class DashConv(nn.Module):
@@ -183,25 +182,9 @@ class DashConv(nn.Module):
         as_t = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
         plan = _Plan(n=n, N=N, reach=tuple(reach), n_offsets=tuple(len(a) for a in axis_offs), tap_src=as_t(src),
                      tap_cand=as_t(cand), grid_idx=as_t(grid), dense_idx=as_t(dns), dense_size=tuple(dense),
-                     axis_offs=axis_offs, tables={})
+                     axis_offs=axis_offs)
         self._plans[key] = plan
         return plan
-
-    def _tables(self, plan: _Plan, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
-        """cos/sin of 2 pi f o / N for each axis: (F_axis, |O_axis|), in the compute dtype."""
-        t = plan.tables.get(dtype)
-        if t is None:
-            out = []
-            s = self.space.dims
-            for a in range(s):
-                Na = plan.N[a]
-                nf = Na // 2 + 1 if a == s - 1 else Na  # rfft halves the last axis only
-                f = torch.arange(nf, dtype=torch.float64, device=device)[:, None]
-                o = torch.tensor(plan.axis_offs[a], dtype=torch.float64, device=device)[None, :]
-                theta = 2 * math.pi * ((f * o) % Na) / Na
-                out += [torch.cos(theta).to(dtype), torch.sin(theta).to(dtype)]
-            t = plan.tables[dtype] = tuple(out)
-        return t
 
     # ---------------------------------------------------------------------------------------------------- compute
     def _tap_values(self, c: torch.Tensor, plan: _Plan) -> torch.Tensor:
@@ -226,30 +209,13 @@ class DashConv(nn.Module):
 
     def _kernel_spectrum(self, c: torch.Tensor, plan: _Plan, dtype: torch.dtype) -> torch.Tensor:
         """Spectrum of the aggregated kernel without building it: per-offset weights times DFT tables."""
-        s = self.space.dims
         vals = self._tap_values(c, plan).to(dtype)  # (CC, T')
         CC = vals.shape[0]
         O = plan.n_offsets
-        tabs = self._tables(plan, dtype, vals.device)
         grid = vals.new_zeros(math.prod(O), CC).index_add(0, plan.grid_idx, vals.t())  # (|O_h| |O_w|, CC)
-        if s == 1:
-            cos, sin = tabs
-            kre, kim = cos @ grid, sin @ grid  # (F, CC)
-        else:
-            # the 2D spectra are laid out (F_w, N_h) (see ops._RFFT2T): transform H first, then W
-            cos_h, sin_h, cos_w, sin_w = tabs  # (Nh, O_h), (Nh, O_h), (Fw, O_w), (Fw, O_w)
-            g3 = grid.view(O[0], O[1], CC).transpose(0, 1)  # (O_w, O_h, CC)
-            pre, pim = torch.matmul(cos_h, g3), torch.matmul(sin_h, g3)  # (O_w, Nh, CC)
-            Nh = cos_h.shape[0]
-            pre, pim = pre.reshape(O[1], Nh * CC), pim.reshape(O[1], Nh * CC)
-            kre = (cos_w @ pre - sin_w @ pim).view(-1, CC)  # (Fw * Nh, CC)
-            kim = (cos_w @ pim + sin_w @ pre).view(-1, CC)
-        K = torch.complex(kre, kim)  # (F, CC)
-        if self.depthwise:
-            return K
-        G = self.groups
-        co, ci = self.out_channels // G, self.in_channels // G
-        return K.view(-1, G, co, ci).permute(1, 0, 3, 2)  # (G, F, ci, co)
+        K = ops.tap_spectrum(grid.view(O + (CC,)), plan.N, plan.axis_offs)  # (F, CC)
+        return ops.spectrum_layout(K, self.out_channels, self.in_channels // self.groups, self.groups,
+                                   self.depthwise)
 
     def _forward_fft(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         n = tuple(x.shape[2:])

@@ -67,8 +67,8 @@ class _AutoConvMixin:
     def _fft(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
             xf, out_dtype = ops._fft_dtype_guard(x)
-            wd = ops.dilate(w.to(xf.dtype), self.dilation[0])  # type: ignore[attr-defined]
-            y = ops.fft_conv(xf, wd, stride=self.stride[0], groups=self.groups, bias=self.bias)  # type: ignore
+            y = ops.fft_conv(xf, w.to(xf.dtype), stride=self.stride[0], groups=self.groups,  # type: ignore
+                             bias=self.bias, dilation=self.dilation[0])  # type: ignore[attr-defined]
         return y.to(out_dtype)
 
     def _choose(self, x: torch.Tensor, w: torch.Tensor) -> str:

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "dilate", "center_pad", "aggregate_kernel", "crop_kernel", "direct_conv", "fft_conv", "mixed_results",
-    "fast_fft_len", "fft_len_for", "spectral_mix", "choose_backend", "clear_backend_cache", "backend_cache", "BACKENDS",
+    "fast_fft_len", "fft_len_for", "spectral_mix", "tap_spectrum", "dft_tables", "spectrum_layout",
+    "choose_backend", "clear_backend_cache", "backend_cache", "BACKENDS",
 ]
 
 BACKENDS = ("auto", "fft", "direct", "mixed_results")
@@ -322,7 +323,7 @@ def spectral_mix(X: torch.Tensor, K: torch.Tensor, groups: int, depthwise: bool)
 
 def _dense_kernel_spectrum(w: torch.Tensor, N: Tuple[int, ...], groups: int, depthwise: bool,
                            causal: bool) -> torch.Tensor:
-    """Spectrum of a dense kernel for cross-correlation, laid out for `spectral_mix`."""
+    """Spectrum of a dense kernel for cross-correlation by FFT, laid out for `spectral_mix`."""
     s = w.dim() - 2
     # tap j (offset o = j - c) goes to index o mod N: pad at the end, then roll by -c
     shifts = [-(k - 1) if causal else -(k - 1) // 2 for k in w.shape[2:]]
@@ -340,6 +341,102 @@ def _dense_kernel_spectrum(w: torch.Tensor, N: Tuple[int, ...], groups: int, dep
     # contiguous: each (ci, co) matrix of the permuted view has no unit stride, and CPU bmm would copy such a
     # batch matrix by matrix, forward and backward (2x slower channel mixing for a 2D full convolution)
     return Kf.reshape(groups, co, ci, -1).permute(0, 3, 2, 1).contiguous()  # (G, F, ci, co)
+
+
+@functools.lru_cache(maxsize=512)
+def dft_tables(N: Tuple[int, ...], axis_offsets: Tuple[Tuple[int, ...], ...], dtype: torch.dtype,
+               device: torch.device) -> Tuple[torch.Tensor, ...]:
+    """cos and sin of 2 pi f o / N_a for every frequency f and tap offset o of each axis (cached).
+
+    Returns (cos_1, sin_1, ..., cos_s, sin_s), each (F_a, |O_a|): F_a = N_a, except N_a // 2 + 1 on the last
+    (one-sided) axis. Angles are reduced mod 2 pi in float64 before the cast, so large offsets stay exact.
+    """
+    out = []
+    s = len(N)
+    for a, (Na, offs) in enumerate(zip(N, axis_offsets)):
+        nf = Na // 2 + 1 if a == s - 1 else Na
+        f = torch.arange(nf, dtype=torch.float64, device=device)[:, None]
+        o = torch.tensor(offs, dtype=torch.float64, device=device)[None, :]
+        theta = 2 * math.pi * ((f * o) % Na) / Na
+        out += [torch.cos(theta).to(dtype), torch.sin(theta).to(dtype)]
+    return tuple(out)
+
+
+def tap_spectrum(taps: torch.Tensor, N: Tuple[int, ...], axis_offsets: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Spectrum for cross-correlation of kernels given by their taps on an offset grid, by small DFT matmuls.
+
+    ``K[f] = sum_o taps[o] e^{+2 pi i f o / N}`` (the conjugate DFT, which turns cross-correlation into a
+    product), computed from the taps alone: no padded kernel, no roll, no FFT. With few taps per axis (a k x k
+    kernel at any dilation, or DASH's candidates on their few distinct offsets) this is much cheaper than an FFT
+    of the kernel padded to N, forward and backward.
+
+    Args:
+        taps: real, (|O|, CC) in 1D or (|O_h|, |O_w|, CC) in 2D: the weight at each offset of the grid
+            ``axis_offsets`` for CC kernels.
+        N: FFT length per axis.
+        axis_offsets: the offsets of each axis (any integers; |o| < N_a for the result to be a linear kernel).
+
+    Returns:
+        (F, CC) complex, F flattened in `_spectral_conv`'s layout: N // 2 + 1 in 1D, (N_w // 2 + 1) * N_h in 2D.
+    """
+    offs = tuple(tuple(int(o) for o in a) for a in axis_offsets)
+    tabs = dft_tables(tuple(N), offs, taps.dtype, taps.device)
+    CC = taps.shape[-1]
+    if len(N) == 1:
+        cos, sin = tabs
+        return torch.complex(cos @ taps, sin @ taps)  # (F, CC)
+    # 2D spectra are laid out (F_w, N_h) (see _RFFT2T): transform H first, then W
+    cos_h, sin_h, cos_w, sin_w = tabs  # (N_h, O_h), (N_h, O_h), (F_w, O_w), (F_w, O_w)
+    Ow = len(offs[1])
+    g3 = taps.transpose(0, 1)  # (O_w, O_h, CC)
+    pre, pim = torch.matmul(cos_h, g3), torch.matmul(sin_h, g3)  # (O_w, N_h, CC)
+    Nh = cos_h.shape[0]
+    pre, pim = pre.reshape(Ow, Nh * CC), pim.reshape(Ow, Nh * CC)
+    kre = (cos_w @ pre - sin_w @ pim).view(-1, CC)  # (F_w * N_h, CC)
+    kim = (cos_w @ pim + sin_w @ pre).view(-1, CC)
+    return torch.complex(kre, kim)
+
+
+def spectrum_layout(K: torch.Tensor, out_channels: int, in_per_group: int, groups: int,
+                    depthwise: bool) -> torch.Tensor:
+    """(F, C_out * ci) kernel spectra (output-channel-major columns) -> the layout `spectral_mix` takes.
+
+    Depthwise: (F, C). Otherwise (G, F, ci, co), a view whose (ci, co) matrices are transposed contiguous
+    blocks, which batched matmul reads as they are.
+    """
+    if depthwise:
+        return K
+    co = out_channels // groups
+    return K.view(-1, groups, co, in_per_group).permute(1, 0, 3, 2)
+
+
+def _kept_taps(k: int, d: int, n: int, causal: bool) -> Tuple[int, int]:
+    """(first, count) of the taps of a k-tap kernel at dilation d that reach an axis of n inputs.
+
+    A tap at offset o meets an input only when |o| <= n - 1; the others always read the zero padding.
+    """
+    if causal:  # offsets d * (j - (k - 1)) <= 0
+        keep = min(k, (n - 1) // d + 1)
+        return k - keep, keep
+    keep = min(k, 2 * ((n - 1) // d) + 1)
+    return (k - keep) // 2, keep
+
+
+def _tables_cheaper(kk: Sequence[int], N: Sequence[int]) -> bool:
+    """Whether `tap_spectrum` beats an FFT of the padded kernel, from operation counts per kernel.
+
+    The FFT path also pads, rolls and lays out full N-sized kernels, forward and backward; measured on CPU
+    (16-64 channels, 8x8 to 64x64 maps, 1D up to 1000 steps), the two break even where the tables' matmuls
+    count 3-10x the FFT's butterflies (4x is used).
+    """
+    if len(N) == 1:
+        tables = 2 * kk[0] * (N[0] // 2 + 1)
+        fft = 3 * N[0] * max(math.log2(N[0]), 1)
+    else:
+        Fw = N[1] // 2 + 1
+        tables = 2 * kk[0] * N[0] * kk[1] + 4 * kk[1] * N[0] * Fw
+        fft = 3 * N[0] * N[1] * max(math.log2(N[0] * N[1]), 1)
+    return tables <= 4 * fft
 
 
 class _PaddedRFFT(torch.autograd.Function):
@@ -495,7 +592,7 @@ def _fft_dtype_guard(x: torch.Tensor) -> Tuple[torch.Tensor, torch.dtype]:
 
 
 def fft_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1, padding: str = "same",
-             causal: bool = False, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+             causal: bool = False, bias: Optional[torch.Tensor] = None, dilation: int = 1) -> torch.Tensor:
     """Convolution through the FFT: exact, with a cost that does not grow with the kernel size.
 
     The kernel is first cropped to what can touch the input (`crop_kernel`). Both are zero-padded to a fast
@@ -510,9 +607,14 @@ def fft_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1,
         padding: only "same" is supported.
         causal: 1D causal convolution instead of centred.
         bias: optional (C_out,).
+        dilation: the kernel's dilation (the same on every axis); ``fft_conv(x, w, dilation=d)`` equals
+            ``fft_conv(x, dilate(w, d))`` without building the dilated kernel.
+
+    The kernel's spectrum comes from small DFT matmuls over its taps (`tap_spectrum`) when that needs fewer
+    operations than an FFT of the kernel padded to N (small kernels, any dilation); otherwise from that FFT.
 
     Returns:
-        (B, C_out, *ceil(n / stride)), equal to ``direct_conv(x, w, stride, groups, causal)``.
+        (B, C_out, *ceil(n / stride)), equal to ``direct_conv(x, dilate(w, dilation), stride, groups, causal)``.
 
     Example:
         >>> x, w = torch.randn(2, 4, 100), torch.randn(4, 4, 31)
@@ -530,12 +632,27 @@ def fft_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1,
     _check_groups(x, w, groups)
     if not causal and any(k % 2 == 0 for k in w.shape[2:]):
         raise ValueError(f"a centred 'same' kernel must have odd sizes, got kernel size {tuple(w.shape[2:])}")
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"dilation must be a positive int, got {dilation!r}")
     x, out_dtype = _fft_dtype_guard(x)
-    w = crop_kernel(w.to(x.dtype), tuple(x.shape[2:]), causal=causal)
-    reach = [(k - 1) if causal else (k - 1) // 2 for k in w.shape[2:]]
-    N = tuple(fft_len_for(n, p, stride) for n, p in zip(x.shape[2:], reach))
+    w = w.to(x.dtype)
+    n = tuple(x.shape[2:])
+    offsets = []
+    for axis, (k, m) in enumerate(zip(w.shape[2:], n)):  # drop the taps that only ever read padding
+        first, keep = _kept_taps(k, dilation, m, causal)
+        w = w.narrow(2 + axis, first, keep)
+        shift = (k - 1) if causal else (k - 1) // 2
+        offsets.append([dilation * (j - shift) for j in range(first, first + keep)])
+    reach = [max(abs(o) for o in offs) for offs in offsets]
+    N = tuple(fft_len_for(m, p, stride) for m, p in zip(n, reach))
     depthwise = groups == x.shape[1] == w.shape[0] and groups > 1
-    K = _dense_kernel_spectrum(w, N, groups, depthwise, causal)
+    Cout, ci = w.shape[:2]
+    if _tables_cheaper(w.shape[2:], N):
+        taps = w.reshape(Cout * ci, -1).t().reshape(tuple(w.shape[2:]) + (Cout * ci,))  # (*k, CC)
+        K = spectrum_layout(tap_spectrum(taps, N, offsets), Cout, ci, groups, depthwise)
+    else:
+        wd = dilate(w, dilation) if dilation > 1 else w
+        K = _dense_kernel_spectrum(wd, N, groups, depthwise, causal)
     y = _spectral_conv(x, K, N, stride, groups, depthwise)
     if bias is not None:
         y = y + bias.to(y.dtype).view((1, -1) + (1,) * s)

@@ -234,8 +234,22 @@ def _fft_inputs(dims, batch, cin, cout, groups, kernel, n, dtype):
     return x, w
 
 
+@pytest.fixture(params=["tables", "fft"])
+def kernel_spectrum(request, monkeypatch):
+    """Force how fft_conv gets the kernel's spectrum: DFT matmuls over the taps, or an FFT of the padded kernel."""
+    calls = []
+
+    def forced(kk, N):
+        calls.append((tuple(kk), tuple(N)))
+        return request.param == "tables"
+
+    monkeypatch.setattr(ops, "_tables_cheaper", forced)
+    yield calls
+    assert calls, "fft_conv never chose a spectrum path"
+
+
 @pytest.mark.parametrize("dims,batch,cin,cout,groups,kernel,n,stride,causal", FFT_CASES, ids=FFT_IDS)
-def test_fft_conv_equals_direct_float64(dims, batch, cin, cout, groups, kernel, n, stride, causal):
+def test_fft_conv_equals_direct_float64(dims, batch, cin, cout, groups, kernel, n, stride, causal, kernel_spectrum):
     x, w = _fft_inputs(dims, batch, cin, cout, groups, kernel, n, torch.float64)
     b = torch.randn(cout, dtype=torch.float64)
     ref = torch_conv(x, w, stride, groups, causal=causal)
@@ -258,6 +272,51 @@ def test_fft_conv_equals_direct_float32(dims, batch, cin, cout, groups, kernel, 
     assert y.dtype == torch.float32
     scale = ref.abs().max().item()
     torch.testing.assert_close(y, ref, rtol=0, atol=1e-4 * scale)
+
+
+DILATED_CASES = [
+    # dims, c_in, c_out, groups, kernel, dilation, n, stride, causal
+    (1, 3, 4, 1, 5, 3, 31, 1, False),
+    (1, 4, 4, 4, 7, 15, 40, 2, False),   # depthwise; the outer taps only read padding: cropped
+    (1, 4, 6, 2, 5, 7, 30, 1, True),     # causal, grouped
+    (1, 3, 2, 1, 19, 15, 50, 3, True),   # causal, cropped
+    (2, 3, 4, 1, 3, 7, (9, 12), 1, False),
+    (2, 4, 6, 2, 9, 3, (12, 10), 2, False),  # grouped, cropped on the short axis
+    (2, 4, 4, 4, 5, 2, (8, 8), 1, False),    # depthwise
+    (2, 2, 3, 1, 9, 15, (16, 20), 1, False),  # only the centre row and column of taps reach the input
+]
+
+
+@pytest.mark.parametrize("dims,cin,cout,groups,kernel,dilation,n,stride,causal", DILATED_CASES,
+                         ids=[f"{c[0]}d-g{c[3]}-k{c[4]}d{c[5]}-n{c[6]}-s{c[7]}{'-causal' if c[8] else ''}"
+                              for c in DILATED_CASES])
+def test_fft_conv_with_dilation_equals_torch_dilated_conv_float64(dims, cin, cout, groups, kernel, dilation, n,
+                                                                   stride, causal, kernel_spectrum):
+    x, w = _fft_inputs(dims, 2, cin, cout, groups, kernel, n, torch.float64)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    ref = torch_conv(x, w, stride, groups, dilation=dilation, causal=causal)
+    y = ops.fft_conv(x, w, stride, groups, causal=causal, dilation=dilation)
+    torch.testing.assert_close(y, ref, **F64)
+    torch.testing.assert_close(y, ops.fft_conv(x, ops.dilate(w, dilation), stride, groups, causal=causal), **F64)
+    g = torch.randn_like(ref)
+    gx, gw = torch.autograd.grad((y * g).sum(), (x, w))
+    rx, rw = torch.autograd.grad((ref * g).sum(), (x, w))
+    torch.testing.assert_close(gx, rx, **F64)
+    torch.testing.assert_close(gw, rw, **F64)
+
+
+def test_tap_spectrum_equals_the_fft_of_the_padded_kernel():
+    """The DFT-matmul spectrum of a dilated kernel is the FFT path's spectrum, in float64, 1D and 2D."""
+    for dims, N, d in [(1, (40,), 3), (2, (24, 30), 2)]:
+        w = torch.randn((3, 2) + (5,) * dims, dtype=torch.float64)
+        wd = ops.dilate(w, d)
+        ref = ops._dense_kernel_spectrum(wd, N, 1, False, False)  # (1, F, ci, co)
+        offsets = [[d * (j - 2) for j in range(5)]] * dims
+        taps = w.reshape(6, -1).t().reshape((5,) * dims + (6,))
+        got = ops.spectrum_layout(ops.tap_spectrum(taps, N, offsets), 3, 2, 1, False)
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
 
 
 def test_fft_conv_gradients_equal_direct():
@@ -444,3 +503,10 @@ def test_fft_conv_padding_must_be_same():
     x, w = torch.randn(2, 4, 10), torch.randn(6, 4, 3)
     with pytest.raises(ValueError, match=r"padding must be 'same', got 'valid'"):
         ops.fft_conv(x, w, padding="valid")
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_fft_conv_dilation_must_be_a_positive_int(bad):
+    x, w = torch.randn(2, 4, 10), torch.randn(6, 4, 3)
+    with pytest.raises(ValueError, match=r"dilation must be a positive int, got"):
+        ops.fft_conv(x, w, dilation=bad)

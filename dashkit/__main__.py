@@ -171,6 +171,14 @@ def show(run_dir: Any) -> str:
             lines.append(f"  {stage:<17} stopped after epoch {epoch} (resume with --resume)")
         else:
             lines.append(f"  {stage:<17} not run")
+    for stage in ("tune", "baseline_tune"):
+        if stage in done and rd.exists(f"{stage}.json"):
+            t = rd.read_json(f"{stage}.json")
+            line = f"{stage}: chose {t['best']}, validation {t['metric']} {t['best_val']:.4f}"
+            if t.get("chance_val") is not None:
+                line += f" (input-ignoring guess {t['chance_val']:.4f}"
+                line += ")" if t.get("decided", True) else "; undecided: no configuration beat it)"
+            lines.append(line)
     if rd.exists("metrics.json"):
         metrics = rd.read_json("metrics.json")
         lines.append(f"test {metrics.get('metric')} (lower is better), once over the whole test split:")

@@ -33,6 +33,7 @@ _RELAXATIONS = ("gumbel", "softmax")
 _SCHEMES = ("single_level", "bilevel")
 _BACKENDS = ("auto", "fft", "direct", "mixed_results")
 _PRUNERS = ("median", "none")
+_UNDECIDED = ("retrain_defaults", "best")
 
 
 @dataclass
@@ -94,6 +95,9 @@ class TuneConfig:
     n_trials: Optional[int] = None  # cap on the number of configurations tried; None: the whole grid
     parallel: bool = False  # True: the grid becomes a queue in `storage`, shared with `dashkit tune-worker`
     # processes; every configuration is evaluated once, the choice is the same as a sequential tuning's
+    undecided: str = "retrain_defaults"  # when no configuration beats the input-ignoring guess on validation
+    # (classification and multi-label tasks), their order is noise: "retrain_defaults" retrains with the retrain_*
+    # hyper-parameters (DASH's defaults); "best" keeps the best-scoring configuration anyway
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
@@ -111,6 +115,7 @@ class TuneConfig:
         if self.n_trials is not None and self.n_trials < 1:
             raise ValueError(f"tune_n_trials = {self.n_trials!r}: expected None or an int >= 1")
         _choice(self, "pruner", _PRUNERS)
+        _choice(self, "undecided", _UNDECIDED)
         kind, target = storage_spec(self.storage)
         if self.parallel and kind == "memory":
             raise ValueError("tune_parallel = True needs tune_storage: a journal file on a folder every worker can "

@@ -34,6 +34,7 @@ import random
 import socket
 import time
 import uuid
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ from .rundir import RunDir, environment_info
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
            "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "tune_worker",
-           "NonFiniteLossError"]
+           "NonFiniteLossError", "TuningUndecidedWarning"]
 
 PathLike = Union[str, Path]
 # config keys that may change when a run is resumed: they do not change what is computed
@@ -61,6 +62,26 @@ _RESUMABLE_KEYS = ("preset", "config.device", "config.num_workers")
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the stage stopped, its last good checkpoint kept."""
+
+
+class TuningUndecidedWarning(UserWarning):
+    """No tuning configuration beat the input-ignoring guess on validation: the choice among them was noise."""
+
+
+# the best tuning trial must beat the input-ignoring guess by this share of it to count as a decision
+UNDECIDED_MARGIN = 0.02
+
+
+def tuning_decided(best_value: float, chance: Optional[float], margin: float = UNDECIDED_MARGIN) -> bool:
+    """Whether a tuning's best validation metric (lower is better) beat the chance level by more than ``margin``.
+
+    ``chance`` is the metric of the best input-ignoring guess (``Task.chance_metric("val")``); None (regression and
+    dense tasks, which have no such level) counts as decided. When every configuration is still within
+    ``margin * |chance|`` of it, none has learned anything measurable in the tuning budget, and their order is noise.
+    """
+    if chance is None or not math.isfinite(chance):
+        return True
+    return best_value < chance - margin * abs(chance)
 
 
 # ---------------------------------------------------------------------------------------------- the result
@@ -595,9 +616,15 @@ def tune(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: Any 
     Args:
         card: the ArchCard to tune; None tunes the baseline (default kernels).
 
+    When no configuration beats the input-ignoring guess on validation by 2% (`tuning_decided`; classification
+    and multi-label tasks), the tuning has not seen any of them learn, and their order is noise: a
+    `TuningUndecidedWarning` says so, and with ``tune_undecided="retrain_defaults"`` (the default) the retrain_*
+    hyper-parameters are used instead of the noisy best.
+
     Returns:
         The chosen ``{"lr", "dropout", "weight_decay", "momentum"}``; also written to ``tune.json`` (or
-        ``baseline_tune.json``) with every trial.
+        ``baseline_tune.json``) as "best", with the best-scoring trial ("best_trial", "best_val"), the chance
+        level ("chance_val"), whether the tuning decided ("decided") and every trial.
     """
     import optuna
 
@@ -629,11 +656,23 @@ def tune(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: Any 
     if best is None:
         raise NonFiniteLossError(f"{stage}: every configuration diverged or was pruned (the training loss became "
                                  f"NaN or infinite); try smaller learning rates (tune_lrs)")
+    chance = task.chance_metric("val")
+    decided = tuning_decided(best_value, chance)
+    chosen = best if decided or tc.undecided == "best" else _retrain_hparams(cfg)
+    if not decided and distributed.is_main():
+        then = ("kept anyway (tune_undecided='best')" if tc.undecided == "best" else
+                f"not used: retraining with the retrain_* hyper-parameters {chosen} (tune_undecided="
+                f"'retrain_defaults')")
+        warnings.warn(f"{stage}: no configuration beat the input-ignoring guess on validation ({task.metric_name} "
+                      f"{best_value:.4g} at best, chance level {chance:.4g}), so their order is noise; the best one, "
+                      f"{best}, is {then}. Give every configuration more steps (tune_epochs, tune_max_batches) for a "
+                      f"tuning that decides.", TuningUndecidedWarning, stacklevel=2)
     rd.write_history(stage, [{"trial": i, **t} for i, t in enumerate(trials)])
-    rd.write_json(f"{stage}.json", {"best": best, "best_val": best_value, "metric": task.metric_name,
+    rd.write_json(f"{stage}.json", {"best": chosen, "best_trial": best, "best_val": best_value,
+                                    "metric": task.metric_name, "chance_val": chance, "decided": decided,
                                     "study": _study_name(task, cfg, stage), "trials": trials})
-    rd.mark_done(stage, {"seconds": time.perf_counter() - t0, "best": best, "best_val": best_value})
-    return dict(best)
+    rd.mark_done(stage, {"seconds": time.perf_counter() - t0, "best": chosen, "best_val": best_value})
+    return dict(chosen)
 
 
 def _queued_grid_sampler(space: Dict[str, list], seed: int) -> Any:

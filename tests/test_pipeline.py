@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -158,14 +159,10 @@ def test_tune_and_retrain_select_on_validation_and_test_once(tmp_path):
     assert rd.read_json("metrics.json")["dash"]["test"] == result["test"]
 
 
-def test_lr_blocks_stop_early_when_they_bring_no_improvement(tmp_path, monkeypatch):
+def fake_trials(monkeypatch, table):
+    """Replace tuning trials by a table {(lr, momentum): validation metric}; returns the list of calls made."""
     from optuna.trial import TrialState
 
-    task = tiny_task()
-    cfg = tiny_cfg(task, tune_lrs=(0.1, 0.01, 0.001), tune_momentums=(0.9, 0.99))
-    # validation metric of each (lr, momentum): the 0.01 block starts worse than the best of the 0.1 block
-    table = {(0.1, 0.9): 5.0, (0.1, 0.99): 4.0, (0.01, 0.9): 6.0, (0.01, 0.99): 1.0,
-             (0.001, 0.9): 3.0, (0.001, 0.99): 7.0}
     calls = []
 
     def fake_trial(study, params, space, *args):
@@ -177,12 +174,72 @@ def test_lr_blocks_stop_early_when_they_bring_no_improvement(tmp_path, monkeypat
         return TrialState.COMPLETE, value
 
     monkeypatch.setattr(pipeline, "_run_trial", fake_trial)
+    return calls
+
+
+def test_lr_blocks_stop_early_when_they_bring_no_improvement(tmp_path, monkeypatch):
+    task = tiny_task()
+    cfg = tiny_cfg(task, tune_lrs=(0.1, 0.01, 0.001), tune_momentums=(0.9, 0.99))
+    # validation metric of each (lr, momentum): the 0.01 block starts worse than the best of the 0.1 block
+    table = {(0.1, 0.9): 5.0, (0.1, 0.99): 4.0, (0.01, 0.9): 6.0, (0.01, 0.99): 1.0,
+             (0.001, 0.9): 3.0, (0.001, 0.99): 7.0}
+    calls = fake_trials(monkeypatch, table)
     best = pipeline.tune(task, cfg, tmp_path / "run", None)
     # (0.01, 0.99) is skipped: its block's first config did not beat 4.0; (0.001, 0.9) improves, so its block runs on
     assert calls == [(0.1, 0.9), (0.1, 0.99), (0.01, 0.9), (0.001, 0.9), (0.001, 0.99)]
     assert best["lr"] == 0.001 and best["momentum"] == 0.9
     states = [t["state"] for t in RunDir(tmp_path / "run").read_json("baseline_tune.json")["trials"]]
     assert states == ["complete", "complete", "complete", "skipped", "complete", "complete"]
+
+
+@pytest.mark.parametrize("below_chance", [0.0, 0.01, 0.05, 0.5])
+@pytest.mark.parametrize("mode", ["retrain_defaults", "best"])
+def test_a_tuning_that_never_beats_the_input_ignoring_guess_is_reported_undecided(tmp_path, monkeypatch,
+                                                                                   below_chance, mode):
+    from dashkit.__main__ import show
+
+    task = tiny_task()
+    chance = task.chance_metric("val")
+    ys = task.val.tensors[1]
+    assert chance == pytest.approx(100.0 * (1 - max(float((ys == 0).float().mean()), float((ys == 1).float().mean()))))
+    # both configurations end within 2% of the majority-class error (undecided), or clearly below it (decided)
+    value = chance * (1 - below_chance)
+    fake_trials(monkeypatch, {(0.1, 0.9): value + 0.001, (0.01, 0.9): value})
+    decided = below_chance > pipeline.UNDECIDED_MARGIN
+    cfg = tiny_cfg(task, tune_undecided=mode, retrain_lr=0.05, retrain_dropout=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = pipeline.tune(task, cfg, tmp_path / "run", None)
+    undecided = [w for w in caught if issubclass(w.category, pipeline.TuningUndecidedWarning)]
+    assert len(undecided) == (0 if decided else 1)
+    report = RunDir(tmp_path / "run").read_json("baseline_tune.json")
+    assert report["best_trial"]["lr"] == 0.01 and report["best_val"] == pytest.approx(value)
+    assert report["chance_val"] == pytest.approx(chance) and report["decided"] is decided
+    if decided or mode == "best":
+        assert chosen == report["best_trial"]
+    else:  # the retrain_* hyper-parameters instead of the noisy best
+        assert chosen == {"lr": 0.05, "dropout": 0.1, "weight_decay": 5e-4, "momentum": 0.9}
+    assert report["best"] == chosen
+    if undecided:
+        message = str(undecided[0].message)
+        assert "no configuration beat the input-ignoring guess" in message and f"chance level {chance:.4g}" in message
+        assert ("kept anyway" if mode == "best" else f"retraining with the retrain_* hyper-parameters {chosen}") \
+            in message
+    text = show(tmp_path / "run")
+    assert f"baseline_tune: chose {chosen}" in text
+    assert ("undecided: no configuration beat it" in text) is not decided
+    # a resumed tuning returns the same choice without trying anything
+    fake_trials(monkeypatch, {})
+    assert pipeline.tune(task, cfg, tmp_path / "run", None) == chosen
+
+
+def test_tuning_decided_needs_a_margin_below_the_chance_level():
+    assert pipeline.tuning_decided(0.4985, 0.5) is False  # genomics-like: 1-AUROC at chance
+    assert pipeline.tuning_decided(0.44, 0.5) is True
+    assert pipeline.tuning_decided(89.75, 90.0) is False
+    assert pipeline.tuning_decided(57.75, 90.0) is True
+    assert pipeline.tuning_decided(0.5, None) is True  # regression and dense tasks have no chance level
+    assert pipeline.tuning_decided(0.3, 0.5, margin=0.5) is False
 
 
 def test_tune_with_a_journal_resumes_without_repeating_trials(tmp_path, monkeypatch, kill_tuning_at):
@@ -425,7 +482,8 @@ def test_a_one_point_tuning_grid_runs(tmp_path):
     import dashkit
 
     res = dashkit.run("digits", preset="smoke", out=tmp_path / "one", verbose=False, figures=False,
-                      tune_lrs=(0.05,), search_epochs=1, retrain_epochs=1, search_backend="fft")
+                      tune_lrs=(0.05,), tune_undecided="best", search_epochs=1, retrain_epochs=1,
+                      search_backend="fft")  # smoke's tuning never decides: keep its one configuration
     tuned = _json.loads((tmp_path / "one" / "tune.json").read_text())
     assert tuned["best"]["lr"] == 0.05 and len(tuned["trials"]) == 1
     assert res.hparams["dash"]["lr"] == 0.05

@@ -226,3 +226,16 @@ def test_chance_metric_is_the_metric_of_always_guessing_the_majority_class(metri
     dense = Task(name="d", kind="regression", train=split([1, 2]), val=split([1]), test=split([0, 1]),
                  in_shape=(1, 4), num_outputs=1, metric_name="mse")
     assert dense.chance_metric() is None
+    assert task.chance_metric("val") == 0.0  # one validation sample: its own class is the majority
+    with pytest.raises(ValueError, match=r"split = 'dev': expected 'train', 'val' or 'test'"):
+        task.chance_metric("dev")
+
+
+def test_chance_metric_of_a_multilabel_task_scores_every_label_by_its_prevalence():
+    from dashkit.tasks.base import Task, tensor_dataset
+
+    y = torch.tensor([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]], dtype=torch.float32)
+    split = tensor_dataset(torch.zeros(4, 1, 4), y)
+    task = Task(name="m", kind="multilabel", train=split, val=split, test=split, in_shape=(1, 4), num_outputs=3,
+                metric_name="1-auroc")
+    assert task.chance_metric("val") == pytest.approx(0.5)  # the same score for every sample ranks nothing

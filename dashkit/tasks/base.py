@@ -117,19 +117,31 @@ class Task:
             raise FloatingPointError(f"metric {self.metric_name} of task {self.name!r} is not finite: {value}")
         return value
 
-    def chance_metric(self) -> Optional[float]:
-        """The task's metric on the test split for always predicting the majority class (classification only).
+    def chance_metric(self, split: str = "test") -> Optional[float]:
+        """The task's metric on a split for the best guess that ignores the input.
 
-        For ``error_pct`` that is 100 minus the majority class's share; for ``1-macro_f1`` it is
-        1 - F1(majority) / K, since every other class has F1 = 0. None for other kinds of task.
+        Classification: always the split's majority class; for ``error_pct`` that is 100 minus the majority
+        class's share, for ``1-macro_f1`` it is 1 - F1(majority) / K, since every other class has F1 = 0.
+        Multi-label: every label scored by its prevalence in the split, the same score for every sample (so
+        ``1-auroc`` is 0.5). None for regression and dense tasks.
+
+        Args:
+            split: "train", "val" or "test".
         """
-        if self.kind != "classification":
-            return None
-        ys = torch.as_tensor([int(self.test[i][1]) for i in range(len(self.test))])
-        majority = int(torch.bincount(ys, minlength=self.num_outputs).argmax())
-        logits = torch.zeros(len(ys), self.num_outputs)
-        logits[:, majority] = 1.0
-        return float(get_metric(self.metric_name)(logits, ys))
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split = {split!r}: expected 'train', 'val' or 'test'")
+        data = getattr(self, split)
+        if self.kind == "classification":
+            ys = torch.as_tensor([int(data[i][1]) for i in range(len(data))])
+            majority = int(torch.bincount(ys, minlength=self.num_outputs).argmax())
+            logits = torch.zeros(len(ys), self.num_outputs)
+            logits[:, majority] = 1.0
+            return float(get_metric(self.metric_name)(logits, ys))
+        if self.kind == "multilabel":
+            ys = torch.stack([torch.as_tensor(data[i][1], dtype=torch.float32) for i in range(len(data))])
+            prevalence = ys.mean(dim=0, keepdim=True).clamp(1e-6, 1 - 1e-6)
+            return float(get_metric(self.metric_name)(torch.logit(prevalence).expand_as(ys).clone(), ys))
+        return None
 
     def summary(self) -> str:
         return (f"{self.name}: {self.kind}, in {tuple(self.in_shape)}, outputs {self.num_outputs}, "

@@ -27,11 +27,17 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="runs/results")
     p.add_argument("--device", default="auto")
-    p.add_argument("--collect", nargs="+", default=None, metavar="DIR",
-                   help="run nothing: print the table of the results.json files in these folders")
+    p.add_argument("--collect", nargs="+", default=None, metavar="DIR[:TASK,...]",
+                   help="run nothing: print the table of the results.json files in these folders (only the rows "
+                        "of the tasks named after a colon, when given)")
     a = p.parse_args(argv)
     if a.collect:
-        rows = [r for d in a.collect for r in json.loads((Path(d) / "results.json").read_text())]
+        rows = []
+        for spec in a.collect:
+            folder, _, names = spec.partition(":")
+            keep = set(names.split(",")) if names else None
+            rows += [r for r in json.loads((Path(folder) / "results.json").read_text())
+                     if keep is None or r["task"] in keep]
         print(table(sorted(rows, key=lambda r: (r["task"], r["seed"]))))
         return 0
     out = Path(a.out)
@@ -61,7 +67,8 @@ def table(rows) -> str:
         t = [(r["times"]["search"] + r["times"]["retrain"]) / r["times"]["baseline_retrain"] for r in rs]
         fmt = lambda v: f"{statistics.mean(v):.4g}" + (f" ± {statistics.stdev(v):.2g}" if len(v) > 1 else "")  # noqa: E731
         lines.append(f"| {task} | {rs[0]['metric']} | {len(rs)} | {fmt(d)} | {fmt(b)} | "
-                     f"{'yes' if statistics.mean(d) < statistics.mean(b) else 'no'} | {statistics.mean(t):.2f} "
+                     f"{'yes' if statistics.mean(d) < statistics.mean(b) else 'no'} "
+                     f"({sum(x < y for x, y in zip(d, b))} of {len(rs)} seeds) | {statistics.mean(t):.2f} "
                      f"({min(t):.2f}-{max(t):.2f}) | {statistics.mean(r['wall'] for r in rs) / 60:.1f} |")
     return "\n".join(lines)
 

@@ -54,9 +54,9 @@ class _AutoConvMixin:
     def _cropped_weight(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight  # type: ignore[attr-defined]
         for axis, (n, k, d) in enumerate(zip(x.shape[2:], self.kernel_size, self.dilation)):  # type: ignore
-            keep = min(k, 2 * ((n - 1) // d) + 1)
+            first, keep = ops._kept_taps(k, d, n, causal=False)
             if keep < k:
-                w = w.narrow(2 + axis, (k - keep) // 2, keep)
+                w = w.narrow(2 + axis, first, keep)
         return w
 
     def _direct(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

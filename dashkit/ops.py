@@ -124,6 +124,18 @@ def center_pad(w: torch.Tensor, size: IntOrTuple, causal: bool = False) -> torch
     return F.pad(w, pads)
 
 
+def _kept_taps(k: int, d: int, n: int, causal: bool) -> Tuple[int, int]:
+    """(first, count) of the taps of a k-tap kernel at dilation d that reach an axis of n inputs.
+
+    A tap at offset o meets an input only when |o| <= n - 1; the others always read the zero padding.
+    """
+    if causal:  # offsets d * (j - (k - 1)) <= 0
+        keep = min(k, (n - 1) // d + 1)
+        return k - keep, keep
+    keep = min(k, 2 * ((n - 1) // d) + 1)
+    return (k - keep) // 2, keep
+
+
 def crop_kernel(w: torch.Tensor, n: IntOrTuple, causal: bool = False) -> torch.Tensor:
     """Drop the taps that can never meet the input: those further than n - 1 from the centre.
 
@@ -135,12 +147,8 @@ def crop_kernel(w: torch.Tensor, n: IntOrTuple, causal: bool = False) -> torch.T
     n = _pairs(n, s, "n")
     idx = []
     for K, m in zip(w.shape[2:], n):
-        if causal:
-            keep = min(K, m)
-            idx.append(slice(K - keep, K))
-        else:
-            keep = min(K, 2 * m - 1)
-            idx.append(slice((K - keep) // 2, (K - keep) // 2 + keep))
+        first, keep = _kept_taps(K, 1, m, causal)
+        idx.append(slice(first, first + keep))
     return w[(...,) + tuple(idx)]
 
 
@@ -408,18 +416,6 @@ def spectrum_layout(K: torch.Tensor, out_channels: int, in_per_group: int, group
         return K
     co = out_channels // groups
     return K.view(-1, groups, co, in_per_group).permute(1, 0, 3, 2)
-
-
-def _kept_taps(k: int, d: int, n: int, causal: bool) -> Tuple[int, int]:
-    """(first, count) of the taps of a k-tap kernel at dilation d that reach an axis of n inputs.
-
-    A tap at offset o meets an input only when |o| <= n - 1; the others always read the zero padding.
-    """
-    if causal:  # offsets d * (j - (k - 1)) <= 0
-        keep = min(k, (n - 1) // d + 1)
-        return k - keep, keep
-    keep = min(k, 2 * ((n - 1) // d) + 1)
-    return (k - keep) // 2, keep
 
 
 def _tables_cheaper(kk: Sequence[int], N: Sequence[int]) -> bool:

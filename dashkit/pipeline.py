@@ -613,13 +613,13 @@ def tune(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: Any 
     then replays the lr-block walk over the stored values, so it is the one a sequential tuning makes (with
     ``tune_pruner="none"``; a median pruner sees trials in another order when they run in parallel).
 
-    Args:
-        card: the ArchCard to tune; None tunes the baseline (default kernels).
-
     When no configuration beats the input-ignoring guess on validation by 2% (`tuning_decided`; classification
     and multi-label tasks), the tuning has not seen any of them learn, and their order is noise: a
     `TuningUndecidedWarning` says so, and with ``tune_undecided="retrain_defaults"`` (the default) the retrain_*
     hyper-parameters are used instead of the noisy best.
+
+    Args:
+        card: the ArchCard to tune; None tunes the baseline (default kernels).
 
     Returns:
         The chosen ``{"lr", "dropout", "weight_decay", "momentum"}``; also written to ``tune.json`` (or

@@ -84,6 +84,15 @@ def tuning_decided(best_value: float, chance: Optional[float], margin: float = U
     return best_value < chance - margin * abs(chance)
 
 
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` for a warning raised here that names the first frame outside the dashkit package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return max(level, 1)  # this helper's frame is level 0 and the warn call's frame is level 1
+
+
 # ---------------------------------------------------------------------------------------------- the result
 @dataclass
 class RunResult:
@@ -666,7 +675,7 @@ def tune(task: Any, cfg: RunConfig, run_dir: Union[RunDir, PathLike], card: Any 
         warnings.warn(f"{stage}: no configuration beat the input-ignoring guess on validation ({task.metric_name} "
                       f"{best_value:.4g} at best, chance level {chance:.4g}), so their order is noise; the best one, "
                       f"{best}, is {then}. Give every configuration more steps (tune_epochs, tune_max_batches) for a "
-                      f"tuning that decides.", TuningUndecidedWarning, stacklevel=2)
+                      f"tuning that decides.", TuningUndecidedWarning, stacklevel=_caller_stacklevel())
     rd.write_history(stage, [{"trial": i, **t} for i, t in enumerate(trials)])
     rd.write_json(f"{stage}.json", {"best": chosen, "best_trial": best, "best_val": best_value,
                                     "metric": task.metric_name, "chance_val": chance, "decided": decided,

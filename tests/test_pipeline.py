@@ -212,6 +212,7 @@ def test_a_tuning_that_never_beats_the_input_ignoring_guess_is_reported_undecide
         chosen = pipeline.tune(task, cfg, tmp_path / "run", None)
     undecided = [w for w in caught if issubclass(w.category, pipeline.TuningUndecidedWarning)]
     assert len(undecided) == (0 if decided else 1)
+    assert all(w.filename == __file__ for w in undecided)  # the warning names the caller's line, not dashkit's
     report = RunDir(tmp_path / "run").read_json("baseline_tune.json")
     assert report["best_trial"]["lr"] == 0.01 and report["best_val"] == pytest.approx(value)
     assert report["chance_val"] == pytest.approx(chance) and report["decided"] is decided

@@ -13,6 +13,7 @@ import dashkit.tasks as tasks
 from dashkit.metrics import METRICS, one_minus_auroc_masked
 from dashkit.tasks import nb360
 from dashkit.tasks._common import PointwiseGaussian
+from dashkit.tasks.base import split_targets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nb360_fixtures as fx  # noqa: E402
@@ -167,6 +168,8 @@ def test_ninapro_shapes_values_and_space(tmp_path):
     assert task.defaults.kernel_sizes == (3, 5, 7) and task.defaults.dilations == (1, 3, 7)
     y_test = stack(task.test, 1)
     assert task.metric(F.one_hot(y_test, 18).float(), y_test) == 0.0
+    for split in (task.train, task.val, task.test):  # ArrayDataset: the targets without converting any input
+        assert torch.equal(split_targets(split), stack(split, 1))
 
 
 def test_ninapro_missing_lists_every_expected_file(tmp_path):
@@ -249,6 +252,8 @@ def test_fsd50k_reads_manifests_wavs_and_labels(tmp_path):
     y_all = stack(task.train, 1)
     assert task.metric(y_all, y_all) == pytest.approx(0.0, abs=1e-12)
     assert task.defaults.tune == {"lrs": (1e-2, 1e-3, 1e-4)}
+    for split in (task.train, task.val, task.test):  # the labels without decoding any audio
+        assert torch.equal(split_targets(split), stack(split, 1))
 
 
 def test_fsd50k_short_chunk_is_tiled_to_one_second(tmp_path):
@@ -540,6 +545,8 @@ def test_ecg_zscore_split_and_windows(tmp_path):
     assert task.defaults.kernel_sizes == (3, 7, 11, 15, 19) and task.defaults.dilations == (1, 3, 7, 15)
     y_test = stack(task.test, 1)
     assert task.metric(F.one_hot(y_test, 4).float(), y_test) == 0.0
+    for split in (task.train, task.val, task.test):  # the classes without cutting any window
+        assert torch.equal(split_targets(split), stack(split, 1))
 
 
 def test_ecg_errors(tmp_path):

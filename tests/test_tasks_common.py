@@ -231,6 +231,33 @@ def test_chance_metric_is_the_metric_of_always_guessing_the_majority_class(metri
         task.chance_metric("dev")
 
 
+def test_split_targets_reads_no_input_where_the_dataset_allows_it():
+    from torch.utils.data import Dataset, Subset
+
+    from dashkit.tasks.base import split_targets, tensor_dataset
+
+    class Samples(Dataset):  # only __getitem__: read sample by sample
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.zeros(2), torch.tensor(i * 10)
+
+    class NoInputs(Samples):  # targets() without reading any sample
+        def __getitem__(self, i):
+            raise AssertionError("an input was read")
+
+        def targets(self):
+            return torch.tensor([7, 8, 9])
+
+    y = torch.tensor([3, 1, 4, 1, 5])
+    ds = tensor_dataset(torch.zeros(5, 1, 4), y)
+    assert split_targets(ds) is y
+    assert split_targets(Subset(ds, [4, 0, 2])).tolist() == [5, 3, 4]
+    assert split_targets(Samples()).tolist() == [0, 10, 20]
+    assert split_targets(Subset(NoInputs(), [2, 1])).tolist() == [9, 8]
+
+
 def test_chance_metric_of_a_multilabel_task_scores_every_label_by_its_prevalence():
     from dashkit.tasks.base import Task, tensor_dataset
 

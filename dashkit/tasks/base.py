@@ -7,12 +7,12 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ..metrics import get_metric
 from ..registry import Registry
 
-__all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS"]
+__all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets"]
 
 KINDS = ("classification", "multilabel", "regression", "dense")
 
@@ -130,22 +130,39 @@ class Task:
         """
         if split not in ("train", "val", "test"):
             raise ValueError(f"split = {split!r}: expected 'train', 'val' or 'test'")
-        data = getattr(self, split)
+        if self.kind not in ("classification", "multilabel"):
+            return None
+        ys = split_targets(getattr(self, split))
         if self.kind == "classification":
-            ys = torch.as_tensor([int(data[i][1]) for i in range(len(data))])
+            ys = ys.long()
             majority = int(torch.bincount(ys, minlength=self.num_outputs).argmax())
             logits = torch.zeros(len(ys), self.num_outputs)
             logits[:, majority] = 1.0
             return float(get_metric(self.metric_name)(logits, ys))
-        if self.kind == "multilabel":
-            ys = torch.stack([torch.as_tensor(data[i][1], dtype=torch.float32) for i in range(len(data))])
-            prevalence = ys.mean(dim=0, keepdim=True).clamp(1e-6, 1 - 1e-6)
-            return float(get_metric(self.metric_name)(torch.logit(prevalence).expand_as(ys).clone(), ys))
-        return None
+        ys = ys.float()
+        prevalence = ys.mean(dim=0, keepdim=True).clamp(1e-6, 1 - 1e-6)
+        return float(get_metric(self.metric_name)(torch.logit(prevalence).expand_as(ys).clone(), ys))
 
     def summary(self) -> str:
         return (f"{self.name}: {self.kind}, in {tuple(self.in_shape)}, outputs {self.num_outputs}, "
                 f"train/val/test {len(self.train)}/{len(self.val)}/{len(self.test)}, metric {self.metric_name}")
+
+
+def split_targets(data: Dataset) -> torch.Tensor:
+    """Every target of a split, stacked: (N, ...), without reading the inputs where the dataset allows it.
+
+    A ``TensorDataset`` gives its second tensor, a ``Subset`` its parent's targets at its indices, and a dataset
+    with a ``targets()`` method (the NB360 loaders' datasets, which decode audio or cut windows when a sample is
+    read) whatever that returns; any other dataset is read sample by sample.
+    """
+    if isinstance(data, TensorDataset):
+        return data.tensors[1]
+    if isinstance(data, Subset):
+        return split_targets(data.dataset)[torch.as_tensor(list(data.indices), dtype=torch.long)]
+    targets = getattr(data, "targets", None)
+    if callable(targets):
+        return targets()
+    return torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))])
 
 
 def tensor_dataset(x: torch.Tensor, y: torch.Tensor) -> TensorDataset:

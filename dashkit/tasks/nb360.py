@@ -167,6 +167,10 @@ class ArrayDataset(Dataset):
             x = self.transform(x)
         return x, torch.as_tensor(np.asarray(self.y[i]), dtype=self.y_dtype)
 
+    def targets(self) -> torch.Tensor:
+        """Every target, (N, ...), without converting any input."""
+        return torch.as_tensor(np.asarray(self.y), dtype=self.y_dtype)
+
 
 class _ImageTransform:
     """x * scale, normalised per channel, then (training only) a random crop after zero padding and a
@@ -502,6 +506,10 @@ class _AudioChunks(Dataset):
         feats = feats - feats.mean()
         feats = F.pad(feats, (0, max(0, self.frames - feats.shape[1])))[:, :self.frames]
         return feats[None], torch.from_numpy(self.labels[i].astype(np.float32))
+
+    def targets(self) -> torch.Tensor:
+        """Every chunk's labels, (N, labels), without reading any audio."""
+        return torch.from_numpy(np.asarray(self.labels, dtype=np.float32))
 
 
 def _chunk_path(folder: Path, entry: str) -> Optional[Path]:
@@ -1037,6 +1045,10 @@ class _Windows(Dataset):
         r, start = self.index[i]
         x = torch.from_numpy(self.records[r][start:start + self.window].copy())
         return x[None], torch.tensor(int(self.labels[r]))
+
+    def targets(self) -> torch.Tensor:
+        """Every window's class, (N,), without cutting any window."""
+        return torch.as_tensor(np.asarray(self.labels)[np.asarray(self.index)[:, 0]].astype(np.int64))
 
 
 @register("nb360_ecg")

@@ -86,7 +86,8 @@ class _AutoConvMixin:
         B, ci = x.shape[0], self.in_channels // self.groups  # type: ignore[attr-defined]
         out_pos = math.prod(-(-m // self.stride[0]) for m in n)  # type: ignore[attr-defined]
         direct_cost = B * self.out_channels * ci * out_pos * math.prod(kk)  # type: ignore[attr-defined]
-        N = [ops.fast_fft_len(m + d * (k - 1)) for m, k, d in zip(n, kk, self.dilation)]  # type: ignore
+        N = [ops.fft_len_for(m, d * (k - 1) // 2, self.stride[0])  # what fft_conv will use  # type: ignore
+             for m, k, d in zip(n, kk, self.dilation)]  # type: ignore[attr-defined]
         NN = math.prod(N)
         fft_cost = (B * (self.in_channels + self.out_channels) * NN * max(math.log2(NN), 1) * 2  # type: ignore
                     + B * self.out_channels * ci * NN * 2)  # type: ignore[attr-defined]

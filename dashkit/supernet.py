@@ -236,7 +236,13 @@ class ArchCard:
         return backbone
 
     def summary(self) -> str:
-        rows = [f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9}"]
+        """One row per layer: its name, k, d, receptive field and p(choice), softmax(alpha) of the chosen pair.
+
+        The header gives 1/M, the p(choice) of a search with no preference among the M pairs: a column at that
+        level says the argmax was close to a coin toss (a search too short for alpha to move, e.g.).
+        """
+        rows = [f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9}   "
+                f"(1/M = {1 / len(self.space):.3f}: no preference)"]
         for layer in self.layers:
             p = torch.softmax(torch.tensor(layer.alpha), 0).max().item()
             rows.append(f"{layer.name:<32} {layer.k:>3} {layer.d:>3} {layer.receptive_field:>6} {p:>9.3f}")

@@ -318,7 +318,12 @@ def test_archcard_records_the_argmax_of_alpha():
         assert layer.alpha == pytest.approx(m.alpha.tolist())
         assert layer.receptive_field == layer.d * (layer.k - 1) + 1
         assert (layer.in_channels, layer.out_channels, layer.stride) == (m.in_channels, m.out_channels, m.stride)
-    assert card.summary().count("\n") == 13
+    header, *rows = card.summary().splitlines()
+    assert len(rows) == 13
+    assert f"1/M = {1 / len(SPACE_2D):.3f}" in header  # the p(choice) of no preference, for reading the column
+    for row, layer in zip(rows, card.layers):
+        p = torch.softmax(torch.tensor(layer.alpha, dtype=torch.float64), 0).max().item()
+        assert row.split() == [layer.name, str(layer.k), str(layer.d), str(layer.receptive_field), f"{p:.3f}"]
 
 
 def test_archcard_save_load_round_trip(tmp_path):

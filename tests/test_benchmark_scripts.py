@@ -1,0 +1,60 @@
+"""The benchmark scripts that write RESULTS.md's tables, run at smoke size."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_ablation_variants_are_typed_and_bad_ones_named():
+    ablation = _script("search_ablation")
+    assert ablation.parse_variant("default") == ("default", {})
+    name, settings = ablation.parse_variant("search_scheme=bilevel search_arch_lr=0.5 tune_lrs=0.1,0.01")
+    assert name == "search_arch_lr=0.5-search_scheme=bilevel-tune_lrs=0.1,0.01"
+    assert settings == {"search_arch_lr": 0.5, "search_scheme": "bilevel", "tune_lrs": (0.1, 0.01)}
+    with pytest.raises(SystemExit, match="search_arch_lr"):
+        ablation.parse_variant("search_arch_lr=fast")
+    with pytest.raises(SystemExit, match="no_such_setting"):
+        ablation.parse_variant("no_such_setting=1")
+
+
+@pytest.mark.filterwarnings("ignore::dashkit.pipeline.TuningUndecidedWarning")  # smoke tunings decide nothing
+def test_search_ablation_runs_each_variant_and_reads_finished_runs_back(tmp_path, capsys):
+    ablation = _script("search_ablation")
+    argv = ["digits", "--preset", "smoke", "--seeds", "0", "--out", str(tmp_path), "--device", "cpu",
+            "--variant", "default", "--variant", "kernel_sizes=3 dilations=1"]
+    assert ablation.main(argv) == 0
+    rows = json.loads((tmp_path / "digits-ablation.json").read_text())
+    assert [r["variant"] for r in rows] == ["default", "dilations=1-kernel_sizes=3"]
+    default, fixed = rows
+    assert default["candidates"] > 1 and fixed["candidates"] == 1
+    # one candidate: softmax gives it everything, which is M * p = 1, "no preference" and certainty at once
+    assert fixed["preference"] == pytest.approx(1.0)
+    assert set(fixed["arch"].split()) == {"3/1"}
+    assert 1.0 <= default["preference"] <= default["candidates"]
+    for r in rows:  # DASH alone: no baseline trained, and the test metric is not reported
+        run = tmp_path / f"digits-{r['variant']}-s0"
+        assert not (run / "baseline.safetensors").exists()
+        assert json.loads((run / "metrics.json").read_text())["dash"]["val"] == r["val"]
+        assert "test" not in r
+    table = capsys.readouterr().out.splitlines()[-2:]
+    assert table[0].startswith("| default | ") and table[1].startswith("| dilations=1-kernel_sizes=3 | 1 | ")
+    # a second call finds both runs finished and repeats nothing
+    written = {f: f.stat().st_mtime_ns for pattern in ("archcard.json", "metrics.json", "dash.safetensors", "*.csv")
+               for f in tmp_path.glob(f"digits-*-s0/{pattern}")}
+    assert len(written) >= 2 * 5
+    assert ablation.main(argv) == 0
+    again = json.loads((tmp_path / "digits-ablation.json").read_text())
+    assert [r["val"] for r in again] == [r["val"] for r in rows]
+    assert {f: f.stat().st_mtime_ns for f in written} == written

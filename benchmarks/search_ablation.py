@@ -4,15 +4,19 @@
         --variant default --variant search_arch_lr=0.5 --variant "search_scheme=bilevel search_arch_lr=0.5"
 
 Each variant is a set of flat settings (space-separated KEY=VALUE, as ``dashkit run --set`` reads them, or ``default``
-for none) applied on top of the preset. For every variant and seed it runs DASH alone (search, tuning, retraining; no baseline: the baseline does not
-depend on the search settings) and prints the validation metric of the retrained network, how far the search moved
-alpha, and the architecture it chose. Runs already finished in ``--out`` are read back, not repeated.
+for none) applied on top of the preset. For every variant and seed it runs DASH alone (search, tuning, retraining;
+no baseline: the baseline does not depend on the search settings) and prints the validation metric of the retrained
+network, how far the search moved alpha, and the architecture it chose. Runs already finished in ``--out`` are read
+back, not repeated.
 
 Test metrics are not printed: this is where a search setting gets chosen, and choosing it on the test split would
 make the test number a selected one. Compare with the baseline's validation metric from a full run (``dashkit show``).
 
-"How far alpha moved" is the chosen candidate's softmax weight times the number of candidates, averaged over layers:
-1.00 means no preference at all (every candidate equally likely), M means certainty.
+How far the search got, two ways, each averaged over layers:
+- preference: the chosen pair's softmax(alpha) times the number of pairs M; 1 is no preference, M certainty;
+- margin: alpha of the chosen pair minus alpha of the runner-up. Alpha starts at 1e-3 * randn, whose top two differ
+  by 5e-4 on average for 9-20 pairs (7e-4 for 4): a margin of that size is a choice the random start could have made,
+  one ten times larger is not.
 """
 from __future__ import annotations
 
@@ -51,6 +55,15 @@ def preference(card) -> float:
                            .max().item() for layer in card.layers)
 
 
+def margin(card) -> float:
+    """Mean over layers of alpha's lead of the chosen pair over the runner-up (0 for a one-pair space)."""
+    leads = []
+    for layer in card.layers:
+        ranked = sorted(layer.alpha, reverse=True)
+        leads.append(ranked[0] - ranked[1] if len(ranked) > 1 else 0.0)
+    return statistics.mean(leads)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("task")
@@ -71,7 +84,7 @@ def main(argv=None) -> int:
             r = dashkit.run(a.task, preset=a.preset, out=out / f"{a.task}-{name}-s{seed}", seed=seed,
                             device=a.device, baseline=False, resume=True, figures=False, verbose=False, **settings)
             rows.append({"task": a.task, "variant": name, "seed": seed, "metric": r.metric,
-                         "val": r.val_metrics["dash"], "preference": preference(r.card),
+                         "val": r.val_metrics["dash"], "preference": preference(r.card), "margin": margin(r.card),
                          "candidates": len(r.card.layers[0].alpha),
                          "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers),
                          "search_s": r.times["search"], "wall_s": time.perf_counter() - t0})
@@ -83,13 +96,14 @@ def main(argv=None) -> int:
 
 def table(rows) -> str:
     lines = [f"| variant | candidates per layer (M) | validation {rows[0]['metric']} (mean ± sd) | per seed "
-             f"| alpha's preference (1 = none, M = certain) | search (s) |", "|---|---|---|---|---|---|"]
+             f"| preference (1 = none, M = certain) | margin | search (s) |", "|---|---|---|---|---|---|---|"]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == variant]
         vals = [r["val"] for r in rs]
         sd = f" ± {statistics.stdev(vals):.2g}" if len(vals) > 1 else ""
         lines.append(f"| {variant} | {rs[0]['candidates']} | {statistics.mean(vals):.4g}{sd} | "
                      f"{', '.join(f'{v:.4g}' for v in vals)} | {statistics.mean(r['preference'] for r in rs):.3f} | "
+                     f"{statistics.mean(r['margin'] for r in rs):.2g} | "
                      f"{statistics.mean(r['search_s'] for r in rs):.1f} |")
     return "\n".join(lines)
 

@@ -43,6 +43,10 @@ def test_search_ablation_runs_each_variant_and_reads_finished_runs_back(tmp_path
     assert fixed["preference"] == pytest.approx(1.0)
     assert set(fixed["arch"].split()) == {"3/1"}
     assert 1.0 <= default["preference"] <= default["candidates"]
+    card = json.loads((tmp_path / "digits-default-s0" / "archcard.json").read_text())
+    leads = [sorted(layer["alpha"])[-1] - sorted(layer["alpha"])[-2] for layer in card["layers"]]
+    assert default["margin"] == pytest.approx(sum(leads) / len(leads)) and default["margin"] > 0
+    assert fixed["margin"] == 0.0
     for r in rows:  # DASH alone: no baseline trained, and the test metric is not reported
         run = tmp_path / f"digits-{r['variant']}-s0"
         assert not (run / "baseline.safetensors").exists()

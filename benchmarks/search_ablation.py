@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 import dashkit
+from dashkit import widgets
 from dashkit.config import parse_setting
 
 
@@ -49,19 +49,16 @@ def parse_variant(text: str) -> tuple:
     return "-".join(sorted(text.split())), settings
 
 
-def preference(card) -> float:
-    """Mean over layers of M * softmax(alpha)[chosen]: 1 is no preference, M is certainty."""
-    return statistics.mean(len(layer.alpha) * torch.softmax(torch.tensor(layer.alpha, dtype=torch.float64), 0)
-                           .max().item() for layer in card.layers)
+def search_reach(card) -> tuple:
+    """How far the search got, averaged over layers: (preference, margin) as the module docstring defines them.
 
-
-def margin(card) -> float:
-    """Mean over layers of alpha's lead of the chosen pair over the runner-up (0 for a one-pair space)."""
-    leads = []
-    for layer in card.layers:
-        ranked = sorted(layer.alpha, reverse=True)
-        leads.append(ranked[0] - ranked[1] if len(ranked) > 1 else 0.0)
-    return statistics.mean(leads)
+    Both come from `dashkit.widgets.alpha_rows`; alpha's margin is log(p_chosen / p_runner_up), since softmax
+    turns a difference of alphas into a ratio of weights (0 for a one-pair space).
+    """
+    rows = widgets.alpha_rows(card)
+    preference = statistics.mean(len(layer.alpha) * r["p_chosen"] for layer, r in zip(card.layers, rows))
+    margin = statistics.mean(math.log(r["p_chosen"] / r["p_runner_up"]) for r in rows)
+    return preference, margin
 
 
 def main(argv=None) -> int:
@@ -83,8 +80,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             r = dashkit.run(a.task, preset=a.preset, out=out / f"{a.task}-{name}-s{seed}", seed=seed,
                             device=a.device, baseline=False, resume=True, figures=False, verbose=False, **settings)
+            preference, margin = search_reach(r.card)
             rows.append({"task": a.task, "variant": name, "seed": seed, "metric": r.metric,
-                         "val": r.val_metrics["dash"], "preference": preference(r.card), "margin": margin(r.card),
+                         "val": r.val_metrics["dash"], "preference": preference, "margin": margin,
                          "candidates": len(r.card.layers[0].alpha),
                          "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers),
                          "search_s": r.times["search"], "wall_s": time.perf_counter() - t0})

@@ -7,7 +7,8 @@ Each variant is a set of flat settings (space-separated KEY=VALUE, as ``dashkit 
 for none) applied on top of the preset. For every variant and seed it runs DASH alone (search, tuning, retraining;
 no baseline: the baseline does not depend on the search settings) and prints the validation metric of the retrained
 network, how far the search moved alpha, and the architecture it chose. Runs already finished in ``--out`` are read
-back, not repeated.
+back, not repeated, and ``--out``/TASK-ablation.json keeps the rows of earlier calls (a variant and seed run again
+replaces its row).
 
 Test metrics are not printed: this is where a search setting gets chosen, and choosing it on the test split would
 make the test number a selected one. Compare with the baseline's validation metric from a full run (``dashkit show``).
@@ -15,8 +16,7 @@ make the test number a selected one. Compare with the baseline's validation metr
 How far the search got, two ways, each averaged over layers:
 - preference: the chosen pair's softmax(alpha) times the number of pairs M; 1 is no preference, M certainty;
 - margin: alpha of the chosen pair minus alpha of the runner-up. Alpha starts at 1e-3 * randn, whose top two differ
-  by 5e-4 on average for 9-20 pairs (7e-4 for 4): a margin of that size is a choice the random start could have made,
-  one ten times larger is not.
+  by 5e-4 on average for 9-20 pairs (7e-4 for 4): a margin of that size the random start alone could give.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def search_reach(card) -> tuple:
     turns a difference of alphas into a ratio of weights (0 for a one-pair space).
     """
     rows = widgets.alpha_rows(card)
-    preference = statistics.mean(len(layer.alpha) * r["p_chosen"] for layer, r in zip(card.layers, rows))
+    preference = len(card.space) * statistics.mean(r["p_chosen"] for r in rows)
     margin = statistics.mean(math.log(r["p_chosen"] / r["p_runner_up"]) for r in rows)
     return preference, margin
 
@@ -83,11 +83,14 @@ def main(argv=None) -> int:
             preference, margin = search_reach(r.card)
             rows.append({"task": a.task, "variant": name, "seed": seed, "metric": r.metric,
                          "val": r.val_metrics["dash"], "preference": preference, "margin": margin,
-                         "candidates": len(r.card.layers[0].alpha),
+                         "candidates": len(r.card.space),
                          "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers),
                          "search_s": r.times["search"], "wall_s": time.perf_counter() - t0})
             print(json.dumps(rows[-1]), flush=True)
-    (out / f"{a.task}-ablation.json").write_text(json.dumps(rows, indent=2))
+    path = out / f"{a.task}-ablation.json"
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    ran = {(r["variant"], r["seed"]) for r in rows}
+    path.write_text(json.dumps([r for r in earlier if (r["variant"], r["seed"]) not in ran] + rows, indent=2))
     print(table(rows))
     return 0
 

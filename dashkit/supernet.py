@@ -238,8 +238,9 @@ class ArchCard:
     def summary(self) -> str:
         """One row per layer: its name, k, d, receptive field and p(choice), softmax(alpha) of the chosen pair.
 
-        The header gives 1/M, the p(choice) of a search with no preference among the M pairs: a column at that
-        level says the argmax was close to a coin toss (a search too short for alpha to move, e.g.).
+        The header gives 1/M, the p(choice) of a search with no preference among the M pairs. A short search leaves
+        every layer near that level (DASH's normalised arch gradient moves alpha by small fixed steps); whether the
+        argmax still means something shows in how often it recurs across seeds, not in p(choice) alone.
         """
         rows = [f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9}   "
                 f"(1/M = {1 / len(self.space):.3f}: no preference)"]

@@ -62,3 +62,8 @@ def test_search_ablation_runs_each_variant_and_reads_finished_runs_back(tmp_path
     again = json.loads((tmp_path / "digits-ablation.json").read_text())
     assert [r["val"] for r in again] == [r["val"] for r in rows]
     assert {f: f.stat().st_mtime_ns for f in written} == written
+    # a call with one variant keeps the other's rows in the JSON
+    assert ablation.main(argv[:-2]) == 0
+    kept = json.loads((tmp_path / "digits-ablation.json").read_text())
+    assert sorted(r["variant"] for r in kept) == ["default", "dilations=1-kernel_sizes=3"]
+    assert sorted(r["val"] for r in kept) == sorted(r["val"] for r in rows)

@@ -25,13 +25,14 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from .conv_choice import CONV_BACKENDS, SEARCH_BACKENDS
+from .dashconv import RELAXATIONS
+
 __all__ = ["SearchConfig", "TuneConfig", "RetrainConfig", "RunConfig", "PRESETS", "STAGES", "make_config",
            "setting_names", "parse_setting", "resolve_device", "storage_spec"]
 
 STAGES = ("search", "tune", "retrain")
-_RELAXATIONS = ("gumbel", "softmax")
 _SCHEMES = ("single_level", "bilevel")
-_BACKENDS = ("auto", "fft", "direct", "mixed_results")
 _PRUNERS = ("median", "none")
 _UNDECIDED = ("retrain_defaults", "best")
 
@@ -70,9 +71,9 @@ class SearchConfig:
                       "rf_penalty")
         _positive(self, "gamma", "tau", "grad_scale")
         _milestones(self)
-        _choice(self, "relaxation", _RELAXATIONS)
+        _choice(self, "relaxation", RELAXATIONS)
         _choice(self, "scheme", _SCHEMES)
-        _choice(self, "backend", _BACKENDS)
+        _choice(self, "backend", SEARCH_BACKENDS)
 
 
 @dataclass
@@ -156,7 +157,7 @@ class RetrainConfig:
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
         _fraction(self, "batches_per_epoch")
-        _choice(self, "conv_backend", ("auto", "fft", "direct", "plain"))
+        _choice(self, "conv_backend", CONV_BACKENDS + ("plain",))
         _non_negative(self, "momentum", "weight_decay", "grad_clip")
         _positive(self, "lr", "gamma")
         if not 0 <= self.dropout < 1:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ops
+from . import conv_choice, ops
 from .layers import CausalConv1d
 from .space import SearchSpace
 
@@ -88,8 +88,8 @@ class DashConv(nn.Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups!r} must divide in_channels ({in_channels}) and out_channels "
                              f"({out_channels})")
-        if backend not in ops.BACKENDS:
-            raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
+        if backend not in conv_choice.SEARCH_BACKENDS:
+            raise ValueError(f"backend must be one of {conv_choice.SEARCH_BACKENDS}, got {backend!r}")
         if relaxation not in RELAXATIONS:
             raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
         if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
@@ -258,7 +258,7 @@ class DashConv(nn.Module):
             return go
 
         with torch.enable_grad() if grad else torch.no_grad():
-            return ops.choose_backend(key, {"fft": runner(self._forward_fft), "direct": runner(self._forward_direct)},
+            return conv_choice.choose_backend(key, {"fft": runner(self._forward_fft), "direct": runner(self._forward_direct)},
                                       x.device, estimates={"fft": fft_cost, "direct": direct_cost})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

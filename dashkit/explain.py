@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from . import ops
+from . import conv_choice, ops
 from .dashconv import DashConv
 from .progress import progress as _progress
 from .space import SearchSpace
@@ -972,16 +972,16 @@ def auto_choice(space: Optional[SearchSpace] = None, sizes: Sequence[int] = (32,
     ns = _check_ints("sizes", sizes)
     _check_int("channels", channels)
     _check_int("batch", batch)
-    ops.clear_backend_cache()
+    conv_choice.clear_backend_cache()
     rows = []
     with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state is left as it was
         torch.manual_seed(seed)
         for n in ns:
             conv = DashConv(channels, channels, space, groups=channels if depthwise else 1, backend="auto")
             x = torch.randn((batch, channels) + (n,) * space.dims)
-            before = set(ops.backend_cache())
+            before = set(conv_choice.backend_cache())
             conv(x).sum().backward()  # the first forward decides (and caches) this layer's backend
-            new = {k: v for k, v in ops.backend_cache().items() if k not in before}
+            new = {k: v for k, v in conv_choice.backend_cache().items() if k not in before}
             choice, times = next(iter(new.values())) if new else (conv.last_backend, {})
             rows.append({"size": n, "kernel": min(space.max_field, 2 * n - 1), "choice": choice,
                          "decided_by": "timing" if times else "operation count",

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ops
+from . import conv_choice, ops
 
 __all__ = ["CausalConv1d", "AutoConv1d", "AutoConv2d", "auto_convs"]
 
@@ -44,7 +44,7 @@ class _AutoConvMixin:
        j * d from the centre with |j * d| > n - 1 never touches an input, so the kernel is cropped to
        k' = min(k, 2 * floor((n - 1) / d) + 1) taps (the 9x9 kernel with dilation 3 of an 8x8 map is 5x5).
     2. The convolution runs through the FFT or directly, whichever a measurement on this input shape says is
-       faster (``dashkit.ops.choose_backend``, cached per shape). ``backend="fft"`` or ``"direct"`` forces one.
+       faster (``dashkit.conv_choice.choose_backend``, cached per shape). ``backend="fft"`` or ``"direct"`` forces one.
 
     Parameters, state-dict keys and initialisation are those of ``nn.Conv1d`` / ``nn.Conv2d``.
     """
@@ -80,7 +80,7 @@ class _AutoConvMixin:
         kk = tuple(w.shape[2:])
         key = ("conv", x.device.type, x.dtype, x.shape[0], self.in_channels, self.out_channels,  # type: ignore
                self.groups, n, kk, tuple(self.dilation), self.stride[0], grad)  # type: ignore[attr-defined]
-        hit = ops.backend_choice(key)  # the common case, before any estimate is computed: small layers feel it
+        hit = conv_choice.backend_choice(key)  # the common case, before any estimate is computed: small layers feel it
         if hit is not None:
             return hit
         B, ci = x.shape[0], self.in_channels // self.groups  # type: ignore[attr-defined]
@@ -102,7 +102,7 @@ class _AutoConvMixin:
             return go
 
         with torch.enable_grad() if grad else torch.no_grad():
-            return ops.choose_backend(key, {"fft": runner(self._fft), "direct": runner(self._direct)}, x.device,
+            return conv_choice.choose_backend(key, {"fft": runner(self._fft), "direct": runner(self._direct)}, x.device,
                                       estimates={"fft": fft_cost, "direct": direct_cost})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,7 @@ class AutoConv2d(_AutoConvMixin, nn.Conv2d):
     """
 
 
-_AUTO_BACKENDS = ("auto", "fft", "direct")
+
 
 
 def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
@@ -147,8 +147,8 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
         model: any module.
         backend: "auto" (measured per input shape), "fft" or "direct" (dead taps are cropped in every case).
     """
-    if backend not in _AUTO_BACKENDS:
-        raise ValueError(f"backend = {backend!r}: expected one of {', '.join(map(repr, _AUTO_BACKENDS))}")
+    if backend not in conv_choice.CONV_BACKENDS:
+        raise ValueError(f"backend = {backend!r}: expected one of {', '.join(map(repr, conv_choice.CONV_BACKENDS))}")
     for m in model.modules():
         if isinstance(m, _AutoConvMixin):  # already converted: only the backend changes
             m.backend = backend

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-import time
-from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +25,7 @@ import torch.nn.functional as F
 __all__ = [
     "dilate", "center_pad", "aggregate_kernel", "crop_kernel", "direct_conv", "fft_conv", "mixed_results",
     "fast_fft_len", "fft_len_for", "spectral_mix", "tap_spectrum", "dft_tables", "spectrum_layout",
-    "choose_backend", "clear_backend_cache", "backend_cache", "BACKENDS",
 ]
-
-BACKENDS = ("auto", "fft", "direct", "mixed_results")
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -653,69 +649,3 @@ def fft_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1,
     if bias is not None:
         y = y + bias.to(y.dtype).view((1, -1) + (1,) * s)
     return y.to(out_dtype)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# the automatic choice between FFT and direct convolution
-
-_BACKEND_CACHE: Dict[Hashable, Tuple[str, Dict[str, float]]] = {}
-
-
-def backend_cache() -> Dict[Hashable, Tuple[str, Dict[str, float]]]:
-    """The measured choices so far: key -> (backend, {backend: seconds per forward + backward})."""
-    return dict(_BACKEND_CACHE)
-
-
-def backend_choice(key: Hashable) -> Optional[str]:
-    """The cached choice for ``key`` or None (a cheap lookup for layers that check before building estimates)."""
-    hit = _BACKEND_CACHE.get(key)
-    return None if hit is None else hit[0]
-
-
-def clear_backend_cache() -> None:
-    _BACKEND_CACHE.clear()
-
-
-def _time(fn: Callable[[], None], device: torch.device, reps: int, budget_s: float) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()  # warm-up (plans, allocations)
-    sync()
-    best = math.inf
-    spent = 0.0
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        dt = time.perf_counter() - t0
-        best = min(best, dt)
-        spent += dt
-        if spent > budget_s:
-            break
-    return best
-
-
-def choose_backend(key: Hashable, runners: Dict[str, Callable[[], None]], device: torch.device,
-                   estimates: Optional[Dict[str, float]] = None, reps: int = 3,
-                   clear_ratio: float = 8.0) -> str:
-    """Pick the fastest of several ways to compute the same layer, measured once per key and cached.
-
-    The cost model: ``estimates`` (relative costs from operation counts) decide alone when one backend is
-    predicted ``clear_ratio`` times cheaper than the other; otherwise each runner (a closure doing one forward
-    and backward of the layer on its real input shape) is timed on the current device and the fastest wins.
-    Timing takes the best of ``reps`` runs after a warm-up.
-    """
-    hit = _BACKEND_CACHE.get(key)
-    if hit is not None:
-        return hit[0]
-    if estimates and len(estimates) == 2:
-        (a, ea), (b, eb) = sorted(estimates.items(), key=lambda kv: kv[1])
-        if eb > clear_ratio * ea:
-            _BACKEND_CACHE[key] = (a, {})
-            return a
-    times = {name: _time(fn, device, reps, budget_s=1.0) for name, fn in runners.items()}
-    choice = min(times, key=times.get)
-    _BACKEND_CACHE[key] = (choice, times)
-    return choice

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from .layers import AutoConv1d, AutoConv2d, CausalConv1d
 from .space import SearchSpace
 
 __all__ = ["to_supernet", "discretize", "ArchCard", "LayerChoice", "dash_layers", "arch_parameters",
-           "weight_parameters", "postprocess_arch_grads", "default_filter", "ARCHCARD_VERSION"]
+           "weight_parameters", "postprocess_arch_grads", "alpha_probs", "default_filter", "ARCHCARD_VERSION"]
 
 ARCHCARD_VERSION = 1
 _SKIP_WORDS = ("shortcut", "downsample")
@@ -136,6 +136,22 @@ def weight_parameters(model: nn.Module) -> List[nn.Parameter]:
     return [p for p in model.parameters() if id(p) not in arch]
 
 
+def alpha_probs(alpha: Union[torch.Tensor, Sequence[float]]) -> List[float]:
+    """softmax(alpha): a layer's architecture weights as probabilities over its M candidates (float32, in order).
+
+    The one place dashkit turns alpha into probabilities: the search's history, the ArchCard's summary and the
+    explorer all read them from here.
+
+    Args:
+        alpha: (M,) a layer's alpha (a parameter, a tensor or a list of floats).
+
+    Returns:
+        M floats that sum to 1.
+    """
+    a = alpha.detach() if isinstance(alpha, torch.Tensor) else torch.tensor(list(alpha))
+    return torch.softmax(a.float().cpu(), 0).tolist()
+
+
 def postprocess_arch_grads(model: nn.Module) -> None:
     """DASH's arch-gradient normalisation and receptive-field penalty on every layer (after backward)."""
     for _, m in dash_layers(model):
@@ -245,7 +261,7 @@ class ArchCard:
         rows = [f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9}   "
                 f"(1/M = {1 / len(self.space):.3f}: no preference)"]
         for layer in self.layers:
-            p = torch.softmax(torch.tensor(layer.alpha), 0).max().item()
+            p = max(alpha_probs(layer.alpha))
             rows.append(f"{layer.name:<32} {layer.k:>3} {layer.d:>3} {layer.receptive_field:>6} {p:>9.3f}")
         return "\n".join(rows)
 

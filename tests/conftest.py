@@ -11,12 +11,12 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed_and_clean_backend_cache():
     """Every test starts from seed 0 and with no measured FFT/direct choices (backend="auto" re-measures)."""
-    from dashkit import ops
+    from dashkit import conv_choice
 
     torch.manual_seed(0)
-    ops.clear_backend_cache()
+    conv_choice.clear_backend_cache()
     yield
-    ops.clear_backend_cache()
+    conv_choice.clear_backend_cache()
 
 
 @pytest.fixture(scope="module")

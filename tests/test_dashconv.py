@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from dashkit import DashConv, SearchSpace, ops
+from dashkit import DashConv, SearchSpace, conv_choice, ops
 from dashkit.layers import CausalConv1d
 
 SPACE_1D = SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), dims=1)  # DASH's default 1D space
@@ -99,12 +99,12 @@ def test_backends_compute_the_same_convolution(dims, cin, cout, groups, stride, 
     auto = clone_as(m, "auto")
     y = auto(x)
     torch.testing.assert_close(y, ref, **F64)
-    cache = ops.backend_cache()
+    cache = conv_choice.backend_cache()
     assert len(cache) == 1
     (choice, _), = cache.values()
     assert choice in ("fft", "direct") and auto.last_backend == choice
     auto(x)
-    assert len(ops.backend_cache()) == 1  # the same shape does not measure again
+    assert len(conv_choice.backend_cache()) == 1  # the same shape does not measure again
 
 
 @pytest.mark.parametrize("dims,cin,cout,groups,stride,causal,n", [CASES[4], CASES[7], CASES[10], CASES[13]],
@@ -135,7 +135,7 @@ def test_one_layer_serves_several_input_sizes():
         for n in (20, 300, 7, 20):
             x = torch.randn(2, 2, n, dtype=torch.float64)
             torch.testing.assert_close(m(x), reference(m, x), **F64)
-    assert len(ops.backend_cache()) == 3  # auto measured each new shape once
+    assert len(conv_choice.backend_cache()) == 3  # auto measured each new shape once
 
 
 def test_auto_backend_on_a_frozen_layer_with_grad_enabled():

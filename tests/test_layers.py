@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dashkit import ops
+from dashkit import conv_choice, ops
 from dashkit.layers import AutoConv1d, AutoConv2d, CausalConv1d, auto_convs
 
 # (dims, n, k, d, stride, groups): dead taps cropped or not, stride 2, grouped and depthwise, kernel wider than the map
@@ -59,16 +59,16 @@ def test_auto_picks_by_measurement_and_caches_per_shape():
     conv = auto_convs(nn.Conv1d(4, 4, 19, padding=9), "auto")
     x = torch.randn(2, 4, 64)
     conv(x)
-    keys = [key for key in ops.backend_cache() if key[0] == "conv"]
+    keys = [key for key in conv_choice.backend_cache() if key[0] == "conv"]
     assert len(keys) == 1
-    choice, times = ops.backend_cache()[keys[0]]
+    choice, times = conv_choice.backend_cache()[keys[0]]
     assert choice == conv.last_backend
     # measured (both timed, the faster wins) or decided by a clear operation-count estimate (nothing timed)
     assert times == {} or (set(times) == {"fft", "direct"} and times[choice] == min(times.values()))
     conv(x)
-    assert len([key for key in ops.backend_cache() if key[0] == "conv"]) == 1  # same shape: cached
+    assert len([key for key in conv_choice.backend_cache() if key[0] == "conv"]) == 1  # same shape: cached
     conv(torch.randn(2, 4, 100))
-    assert len([key for key in ops.backend_cache() if key[0] == "conv"]) == 2
+    assert len([key for key in conv_choice.backend_cache() if key[0] == "conv"]) == 2
 
 
 def test_auto_convs_touches_only_same_padded_odd_convs_and_keeps_the_state_dict():

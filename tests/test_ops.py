@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dashkit import SearchSpace, ops
+from dashkit import SearchSpace, conv_choice, ops
 
 K2, D2 = (3, 5, 7, 9), (1, 3, 7, 15)  # DASH's default 2D space
 K1, D1 = (3, 7, 11, 15, 19), (1, 3, 7, 15)  # DASH's default 1D space
@@ -388,10 +388,10 @@ def test_spectral_mix_depthwise_and_grouped_match_einsum():
 def test_choose_backend_trusts_a_clear_estimate_without_timing():
     calls = []
     runners = {"fft": lambda: calls.append("fft"), "direct": lambda: calls.append("direct")}
-    pick = ops.choose_backend("k1", runners, torch.device("cpu"), estimates={"fft": 1.0, "direct": 100.0})
+    pick = conv_choice.choose_backend("k1", runners, torch.device("cpu"), estimates={"fft": 1.0, "direct": 100.0})
     assert pick == "fft" and calls == []
-    assert ops.backend_cache()["k1"] == ("fft", {})
-    pick = ops.choose_backend("k2", runners, torch.device("cpu"), estimates={"fft": 90.0, "direct": 10.0})
+    assert conv_choice.backend_cache()["k1"] == ("fft", {})
+    pick = conv_choice.choose_backend("k2", runners, torch.device("cpu"), estimates={"fft": 90.0, "direct": 10.0})
     assert pick == "direct" and calls == []
 
 
@@ -406,16 +406,16 @@ def test_choose_backend_times_close_calls_and_caches():
         calls["direct"] += 1
 
     runners = {"fft": slow, "direct": fast}
-    pick = ops.choose_backend("k", runners, torch.device("cpu"), estimates={"fft": 1.0, "direct": 2.0}, reps=2)
+    pick = conv_choice.choose_backend("k", runners, torch.device("cpu"), estimates={"fft": 1.0, "direct": 2.0}, reps=2)
     assert pick == "direct"
     assert calls["fft"] >= 2 and calls["direct"] >= 2  # warm-up plus timed runs
-    choice, times = ops.backend_cache()["k"]
+    choice, times = conv_choice.backend_cache()["k"]
     assert choice == "direct" and times["fft"] > times["direct"] and times["fft"] >= 0.02
     before = dict(calls)
-    assert ops.choose_backend("k", runners, torch.device("cpu")) == "direct"
+    assert conv_choice.choose_backend("k", runners, torch.device("cpu")) == "direct"
     assert calls == before  # cached: nothing runs again
-    ops.clear_backend_cache()
-    assert ops.backend_cache() == {}
+    conv_choice.clear_backend_cache()
+    assert conv_choice.backend_cache() == {}
 
 
 # ----------------------------------------------------------------------------------------------- errors

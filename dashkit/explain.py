@@ -11,7 +11,7 @@ The ideas, in the order of the notebooks:
 2. Mixed weights: `random_candidates`, `mixed_weights_error`, `plot_aggregated_kernel`, `mixing_cost`,
    `plot_mixing_cost`.
 3. Kronecker dilation: `plot_dilation`, `dilation_errors`, `dilation_cost`.
-4. Fourier convolution: `circular_conv`, `wraparound_table`, `plot_wraparound`, `fft_length_table`,
+4. Fourier convolution (the textbook recipe is `dashkit.ops.circular_conv`): `wraparound_table`, `plot_wraparound`, `fft_length_table`,
    `fft_length_cost`, `crop_saving`, `fft_errors`, `fft_crossover`, `plot_crossover`, `auto_choice`.
 8. Speed: `bench_ratios`, `compare_with_dash`, `DASH_REFERENCE`.
 
@@ -48,7 +48,7 @@ __all__ = [
     # 03 Kronecker dilation
     "plot_dilation", "dilation_errors", "dilation_cost",
     # 04 Fourier convolution
-    "circular_conv", "wraparound_table", "plot_wraparound", "fft_length_table", "fft_length_cost", "crop_saving",
+    "wraparound_table", "plot_wraparound", "fft_length_table", "fft_length_cost", "crop_saving",
     "fft_errors", "Crossover", "fft_crossover", "plot_crossover", "auto_choice",
     # 08 speed
     "DASH_REFERENCE", "bench_ratios", "compare_with_dash",
@@ -610,63 +610,6 @@ def dilation_cost(k: int = 9, dilations: Sequence[int] = (1, 3, 7, 15), channels
 # ----------------------------------------------------------------------------------------------------------------
 # 04: Fourier convolution
 
-def _as_tuple(v: Union[int, Sequence[int]], s: int, name: str) -> Tuple[int, ...]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        t: Tuple[Any, ...] = (v,) * s
-    elif isinstance(v, (list, tuple)):
-        t = tuple(v)
-    else:
-        t = ()
-    if len(t) != s or any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in t):
-        raise ValueError(f"{name} must be a positive int or {s} positive ints, got {v!r}")
-    return t
-
-
-def circular_conv(x: torch.Tensor, w: torch.Tensor, N: Union[int, Sequence[int]]) -> torch.Tensor:
-    """"Same" cross-correlation by FFTs of an explicit length N per axis, with no cropping of the kernel.
-
-    The textbook recipe, written out: zero-pad x to N, place tap j of the centred kernel at index
-    (j - (K-1)/2) mod N, multiply the spectra (the kernel's conjugated: cross-correlation), transform back and
-    keep the first n outputs. When N < n + (K-1)/2 the product is a *circular* convolution whose wrapped-around
-    taps land on real inputs: the result is wrong near the edges. `dashkit.ops.fft_conv` picks N for you.
-
-    Args:
-        x: (B, C_in, L) or (B, C_in, H, W).
-        w: (C_out, C_in, *K), odd K.
-        N: FFT length per axis, >= the input size.
-
-    Returns:
-        (B, C_out, *n).
-    """
-    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
-        raise ValueError(f"x must be a tensor (B, C_in, L) or (B, C_in, H, W), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    s = x.dim() - 2
-    if not isinstance(w, torch.Tensor) or w.dim() != x.dim() or w.shape[1] != x.shape[1]:
-        raise ValueError(f"w must be a tensor (C_out, {x.shape[1]}, *K) with {s} kernel axes, got "
-                         f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}")
-    if any(k % 2 == 0 for k in w.shape[2:]):
-        raise ValueError(f"w must have odd kernel sizes, got {tuple(w.shape[2:])}")
-    N = _as_tuple(N, s, "N")
-    n = tuple(x.shape[2:])
-    if any(a < b for a, b in zip(N, n)):
-        raise ValueError(f"N must be >= the input size {n} on every axis, got {N!r}")
-    dims = tuple(range(2, 2 + s))
-    # tap j sits at offset j - c; its place in a length-N buffer is (j - c) mod N, so taps with a negative
-    # offset wrap to the end of the buffer (and several taps may share a place when K > N: aliasing)
-    v = w
-    for axis, (K, Na) in enumerate(zip(w.shape[2:], N)):
-        idx = torch.remainder(torch.arange(K, device=w.device) - (K - 1) // 2, Na)
-        shape = list(v.shape)
-        shape[2 + axis] = Na
-        v = v.new_zeros(shape).index_add_(2 + axis, idx, v)  # one axis at a time: the placement is separable
-    X = torch.fft.rfftn(x, s=N, dim=dims)  # (B, C_in, *F)
-    V = torch.fft.rfftn(v, s=N, dim=dims).conj()  # (C_out, C_in, *F)
-    Y = torch.einsum("bi...,oi...->bo...", X, V)  # sum over input channels, frequency by frequency
-    y = torch.fft.irfftn(Y, s=N, dim=dims)
-    return y[(...,) + tuple(slice(0, m) for m in n)]
-
-
 def wraparound_table(length: int = 64, kernel_size: int = 15, pads: Sequence[int] = (0, 2, 4, 6, 7, 8, 14),
                      seed: int = 0) -> List[Dict[str, float]]:
     """Error of FFT convolution with N = length + pad, against direct convolution (float64, 1D).
@@ -685,7 +628,7 @@ def wraparound_table(length: int = 64, kernel_size: int = 15, pads: Sequence[int
     ref = ops.direct_conv(x, w)
     rows = []
     for p in ps:
-        err = (circular_conv(x, w, length + p) - ref).abs()[0, 0]
+        err = (ops.circular_conv(x, w, length + p) - ref).abs()[0, 0]
         rows.append({"pad": p, "N": length + p, "max_error": float(err.max()),
                      "wrong_outputs": int((err > 1e-9).sum())})
     return rows
@@ -700,7 +643,7 @@ def plot_wraparound(length: int = 64, kernel_size: int = 15, pad: int = 0, seed:
     x = torch.randn(1, 1, length, generator=g, dtype=torch.float64)
     w = torch.randn(1, 1, kernel_size, generator=g, dtype=torch.float64)
     ref = ops.direct_conv(x, w)[0, 0]
-    circ = circular_conv(x, w, length + pad)[0, 0]
+    circ = ops.circular_conv(x, w, length + pad)[0, 0]
     need = (kernel_size - 1) // 2
     with _style():
         fig = Figure(figsize=(10, 4.6), layout="constrained")
@@ -785,8 +728,8 @@ def crop_saving(size: int = 8, kernel_size: int = 121, channels: int = 8, batch:
            "fft_error": _max_err(ops.fft_conv(x, W), ref), "output_scale": float(ref.abs().max())}
     x32, W32, Wc32 = x.float(), W.float(), Wc.float()
     with torch.no_grad():
-        out["fft_full_ms"] = 1e3 * measure(lambda: circular_conv(x32, W32, n_full), repeats)
-        out["fft_cropped_ms"] = 1e3 * measure(lambda: circular_conv(x32, Wc32, n_crop), repeats)
+        out["fft_full_ms"] = 1e3 * measure(lambda: ops.circular_conv(x32, W32, n_full), repeats)
+        out["fft_cropped_ms"] = 1e3 * measure(lambda: ops.circular_conv(x32, Wc32, n_crop), repeats)
         out["direct_full_ms"] = 1e3 * measure(lambda: ops.direct_conv(x32, W32), repeats)
         out["direct_cropped_ms"] = 1e3 * measure(lambda: ops.direct_conv(x32, Wc32), repeats)
     return out

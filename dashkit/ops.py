@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "dilate", "center_pad", "aggregate_kernel", "crop_kernel", "direct_conv", "fft_conv", "mixed_results",
+    "dilate", "center_pad", "aggregate_kernel", "circular_conv", "crop_kernel", "direct_conv", "fft_conv", "mixed_results",
     "fast_fft_len", "fft_len_for", "spectral_mix", "tap_spectrum", "dft_tables", "spectrum_layout",
 ]
 
@@ -59,8 +59,8 @@ def _check_groups(x: torch.Tensor, w: torch.Tensor, groups: int) -> None:
 
 
 def _pairs(v: IntOrTuple, s: int, name: str) -> Tuple[int, ...]:
-    t = (v,) * s if isinstance(v, int) else tuple(v)
-    if len(t) != s or any((not isinstance(a, int)) or a < 1 for a in t):
+    t = (v,) * s if isinstance(v, int) else tuple(v) if isinstance(v, (list, tuple)) else ()
+    if len(t) != s or any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in t):
         raise ValueError(f"{name} must be a positive int or {s} positive ints, got {v!r}")
     return t
 
@@ -255,6 +255,51 @@ def direct_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int =
 
 # ----------------------------------------------------------------------------------------------------------------
 # trick 3: Fourier convolution
+
+def circular_conv(x: torch.Tensor, w: torch.Tensor, N: Union[int, Sequence[int]]) -> torch.Tensor:
+    """"Same" cross-correlation by FFTs of an explicit length N per axis, with no cropping of the kernel.
+
+    The textbook recipe, written out: zero-pad x to N, place tap j of the centred kernel at index
+    (j - (K-1)/2) mod N, multiply the spectra (the kernel's conjugated: cross-correlation), transform back and
+    keep the first n outputs. When N < n + (K-1)/2 the product is a *circular* convolution whose wrapped-around
+    taps land on real inputs: the result is wrong near the edges. `fft_conv` picks N for you.
+
+    Args:
+        x: (B, C_in, L) or (B, C_in, H, W).
+        w: (C_out, C_in, *K), odd K.
+        N: FFT length per axis, >= the input size.
+
+    Returns:
+        (B, C_out, *n).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+        raise ValueError(f"x must be a tensor (B, C_in, L) or (B, C_in, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    s = x.dim() - 2
+    if not isinstance(w, torch.Tensor) or w.dim() != x.dim() or w.shape[1] != x.shape[1]:
+        raise ValueError(f"w must be a tensor (C_out, {x.shape[1]}, *K) with {s} kernel axes, got "
+                         f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}")
+    if any(k % 2 == 0 for k in w.shape[2:]):
+        raise ValueError(f"w must have odd kernel sizes, got {tuple(w.shape[2:])}")
+    N = _pairs(N, s, "N")
+    n = tuple(x.shape[2:])
+    if any(a < b for a, b in zip(N, n)):
+        raise ValueError(f"N must be >= the input size {n} on every axis, got {N!r}")
+    dims = tuple(range(2, 2 + s))
+    # tap j sits at offset j - c; its place in a length-N buffer is (j - c) mod N, so taps with a negative
+    # offset wrap to the end of the buffer (and several taps may share a place when K > N: aliasing)
+    v = w
+    for axis, (K, Na) in enumerate(zip(w.shape[2:], N)):
+        idx = torch.remainder(torch.arange(K, device=w.device) - (K - 1) // 2, Na)
+        shape = list(v.shape)
+        shape[2 + axis] = Na
+        v = v.new_zeros(shape).index_add_(2 + axis, idx, v)  # one axis at a time: the placement is separable
+    X = torch.fft.rfftn(x, s=N, dim=dims)  # (B, C_in, *F)
+    V = torch.fft.rfftn(v, s=N, dim=dims).conj()  # (C_out, C_in, *F)
+    Y = torch.einsum("bi...,oi...->bo...", X, V)  # sum over input channels, frequency by frequency
+    y = torch.fft.irfftn(Y, s=N, dim=dims)
+    return y[(...,) + tuple(slice(0, m) for m in n)]
+
 
 @functools.lru_cache(maxsize=None)
 def fast_fft_len(n: int) -> int:

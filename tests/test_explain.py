@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import dashkit  # noqa: E402
-from dashkit import SearchSpace, backbones, explain  # noqa: E402
+from dashkit import SearchSpace, backbones, explain, ops  # noqa: E402
 from dashkit.bench import BenchResult  # noqa: E402
 from dashkit.dashconv import DashConv  # noqa: E402
 
@@ -235,21 +235,21 @@ def test_circular_conv_with_enough_padding_is_linear_convolution(f64, shape, ker
     pads = tuple((k - 1) // 2 for k in kernel[2:])
     ref = (F.conv1d if len(shape) == 3 else F.conv2d)(x, w, padding=pads)
     N = tuple(n + p for n, p in zip(shape[2:], pads))
-    assert (explain.circular_conv(x, w, N) - ref).abs().max() < 1e-10
+    assert (ops.circular_conv(x, w, N) - ref).abs().max() < 1e-10
     # without the padding the wrapped taps land on real inputs
-    assert (explain.circular_conv(x, w, tuple(shape[2:])) - ref).abs().max() > 0.1
+    assert (ops.circular_conv(x, w, tuple(shape[2:])) - ref).abs().max() > 0.1
 
 
 def test_circular_conv_errors():
     x, w = torch.randn(1, 2, 10), torch.randn(3, 2, 5)
     with pytest.raises(ValueError, match=r"N must be >= the input size \(10,\) on every axis, got \(9,\)"):
-        explain.circular_conv(x, w, 9)
+        ops.circular_conv(x, w, 9)
     with pytest.raises(ValueError, match=r"w must have odd kernel sizes, got \(4,\)"):
-        explain.circular_conv(x, torch.randn(3, 2, 4), 20)
+        ops.circular_conv(x, torch.randn(3, 2, 4), 20)
     with pytest.raises(ValueError, match=r"w must be a tensor \(C_out, 2, \*K\)"):
-        explain.circular_conv(x, torch.randn(3, 5, 5), 20)
+        ops.circular_conv(x, torch.randn(3, 5, 5), 20)
     with pytest.raises(ValueError, match=r"N must be a positive int or 1 positive ints, got 'x'"):
-        explain.circular_conv(x, w, "x")
+        ops.circular_conv(x, w, "x")
 
 
 def test_wraparound_table_counts_the_wrapped_outputs():

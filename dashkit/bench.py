@@ -30,7 +30,6 @@ from . import backbones
 from .space import SearchSpace
 from .supernet import dash_layers, to_supernet
 from .timing import timed_rounds
-from .viz import style
 
 __all__ = ["ops_benchmark", "BenchResult", "check_targets", "format_table", "plot", "DASH_REFERENCE", "bench_ratios",
            "compare_with_dash", "main"]
@@ -251,6 +250,8 @@ def plot(res: BenchResult):
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
+
+    from .viz import style  # here, not at the top: the benchmark itself runs without matplotlib
 
     bars = [r for r in res.rows if r["group"] in ("1d", "2d") and r["backend"] != "plain"]
     cand = [r for r in res.rows if r["group"] == "candidates" and r["backend"] != "plain"]

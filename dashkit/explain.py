@@ -7,7 +7,8 @@ turns them into a DataFrame).
 
 The ideas, in the order of the notebooks:
 
-1. The search space: `candidate_table`, `plot_field_grid`, `plot_candidate_taps`, `supernet_report`, `prefer`.
+1. The search space: `candidate_table`, `plot_field_grid`, `plot_candidate_taps`, `supernet_report`, `prefer`,
+   `format_count`.
 2. Mixed weights: `random_candidates`, `mixed_weights_error`, `plot_aggregated_kernel`, `mixing_cost`,
    `plot_mixing_cost`.
 3. Kronecker dilation: `plot_dilation`, `dilation_errors`, `dilation_cost`.

@@ -5,8 +5,8 @@
 For each finished run directory, builds the baseline (default kernels) and DASH's network (the run's ArchCard)
 with each conv backend ("plain": PyTorch's nn.Conv as it is; "direct": dead taps cropped; "auto": cropped, then
 FFT or direct measured per layer), and times one forward + backward on a batch of the task's training data.
-Medians over ``--rounds`` round-robin rounds, so that every variant sees the same machine load. Prints, per run,
-seconds per step and the ratios DASH / baseline and plain / auto.
+Medians over ``--rounds`` round-robin rounds (`dashkit.timing.timed_rounds`), so that every variant sees the same
+machine load. Prints, per run, seconds per step and the ratios DASH / baseline and plain / auto.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,21 +21,18 @@ import torch
 from dashkit import pipeline
 from dashkit.config import RunConfig
 from dashkit.supernet import ArchCard
+from dashkit.timing import timed_rounds
 
 BACKENDS = ("plain", "direct", "auto")
 
 
-def _step_timer(model: torch.nn.Module, x: torch.Tensor):
+def _train_step(model: torch.nn.Module, x: torch.Tensor):
     model.train()
 
-    def step() -> float:
-        t0 = time.perf_counter()
+    def step() -> None:
         out = model(x)
         out.float().square().mean().backward()
-        return time.perf_counter() - t0
 
-    step()  # warm-up; "auto" measures its layers here
-    step()
     return step
 
 
@@ -47,16 +43,14 @@ def measure(run_dir: Path, batch: int, rounds: int) -> dict:
     card = ArchCard.load(run_dir / "archcard.json")
     n = min(batch, len(task.train))
     x = torch.stack([task.train[i][0] for i in range(n)])
-    timers = {}
+    steps = {}
     for backend in BACKENDS:
         c = cfg.override(retrain_conv_backend=backend)
-        timers[("baseline", backend)] = _step_timer(pipeline.build_model(task, c, None), x)
-        timers[("dash", backend)] = _step_timer(pipeline.build_model(task, c, card), x)
-    times = {key: [] for key in timers}
-    for _ in range(rounds):
-        for key, step in timers.items():
-            times[key].append(step())
-    med = {f"{net}/{backend}": statistics.median(v) for (net, backend), v in times.items()}
+        steps[f"baseline/{backend}"] = _train_step(pipeline.build_model(task, c, None), x)
+        steps[f"dash/{backend}"] = _train_step(pipeline.build_model(task, c, card), x)
+    # two warm-up steps each: "auto" measures its layers in the first
+    times = timed_rounds(steps, x.device, rounds=rounds, warmup=2, progress=False)
+    med = {key: statistics.median(v) for key, v in times.items()}
     return {"run": str(run_dir), "task": task.name, "batch": n, "seconds": med,
             "dash_over_baseline": {b: med[f"dash/{b}"] / med[f"baseline/{b}"] for b in BACKENDS},
             "plain_over_auto": {net: med[f"{net}/plain"] / med[f"{net}/auto"] for net in ("baseline", "dash")}}

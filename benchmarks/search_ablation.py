@@ -15,14 +15,14 @@ make the test number a selected one. Compare with the baseline's validation metr
 
 How far the search got, two ways, each averaged over layers:
 - preference: the chosen pair's softmax(alpha) times the number of pairs M; 1 is no preference, M certainty;
-- margin: alpha of the chosen pair minus alpha of the runner-up. Alpha starts at 1e-3 * randn, whose top two differ
-  by 5e-4 on average for 9-20 pairs (7e-4 for 4): a margin of that size the random start alone could give.
+- margin: alpha of the chosen pair minus alpha of the runner-up, i.e. log(p_chosen / p_runner_up), 0 for no
+  preference (`dashkit.widgets.alpha_rows` defines it). Alpha starts at 1e-3 * randn, whose top two differ by 5e-4
+  on average for 9-20 pairs (7e-4 for 4): a margin of that size the random start alone could give.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -52,12 +52,11 @@ def parse_variant(text: str) -> tuple:
 def search_reach(card) -> tuple:
     """How far the search got, averaged over layers: (preference, margin) as the module docstring defines them.
 
-    Both come from `dashkit.widgets.alpha_rows`; alpha's margin is log(p_chosen / p_runner_up), since softmax
-    turns a difference of alphas into a ratio of weights (0 for a one-pair space).
+    Both come from `dashkit.widgets.alpha_rows` (0 margin for a one-pair space).
     """
     rows = widgets.alpha_rows(card)
     preference = len(card.space) * statistics.mean(r["p_chosen"] for r in rows)
-    margin = statistics.mean(math.log(r["p_chosen"] / r["p_runner_up"]) for r in rows)
+    margin = statistics.mean(r["margin"] for r in rows)
     return preference, margin
 
 

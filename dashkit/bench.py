@@ -7,7 +7,8 @@
 Every figure is milliseconds per training step (forward + backward + SGD step) of a supernet, beside the plain
 backbone with its default kernels measured in the same run. Configurations are timed round-robin (one step of
 each in turn, several rounds) so that a noisy, shared machine slows all of them alike; the tables report the
-median step and ratios of medians.
+median step and ratios of medians. `bench_ratios` and `compare_with_dash` read a run's rows back: its headline
+ratios, and the same figures beside those of DASH's own code (`DASH_REFERENCE`), as notebook 08 shows them.
 """
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ import json
 import platform
 import statistics
 import sys
-import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +29,10 @@ from torch import nn
 from . import backbones
 from .space import SearchSpace
 from .supernet import dash_layers, to_supernet
+from .timing import timed_rounds
 
-__all__ = ["time_steps", "ops_benchmark", "BenchResult", "format_table", "plot", "main"]
+__all__ = ["ops_benchmark", "BenchResult", "check_targets", "format_table", "plot", "DASH_REFERENCE", "bench_ratios",
+           "compare_with_dash", "main"]
 
 # The spaces of the study: DASH's 2D space, and the same space in 1D (so that 1D and 2D compare).
 K4, D4 = (3, 5, 7, 9), (1, 3, 7, 15)
@@ -49,11 +51,6 @@ class BenchResult:
         return json.dumps(asdict(self), indent=2)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     use_amp = x.device.type == "cuda"
@@ -66,25 +63,6 @@ def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[
         opt.step()
 
     return step
-
-
-def time_steps(steps: Dict[str, Callable[[], None]], device: torch.device, rounds: int = 5,
-               warmup: int = 2, progress: bool = True) -> Dict[str, List[float]]:
-    """Time named step functions round-robin; returns seconds per step for each round."""
-    for name, fn in steps.items():
-        for _ in range(warmup):
-            fn()  # the first steps also calibrate backend="auto" and build FFT plans
-    _sync(device)
-    out: Dict[str, List[float]] = {k: [] for k in steps}
-    for r in range(rounds):
-        for name, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            out[name].append(time.perf_counter() - t0)
-        if progress:
-            print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-    return out
 
 
 def _backends_used(model: nn.Module) -> str:
@@ -130,7 +108,8 @@ def ops_benchmark(quick: bool = False, device: str = "cpu", rounds: Optional[int
         for i, (meta, model, step) in enumerate(cases):
             key = f"{i}"
             steps[key], metas[key], models[key] = step, meta, model
-        times = time_steps(steps, dev, rounds=rounds, progress=progress)
+        # the first warm-up steps also calibrate backend="auto" and build FFT plans
+        times = timed_rounds(steps, dev, rounds=rounds, progress=progress)
         base = {}
         for key, meta in metas.items():
             ms = 1000 * statistics.median(times[key])
@@ -272,11 +251,13 @@ def plot(res: BenchResult):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from .viz import style  # here, not at the top: the benchmark itself runs without matplotlib
+
     bars = [r for r in res.rows if r["group"] in ("1d", "2d") and r["backend"] != "plain"]
     cand = [r for r in res.rows if r["group"] == "candidates" and r["backend"] != "plain"]
     lens = [r for r in res.rows if r["group"] == "lengths"]
     panels = [p for p, rows in (("bars", bars), ("cand", cand), ("lens", lens)) if rows]
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+    with style(font_scale=1.0):  # full-size text: three wide panels, read side by side
         fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 4.5), squeeze=False)
         axes = dict(zip(panels, axes[0]))
         if "bars" in axes:
@@ -316,6 +297,117 @@ def plot(res: BenchResult):
             ax.legend(fontsize=8)
         fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# beside DASH's own code
+
+#: DASH's own code timed on a 2-core CPU (ms per training step and ratios to the plain backbone).
+DASH_REFERENCE: Dict[str, Any] = {
+    "1d_plain_ms": (70.0, 79.0),
+    "1d_depthwise_over_plain": 2.1,
+    "1d_full_over_plain": 5.0,
+    "1d_full_mixed_results_ms": 1046.0,
+    "1d_full_mixed_results_over_plain": 1046.0 / 74.5,  # middle of the plain range
+    "1d_full_mixed_results_over_supernet": 2.8,
+    "2d_plain_ms": 35.0,
+    "2d_mixed_results_over_plain": 41.0,
+    "2d_supernet_over_plain": 400.0,  # approximate: its FFT path runs on every layer, always
+}
+
+
+def _bench_rows(res: Any) -> List[Dict[str, Any]]:
+    rows = getattr(res, "rows", res)
+    if not isinstance(rows, list) or any(not isinstance(r, Mapping) or "group" not in r for r in rows):
+        raise TypeError(f"res={res!r:.100} has type {type(res).__name__}; accepted: a dashkit.bench.BenchResult or "
+                        "its rows (dicts with a 'group' key)")
+    return rows
+
+
+def bench_ratios(res: Any) -> Dict[str, float]:
+    """The headline numbers of an `ops_benchmark` run as a flat dict (for ``dashkit.notebook.record``).
+
+    Args:
+        res: a `BenchResult`, or its rows.
+
+    Returns:
+        Keys (present when measured): ``<group>_plain_ms`` and ``<group>_<mode>_<backend>_over_plain`` for the
+        "1d" and "2d" groups (mode "depthwise" or "full"); ``<group>_<mode>_mixed_results_over_fft`` and
+        ``..._over_auto``; ``candidates_<mode>_auto_growth`` (time with the most candidates / with the fewest);
+        ``lengths_<L>_direct_over_fft``; ``targets_met`` and ``targets_total``.
+    """
+    rows = _bench_rows(res)
+    out: Dict[str, float] = {}
+    for group in ("1d", "2d"):
+        plain = _find(rows, group=group, backend="plain")
+        if plain:
+            out[f"{group}_plain_ms"] = plain["ms"]
+        for r in rows:
+            if r["group"] != group or r["backend"] == "plain":
+                continue
+            mode = "depthwise" if r["depthwise"] else "full"
+            if r.get("ratio_to_plain") is not None:
+                out[f"{group}_{mode}_{r['backend']}_over_plain"] = r["ratio_to_plain"]
+        for mode, dw in (("depthwise", True), ("full", False)):
+            mr = _find(rows, group=group, backend="mixed_results", depthwise=dw)
+            for b in ("fft", "auto"):
+                other = _find(rows, group=group, backend=b, depthwise=dw)
+                if mr and other:
+                    out[f"{group}_{mode}_mixed_results_over_{b}"] = mr["ms"] / other["ms"]
+    for mode, dw in (("depthwise", True), ("full", False)):
+        pts = sorted((r["m"], r["ms"]) for r in rows
+                     if r["group"] == "candidates" and r["backend"] == "auto" and r["depthwise"] == dw)
+        if len(pts) >= 2:
+            out[f"candidates_{mode}_auto_growth"] = pts[-1][1] / pts[0][1]
+    for r in rows:
+        if r["group"] == "lengths" and r["backend"] == "direct":
+            fft = _find(rows, group="lengths", backend="fft", length=r["length"])
+            if fft:
+                out[f"lengths_{r['length']}_direct_over_fft"] = r["ms"] / fft["ms"]
+    targets = getattr(res, "targets", None) or []
+    out["targets_met"] = sum(bool(t["met"]) for t in targets)
+    out["targets_total"] = len(targets)
+    return out
+
+
+def compare_with_dash(res: Any) -> List[Dict[str, Any]]:
+    """This machine's numbers beside those of DASH's own code on a 2-core CPU (`DASH_REFERENCE`).
+
+    Args:
+        res: a `BenchResult`, or its rows.
+
+    Returns:
+        One row per figure: ``figure``, ``this machine`` (None when that part was not measured), ``DASH code``.
+    """
+    rows = _bench_rows(res)
+    ratios = bench_ratios(res)
+    ref = DASH_REFERENCE
+
+    def get(key: str) -> Optional[float]:
+        v = ratios.get(key)
+        return None if v is None else round(float(v), 2)
+
+    sup_full = ratios.get("1d_full_auto_over_plain")
+    mr_full = _find(rows, group="1d", backend="mixed_results", depthwise=False)
+    full_auto = _find(rows, group="1d", backend="auto", depthwise=False)
+    return [
+        {"figure": "1D ResNet1D plain, ms/step", "this machine": get("1d_plain_ms"),
+         "DASH code": f"{ref['1d_plain_ms'][0]:.0f}-{ref['1d_plain_ms'][1]:.0f}"},
+        {"figure": "1D depthwise supernet / plain", "this machine": get("1d_depthwise_auto_over_plain"),
+         "DASH code": ref["1d_depthwise_over_plain"]},
+        {"figure": "1D full supernet / plain", "this machine": None if sup_full is None else round(sup_full, 2),
+         "DASH code": ref["1d_full_over_plain"]},
+        {"figure": "1D mixed results (full) / plain", "this machine": get("1d_full_mixed_results_over_plain"),
+         "DASH code": round(ref["1d_full_mixed_results_over_plain"], 1)},
+        {"figure": "1D mixed results / full supernet",
+         "this machine": round(mr_full["ms"] / full_auto["ms"], 2) if mr_full and full_auto else None,
+         "DASH code": ref["1d_full_mixed_results_over_supernet"]},
+        {"figure": "2D WRN-16-1 plain, ms/step", "this machine": get("2d_plain_ms"), "DASH code": ref["2d_plain_ms"]},
+        {"figure": "2D mixed results / plain", "this machine": get("2d_depthwise_mixed_results_over_plain"),
+         "DASH code": ref["2d_mixed_results_over_plain"]},
+        {"figure": "2D supernet / plain", "this machine": get("2d_depthwise_auto_over_plain"),
+         "DASH code": f"~{ref['2d_supernet_over_plain']:.0f}"},
+    ]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -12,35 +12,76 @@ bool is refused wherever a number is asked for: ``width=True`` is a mistake, not
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from collections.abc import Iterable
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["check_int", "check_optional_int", "check_float", "check_bool", "check_seed"]
+__all__ = ["check_int", "check_ints", "check_optional_int", "check_float", "check_bool", "check_seed"]
 
 
-def _int_range(low: int, high: Optional[int]) -> str:
-    return f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+def _bound(low: int, high: Optional[int]) -> str:
+    return f">= {low}" if high is None else f"in [{low}, {high}]"
 
 
-def _check_int(name: str, value: Any, low: int, high: Optional[int], accepted: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+def _int_range(low: int, high: Optional[int], odd: bool = False) -> str:
+    return f"{'an odd integer' if odd else 'an integer'} {_bound(low, high)}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _in_range(value: Any, low: int, high: Optional[int], odd: bool) -> bool:
+    return low <= value and (high is None or value <= high) and not (odd and value % 2 == 0)
+
+
+def _check_int(name: str, value: Any, low: int, high: Optional[int], accepted: str, odd: bool = False) -> int:
+    if not _is_int(value):
         raise TypeError(f"{name}={value!r} has type {type(value).__name__}; accepted: {accepted}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name}={value!r} is out of range; accepted: {accepted}")
+    if not _in_range(value, low, high, odd):
+        problem = "out of range" if not _in_range(value, low, high, False) else "even"
+        raise ValueError(f"{name}={value!r} is {problem}; accepted: {accepted}")
     return int(value)
 
 
-def check_int(name: str, value: Any, low: int, high: Optional[int] = None) -> int:
-    """``value`` as an int if it is an integer in [low, high] (high=None: no upper bound).
+def check_int(name: str, value: Any, low: int, high: Optional[int] = None, *, odd: bool = False) -> int:
+    """``value`` as an int if it is an integer in [low, high] (high=None: no upper bound), odd if ``odd``.
 
     bool is refused although it is an int subclass: ``n_train=True`` is a mistake, not the number 1.
 
     Raises:
         TypeError: not an int (numpy integers are accepted).
-        ValueError: outside [low, high].
+        ValueError: outside [low, high], or even where an odd integer is asked for.
     """
-    return _check_int(name, value, low, high, _int_range(low, high))
+    return _check_int(name, value, low, high, _int_range(low, high, odd), odd)
+
+
+def check_ints(name: str, values: Any, low: int, high: Optional[int] = None, *, odd: bool = False) -> Tuple[int, ...]:
+    """``values`` as a tuple of ints if it is a non-empty sequence of integers each accepted by `check_int`.
+
+    Example:
+        >>> check_ints("kernel_sizes", (3, 4), 1, odd=True)
+        Traceback (most recent call last):
+        ValueError: kernel_sizes=(3, 4) holds 4; accepted: a non-empty sequence of odd integers >= 1
+
+    Raises:
+        TypeError: not a sequence (a str or a single number is refused), or an item that is not an int.
+        ValueError: empty, or an item outside [low, high] (or even, with ``odd``).
+    """
+    accepted = f"a non-empty sequence of {'odd integers' if odd else 'integers'} {_bound(low, high)}"
+    # a str is iterable, but "357" for (3, 5, 7) is a mistake, not three kernel sizes
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name}={values!r} has type {type(values).__name__}; accepted: {accepted}")
+    out = tuple(values)
+    if not out:
+        raise ValueError(f"{name}={values!r} is empty; accepted: {accepted}")
+    for v in out:
+        if not _is_int(v):
+            raise TypeError(f"{name}={values!r} holds {v!r} of type {type(v).__name__}; accepted: {accepted}")
+        if not _in_range(v, low, high, odd):
+            raise ValueError(f"{name}={values!r} holds {v!r}; accepted: {accepted}")
+    return tuple(int(v) for v in out)
 
 
 def check_optional_int(name: str, value: Any, low: int, high: Optional[int] = None, *, none: str) -> Optional[int]:

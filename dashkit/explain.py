@@ -1,4 +1,4 @@
-"""Measurements and figures that explain DASH, one idea at a time (used by the teaching notebooks 01-04 and 08).
+"""Measurements and figures that explain DASH, one idea at a time (used by the teaching notebooks 01-04).
 
 Every function here works on its own, on small tensors, in seconds on a laptop CPU: the notebooks only call them
 and show what they return. Figures are ``matplotlib.figure.Figure`` objects built without pyplot (a notebook shows
@@ -7,25 +7,26 @@ turns them into a DataFrame).
 
 The ideas, in the order of the notebooks:
 
-1. The search space: `candidate_table`, `plot_field_grid`, `plot_candidate_taps`, `supernet_report`, `prefer`.
+1. The search space: `candidate_table`, `plot_field_grid`, `plot_candidate_taps`, `supernet_report`, `prefer`,
+   `format_count`.
 2. Mixed weights: `random_candidates`, `mixed_weights_error`, `plot_aggregated_kernel`, `mixing_cost`,
    `plot_mixing_cost`.
 3. Kronecker dilation: `plot_dilation`, `dilation_errors`, `dilation_cost`.
-4. Fourier convolution (the textbook recipe is `dashkit.ops.circular_conv`): `wraparound_table`, `plot_wraparound`, `fft_length_table`,
-   `fft_length_cost`, `crop_saving`, `fft_errors`, `fft_crossover`, `plot_crossover`, `auto_choice`.
-8. Speed: `bench_ratios`, `compare_with_dash`, `DASH_REFERENCE`.
+4. Fourier convolution: `wraparound_table`, `plot_wraparound`, `fft_length_table`, `fft_length_cost`,
+   `crop_saving`, `fft_errors`, `fft_crossover`, `plot_crossover`, `auto_choice`. The textbook recipe they
+   measure against is `dashkit.ops.circular_conv`.
 
-Timings are the best of a few repeats (the least disturbed run on a shared machine), in milliseconds.
-DASH: Shen, Khodak, Talwalkar et al., "Efficient Architecture Search for Diverse Tasks", NeurIPS 2022.
+Notebook 08's speed study lives in `dashkit.bench` (the benchmark, its ratios and the comparison with DASH's code).
+
+Timings are the best of a few repeats (the least disturbed run on a shared machine), in milliseconds, taken by
+`dashkit.timing.best_time`. DASH: Shen, Khodak, Talwalkar et al., "Efficient Architecture Search for Diverse
+Tasks", NeurIPS 2022.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +34,16 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from . import conv_choice, ops
+from .checks import check_float, check_int, check_ints, check_seed
 from .dashconv import DashConv
 from .progress import progress as _progress
 from .space import SearchSpace
 from .supernet import dash_layers, to_supernet
+from .timing import best_time
+from .viz import style
 
 __all__ = [
-    "measure", "format_count",
+    "format_count",
     # 01 search space
     "candidate_table", "plot_field_grid", "plot_candidate_taps", "SupernetReport", "supernet_report", "prefer",
     # 02 mixed weights
@@ -50,42 +54,14 @@ __all__ = [
     # 04 Fourier convolution
     "wraparound_table", "plot_wraparound", "fft_length_table", "fft_length_cost", "crop_saving",
     "fft_errors", "Crossover", "fft_crossover", "plot_crossover", "auto_choice",
-    # 08 speed
-    "DASH_REFERENCE", "bench_ratios", "compare_with_dash",
 ]
+
+# explain's figures use slightly smaller text than seaborn's notebook size: its panels are many and small
+_FONT_SCALE = 0.85
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # shared helpers
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_ints(name: str, values: Any, minimum: int = 1, odd: bool = False) -> Tuple[int, ...]:
-    if isinstance(values, (int, str)) or values is None:
-        raise TypeError(f"{name} must be a sequence of ints, got {values!r}")
-    out = tuple(values)
-    what = f"odd ints >= {minimum}" if odd else f"ints >= {minimum}"
-    if not out or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum or (odd and v % 2 == 0)
-                      for v in out):
-        raise ValueError(f"{name} must be a non-empty sequence of {what}, got {values!r}")
-    return out
-
-
-def _check_odd(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise ValueError(f"{name} must be an odd positive int, got {value!r}")
-    return value
-
-
-def _check_dims(dims: Any) -> int:
-    if isinstance(dims, bool) or dims not in (1, 2):
-        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
-    return int(dims)
-
 
 def _check_space(space: Any) -> SearchSpace:
     if not isinstance(space, SearchSpace):
@@ -94,49 +70,16 @@ def _check_space(space: Any) -> SearchSpace:
 
 
 def _generator(seed: int) -> torch.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max())
 
 
-@contextlib.contextmanager
-def _style() -> Iterator[None]:
-    import seaborn as sns
-
-    # a context, not sns.set_theme(): the package must not change the user's global matplotlib settings
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        yield
-
-
-def measure(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
-    """Seconds that ``fn()`` takes: the best of ``repeats`` timed calls after ``warmup`` untimed ones.
-
-    The best, not the mean: on a shared machine the fastest run is the one least disturbed by others.
-
-    Example:
-        >>> measure(lambda: torch.randn(100, 100) @ torch.randn(100, 100), repeats=3) < 1.0
-        True
-    """
-    _check_int("repeats", repeats)
-    _check_int("warmup", warmup, 0)
-    for _ in range(warmup):
-        fn()
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def format_count(n: int) -> str:
     """A large integer with thousands separators and in scientific notation: ``512,000,000,000 (5.1e+11)``."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    n = check_int("n", n, 0)
     return f"{n:,}" if n < 10 ** 6 else f"{n:,} ({n:.1e})"
 
 
@@ -163,7 +106,7 @@ def plot_field_grid(space: SearchSpace) -> Figure:
     space = _check_space(space)
     fields = [[space.field(k, d) for d in space.dilations] for k in space.kernel_sizes]
     notes = [[f"#{space.index(k, d)}\nfield {space.field(k, d)}" for d in space.dilations] for k in space.kernel_sizes]
-    with _style():
+    with style(font_scale=_FONT_SCALE):
         fig = Figure(figsize=(1.3 * len(space.dilations) + 2.5, 0.75 * len(space.kernel_sizes) + 1.5),
                      layout="constrained")
         ax = fig.subplots()
@@ -184,7 +127,7 @@ def plot_candidate_taps(space: SearchSpace, causal: bool = False) -> Figure:
     space = _check_space(space)
     cands = space.candidates
     reach = max((space.field(k, d) - 1) if causal else (space.field(k, d) - 1) // 2 for k, d in cands)
-    with _style():
+    with style(font_scale=_FONT_SCALE):
         fig = Figure(figsize=(10, 0.28 * len(cands) + 1.4), layout="constrained")
         ax = fig.subplots()
         for row, (k, d) in enumerate(cands):
@@ -303,8 +246,7 @@ def prefer(supernet: nn.Module, choices: Mapping[str, Tuple[int, int]], strength
     layers = dict(dash_layers(supernet))
     if not layers:
         raise ValueError("supernet has no DashConv layers; build it with dashkit.to_supernet first")
-    if not (isinstance(strength, (int, float)) and not isinstance(strength, bool) and strength > 0):
-        raise ValueError(f"strength must be a positive number, got {strength!r}")
+    check_float("strength", strength, 0.0, low_open=True)
     unknown = [n for n in choices if n not in layers]
     if unknown:
         raise ValueError(f"choices names {unknown!r}, which are not searched layers; searched layers: "
@@ -338,7 +280,7 @@ def random_candidates(space: SearchSpace, in_channels: int = 4, out_channels: in
     """
     space = _check_space(space)
     for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-        _check_int(name, v)
+        check_int(name, v, 1)
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"groups={groups!r} must divide in_channels ({in_channels}) and out_channels "
                          f"({out_channels})")
@@ -376,9 +318,9 @@ def mixed_weights_error(space: SearchSpace, channels: int = 4, size: int = 64, b
         (max |mixed results|), ``kernel_size`` (S) and ``candidates`` (M).
     """
     space = _check_space(space)
-    _check_int("channels", channels)
-    _check_int("size", size)
-    _check_int("batch", batch)
+    check_int("channels", channels, 1)
+    check_int("size", size, 1)
+    check_int("batch", batch, 1)
     cand = random_candidates(space, channels, channels, dtype=dtype, seed=seed)
     x = _input(batch, channels, size, space.dims, dtype, _generator(seed + 1))
     y_mixed = ops.mixed_results(x, cand.weights, cand.coeffs, cand.dilations)
@@ -405,7 +347,7 @@ def plot_aggregated_kernel(space: SearchSpace, seed: int = 0) -> Figure:
     W = ops.aggregate_kernel(cand.weights, cand.coeffs, cand.dilations)[0, 0]
     labels = [f"c={float(c):.2f} x (k={k}, d={d})" for c, (k, d) in zip(cand.coeffs, space.candidates)]
     r = (S - 1) // 2
-    with _style():
+    with style(font_scale=_FONT_SCALE):
         if space.dims == 1:
             fig = Figure(figsize=(9, 1.0 * (len(terms) + 1) + 1.0), layout="constrained")
             axes = fig.subplots(len(terms) + 1, 1, sharex=True, sharey=True)
@@ -458,8 +400,8 @@ def mixing_cost(space: SearchSpace, channels: int = 16, size: int = 1000, batch:
     """
     space = _check_space(space)
     for name, v in (("channels", channels), ("size", size), ("batch", batch), ("repeats", repeats)):
-        _check_int(name, v)
-    counts = tuple(range(1, len(space) + 1)) if counts is None else _check_ints("counts", counts)
+        check_int(name, v, 1)
+    counts = tuple(range(1, len(space) + 1)) if counts is None else check_ints("counts", counts, 1)
     if max(counts) > len(space):
         raise ValueError(f"counts must be at most len(space) = {len(space)}, got {counts!r}")
     cand = random_candidates(space, channels, channels, dtype=torch.float32, seed=seed)
@@ -471,11 +413,12 @@ def mixing_cost(space: SearchSpace, channels: int = 16, size: int = 1000, batch:
             w, d = cand.weights[:m], cand.dilations[:m]
             c = cand.coeffs[:m] / cand.coeffs[:m].sum()
             row = {"candidates": m, "S": max(dd * (ww.shape[-1] - 1) + 1 for ww, dd in zip(w, d))}
-            row["mixed_results_ms"] = 1e3 * measure(lambda: ops.mixed_results(x, w, c, d), repeats)
+            row["mixed_results_ms"] = 1e3 * best_time(lambda: ops.mixed_results(x, w, c, d), repeats=repeats)
             if include_direct:
-                row["aggregate_direct_ms"] = 1e3 * measure(
-                    lambda: ops.direct_conv(x, ops.aggregate_kernel(w, c, d)), repeats)
-            row["aggregate_fft_ms"] = 1e3 * measure(lambda: ops.fft_conv(x, ops.aggregate_kernel(w, c, d)), repeats)
+                row["aggregate_direct_ms"] = 1e3 * best_time(
+                    lambda: ops.direct_conv(x, ops.aggregate_kernel(w, c, d)), repeats=repeats)
+            row["aggregate_fft_ms"] = 1e3 * best_time(
+                lambda: ops.fft_conv(x, ops.aggregate_kernel(w, c, d)), repeats=repeats)
             rows.append(row)
     return rows
 
@@ -487,7 +430,7 @@ def plot_mixing_cost(rows: Sequence[Mapping[str, float]]) -> Figure:
     names = {"mixed_results_ms": "mixed results (M convolutions)",
              "aggregate_direct_ms": "mixed weights + direct conv (size S)",
              "aggregate_fft_ms": "mixed weights + FFT conv"}
-    with _style():
+    with style(font_scale=_FONT_SCALE):
         fig = Figure(figsize=(7.5, 4.2), layout="constrained")
         ax = fig.subplots()
         m = [r["candidates"] for r in rows]
@@ -507,8 +450,8 @@ def plot_mixing_cost(rows: Sequence[Mapping[str, float]]) -> Figure:
 
 def plot_dilation(k: int = 3, d: int = 3, seed: int = 0) -> Figure:
     """A k-tap kernel dilated by d: a 1D stem plot, and in 2D the kernel, the one-hot block P and kron(w, P)."""
-    _check_int("k", k)
-    _check_int("d", d)
+    check_int("k", k, 1)
+    check_int("d", d, 1)
     g = _generator(seed)
     w1 = torch.randn(1, 1, k, generator=g)
     w2 = torch.randn(1, 1, k, k, generator=g)
@@ -517,7 +460,7 @@ def plot_dilation(k: int = 3, d: int = 3, seed: int = 0) -> Figure:
     P[0, 0] = 1
     full = torch.kron(w2[0, 0], P)  # (k d, k d) before the crop
     wd2 = ops.dilate(w2, d, method="kron")[0, 0]
-    with _style():
+    with style(font_scale=_FONT_SCALE):
         fig = Figure(figsize=(15, 3.6), layout="constrained")
         ax1, ax2, ax3, ax4 = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1.6, 1, 0.6, 1.4]})
         ax1.vlines(range(len(wd1)), 0, wd1.tolist(), color="0.7", lw=1)
@@ -563,11 +506,11 @@ def dilation_errors(kernel_sizes: Sequence[int] = (3, 5, 7, 9), dilations: Seque
         are copied); ``kron_conv_vs_pytorch``: max |conv(x, kron-dilated w) - conv(x, w, dilation=d)|;
         ``output_scale``: max |conv(x, w, dilation=d)|; ``cases``: how many (k, d) pairs were compared.
     """
-    ks = _check_ints("kernel_sizes", kernel_sizes, odd=True)
-    ds = _check_ints("dilations", dilations)
-    dims = _check_dims(dims)
-    _check_int("channels", channels)
-    _check_int("size", size)
+    ks = check_ints("kernel_sizes", kernel_sizes, 1, odd=True)
+    ds = check_ints("dilations", dilations, 1)
+    dims = check_int("dims", dims, 1, 2)
+    check_int("channels", channels, 1)
+    check_int("size", size, 1)
     g = _generator(seed)
     x = _input(2, channels, size, dims, dtype, g)
     kron_scatter = conv_err = scale = 0.0
@@ -592,18 +535,18 @@ def dilation_cost(k: int = 9, dilations: Sequence[int] = (1, 3, 7, 15), channels
         Kronecker product before the crop), ``output`` (elements of the dilated kernel), ``kron_ms``,
         ``scatter_ms``.
     """
-    _check_int("k", k)
-    ds = _check_ints("dilations", dilations)
-    dims = _check_dims(dims)
-    _check_int("channels", channels)
-    _check_int("repeats", repeats)
+    check_int("k", k, 1)
+    ds = check_ints("dilations", dilations, 1)
+    dims = check_int("dims", dims, 1, 2)
+    check_int("channels", channels, 1)
+    check_int("repeats", repeats, 1)
     w = torch.randn((channels, channels) + (k,) * dims, generator=_generator(seed))
     rows = []
     for d in ds:
         rows.append({"d": d, "field": d * (k - 1) + 1, "kron_intermediate": channels ** 2 * (k * d) ** dims,
                      "output": channels ** 2 * (d * (k - 1) + 1) ** dims,
-                     "kron_ms": 1e3 * measure(lambda: ops.dilate(w, d, method="kron"), repeats),
-                     "scatter_ms": 1e3 * measure(lambda: ops.dilate(w, d, method="scatter"), repeats)})
+                     "kron_ms": 1e3 * best_time(lambda: ops.dilate(w, d, method="kron"), repeats=repeats),
+                     "scatter_ms": 1e3 * best_time(lambda: ops.dilate(w, d, method="scatter"), repeats=repeats)})
     return rows
 
 
@@ -619,9 +562,9 @@ def wraparound_table(length: int = 64, kernel_size: int = 15, pads: Sequence[int
     Returns:
         One row per pad: ``pad``, ``N``, ``max_error``, ``wrong_outputs`` (outputs off by more than 1e-9).
     """
-    _check_int("length", length)
-    k = _check_odd("kernel_size", kernel_size)
-    ps = _check_ints("pads", pads, minimum=0)
+    check_int("length", length, 1)
+    k = check_int("kernel_size", kernel_size, 1, odd=True)
+    ps = check_ints("pads", pads, 0)
     g = _generator(seed)
     x = torch.randn(1, 1, length, generator=g, dtype=torch.float64)
     w = torch.randn(1, 1, k, generator=g, dtype=torch.float64)
@@ -636,16 +579,16 @@ def wraparound_table(length: int = 64, kernel_size: int = 15, pads: Sequence[int
 
 def plot_wraparound(length: int = 64, kernel_size: int = 15, pad: int = 0, seed: int = 0) -> Figure:
     """Direct vs circular (FFT of length ``length + pad``) convolution of a random signal, and their difference."""
-    _check_int("length", length)
-    _check_int("pad", pad, 0)
-    _check_odd("kernel_size", kernel_size)
+    check_int("length", length, 1)
+    check_int("pad", pad, 0)
+    check_int("kernel_size", kernel_size, 1, odd=True)
     g = _generator(seed)
     x = torch.randn(1, 1, length, generator=g, dtype=torch.float64)
     w = torch.randn(1, 1, kernel_size, generator=g, dtype=torch.float64)
     ref = ops.direct_conv(x, w)[0, 0]
     circ = ops.circular_conv(x, w, length + pad)[0, 0]
     need = (kernel_size - 1) // 2
-    with _style():
+    with style(font_scale=_FONT_SCALE):
         fig = Figure(figsize=(10, 4.6), layout="constrained")
         ax1, ax2 = fig.subplots(2, 1, sharex=True)
         t = list(range(length))
@@ -675,7 +618,7 @@ def _factor(n: int) -> str:
 
 def fft_length_table(lengths: Sequence[int] = (97, 1000, 1031, 1125, 2053)) -> List[Dict[str, Any]]:
     """The smallest 5-smooth FFT length (2^a 3^b 5^c) >= n, with both factorisations."""
-    ns = _check_ints("lengths", lengths)
+    ns = check_ints("lengths", lengths, 1)
     return [{"n": n, "factors": _factor(n), "fast_length": ops.fast_fft_len(n),
              "fast_factors": _factor(ops.fast_fft_len(n))} for n in ns]
 
@@ -687,16 +630,17 @@ def fft_length_cost(lengths: Sequence[int] = (1031, 2053, 4099), batch: int = 16
     Returns:
         One row per n: ``n``, ``fast_length``, ``n_ms``, ``fast_ms`` (an rfft of (batch, channels, length)).
     """
-    ns = _check_ints("lengths", lengths)
+    ns = check_ints("lengths", lengths, 1)
     for name, v in (("batch", batch), ("channels", channels), ("repeats", repeats)):
-        _check_int(name, v)
+        check_int(name, v, 1)
     g = _generator(seed)
     rows = []
     for n in ns:
         x = torch.randn(batch, channels, n, generator=g)
         m = ops.fast_fft_len(n)
-        rows.append({"n": n, "fast_length": m, "n_ms": 1e3 * measure(lambda: torch.fft.rfft(x, n=n), repeats),
-                     "fast_ms": 1e3 * measure(lambda: torch.fft.rfft(x, n=m), repeats)})
+        rows.append({"n": n, "fast_length": m,
+                     "n_ms": 1e3 * best_time(lambda: torch.fft.rfft(x, n=n), repeats=repeats),
+                     "fast_ms": 1e3 * best_time(lambda: torch.fft.rfft(x, n=m), repeats=repeats)})
     return rows
 
 
@@ -714,8 +658,8 @@ def crop_saving(size: int = 8, kernel_size: int = 121, channels: int = 8, batch:
         (cropped FFT vs full direct).
     """
     for name, v in (("size", size), ("channels", channels), ("batch", batch), ("repeats", repeats)):
-        _check_int(name, v)
-    _check_odd("kernel_size", kernel_size)
+        check_int(name, v, 1)
+    check_int("kernel_size", kernel_size, 1, odd=True)
     g = _generator(seed)
     x = _input(batch, channels, size, 2, torch.float64, g)
     W = torch.randn(channels, channels, kernel_size, kernel_size, generator=g, dtype=torch.float64)
@@ -728,10 +672,10 @@ def crop_saving(size: int = 8, kernel_size: int = 121, channels: int = 8, batch:
            "fft_error": _max_err(ops.fft_conv(x, W), ref), "output_scale": float(ref.abs().max())}
     x32, W32, Wc32 = x.float(), W.float(), Wc.float()
     with torch.no_grad():
-        out["fft_full_ms"] = 1e3 * measure(lambda: ops.circular_conv(x32, W32, n_full), repeats)
-        out["fft_cropped_ms"] = 1e3 * measure(lambda: ops.circular_conv(x32, Wc32, n_crop), repeats)
-        out["direct_full_ms"] = 1e3 * measure(lambda: ops.direct_conv(x32, W32), repeats)
-        out["direct_cropped_ms"] = 1e3 * measure(lambda: ops.direct_conv(x32, Wc32), repeats)
+        out["fft_full_ms"] = 1e3 * best_time(lambda: ops.circular_conv(x32, W32, n_full), repeats=repeats)
+        out["fft_cropped_ms"] = 1e3 * best_time(lambda: ops.circular_conv(x32, Wc32, n_crop), repeats=repeats)
+        out["direct_full_ms"] = 1e3 * best_time(lambda: ops.direct_conv(x32, W32), repeats=repeats)
+        out["direct_cropped_ms"] = 1e3 * best_time(lambda: ops.direct_conv(x32, Wc32), repeats=repeats)
     return out
 
 
@@ -822,12 +766,12 @@ def fft_crossover(kernel_sizes: Sequence[int] = (3, 5, 9, 15, 25, 41, 63), size:
     Returns:
         `Crossover`.
     """
-    ks = _check_ints("kernel_sizes", kernel_sizes, odd=True)
+    ks = check_ints("kernel_sizes", kernel_sizes, 1, odd=True)
     if list(ks) != sorted(set(ks)):
         raise ValueError(f"kernel_sizes must be increasing without repeats, got {kernel_sizes!r}")
-    dims = _check_dims(dims)
+    dims = check_int("dims", dims, 1, 2)
     for name, v in (("size", size), ("channels", channels), ("batch", batch), ("repeats", repeats)):
-        _check_int(name, v)
+        check_int(name, v, 1)
     g = _generator(seed)
     groups = channels if depthwise else 1
     x = _input(batch, channels, size, dims, torch.float32, g).requires_grad_(backward)
@@ -844,8 +788,8 @@ def fft_crossover(kernel_sizes: Sequence[int] = (3, 5, 9, 15, 25, 41, 63), size:
                         torch.autograd.grad(y.sum(), (x, w))
             return go
 
-        direct = 1e3 * measure(run(ops.direct_conv), repeats)
-        fft = 1e3 * measure(run(ops.fft_conv), repeats)
+        direct = 1e3 * best_time(run(ops.direct_conv), repeats=repeats)
+        fft = 1e3 * best_time(run(ops.fft_conv), repeats=repeats)
         rows.append({"kernel_size": k, "direct_ms": direct, "fft_ms": fft,
                      "faster": "fft" if fft < direct else "direct"})
     setting = {"dims": dims, "size": size, "channels": channels, "batch": batch, "depthwise": depthwise,
@@ -869,7 +813,7 @@ def plot_crossover(result: Crossover) -> Figure:
         raise TypeError(f"result must be a Crossover from fft_crossover(), got {type(result).__name__}")
     s = result.setting
     ks = [r["kernel_size"] for r in result.rows]
-    with _style():
+    with style(font_scale=_FONT_SCALE):
         fig = Figure(figsize=(7.5, 4.2), layout="constrained")
         ax = fig.subplots()
         ax.plot(ks, [r["direct_ms"] for r in result.rows], marker="o", label="direct convolution")
@@ -912,9 +856,9 @@ def auto_choice(space: Optional[SearchSpace] = None, sizes: Sequence[int] = (32,
         ``decided_by`` ("operation count" or "timing"), ``fft_ms``, ``direct_ms`` (None when not timed).
     """
     space = SearchSpace(dims=2) if space is None else _check_space(space)
-    ns = _check_ints("sizes", sizes)
-    _check_int("channels", channels)
-    _check_int("batch", batch)
+    ns = check_ints("sizes", sizes, 1)
+    check_int("channels", channels, 1)
+    check_int("batch", batch, 1)
     conv_choice.clear_backend_cache()
     rows = []
     with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state is left as it was
@@ -931,113 +875,3 @@ def auto_choice(space: Optional[SearchSpace] = None, sizes: Sequence[int] = (32,
                          "fft_ms": 1e3 * times["fft"] if "fft" in times else None,
                          "direct_ms": 1e3 * times["direct"] if "direct" in times else None})
     return rows
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 08: speed
-
-#: DASH's own code timed on a 2-core CPU (ms per training step and ratios to the plain backbone).
-DASH_REFERENCE: Dict[str, Any] = {
-    "1d_plain_ms": (70.0, 79.0),
-    "1d_depthwise_over_plain": 2.1,
-    "1d_full_over_plain": 5.0,
-    "1d_full_mixed_results_ms": 1046.0,
-    "1d_full_mixed_results_over_plain": 1046.0 / 74.5,  # middle of the plain range
-    "1d_full_mixed_results_over_supernet": 2.8,
-    "2d_plain_ms": 35.0,
-    "2d_mixed_results_over_plain": 41.0,
-    "2d_supernet_over_plain": 400.0,  # approximate: its FFT path runs on every layer, always
-}
-
-
-def _bench_rows(res: Any) -> List[Dict[str, Any]]:
-    rows = getattr(res, "rows", res)
-    if not isinstance(rows, list) or any(not isinstance(r, Mapping) or "group" not in r for r in rows):
-        raise TypeError(f"res must be a dashkit.bench.BenchResult (or its rows), got {type(res).__name__}")
-    return rows
-
-
-def _row(rows: List[Dict[str, Any]], **kw: Any) -> Optional[Dict[str, Any]]:
-    for r in rows:
-        if all(r.get(k) == v for k, v in kw.items()):
-            return r
-    return None
-
-
-def bench_ratios(res: Any) -> Dict[str, float]:
-    """The headline numbers of a `dashkit.bench.ops_benchmark` run as a flat dict (for ``record``).
-
-    Keys (present when measured): ``<group>_plain_ms`` and ``<group>_<mode>_<backend>_over_plain`` for the "1d"
-    and "2d" groups (mode "depthwise" or "full"); ``<group>_<mode>_mixed_results_over_fft`` and ``..._over_auto``;
-    ``candidates_<mode>_auto_growth`` (time with the most candidates / with the fewest);
-    ``lengths_<L>_direct_over_fft``; ``targets_met`` and ``targets_total``.
-    """
-    rows = _bench_rows(res)
-    out: Dict[str, float] = {}
-    for group in ("1d", "2d"):
-        plain = _row(rows, group=group, backend="plain")
-        if plain:
-            out[f"{group}_plain_ms"] = plain["ms"]
-        for r in rows:
-            if r["group"] != group or r["backend"] == "plain":
-                continue
-            mode = "depthwise" if r["depthwise"] else "full"
-            if r.get("ratio_to_plain") is not None:
-                out[f"{group}_{mode}_{r['backend']}_over_plain"] = r["ratio_to_plain"]
-        for mode, dw in (("depthwise", True), ("full", False)):
-            mr = _row(rows, group=group, backend="mixed_results", depthwise=dw)
-            for b in ("fft", "auto"):
-                other = _row(rows, group=group, backend=b, depthwise=dw)
-                if mr and other:
-                    out[f"{group}_{mode}_mixed_results_over_{b}"] = mr["ms"] / other["ms"]
-    for mode, dw in (("depthwise", True), ("full", False)):
-        pts = sorted((r["m"], r["ms"]) for r in rows
-                     if r["group"] == "candidates" and r["backend"] == "auto" and r["depthwise"] == dw)
-        if len(pts) >= 2:
-            out[f"candidates_{mode}_auto_growth"] = pts[-1][1] / pts[0][1]
-    for r in rows:
-        if r["group"] == "lengths" and r["backend"] == "direct":
-            fft = _row(rows, group="lengths", backend="fft", length=r["length"])
-            if fft:
-                out[f"lengths_{r['length']}_direct_over_fft"] = r["ms"] / fft["ms"]
-    targets = getattr(res, "targets", None) or []
-    out["targets_met"] = sum(bool(t["met"]) for t in targets)
-    out["targets_total"] = len(targets)
-    return out
-
-
-def compare_with_dash(res: Any) -> List[Dict[str, Any]]:
-    """This machine's numbers beside those of DASH's own code on a 2-core CPU (`DASH_REFERENCE`).
-
-    Returns:
-        One row per figure: ``figure``, ``this machine`` (None when that part was not measured), ``DASH code``.
-    """
-    rows = _bench_rows(res)
-    ratios = bench_ratios(res)
-    ref = DASH_REFERENCE
-
-    def get(key: str) -> Optional[float]:
-        v = ratios.get(key)
-        return None if v is None else round(float(v), 2)
-
-    sup_full = ratios.get("1d_full_auto_over_plain")
-    mr_full = _row(rows, group="1d", backend="mixed_results", depthwise=False)
-    full_auto = _row(rows, group="1d", backend="auto", depthwise=False)
-    return [
-        {"figure": "1D ResNet1D plain, ms/step", "this machine": get("1d_plain_ms"),
-         "DASH code": f"{ref['1d_plain_ms'][0]:.0f}-{ref['1d_plain_ms'][1]:.0f}"},
-        {"figure": "1D depthwise supernet / plain", "this machine": get("1d_depthwise_auto_over_plain"),
-         "DASH code": ref["1d_depthwise_over_plain"]},
-        {"figure": "1D full supernet / plain", "this machine": None if sup_full is None else round(sup_full, 2),
-         "DASH code": ref["1d_full_over_plain"]},
-        {"figure": "1D mixed results (full) / plain", "this machine": get("1d_full_mixed_results_over_plain"),
-         "DASH code": round(ref["1d_full_mixed_results_over_plain"], 1)},
-        {"figure": "1D mixed results / full supernet",
-         "this machine": round(mr_full["ms"] / full_auto["ms"], 2) if mr_full and full_auto else None,
-         "DASH code": ref["1d_full_mixed_results_over_supernet"]},
-        {"figure": "2D WRN-16-1 plain, ms/step", "this machine": get("2d_plain_ms"), "DASH code": ref["2d_plain_ms"]},
-        {"figure": "2D mixed results / plain", "this machine": get("2d_depthwise_mixed_results_over_plain"),
-         "DASH code": ref["2d_mixed_results_over_plain"]},
-        {"figure": "2D supernet / plain", "this machine": get("2d_depthwise_auto_over_plain"),
-         "DASH code": f"~{ref['2d_supernet_over_plain']:.0f}"},
-    ]

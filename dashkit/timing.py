@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping
 
 import torch
 
-from .checks import check_float, check_int
+from .checks import check_bool, check_float, check_int
 
 __all__ = ["sync", "best_time", "timed_rounds"]
 
@@ -49,9 +49,12 @@ def best_time(fn: Callable[[], Any], device: Any = None, repeats: int = 5, warmu
         >>> best_time(lambda: torch.randn(100, 100) @ torch.randn(100, 100), repeats=3) < 1.0
         True
     """
+    if not callable(fn):
+        raise TypeError(f"fn={fn!r} has type {type(fn).__name__}; accepted: a function of no arguments")
     check_int("repeats", repeats, 1)
     check_int("warmup", warmup, 0)
-    check_float("budget_s", budget_s, 0.0, math.inf, low_open=True) if math.isfinite(budget_s) else None
+    if budget_s != math.inf:  # inf, the default, is no budget; anything else must be a positive number
+        check_float("budget_s", budget_s, 0.0, low_open=True)
     for _ in range(warmup):
         fn()
     sync(device)
@@ -80,9 +83,16 @@ def timed_rounds(steps: Mapping[str, Callable[[], Any]], device: Any = None, rou
         rounds: timed calls of each step (>= 1).
         warmup: untimed calls of each step first (>= 0).
         progress: print a line to stderr after each round.
+
+    Returns:
+        ``{name: [seconds of round 1, ..., seconds of round `rounds`]}``.
     """
+    if not isinstance(steps, Mapping) or not all(callable(fn) for fn in steps.values()):
+        raise TypeError(f"steps={steps!r} has type {type(steps).__name__}; accepted: a dict of name -> function "
+                        "of no arguments")
     check_int("rounds", rounds, 1)
     check_int("warmup", warmup, 0)
+    check_bool("progress", progress)
     for fn in steps.values():
         for _ in range(warmup):
             fn()

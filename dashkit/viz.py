@@ -16,15 +16,27 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["alpha_evolution", "alpha_heatmap", "choices", "learning_curves", "comparison", "save_run_figures"]
+__all__ = ["style", "alpha_evolution", "alpha_heatmap", "choices", "learning_curves", "comparison",
+           "save_run_figures"]
 
 
 @contextlib.contextmanager
-def _style() -> Iterator[None]:
+def style(font_scale: float = 0.8, grid: bool = True) -> Iterator[None]:
+    """The look of every dashkit figure: seaborn's "whitegrid" ("white" without ``grid``), notebook-sized text.
+
+    Draw a figure inside it; the settings hold only there::
+
+        >>> with viz.style():
+        ...     fig = Figure(); ax = fig.subplots(); ax.plot([1, 2])
+
+    Args:
+        font_scale: text size relative to seaborn's "notebook" context (0.8 suits the small multiples here).
+        grid: draw grid lines (off for diagrams where a grid would read as a scale).
+    """
     import seaborn as sns
 
     # a context, not sns.set_theme(): a library must not change the user's global matplotlib settings
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
+    with sns.axes_style("whitegrid" if grid else "white"), sns.plotting_context("notebook", font_scale=font_scale):
         yield
 
 
@@ -64,7 +76,7 @@ def alpha_evolution(alphas: Mapping[str, Any], layers: Optional[Sequence[str]] =
     step = max(1, math.ceil(probs.shape[0] / 8))  # at most about 8 epoch labels
     cols = max(1, min(cols, len(show)))
     rows = math.ceil(len(show) / cols)
-    with _style():
+    with style():
         fig = Figure(figsize=(4.2 * cols, 0.18 * len(labels) * rows + 1.2 * rows + 0.5), layout="constrained")
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for ax, name in zip(axes, show):
@@ -88,12 +100,12 @@ def alpha_heatmap(card: Any) -> Figure:
     """
     import seaborn as sns
 
+    from .supernet import alpha_probs
+
     space = card.space
     labels = _candidate_labels(space.candidates)
-    alpha = np.asarray([layer.alpha for layer in card.layers], dtype=float)  # (L, M)
-    probs = np.exp(alpha - alpha.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    with _style():
+    probs = np.asarray([alpha_probs(layer.alpha) for layer in card.layers], dtype=float)  # (L, M)
+    with style():
         fig = Figure(figsize=(0.45 * len(labels) + 3.5, 0.35 * len(card.layers) + 1.5), layout="constrained")
         ax = fig.subplots()
         sns.heatmap(probs, ax=ax, cmap="viridis", xticklabels=labels,
@@ -122,7 +134,7 @@ def choices(card: Any, default_kernels: Optional[Mapping[str, int]] = None) -> F
     """
     names = [layer.name for layer in card.layers]
     x = np.arange(len(names))
-    with _style():
+    with style():
         fig = Figure(figsize=(max(6.0, 0.55 * len(names) + 2), 6.5), layout="constrained")
         ax_k, ax_d, ax_rf = fig.subplots(3, 1, sharex=True)
         ax_k.bar(x, [layer.k for layer in card.layers], color="#4c72b0")
@@ -150,7 +162,7 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], metric
     """
     if not histories:
         raise ValueError("histories = {}: expected at least one {label: rows} entry")
-    with _style():
+    with style():
         fig = Figure(figsize=(10, 3.8), layout="constrained")
         ax_loss, ax_val = fig.subplots(1, 2)
         for label, rows in histories.items():
@@ -182,7 +194,7 @@ def comparison(metrics: Mapping[str, Any], metric: str = "") -> Figure:
     val = [float(metrics[m]["val"]) if isinstance(metrics[m], Mapping) and "val" in metrics[m] else np.nan
            for m in models]
     x = np.arange(len(models))
-    with _style():
+    with style():
         fig = Figure(figsize=(2.2 * len(models) + 2, 3.8), layout="constrained")
         ax = fig.subplots()
         bars = ax.bar(x - 0.2, test, width=0.4, label="test", color="#4c72b0")

@@ -144,12 +144,6 @@ def metrics_rows(runs: Mapping[str, Union[RunDir, PathLike]]) -> List[Dict[str, 
     return rows
 
 
-def _softmax(alpha: Sequence[float]) -> np.ndarray:
-    a = np.asarray(alpha, dtype=float)
-    p = np.exp(a - a.max())
-    return p / p.sum()
-
-
 def architecture_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
     """One row per searched layer of an ArchCard: the chosen k and d, the receptive field d(k-1)+1 and how
     sure the search was (softmax(alpha) of the choice, against 1/M for no preference at all).
@@ -158,28 +152,45 @@ def architecture_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
         card: a ``dashkit.ArchCard``.
         run: a label put in every row (to tell runs apart in one table).
     """
+    from .supernet import alpha_probs
+
     rows = []
     for layer in card.layers:
-        p = _softmax(layer.alpha)
+        p = alpha_probs(layer.alpha)
         rows.append({"run": run, "layer": layer.name, "k": layer.k, "d": layer.d,
-                     "field": layer.receptive_field, "p_choice": float(p.max()), "uniform": 1.0 / len(p)})
+                     "field": layer.receptive_field, "p_choice": max(p), "uniform": 1.0 / len(p)})
     return rows
 
 
 def alpha_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
-    """One row per searched layer: the chosen candidate, the runner-up and their softmax(alpha).
+    """One row per searched layer: the chosen candidate, the runner-up, their softmax(alpha) and the margin.
 
-    The margin between the two says how close the choice was: DASH's normalised arch gradients move alpha
-    slowly, so short searches make choices by small margins.
+    ``margin`` is alpha of the chosen candidate minus alpha of the runner-up, which is log(p_chosen /
+    p_runner_up): softmax turns a difference of alphas into a ratio of probabilities. 0 is no preference
+    between the two (and the margin of a one-candidate space). Unlike p_chosen - p_runner_up it does not shrink
+    as the number of candidates M grows, so margins of spaces of different sizes compare. DASH's normalised
+    arch gradients move alpha slowly, so short searches make choices by small margins; alpha's random start
+    (1e-3 * randn) alone gives margins of about 5e-4 for 9-20 candidates.
+
+    Args:
+        card: a ``dashkit.ArchCard``.
+        run: a label put in every row.
+
+    Returns:
+        Rows with ``run, layer, chosen, p_chosen, runner_up, p_runner_up, margin``.
     """
+    from .supernet import alpha_probs
+
     candidates = card.space.candidates
     rows = []
     for layer in card.layers:
-        p = _softmax(layer.alpha)
-        first, second = (int(i) for i in np.argsort(-p, kind="stable")[:2]) if len(p) > 1 else (0, 0)
+        p = alpha_probs(layer.alpha)
+        # ranked by alpha itself, not by p: float32 probabilities of near-equal alphas can tie where alphas do not
+        order = np.argsort(-np.asarray(layer.alpha, dtype=float), kind="stable")
+        first, second = (int(order[0]), int(order[1])) if len(p) > 1 else (0, 0)
         rows.append({"run": run, "layer": layer.name, "chosen": "k{} d{}".format(*candidates[first]),
-                     "p_chosen": float(p[first]), "runner_up": "k{} d{}".format(*candidates[second]),
-                     "p_runner_up": float(p[second]), "margin": float(p[first] - p[second])})
+                     "p_chosen": p[first], "runner_up": "k{} d{}".format(*candidates[second]),
+                     "p_runner_up": p[second], "margin": float(layer.alpha[first] - layer.alpha[second])})
     return rows
 
 
@@ -245,10 +256,12 @@ def architecture_diagram(card: Any, title: str = "") -> Figure:
         raise ValueError("card has no searched layers; expected an ArchCard made by dashkit.discretize()")
     import seaborn as sns
 
+    from .viz import style
+
     half = max(layer.receptive_field for layer in layers) / 2
     colours = sns.color_palette("crest", n_colors=max(len({layer.d for layer in layers}), 1))
     by_d = {d: colours[i] for i, d in enumerate(sorted({layer.d for layer in layers}))}
-    with sns.axes_style("white"), sns.plotting_context("notebook", font_scale=0.8):
+    with style(grid=False):  # no grid: the x axis counts taps, and grid lines would read as taps too
         fig = Figure(figsize=(9.0, 0.42 * len(layers) + 1.4), layout="constrained")
         ax = fig.subplots()
         for row, layer in enumerate(layers):

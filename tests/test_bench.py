@@ -58,3 +58,54 @@ def test_bad_sections_are_refused(capsys):
         bench.main(["ops", "--sections", "1d,3d"])
     assert e.value.code == 2
     assert "unknown ['3d']" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- beside DASH's code
+
+def _fake_bench() -> bench.BenchResult:
+    rows = [
+        {"group": "1d", "length": 1000, "backend": "plain", "depthwise": None, "ms": 50.0, "ratio_to_plain": 1.0},
+        {"group": "1d", "length": 1000, "backend": "mixed_results", "depthwise": False, "ms": 800.0,
+         "ratio_to_plain": 16.0},
+        {"group": "1d", "length": 1000, "backend": "fft", "depthwise": False, "ms": 150.0, "ratio_to_plain": 3.0},
+        {"group": "1d", "length": 1000, "backend": "auto", "depthwise": False, "ms": 100.0, "ratio_to_plain": 2.0},
+        {"group": "1d", "length": 1000, "backend": "auto", "depthwise": True, "ms": 60.0, "ratio_to_plain": 1.2},
+        {"group": "candidates", "length": 1000, "m": 1, "backend": "auto", "depthwise": True, "ms": 55.0},
+        {"group": "candidates", "length": 1000, "m": 5, "backend": "auto", "depthwise": True, "ms": 66.0},
+        {"group": "lengths", "length": 512, "backend": "fft", "depthwise": True, "ms": 20.0},
+        {"group": "lengths", "length": 512, "backend": "direct", "depthwise": True, "ms": 160.0},
+        {"group": "2d", "size": 32, "backend": "plain", "depthwise": None, "ms": 30.0, "ratio_to_plain": 1.0},
+        {"group": "2d", "size": 32, "backend": "mixed_results", "depthwise": True, "ms": 1200.0,
+         "ratio_to_plain": 40.0},
+        {"group": "2d", "size": 32, "backend": "auto", "depthwise": True, "ms": 90.0, "ratio_to_plain": 3.0},
+    ]
+    return bench.BenchResult(rows=rows, targets=[{"target": "a", "met": True}, {"target": "b", "met": False}])
+
+
+def test_bench_ratios():
+    r = bench.bench_ratios(_fake_bench())
+    assert r["1d_plain_ms"] == 50.0 and r["2d_plain_ms"] == 30.0
+    assert r["1d_full_mixed_results_over_plain"] == 16.0 and r["1d_depthwise_auto_over_plain"] == 1.2
+    assert r["1d_full_mixed_results_over_fft"] == pytest.approx(800 / 150)
+    assert r["1d_full_mixed_results_over_auto"] == 8.0
+    assert r["2d_depthwise_mixed_results_over_auto"] == pytest.approx(1200 / 90)
+    assert r["candidates_depthwise_auto_growth"] == pytest.approx(66 / 55)
+    assert r["lengths_512_direct_over_fft"] == 8.0
+    assert (r["targets_met"], r["targets_total"]) == (1, 2)
+    assert "1d_depthwise_mixed_results_over_fft" not in r  # not measured
+    with pytest.raises(TypeError, match=r"^res=3 has type int; accepted: a dashkit.bench.BenchResult or its rows "
+                                        r"\(dicts with a 'group' key\)$"):
+        bench.bench_ratios(3)
+
+
+def test_compare_with_dash():
+    rows = {r["figure"]: r for r in bench.compare_with_dash(_fake_bench())}
+    assert rows["1D full supernet / plain"]["this machine"] == 2.0
+    assert rows["1D full supernet / plain"]["DASH code"] == 5.0
+    assert rows["1D mixed results / full supernet"]["this machine"] == 8.0
+    assert rows["2D mixed results / plain"]["this machine"] == 40.0
+    assert rows["1D ResNet1D plain, ms/step"]["DASH code"] == "70-79"
+    partial = bench.BenchResult(rows=[r for r in _fake_bench().rows if r["group"] == "2d"])
+    rows = {r["figure"]: r for r in bench.compare_with_dash(partial)}
+    assert rows["1D full supernet / plain"]["this machine"] is None
+    assert rows["2D supernet / plain"]["this machine"] == 3.0

@@ -67,3 +67,20 @@ def test_search_ablation_runs_each_variant_and_reads_finished_runs_back(tmp_path
     kept = json.loads((tmp_path / "digits-ablation.json").read_text())
     assert sorted(r["variant"] for r in kept) == ["default", "dilations=1-kernel_sizes=3"]
     assert sorted(r["val"] for r in kept) == sorted(r["val"] for r in rows)
+
+
+@pytest.mark.filterwarnings("ignore::dashkit.pipeline.TuningUndecidedWarning")
+def test_retrain_convs_times_every_backend_of_both_networks(tmp_path, capsys):
+    import dashkit
+
+    retrain_convs = _script("retrain_convs")
+    run = tmp_path / "digits-tiny"
+    dashkit.run("digits", preset="smoke", out=run, device="cpu", baseline=False, figures=False, verbose=False,
+                search_epochs=1, search_max_batches=2, tune_enabled=False, retrain_epochs=1, retrain_max_batches=1)
+    r = retrain_convs.measure(run, batch=4, rounds=2)
+    assert r["task"] == "digits" and r["batch"] == 4
+    assert set(r["seconds"]) == {f"{net}/{b}" for net in ("baseline", "dash") for b in retrain_convs.BACKENDS}
+    assert all(s > 0 for s in r["seconds"].values())
+    assert r["dash_over_baseline"]["auto"] == pytest.approx(r["seconds"]["dash/auto"] / r["seconds"]["baseline/auto"])
+    assert retrain_convs.main([str(run), "--batch", "4", "--rounds", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("| digits | 4 | ")

@@ -17,8 +17,7 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import dashkit  # noqa: E402
-from dashkit import SearchSpace, backbones, explain, ops  # noqa: E402
-from dashkit.bench import BenchResult  # noqa: E402
+from dashkit import SearchSpace, backbones, explain, ops, viz  # noqa: E402
 from dashkit.dashconv import DashConv  # noqa: E402
 
 SPACE_1D = SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), dims=1)  # DASH's 1D space
@@ -29,33 +28,21 @@ SMALL_2D = SearchSpace((3, 5), (1, 2), dims=2)
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-def test_measure_returns_the_best_of_the_repeats():
-    calls = []
-    durations = iter([0.0, 0.06, 0.001, 0.08])  # warm-up, then three timed runs
-
-    def fn():
-        calls.append(1)
-        import time
-        time.sleep(next(durations))
-
-    best = explain.measure(fn, repeats=3, warmup=1)
-    assert len(calls) == 4
-    assert 0.001 <= best < 0.05  # the 1 ms run, not the 60 or 80 ms ones
-
-
-@pytest.mark.parametrize("kw, match", [({"repeats": 0}, r"repeats must be an int >= 1, got 0"),
-                                       ({"warmup": -1}, r"warmup must be an int >= 0, got -1"),
-                                       ({"repeats": 2.5}, r"repeats must be an int >= 1, got 2.5")])
-def test_measure_rejects_bad_counts(kw, match):
-    with pytest.raises(ValueError, match=match):
-        explain.measure(lambda: None, **kw)
-
-
 def test_format_count():
     assert explain.format_count(20 ** 9) == "512,000,000,000 (5.1e+11)"
     assert explain.format_count(999) == "999"
-    with pytest.raises(ValueError, match=r"n must be a non-negative int, got -1"):
+    with pytest.raises(ValueError, match=r"^n=-1 is out of range; accepted: an integer >= 0$"):
         explain.format_count(-1)
+
+
+def test_figures_style_only_themselves():
+    before = dict(matplotlib.rcParams)
+    with viz.style():
+        assert matplotlib.rcParams["axes.grid"] and matplotlib.rcParams["font.size"] == pytest.approx(12 * 0.8)
+    with viz.style(font_scale=1.0, grid=False):
+        assert not matplotlib.rcParams["axes.grid"] and matplotlib.rcParams["font.size"] == pytest.approx(12)
+    explain.plot_field_grid(SMALL_2D)
+    assert dict(matplotlib.rcParams) == before  # a context, not a change of the user's global settings
 
 
 # ------------------------------------------------------------------------------------------- 01 search space
@@ -131,7 +118,7 @@ def test_prefer_errors():
         explain.prefer(rep.supernet, {"conv9": (3, 1)})
     with pytest.raises(ValueError, match=r"\(k, d\) = \(4, 1\) is not in the space"):
         explain.prefer(rep.supernet, {"blocks.0.conv1": (4, 1)})
-    with pytest.raises(ValueError, match=r"strength must be a positive number, got 0"):
+    with pytest.raises(ValueError, match=r"^strength=0 is out of range; accepted: a finite number in \(0\.0, inf\)$"):
         explain.prefer(rep.supernet, {"blocks.0.conv1": (3, 1)}, strength=0)
     with pytest.raises(ValueError, match=r"supernet has no DashConv layers"):
         explain.prefer(backbones.resnet1d(1, 10), {"blocks.0.conv1": (3, 1)})
@@ -204,11 +191,12 @@ def test_dilation_errors(dims):
 
 
 def test_dilation_argument_errors():
-    with pytest.raises(ValueError, match=r"kernel_sizes must be a non-empty sequence of odd ints >= 1, got \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"^kernel_sizes=\(3, 4\) holds 4; accepted: a non-empty sequence of odd "
+                                         r"integers >= 1$"):
         explain.dilation_errors(kernel_sizes=(3, 4))
-    with pytest.raises(ValueError, match=r"dims must be 1 or 2, got 3"):
+    with pytest.raises(ValueError, match=r"^dims=3 is out of range; accepted: an integer in \[1, 2\]$"):
         explain.dilation_errors(dims=3)
-    with pytest.raises(TypeError, match=r"dilations must be a sequence of ints, got 3"):
+    with pytest.raises(TypeError, match=r"^dilations=3 has type int; accepted: a non-empty sequence of integers >= 1$"):
         explain.dilation_cost(dilations=3)
 
 
@@ -223,7 +211,7 @@ def test_plot_dilation():
     fig = explain.plot_dilation(k=3, d=3)
     assert len(fig.axes) == 4
     assert fig.axes[3].images[0].get_array().shape == (7, 7)
-    with pytest.raises(ValueError, match=r"d must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"^d=0 is out of range; accepted: an integer >= 1$"):
         explain.plot_dilation(d=0)
 
 
@@ -264,7 +252,7 @@ def test_wraparound_table_counts_the_wrapped_outputs():
             assert row["wrong_outputs"] == 0 and row["max_error"] < 1e-10
     fig = explain.plot_wraparound(length=64, kernel_size=15, pad=0)
     assert len(fig.axes) == 2 and "wrong near both ends" in fig._suptitle.get_text()
-    with pytest.raises(ValueError, match=r"kernel_size must be an odd positive int, got 14"):
+    with pytest.raises(ValueError, match=r"^kernel_size=14 is even; accepted: an odd integer >= 1$"):
         explain.wraparound_table(kernel_size=14)
 
 
@@ -347,53 +335,3 @@ def test_auto_choice_takes_the_faster_when_it_times():
             assert r["choice"] == ("fft" if r["fft_ms"] < r["direct_ms"] else "direct")
         else:
             assert r["fft_ms"] is None and r["direct_ms"] is None
-
-
-# -------------------------------------------------------------------------------------------- 08 speed
-
-def _fake_bench() -> BenchResult:
-    rows = [
-        {"group": "1d", "length": 1000, "backend": "plain", "depthwise": None, "ms": 50.0, "ratio_to_plain": 1.0},
-        {"group": "1d", "length": 1000, "backend": "mixed_results", "depthwise": False, "ms": 800.0,
-         "ratio_to_plain": 16.0},
-        {"group": "1d", "length": 1000, "backend": "fft", "depthwise": False, "ms": 150.0, "ratio_to_plain": 3.0},
-        {"group": "1d", "length": 1000, "backend": "auto", "depthwise": False, "ms": 100.0, "ratio_to_plain": 2.0},
-        {"group": "1d", "length": 1000, "backend": "auto", "depthwise": True, "ms": 60.0, "ratio_to_plain": 1.2},
-        {"group": "candidates", "length": 1000, "m": 1, "backend": "auto", "depthwise": True, "ms": 55.0},
-        {"group": "candidates", "length": 1000, "m": 5, "backend": "auto", "depthwise": True, "ms": 66.0},
-        {"group": "lengths", "length": 512, "backend": "fft", "depthwise": True, "ms": 20.0},
-        {"group": "lengths", "length": 512, "backend": "direct", "depthwise": True, "ms": 160.0},
-        {"group": "2d", "size": 32, "backend": "plain", "depthwise": None, "ms": 30.0, "ratio_to_plain": 1.0},
-        {"group": "2d", "size": 32, "backend": "mixed_results", "depthwise": True, "ms": 1200.0,
-         "ratio_to_plain": 40.0},
-        {"group": "2d", "size": 32, "backend": "auto", "depthwise": True, "ms": 90.0, "ratio_to_plain": 3.0},
-    ]
-    return BenchResult(rows=rows, targets=[{"target": "a", "met": True}, {"target": "b", "met": False}])
-
-
-def test_bench_ratios():
-    r = explain.bench_ratios(_fake_bench())
-    assert r["1d_plain_ms"] == 50.0 and r["2d_plain_ms"] == 30.0
-    assert r["1d_full_mixed_results_over_plain"] == 16.0 and r["1d_depthwise_auto_over_plain"] == 1.2
-    assert r["1d_full_mixed_results_over_fft"] == pytest.approx(800 / 150)
-    assert r["1d_full_mixed_results_over_auto"] == 8.0
-    assert r["2d_depthwise_mixed_results_over_auto"] == pytest.approx(1200 / 90)
-    assert r["candidates_depthwise_auto_growth"] == pytest.approx(66 / 55)
-    assert r["lengths_512_direct_over_fft"] == 8.0
-    assert (r["targets_met"], r["targets_total"]) == (1, 2)
-    assert "1d_depthwise_mixed_results_over_fft" not in r  # not measured
-    with pytest.raises(TypeError, match=r"res must be a dashkit.bench.BenchResult \(or its rows\), got int"):
-        explain.bench_ratios(3)
-
-
-def test_compare_with_dash():
-    rows = {r["figure"]: r for r in explain.compare_with_dash(_fake_bench())}
-    assert rows["1D full supernet / plain"]["this machine"] == 2.0
-    assert rows["1D full supernet / plain"]["DASH code"] == 5.0
-    assert rows["1D mixed results / full supernet"]["this machine"] == 8.0
-    assert rows["2D mixed results / plain"]["this machine"] == 40.0
-    assert rows["1D ResNet1D plain, ms/step"]["DASH code"] == "70-79"
-    partial = BenchResult(rows=[r for r in _fake_bench().rows if r["group"] == "2d"])
-    rows = {r["figure"]: r for r in explain.compare_with_dash(partial)}
-    assert rows["1D full supernet / plain"]["this machine"] is None
-    assert rows["2D supernet / plain"]["this machine"] == 3.0

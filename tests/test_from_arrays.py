@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from dashkit import backbones
 from dashkit.tasks import KINDS, from_arrays
+from dashkit.tasks.base import tensor_dataset
 from dashkit.tasks.byod import default_search_space
 
 
@@ -182,6 +184,20 @@ def test_given_val_and_test_are_used_as_they_are():
         [list(range(20)), list(range(20, 30)), list(range(30, 40))]
     task = from_arrays(x[:30], y[:30], x_test=x[30:], y_test=y[30:], val_fraction=0.2)
     assert (len(task.train), len(task.val), len(task.test)) == (24, 6, 10)
+
+
+def test_splits_are_tensor_datasets_over_the_checked_arrays():
+    x, y = labelled(20)
+    task = from_arrays(x, y, val_fraction=0.2, test_fraction=0.2)
+    for split in (task.train, task.val, task.test):
+        assert isinstance(split, TensorDataset) and split.tensors[0].dtype == torch.float32
+    # the one constructor of in-memory splits: numpy arrays are shared, not copied; tensors pass as they are
+    a, b = np.zeros((3, 1, 4), dtype=np.float32), np.arange(3)
+    ds = tensor_dataset(a, b)
+    a[1, 0, 2] = 7.0
+    assert ds[1][0][0, 2] == 7.0 and ds[2][1] == 2
+    t = torch.ones(2, 1, 4)
+    assert tensor_dataset(t, torch.zeros(2)).tensors[0] is t
 
 
 def test_number_of_classes_counts_every_split():

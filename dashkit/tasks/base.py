@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
@@ -12,7 +13,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from ..metrics import get_metric
 from ..registry import Registry
 
-__all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets"]
+__all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets", "tensor_dataset"]
 
 KINDS = ("classification", "multilabel", "regression", "dense")
 
@@ -165,5 +166,11 @@ def split_targets(data: Dataset) -> torch.Tensor:
     return torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))])
 
 
-def tensor_dataset(x: torch.Tensor, y: torch.Tensor) -> TensorDataset:
-    return TensorDataset(x, y)
+def tensor_dataset(x: Union[torch.Tensor, np.ndarray], y: Union[torch.Tensor, np.ndarray]) -> TensorDataset:
+    """A split of (input, target) pairs held in memory: every task's splits are made here.
+
+    Args:
+        x: (N, C, *spatial) inputs, a tensor or a numpy array (shared, not copied).
+        y: (N, ...) targets, likewise.
+    """
+    return TensorDataset(*(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in (x, y)))

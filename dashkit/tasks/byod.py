@@ -9,11 +9,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
 from ..metrics import METRICS
 from ._common import check_float, check_seed
-from .base import KINDS, Task, TaskDefaults
+from .base import KINDS, Task, TaskDefaults, tensor_dataset
 
 __all__ = ["from_arrays", "default_search_space"]
 
@@ -261,12 +260,9 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
     ks = auto_k if kernel_sizes is None else _candidates("kernel_sizes", kernel_sizes, odd=True)
     ds = auto_d if dilations is None else _candidates("dilations", dilations, odd=False)
 
-    def dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-
     return Task(
-        name=name, kind=kind, train=dataset(x_tr, y_tr), val=dataset(*given["val"]),
-        test=dataset(*given["test"]), in_shape=tuple(int(s) for s in x_tr.shape[1:]), num_outputs=num_outputs,
+        name=name, kind=kind, train=tensor_dataset(x_tr, y_tr), val=tensor_dataset(*given["val"]),
+        test=tensor_dataset(*given["test"]), in_shape=tuple(int(s) for s in x_tr.shape[1:]), num_outputs=num_outputs,
         metric_name=metric,
         defaults=TaskDefaults(backbone=net, backbone_kwargs=backbone_kwargs, kernel_sizes=ks, dilations=ds),
         info={"source": "from_arrays",

@@ -1,6 +1,9 @@
 """from_arrays: bring-your-own data checks, splits and defaults, for 1D and 2D inputs and every kind."""
 from __future__ import annotations
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +11,8 @@ import torch.nn.functional as F
 
 from dashkit import backbones
 from dashkit.tasks import KINDS, from_arrays
-from dashkit.tasks.byod import default_search_space
+from dashkit.tasks.base import SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, small_split_note
+from dashkit.tasks.byod import (EmptyClassWarning, SeriesLengthWarning, SmallSplitWarning, default_search_space)
 
 
 def stack(ds, key):
@@ -24,7 +28,7 @@ def labelled(n=100, c=2, length=16, seed=0):
 
 # ------------------------------------------------------------------------------------------- checks
 @pytest.mark.parametrize("bad, match", [
-    ([[1.0, 2.0]], r"x_train: expected a numpy array or a torch tensor, got list"),
+    ("abc", r"x_train: expected a numpy array or a torch tensor, got str"),
     (np.array([[1 + 2j, 3j]] * 4), r"x_train: dtype complex128 is not numeric"),
     (np.array([["a", "b"]] * 4), r"x_train: dtype <U1 is not numeric"),
 ])
@@ -70,7 +74,6 @@ def test_unknown_kind():
 
 @pytest.mark.parametrize("y, match", [
     (np.array([0, 1, 0.5, 1] * 5), r"y_train holds non-integer labels such as 0\.5; expected class indices 0\.\.C-1"),
-    (np.array([0, 1, -1, 1] * 5), r"y_train holds the negative label -1"),
     (np.zeros(20, dtype=int), r"y_train has the single class 0; classification needs at least 2 classes"),
     (np.zeros((20, 2), dtype=int), r"y_train has shape \(20, 2\); kind='classification' expects \(N,\) class indices"),
 ])
@@ -186,7 +189,9 @@ def test_given_val_and_test_are_used_as_they_are():
 
 def test_number_of_classes_counts_every_split():
     x, y = labelled(30, c=3)
-    task = from_arrays(x, y, x_test=x[:4], y_test=np.array([0, 1, 5, 2]))
+    with pytest.warns(EmptyClassWarning, match=r"3 of 6 classes have no examples in y_train: 3 \(val 0, test 0\), "
+                                               r"4 \(val 0, test 0\), 5 \(val 0, test 1\)"):
+        task = from_arrays(x, y, x_test=x[:4], y_test=np.array([0, 1, 5, 2]))
     assert task.num_outputs == 6
 
 
@@ -276,7 +281,9 @@ def test_every_kind_builds_a_task(kind):
     y = {"classification": np.arange(30) % 2, "multilabel": np.eye(2, dtype=int)[np.arange(30) % 2],
          "regression": rng.normal(size=(30, 3)), "dense": rng.normal(size=(30, 12))}[kind]
     task = from_arrays(x, y, kind=kind)
-    assert task.kind == kind and (len(task.train), len(task.val), len(task.test)) == (24, 3, 3)
+    # classification holds out at least 2 per class for validation (val_min_per_class)
+    sizes = (23, 4, 3) if kind == "classification" else (24, 3, 3)
+    assert task.kind == kind and (len(task.train), len(task.val), len(task.test)) == sizes
 
 
 def test_default_search_space_fits_the_input():
@@ -288,3 +295,115 @@ def test_default_search_space_fits_the_input():
     assert default_search_space(2, 2) == ((3,), (1,))
     with pytest.raises(ValueError, match=r"dims=3: expected 1 or 2"):
         default_search_space(3, 10)
+
+
+# ------------------------------------------------------------------------------------------- labels
+def quiet(*args, **kwargs):
+    """from_arrays with its small-split warnings silenced (the tests' data sets are small on purpose)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSplitWarning)
+        return from_arrays(*args, **kwargs)
+
+
+def test_string_labels_are_numbered_in_sorted_order_and_decoded():
+    x, _ = labelled(60)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    y = names[np.arange(60) % 3][::-1].copy()  # a permutation: order in the data does not matter
+    task = quiet(x, y)
+    assert task.num_outputs == 3 and task.info["classes"] == ["setosa", "versicolor", "virginica"]
+    ids, labels = stack(task.train, 0)[:, 0, 0].long().numpy(), stack(task.train, 1).numpy()
+    np.testing.assert_array_equal(np.array(task.info["classes"])[labels], y[ids])  # x and its label stay paired
+    assert task.to_labels(torch.tensor([2, 0, 1])).tolist() == ["virginica", "setosa", "versicolor"]
+    logits = torch.tensor([[0.1, 3.0, -1.0], [5.0, 0.0, 0.0]])
+    assert task.to_labels(logits).tolist() == ["versicolor", "setosa"]
+    assert task.to_labels(logits.numpy()).dtype.kind == "U"
+    json.dumps(task.info)  # a run can record it
+
+
+@pytest.mark.parametrize("y, classes", [
+    (np.arange(30) % 3 + 1, [1, 2, 3]),                                  # 1..3: no empty class 0
+    (np.where(np.arange(30) % 2, 1, -1), [-1, 1]),                        # -1 / 1
+    ((np.arange(30) % 3 + 1).astype(float), [1.0, 2.0, 3.0]),             # as np.loadtxt reads UCR files
+    (list(np.array(["2", "1", "3"])[np.arange(30) % 3]), ["1", "2", "3"]),  # a list of str
+    (torch.arange(30) % 2 + 5, [5, 6]),
+    (np.arange(30) % 2 == 1, [False, True]),
+    (np.array([b"b", b"a"] * 15), ["a", "b"]),                            # bytes are read as UTF-8 str
+])
+def test_labels_that_are_not_0_based_indices_are_mapped_in_sorted_order(y, classes):
+    task = quiet(labelled(30)[0], y)
+    assert task.info["classes"] == classes and task.num_outputs == len(classes)
+    assert sum(task.info["class_counts"]["train"]) == len(task.train)
+    assert all(n > 0 for n in task.info["class_counts"]["train"])
+    json.dumps(task.info)
+
+
+def test_0_based_integer_labels_keep_their_values():
+    x, _ = labelled(30)
+    task = quiet(x, np.arange(30) % 3)
+    assert task.info["classes"] == [0, 1, 2]
+    assert task.to_labels(np.array([1, 2])).tolist() == [1, 2]
+    with pytest.warns(EmptyClassWarning, match=r"1 of 4 classes have no examples in y_train: 2 \(val 0, test 0\)"):
+        task = quiet(x, np.array([0, 1, 3] * 10))  # a gap: index 2 stays, without examples
+    assert task.num_outputs == 4 and task.info["class_counts"]["train"][2] == 0
+
+
+def test_classes_fix_order_and_set():
+    x, _ = labelled(30)
+    y = np.array(["lo", "hi"] * 15)
+    task = quiet(x, y, classes=["lo", "hi"])
+    assert task.info["classes"] == ["lo", "hi"]
+    assert stack(task.train, 1).tolist() == [0 if v == "lo" else 1 for v in y[stack(task.train, 0)[:, 0, 0].long()]]
+    task = quiet(x, np.arange(30) % 2, classes=[1, 0])  # even 0-based integers follow classes
+    assert task.to_labels([0, 1]).tolist() == [1, 0]
+    with pytest.warns(EmptyClassWarning, match=r"1 of 3 classes have no examples in y_train: 'mid'"):
+        task = quiet(x, y, classes=["lo", "mid", "hi"])
+    assert task.num_outputs == 3
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(classes=["lo"]), ValueError, r"classes=\['lo'\]: classification needs at least 2 classes"),
+    (dict(classes=["lo", "hi", "lo"]), ValueError, r"classes lists 'lo' more than once"),
+    (dict(classes=["hi", "mid"]), ValueError, r"y_train holds labels that classes does not list: 'lo'; "
+                                              r"classes=\['hi', 'mid'\]"),
+    (dict(classes=[0, 1]), TypeError, r"classes holds number labels but y_train holds str labels"),
+    (dict(classes="lohi"), TypeError, r"classes='lohi': expected None or a list of labels"),
+    (dict(classes=["lo", "hi"], kind="regression"), ValueError, r"classes=\['lo', 'hi'\] is for "
+                                                                r"kind='classification', not kind='regression'"),
+])
+def test_classes_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        from_arrays(labelled(30)[0], np.array(["lo", "hi"] * 15), **kwargs)
+
+
+@pytest.mark.parametrize("y, error, match", [
+    ([1, "a"] * 10, TypeError, r"y_train mixes label types: number \(e\.g\. 1 at sample 0\) and str "
+                               r"\(e\.g\. 'a' at sample 1\); expected str, int"),
+    (np.array([True, 2] * 10, dtype=object), TypeError, r"y_train mixes label types: bool .* and number"),
+    ([[1, 2]] * 20, TypeError, r"y_train\[0\] = \[1, 2\] has type list; accepted: str"),
+    (np.array([(1,), "a"] * 10, dtype=object), TypeError, r"y_train\[0\] = \(1,\) has type tuple; accepted: str"),
+    (["a", None] * 10, ValueError, r"y_train holds 10 missing label\(s\) \(None or NaN\), first at sample 1"),
+    (np.array([0, 1, np.nan, 1] * 5), ValueError, r"y_train holds 5 NaN or infinite label\(s\), first at sample 2"),
+    (np.array([0, 1, np.inf, 1] * 5), ValueError, r"y_train holds 5 NaN or infinite label\(s\)"),
+    (np.array(["a"] * 20), ValueError, r"y_train has the single class 'a'; classification needs at least 2"),
+    (np.array([1j, 2j] * 10), TypeError, r"y_train: dtype complex128 is not usable as labels"),
+    ({"a": 1}, TypeError, r"y_train: expected a numpy array or a torch tensor, got dict"),
+])
+def test_bad_labels(y, error, match):
+    with pytest.raises(error, match=match):
+        from_arrays(np.zeros((20, 1, 8)), y)
+
+
+def test_val_and_test_labels_must_have_the_train_labels_type():
+    x, _ = labelled(20)
+    with pytest.raises(TypeError, match=r"y_test holds number labels but y_train holds str labels; expected one type"):
+        from_arrays(x, np.array(["a", "b"] * 10), x_test=x[:4], y_test=np.array([0, 1, 0, 1]))
+
+
+def test_labels_that_only_val_or_test_have_warn_and_become_classes():
+    # A warning, not an error: dropping those samples would flatter the test metric, and refusing would leave the
+    # user nothing to do but drop them; kept, they count as the errors the model makes on them.
+    x, _ = labelled(40)
+    y = np.array(["a", "b"] * 20)
+    with pytest.warns(EmptyClassWarning, match=r"1 of 3 classes have no examples in y_train: 'c' \(val 0, test 4\)"):
+        task = quiet(x[:30], y[:30], x_test=x[30:], y_test=np.array(["a", "b", "c", "c"] * 2 + ["a", "b"]))
+    assert task.info["classes"] == ["a", "b", "c"] and task.info["class_counts"]["test"] == [3, 3, 4]

@@ -407,3 +407,133 @@ def test_labels_that_only_val_or_test_have_warn_and_become_classes():
     with pytest.warns(EmptyClassWarning, match=r"1 of 3 classes have no examples in y_train: 'c' \(val 0, test 4\)"):
         task = quiet(x[:30], y[:30], x_test=x[30:], y_test=np.array(["a", "b", "c", "c"] * 2 + ["a", "b"]))
     assert task.info["classes"] == ["a", "b", "c"] and task.info["class_counts"]["test"] == [3, 3, 4]
+
+
+def test_to_labels_errors():
+    task = quiet(labelled(30)[0], np.array(["a", "b", "c"] * 10))
+    with pytest.raises(ValueError, match=r"y_hat has shape \(2, 2\); expected \(N,\) class indices or \(N, 3\) outputs"):
+        task.to_labels(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"y_hat holds values such as 3 \(dtype int64\); expected integer class "
+                                         r"indices 0\.\.2"):
+        task.to_labels(np.array([3, 0]))
+    with pytest.raises(ValueError, match=r"y_hat holds values such as 0\.5 \(dtype float64\)"):
+        task.to_labels(np.array([0.5]))
+    with pytest.raises(ValueError, match=r"y_hat has shape \(1, 1, 3\)"):
+        task.to_labels(np.zeros((1, 1, 3)))
+    regression = quiet(labelled(30)[0], np.zeros(30), kind="regression")
+    with pytest.raises(ValueError, match=r"to_labels: task 'custom' is kind='regression'; only classification"):
+        regression.to_labels([0])
+
+
+# ------------------------------------------------------------------------------ variable-length series
+def ragged(lengths, channels=2, start=0):
+    """Series (channels, L_i) whose values are 100 * sample id + position + 1 (never 0, so padding shows)."""
+    return [np.stack([100.0 * (start + i) + np.arange(n) + 1 + 1000 * c for c in range(channels)])
+            for i, n in enumerate(lengths)]
+
+
+def by_id(ds):
+    """{sample id: x} of a split of ragged() series."""
+    xs = stack(ds, 0).numpy()
+    return {int(round((x[0, 0] - 1) / 100)): x for x in xs}
+
+
+def test_pad_is_the_default_and_marks_the_padding():
+    series = ragged([3, 5, 4, 5, 2, 5] * 5)
+    task = quiet(series, np.arange(30) % 2, val_fraction=0.2)
+    assert task.in_shape == (3, 5)  # 2 channels + the mask
+    assert task.info["lengths"] == {"policy": "pad", "length": 5, "mask_channel": 2, "train": [2, 5]}
+    seen = {}
+    for split in ("train", "val", "test"):
+        seen.update(by_id(getattr(task, split)))
+    assert sorted(seen) == list(range(30))
+    for i, x in seen.items():
+        n = series[i].shape[1]
+        np.testing.assert_array_equal(x[:2, :n], series[i])
+        assert (x[:2, n:] == 0).all() and x[2].tolist() == [1.0] * n + [0.0] * (5 - n)
+
+
+def test_pad_fits_val_and_test_to_the_train_length():
+    train, y = ragged([4, 6] * 10), np.arange(20) % 2
+    val = ragged([3, 6], start=20)
+    test = [np.arange(8.0)[None].repeat(2, 0), np.arange(6.0)[None].repeat(2, 0)]
+    with pytest.warns(SeriesLengthWarning, match=r"x_test: 1 of 2 series are longer than x_train's longest \(6; the "
+                                                 r"longest here is 8\); they are cut to 6 positions at the end"):
+        task = quiet(train, y, x_val=val, y_val=[0, 1], x_test=test, y_test=[0, 1])
+    assert task.in_shape == (3, 6) and task.info["lengths"]["test"] == [6, 8]
+    x_val, x_test = stack(task.val, 0).numpy(), stack(task.test, 0).numpy()
+    np.testing.assert_array_equal(x_val[0, :2, :3], val[0])
+    assert x_val[0, 2].tolist() == [1, 1, 1, 0, 0, 0] and x_val[1, 2].tolist() == [1] * 6
+    np.testing.assert_array_equal(x_test[0, :2], np.arange(6.0)[None].repeat(2, 0))
+    assert x_test[:, 2].tolist() == [[1] * 6] * 2
+
+
+def test_equal_lengths_as_a_list_need_no_mask_but_a_shorter_val_adds_it():
+    train = [torch.randn(2, 8) for _ in range(20)]  # tensors are read too
+    task = quiet(train, np.arange(20) % 2)
+    assert task.in_shape == (2, 8) and task.info["lengths"]["mask_channel"] is None
+    task = quiet(train, np.arange(20) % 2, x_val=[np.ones((2, 5)), np.ones((2, 8))], y_val=[0, 1])
+    assert task.in_shape == (3, 8) and stack(task.train, 0)[:, 2].eq(1).all()
+    assert stack(task.val, 0)[0, 2].tolist() == [1] * 5 + [0] * 3
+
+
+def test_single_channel_series_and_object_arrays():
+    items = np.empty(20, dtype=object)
+    for i in range(20):
+        items[i] = np.arange(3 + i % 4, dtype=float) if i % 2 else np.arange(3 + i % 4, dtype=float)[None]
+    task = quiet(items, np.arange(20) % 2, lengths="crop")
+    assert task.in_shape == (1, 3) and (stack(task.train, 0)[:, 0] == torch.tensor([0.0, 1, 2])).all()
+
+
+def test_crop_cuts_to_the_shortest_and_refuses_shorter_val():
+    series, y = ragged([4, 6, 5] * 8), np.arange(24) % 2
+    task = quiet(series, y, lengths="crop", x_test=ragged([7, 4], start=30), y_test=[0, 1])
+    assert task.in_shape == (2, 4) and task.info["lengths"] == {"policy": "crop", "length": 4, "mask_channel": None,
+                                                                "train": [4, 6], "test": [4, 7]}
+    for i, x in {**by_id(task.train), **by_id(task.test)}.items():
+        np.testing.assert_array_equal(x[0], 100.0 * i + np.arange(4) + 1)
+    with pytest.raises(ValueError, match=r"x_val\[1\] has length 3, shorter than 4, the length that lengths='crop' "
+                                         r"cuts every series to \(x_train's shortest\); use lengths='pad' or "):
+        from_arrays(series, y, lengths="crop", x_val=ragged([4, 3]), y_val=[0, 1])
+
+
+def test_resample_interpolates_to_the_longest():
+    train = [np.array([0.0, 2.0]), np.array([5.0]), np.array([0.0, 1.0, 2.0, 3.0, 4.0])] * 8
+    task = quiet(train, np.arange(24) % 2, lengths="resample", x_test=[np.array([0.0, 8.0])], y_test=[1])
+    assert task.in_shape == (1, 5) and task.info["lengths"]["length"] == 5
+    rows = {tuple(r) for r in stack(task.train, 0)[:, 0].tolist()}
+    assert rows == {(0.0, 0.5, 1.0, 1.5, 2.0), (5.0,) * 5, (0.0, 1.0, 2.0, 3.0, 4.0)}
+    assert stack(task.test, 0)[0, 0].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(x_train=ragged([3, 4]) + [np.zeros((3, 4))] * 18), ValueError,
+     r"x_train\[2\] has 3 channel\(s\) but x_train\[0\] has 2; expected the same number of channels in every series"),
+    (dict(x_val=[np.zeros((3, 4))] * 2, y_val=[0, 1]), ValueError,
+     r"x_val has series of 3 channel\(s\) but x_train has 2; expected the same"),
+    (dict(lengths="truncate"), ValueError,
+     r"lengths='truncate' is not a length policy; accepted: 'pad', 'crop', 'resample'"),
+    (dict(lengths=None), ValueError, r"lengths=None is not a length policy"),
+    (dict(x_train=[]), ValueError, r"x_train is empty \(0 series\)"),
+    (dict(x_train=ragged([3]) + [np.zeros((2, 0))] * 19), ValueError,
+     r"x_train\[1\] has shape \(2, 0\); a list of series takes \(C, L\) or \(L,\) arrays with L >= 1"),
+    (dict(x_train=[np.zeros((1, 4, 4))] * 20), ValueError, r"x_train\[0\] has shape \(1, 4, 4\); a list of series"),
+    (dict(x_train=[np.array(["a", "b"])] * 20), TypeError, r"x_train\[0\]: dtype <U1 is not numeric"),
+    (dict(x_train=[{"a": 1}] * 20), TypeError, r"x_train\[0\]: expected a numpy array or a torch tensor, got dict"),
+    (dict(x_test=np.zeros((2, 2, 4, 4)), y_test=[0, 1]), ValueError,
+     r"x_test has shape \(2, 2, 4, 4\); with series given as a list, every split takes a list of series, \(N, L\) "),
+    (dict(kind="dense", y_train=np.zeros((20, 4))), ValueError,
+     r"inputs given as lists of series need kind 'classification', 'multilabel' or 'regression'"),
+    (dict(y_train=[0, 1] * 9), ValueError, r"y_train has 18 samples but its inputs have 20"),
+])
+def test_series_errors(kwargs, error, match):
+    args = {"x_train": ragged([3, 4] * 10), "y_train": np.arange(20) % 2, **kwargs}
+    with pytest.raises(error, match=match):
+        from_arrays(**args)
+
+
+def test_arrays_of_different_lengths_are_still_refused():
+    x, y = labelled(20)
+    with pytest.raises(ValueError, match=r"x_val has samples of shape \(1, 12\) but x_train has \(1, 16\); expected the "
+                                         r"same \(variable-length series come as lists\)"):
+        from_arrays(x, y, x_val=x[:4, :, :12], y_val=y[:4])

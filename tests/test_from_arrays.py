@@ -537,3 +537,64 @@ def test_arrays_of_different_lengths_are_still_refused():
     with pytest.raises(ValueError, match=r"x_val has samples of shape \(1, 12\) but x_train has \(1, 16\); expected the "
                                          r"same \(variable-length series come as lists\)"):
         from_arrays(x, y, x_val=x[:4, :, :12], y_val=y[:4])
+
+
+# ------------------------------------------------------------------------------------------------ NaN
+def test_nan_is_an_error_that_says_where():
+    x, y = labelled(20)
+    x[3, 0, 5] = x[7, 0, 1] = x[9, 0, 2] = x[11, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x_train holds 4 NaN or infinite value\(s\); expected finite numbers only: "
+                                         r"4 NaN and 0 infinite, first at \(sample, channel, position\) \(3, 0, 5\), "
+                                         r"\(7, 0, 1\), \(9, 0, 2\); nan='zero' or nan='interpolate' fills NaN$"):
+        from_arrays(x, y)
+    images = np.zeros((20, 2, 4, 4))
+    images[2, 1, 3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x_test holds 1 NaN .* first at \(sample, channel, row, column\) "
+                                         r"\(2, 1, 3, 0\)"):
+        from_arrays(np.zeros((20, 2, 4, 4)), np.arange(20) % 2, x_test=images, y_test=np.arange(20) % 2)
+    series = ragged([3, 4] * 10)
+    series[6][1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"x_train holds 1 NaN .* \(sample, channel, position\) \(6, 1, 2\)"):
+        from_arrays(series, np.arange(20) % 2)
+
+
+def test_nan_zero_and_interpolate():
+    x = np.tile(np.arange(6, dtype=np.float32), (20, 2, 1))  # (20, 2, 6): 0, 1, .., 5 in each row
+    x[:, 0, 0] = np.arange(20)  # sample ids
+    x[4, 1, [0, 2, 3, 5]] = np.nan  # an edge, two inner positions, the other edge
+    holes = np.isnan(x)
+    for policy, row in (("zero", [0, 1, 0, 0, 4, 0]), ("interpolate", [1, 1, 2, 3, 4, 4])):
+        task = quiet(x, np.arange(20) % 2, nan=policy)
+        assert task.info["nan"] == {"policy": policy, "x_train": 4}
+        seen = {int(s[0, 0]): s for split in ("train", "val", "test") for s in stack(getattr(task, split), 0).numpy()}
+        assert seen[4][1].tolist() == row
+        assert all(np.array_equal(s, x[i]) for i, s in seen.items() if not holes[i].any())
+    series = [np.array([np.nan, 2.0, np.nan, 4.0]), np.array([1.0, 2.0])] * 10
+    task = quiet(series, np.arange(20) % 2, nan="interpolate")
+    assert {tuple(r) for r in stack(task.train, 0)[:, 0].tolist()} == {(2.0, 2.0, 3.0, 4.0), (1.0, 2.0, 0.0, 0.0)}
+    assert "nan" not in quiet(*labelled(20), nan="zero").info
+
+
+def test_nan_fill_keeps_infinite_values_and_targets_an_error():
+    x, y = labelled(20)
+    x[2, 0, 3], x[5, 0, 4] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"x_train holds 2 NaN or infinite value\(s\); expected finite numbers only: 1 "
+                                         r"NaN and 1 infinite, first at \(sample, channel, position\) \(5, 0, 4\); "
+                                         r"infinite values are an error under every nan= policy"):
+        from_arrays(x, y, nan="zero")
+    with pytest.raises(ValueError, match=r"y_train holds 1 NaN or infinite value\(s\); expected finite numbers only "
+                                         r"\(first at \(3,\)\); the nan= option fills inputs only, never targets"):
+        from_arrays(labelled(20)[0], np.where(np.arange(20) == 3, np.nan, 1.0), kind="regression", nan="zero")
+    with pytest.raises(ValueError, match=r"y_train holds 1 NaN or infinite label\(s\), first at sample 3"):
+        from_arrays(labelled(20)[0], np.where(np.arange(20) == 3, np.nan, np.arange(20) % 2), nan="interpolate")
+    x = labelled(20)[0]
+    x[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x_train has a row of 16 positions that is NaN throughout; nan='interpolate' "
+                                         r"needs a number in every row: use nan='zero'"):
+        from_arrays(x, np.arange(20) % 2, nan="interpolate")
+
+
+@pytest.mark.parametrize("nan", ["fill", None, "Zero"])
+def test_unknown_nan_policy(nan):
+    with pytest.raises(ValueError, match=rf"nan={nan!r} is not a NaN policy; accepted: 'error', 'zero', 'interpolate'"):
+        from_arrays(*labelled(20), nan=nan)

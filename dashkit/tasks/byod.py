@@ -569,7 +569,8 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
                              "them as one array")
         series = {}
         for s in splits:
-            series[s], filled[f"x_{s}"] = _fill_nan(f"x_{s}", _series(f"x_{s}", raw[s][0]), nan)
+            blocks, filled[f"x_{s}"] = _fill_nan(f"x_{s}", [b[None] for b in _series(f"x_{s}", raw[s][0])], nan)
+            series[s] = [b[0] for b in blocks]  # (1, C, L_i) -> (C, L_i)
         xs, length_info = _fit_lengths(series, lengths)
     else:
         for s in splits:

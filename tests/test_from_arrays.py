@@ -598,3 +598,95 @@ def test_nan_fill_keeps_infinite_values_and_targets_an_error():
 def test_unknown_nan_policy(nan):
     with pytest.raises(ValueError, match=rf"nan={nan!r} is not a NaN policy; accepted: 'error', 'zero', 'interpolate'"):
         from_arrays(*labelled(20), nan=nan)
+
+
+# ----------------------------------------------------------------------------------------- small data
+def arrowhead_like(n=36, classes=("1", "2", "3")):
+    """n samples of string labels, equally many per class, as ArrowHead's 36 training series."""
+    x, _ = labelled(n, length=32)
+    return x, np.array(classes)[np.arange(n) % len(classes)]
+
+
+def test_small_data_gets_a_validation_split_with_every_class_at_least_twice():
+    x, y = arrowhead_like()
+    xt, yt = arrowhead_like(60)
+    with pytest.warns(SmallSplitWarning, match=r"custom: the val split has 6 samples \(per class: '1': 2, '2': 2, "
+                                               r"'3': 2\), fewer than 30 in all or 5 in a class: its metric is too "
+                                               r"noisy .* standard error of up to 20 points\)"):
+        task = from_arrays(x, y, x_test=xt, y_test=yt)
+    assert task.info["class_counts"] == {"train": [10, 10, 10], "val": [2, 2, 2], "test": [20, 20, 20]}
+    assert task.info["sizes"] == {"train": 30, "val": 6, "test": 60}
+    assert task.info["small_splits"] == ["val"] and task.too_small("val") and not task.too_small("test")
+    assert "at least 2 per class" in task.info["splits"]
+    with pytest.warns(SmallSplitWarning):
+        proportional = from_arrays(x, y, x_test=xt, y_test=yt, val_min_per_class=0)
+    assert proportional.info["class_counts"]["val"] == [2, 1, 1]  # 10% of 36 rounds to 4
+    with pytest.warns(SmallSplitWarning):
+        more = from_arrays(x, y, x_test=xt, y_test=yt, val_min_per_class=4)
+    assert more.info["class_counts"]["val"] == [4, 4, 4]
+
+
+def test_validation_takes_at_most_half_a_class_and_never_its_last_example():
+    x, _ = labelled(40)
+    y = np.array([0] * 34 + [1] * 3 + [2] * 2 + [3])
+    with pytest.warns(SmallSplitWarning):
+        task = from_arrays(x, y, val_fraction=0.2, x_test=x[:8], y_test=np.arange(8) % 4, val_min_per_class=3)
+    # class 1 (3 examples) gives 1, not 3; class 2 gives 1; class 3's only example stays in training
+    assert task.info["class_counts"]["val"] == [7, 1, 1, 0]
+    assert task.info["class_counts"]["train"] == [27, 2, 1, 1]
+    with pytest.warns(SmallSplitWarning):
+        task = from_arrays(x, y, test_fraction=0.2)  # a test split carved from train keeps the last example too
+    assert all(n >= 1 for n in task.info["class_counts"]["train"])
+
+
+def test_no_class_to_spare_is_an_error():
+    with pytest.raises(ValueError, match=r"test_fraction=0\.25: no class of y_train has an example to spare for the "
+                                         r"test split \(each has one left\); pass x_test and y_test"):
+        from_arrays(np.zeros((4, 1, 8)), ["a", "b", "c", "d"], test_fraction=0.25, val_fraction=0.25)
+
+
+def test_large_enough_splits_do_not_warn():
+    x, y = labelled(400, c=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        task = from_arrays(x, y)  # 40 in val and test, 10 per class
+    assert task.info["small_splits"] == [] and not task.too_small("val") and not task.too_small("test")
+
+
+def test_small_split_rule():
+    assert SMALL_SPLIT_SIZE == 30 and SMALL_SPLIT_PER_CLASS == 5
+    assert small_split_note("val", 30) is None
+    assert small_split_note("val", 30, {"a": 5, "b": 25}) is None
+    assert small_split_note("val", 100, {"a": 4, "b": 96}) == (
+        "the val split has 100 samples (per class: 'a': 4, 'b': 96), fewer than 30 in all or 5 in a class: its metric "
+        "is too noisy to rank tuning trials or epochs, or to quote to a few points (a 0-1 error on 100 samples has a "
+        "standard error of up to 5 points)")
+    assert small_split_note("test", 29) == (
+        "the test split has 29 samples, fewer than 30 in all or 5 in a class: its metric is too noisy to rank tuning "
+        "trials or epochs, or to quote to a few points")
+
+
+def test_small_regression_splits_warn_without_classes():
+    x, _ = labelled(50)
+    with pytest.warns(SmallSplitWarning, match=r"custom: the test split has 5 samples, fewer than 30 in all"):
+        task = from_arrays(x, np.linspace(0, 1, 50), kind="regression")
+    assert task.info["small_splits"] == ["val", "test"] and task.too_small("test")
+    assert "classes" not in task.info and task.info["sizes"] == {"train": 40, "val": 5, "test": 5}
+
+
+def test_too_small_counts_only_classes_that_training_has():
+    x, _ = labelled(400, c=4)
+    with pytest.warns(EmptyClassWarning):
+        task = from_arrays(x, np.arange(400) % 4, classes=[0, 1, 2, 3, 4])
+    assert not task.too_small("val") and task.info["small_splits"] == []
+    with pytest.raises(ValueError, match=r"split = 'dev': expected 'train', 'val' or 'test'"):
+        task.too_small("dev")
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (-1, ValueError, r"val_min_per_class=-1 is out of range; accepted: an integer >= 0"),
+    (1.5, TypeError, r"val_min_per_class=1\.5 has type float; accepted: an integer >= 0"),
+])
+def test_val_min_per_class_errors(value, error, match):
+    with pytest.raises(error, match=match):
+        from_arrays(*labelled(), val_min_per_class=value)

@@ -690,3 +690,40 @@ def test_too_small_counts_only_classes_that_training_has():
 def test_val_min_per_class_errors(value, error, match):
     with pytest.raises(error, match=match):
         from_arrays(*labelled(), val_min_per_class=value)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+TINY = dict(search_backend="fft", retrain_conv_backend="direct", search_epochs=2, search_batch_size=32,
+            search_batches_per_epoch=1.0, tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,),
+            tune_momentums=(0.9,), tune_epochs=2, tune_batch_size=32, tune_batches_per_epoch=0.5, tune_pruner="none",
+            retrain_epochs=3, retrain_batch_size=32, search_max_batches=None, tune_max_batches=None,
+            retrain_max_batches=None, backbone_kwargs={"width": 2})
+
+
+def gaps(n, seed):
+    """Two spikes in noise; the class ("near", "mid", "far") is the gap between them. x (n, 1, 32), y (n,) str."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(n) % 3
+    x = 0.3 * rng.standard_normal((n, 1, 32)).astype(np.float32)
+    start = rng.integers(2, 12, n)
+    x[np.arange(n), 0, start] += 3.0
+    x[np.arange(n), 0, start + np.array([4, 9, 16])[k]] += 3.0
+    return x, np.array(["near", "mid", "far"])[k]
+
+
+def test_string_labels_train_through_the_pipeline(tmp_path):
+    import dashkit
+    from dashkit import pipeline
+
+    (x, y), (xv, yv), (xt, yt) = gaps(96, 0), gaps(48, 1), gaps(48, 2)
+    task = from_arrays(x, list(y), x_val=xv, y_val=yv, x_test=xt, y_test=yt, name="gaps", kernel_sizes=(3, 5),
+                       dilations=(1, 2))
+    assert task.info["classes"] == ["far", "mid", "near"] and task.info["small_splits"] == []
+    result = dashkit.run(task, preset="smoke", out=tmp_path / "run", figures=False, verbose=False, **TINY)
+    assert 0.0 <= result.metrics["dash"] <= 100.0
+    model = pipeline.load_model(tmp_path / "run", "dash", task=task)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(xt))
+    labels = task.to_labels(logits)
+    assert labels.shape == (48,) and set(labels.tolist()) <= {"near", "mid", "far"}
+    assert all(isinstance(v, str) for v in labels.tolist())

@@ -1,6 +1,9 @@
 """Bring your own data: a Task from arrays (numpy or torch), checked, split and given sensible defaults.
 
     >>> task = dashkit.tasks.from_arrays(x, y)                       # (N, C, L) or (N, C, H, W), labels 0..C-1
+    >>> task = dashkit.tasks.from_arrays(x, ["1", "3", ...])         # any labels of one type; task.info["classes"]
+    >>> task = dashkit.tasks.from_arrays([s1, s2, ...], y)           # series (C, L_i) of varying length: padded
+    >>> task.to_labels(logits)                                       # (N, C) outputs -> the labels you gave
     >>> task = dashkit.tasks.from_arrays(x, y, kind="dense", x_test=xt, y_test=yt)
 """
 from __future__ import annotations

@@ -461,6 +461,7 @@ def test_pad_fits_val_and_test_to_the_train_length():
                                                  r"longest here is 8\); they are cut to 6 positions at the end"):
         task = quiet(train, y, x_val=val, y_val=[0, 1], x_test=test, y_test=[0, 1])
     assert task.in_shape == (3, 6) and task.info["lengths"]["test"] == [6, 8]
+    json.dumps(task.info)
     x_val, x_test = stack(task.val, 0).numpy(), stack(task.test, 0).numpy()
     np.testing.assert_array_equal(x_val[0, :2, :3], val[0])
     assert x_val[0, 2].tolist() == [1, 1, 1, 0, 0, 0] and x_val[1, 2].tolist() == [1] * 6
@@ -566,6 +567,7 @@ def test_nan_zero_and_interpolate():
     for policy, row in (("zero", [0, 1, 0, 0, 4, 0]), ("interpolate", [1, 1, 2, 3, 4, 4])):
         task = quiet(x, np.arange(20) % 2, nan=policy)
         assert task.info["nan"] == {"policy": policy, "x_train": 4}
+        json.dumps(task.info)
         seen = {int(s[0, 0]): s for split in ("train", "val", "test") for s in stack(getattr(task, split), 0).numpy()}
         assert seen[4][1].tolist() == row
         assert all(np.array_equal(s, x[i]) for i, s in seen.items() if not holes[i].any())

@@ -530,7 +530,10 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         were filled; "small_splits" (the splits too small to trust, see ``Task.too_small``).
 
     Warns:
-        EmptyClassWarning: a class has no training examples.
+        EmptyClassWarning: a class has no training examples. A label that only y_val or y_test has warns too,
+            rather than being an error: its samples are real cases the model gets wrong, so they count as errors;
+            dropping them would flatter the metric, and an error would leave the user nothing to do but drop them.
+            (To make such a label an error, list the expected ones in ``classes``.)
         SmallSplitWarning: the validation or test split has fewer than 30 samples, or (classification) fewer
             than 5 of a class that training has (see ``dashkit.tasks.base.small_split_note`` for why).
         SeriesLengthWarning: val/test series were cut to x_train's longest (``lengths="pad"``).

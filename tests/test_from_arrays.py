@@ -328,6 +328,8 @@ def test_string_labels_are_numbered_in_sorted_order_and_decoded():
     (torch.arange(30) % 2 + 5, [5, 6]),
     (np.arange(30) % 2 == 1, [False, True]),
     (np.array([b"b", b"a"] * 15), ["a", "b"]),                            # bytes are read as UTF-8 str
+    (np.array(["10", "2", "-1"] * 10), ["-1", "2", "10"]),                 # integer strings by value
+    (np.array(["10", "2", "x"] * 10), ["10", "2", "x"]),                   # other strings as str sorts them
 ])
 def test_labels_that_are_not_0_based_indices_are_mapped_in_sorted_order(y, classes):
     task = quiet(labelled(30)[0], y)
@@ -628,14 +630,15 @@ def test_small_data_gets_a_validation_split_with_every_class_at_least_twice():
     assert more.info["class_counts"]["val"] == [4, 4, 4]
 
 
-def test_validation_takes_at_most_half_a_class_and_never_its_last_example():
+def test_validation_minimum_takes_at_most_a_third_of_a_class_and_never_its_last_example():
     x, _ = labelled(40)
-    y = np.array([0] * 34 + [1] * 3 + [2] * 2 + [3])
+    y = np.array([0] * 30 + [1] * 6 + [2] * 3 + [3])
     with pytest.warns(SmallSplitWarning):
         task = from_arrays(x, y, val_fraction=0.2, x_test=x[:8], y_test=np.arange(8) % 4, val_min_per_class=3)
-    # class 1 (3 examples) gives 1, not 3; class 2 gives 1; class 3's only example stays in training
-    assert task.info["class_counts"]["val"] == [7, 1, 1, 0]
-    assert task.info["class_counts"]["train"] == [27, 2, 1, 1]
+    # proportional 6, 1, 1, 0; the minimum of 3 lifts class 1 to a third of its 6, not 3; class 3's only example
+    # stays in training
+    assert task.info["class_counts"]["val"] == [6, 2, 1, 0]
+    assert task.info["class_counts"]["train"] == [24, 4, 2, 1]
     with pytest.warns(SmallSplitWarning):
         task = from_arrays(x, y, test_fraction=0.2)  # a test split carved from train keeps the last example too
     assert all(n >= 1 for n in task.info["class_counts"]["train"])

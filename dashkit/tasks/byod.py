@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -281,6 +282,7 @@ def _targets(name: str, y: np.ndarray, kind: str, n: int, spatial: Tuple[int, ..
 
 # -------------------------------------------------------------------------------------------- labels
 _LABEL_TYPES = "str, int, integer-valued float or bool labels, one type for all"
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _family(value: Any) -> str:
@@ -357,7 +359,8 @@ def _encode(ys: Dict[str, Tuple[np.ndarray, str]], classes: Any) -> Tuple[Dict[s
 
     Rule: with ``classes`` given, a label's index is its position there. Otherwise integer labels whose smallest
     value over all splits is 0 are class indices as they are (C = largest + 1); any other labels (strings, bools,
-    integers not starting at 0) are numbered in sorted order over all splits.
+    integers not starting at 0) are numbered in sorted order over all splits, strings that all read as integers
+    by their value ("2" before "10").
     """
     family = ys["train"][1]
     for split, (_, fam) in ys.items():
@@ -382,6 +385,8 @@ def _encode(ys: Dict[str, Tuple[np.ndarray, str]], classes: Any) -> Tuple[Dict[s
             order = list(range(int(everything.max()) + 1))
         else:
             order = np.unique(everything).tolist()
+            if family == "str" and all(_INTEGER.fullmatch(v) for v in order):
+                order.sort(key=int)  # UCR's "1", "2", .., "10": by value, not "1", "10", "2"
     index = {v: i for i, v in enumerate(order)}
     out = {}
     for split, (y, _) in ys.items():
@@ -443,9 +448,10 @@ def _holdout(pool: np.ndarray, count: int, labels: Optional[np.ndarray], rng: np
     """About ``count`` indices drawn from ``pool``: at random, or (labels given) stratified.
 
     Stratified: each class in proportion to its size in the pool, the rounding remainders going to the classes
-    with the largest fractional quota; then at least ``min_per_class`` of each class where that leaves the class
-    at least as many examples in the pool as are drawn (so at most half of a class), and never a class's last
-    example, so that training keeps every class it has. The number drawn can therefore differ from ``count``.
+    with the largest fractional quota; then at least ``min_per_class`` of each class, but no more than a third of
+    the class for that minimum (training keeps at least twice as many as are drawn: with 5 examples of a class,
+    one is drawn, not 2), and never a class's last example, so that training keeps every class it has. The number
+    drawn can therefore differ from ``count``.
     """
     if labels is None:
         return np.sort(rng.choice(pool, size=count, replace=False))
@@ -454,7 +460,7 @@ def _holdout(pool: np.ndarray, count: int, labels: Optional[np.ndarray], rng: np
     take = np.floor(quota).astype(int)
     order = np.argsort(-(quota - take), kind="stable")
     take[order[:count - int(take.sum())]] += 1
-    take = np.maximum(take, np.minimum(min_per_class, sizes // 2))
+    take = np.maximum(take, np.minimum(min_per_class, sizes // 3))
     take = np.minimum(take, sizes - 1)
     chosen = [rng.choice(pool[labels[pool] == c], size=k, replace=False) for c, k in zip(classes, take) if k]
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=pool.dtype)
@@ -506,7 +512,8 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
             outside it is an error; an entry no training sample has gives an EmptyClassWarning). By default,
             integer labels whose smallest value over all splits is 0 are class indices as they are (C is the
             largest + 1, so 0, 2, 5 make 6 classes), and any other labels (strings, bools, integers such as 1..3
-            or -1/1) are numbered in sorted order over all splits: 1, 2, 3 become 0, 1, 2.
+            or -1/1) are numbered in sorted order over all splits: 1, 2, 3 become 0, 1, 2; strings that all read
+            as integers go by value ("2" before "10").
         lengths: how variable-length series (a list for any of x_train, x_val, x_test) get one length T:
             "pad" (default: nothing is lost) zero-pads each series at the end to x_train's longest and, when
             any series of any split is padded, adds a last input channel that is 1 on real positions and 0 on
@@ -518,8 +525,9 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
             "interpolate" (linear along the last axis; positions before the first or after the last number take
             the nearest number). Targets must be finite whatever this says.
         val_min_per_class: classification, validation carved from x_train: at least this many examples of
-            each class (but at most half of the class), so that a small data set does not get a validation
-            split of one example per class or none. 0: proportional only.
+            each class, as far as a third of the class allows (so training keeps at least twice as many), so
+            that a small data set does not get a validation split of one example per class or none: ArrowHead's
+            36 (12 per class) give 6 rather than 4. 0: proportional only.
 
     Returns:
         Task whose datasets yield x float32 (C, *spatial) and y int64 (classification) or float32. Its ``info``

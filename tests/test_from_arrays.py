@@ -469,6 +469,7 @@ def test_pad_fits_val_and_test_to_the_train_length():
     assert x_val[0, 2].tolist() == [1, 1, 1, 0, 0, 0] and x_val[1, 2].tolist() == [1] * 6
     np.testing.assert_array_equal(x_test[0, :2], np.arange(6.0)[None].repeat(2, 0))
     assert x_test[:, 2].tolist() == [[1] * 6] * 2
+    assert _check_runs_on_its_backbone(task).shape == (2, 2)  # the mask is one more input channel
 
 
 def test_equal_lengths_as_a_list_need_no_mask_but_a_shorter_val_adds_it():

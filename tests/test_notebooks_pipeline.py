@@ -138,8 +138,9 @@ def test_06_bring_your_own_data(tmp_path, monkeypatch):
     assert res["data"] == "synthetic" and res["samples"] == 1500
     assert re.search(r"train/val/test 1200/150/150", res["task"])
     caught = res["caught"]
-    assert caught["a NaN in the inputs"] == ("ValueError: x_train holds 1 NaN or infinite value(s); expected finite "
-                                             "numbers only")
+    assert caught["a NaN in the inputs"].startswith("ValueError: x_train holds 1 NaN or infinite value(s); expected "
+                                                    "finite numbers only")
+    assert "(sample, channel, position) (0, 0, 5)" in caught["a NaN in the inputs"]  # where it is: bad_x.flat[5]
     assert "y_train has 1499 samples but its inputs have 1500" in caught["one label too few"]
     assert caught["an unknown kind"].startswith("ValueError: kind='segmentation' is not one of")
     # three balanced classes: chance errs on ~2/3; the distance between two pulses is learnable in seconds

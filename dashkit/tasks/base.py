@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -13,12 +13,51 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from ..metrics import get_metric
 from ..registry import Registry
 
-__all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets", "tensor_dataset"]
+__all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets", "tensor_dataset",
+           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "small_split_note"]
 
 KINDS = ("classification", "multilabel", "regression", "dense")
 
 TASKS = Registry("task")
 register = TASKS.register
+
+
+# A validation or test split is too small to trust below these sizes. With n samples a 0-1 error has a
+# standard error of up to 50 / sqrt(n) points: 9 points at n = 30, so two tuning trials (or two epochs) must differ
+# by about 25 points before a 30-sample split can tell them apart; fewer is worse. Per class: below 5 examples a
+# single sample moves that class's recall by more than 20 points, and a class-weighted metric follows single samples.
+SMALL_SPLIT_SIZE = 30
+SMALL_SPLIT_PER_CLASS = 5
+
+
+class SmallSplitWarning(UserWarning):
+    """A validation or test split is too small for its metric to be trusted (see :func:`small_split_note`)."""
+
+
+def small_split_note(split: str, size: int, per_class: Optional[Dict[Any, int]] = None) -> Optional[str]:
+    """Why a split is too small to trust, or None when it is large enough.
+
+    A split is too small with fewer than ``SMALL_SPLIT_SIZE`` (30) samples in all or, for classification, fewer
+    than ``SMALL_SPLIT_PER_CLASS`` (5) examples of a class the model was trained on.
+
+    Args:
+        split: the split's name, for the note ("val", "test").
+        size: its number of samples.
+        per_class: for classification, {class label: examples in the split} for the classes to check.
+
+    Returns:
+        A sentence with the size, the per-class counts and the standard error they allow; None when not small.
+    """
+    per_class = dict(per_class or {})
+    few = {label: n for label, n in per_class.items() if n < SMALL_SPLIT_PER_CLASS}
+    if size >= SMALL_SPLIT_SIZE and not few:
+        return None
+    counts = f" (per class: {', '.join(f'{label!r}: {n}' for label, n in per_class.items())})" if per_class else ""
+    error = (f" (a 0-1 error on {size} samples has a standard error of up to {50 / math.sqrt(max(size, 1)):.0f} "
+             "points)" if per_class else "")
+    return (f"the {split} split has {size} samples{counts}, fewer than {SMALL_SPLIT_SIZE} in all or "
+            f"{SMALL_SPLIT_PER_CLASS} in a class: its metric is too noisy to rank tuning trials or epochs, or to "
+            f"quote to a few points{error}")
 
 
 def names(pattern: str = "*"):
@@ -143,6 +182,60 @@ class Task:
         ys = ys.float()
         prevalence = ys.mean(dim=0, keepdim=True).clamp(1e-6, 1 - 1e-6)
         return float(get_metric(self.metric_name)(torch.logit(prevalence).expand_as(ys).clone(), ys))
+
+    def to_labels(self, y_hat: Any) -> np.ndarray:
+        """A classification task's predictions as the user's labels.
+
+        The labels are ``info["classes"]`` (the labels in class-index order, as ``from_arrays`` records them);
+        a task without that entry has the labels 0..num_outputs-1.
+
+        Args:
+            y_hat: class indices (N,) or outputs (N, num_outputs) (logits or probabilities; the largest wins),
+                as a torch tensor, numpy array or list.
+
+        Returns:
+            (N,) numpy array of labels, e.g. ``array(['1', '3', '2'], dtype='<U1')`` for string labels.
+        """
+        if self.kind != "classification":
+            raise ValueError(f"to_labels: task {self.name!r} is kind={self.kind!r}; only classification tasks "
+                             "have labels")
+        if isinstance(y_hat, torch.Tensor):
+            y_hat = y_hat.detach().cpu().float().numpy() if y_hat.is_floating_point() else y_hat.cpu().numpy()
+        y_hat = np.asarray(y_hat)
+        if y_hat.ndim == 2:
+            if y_hat.shape[1] != self.num_outputs:
+                raise ValueError(f"y_hat has shape {y_hat.shape}; expected (N,) class indices or (N, "
+                                 f"{self.num_outputs}) outputs, one column per class")
+            y_hat = y_hat.argmax(axis=1)
+        elif y_hat.ndim != 1:
+            raise ValueError(f"y_hat has shape {y_hat.shape}; expected (N,) class indices or (N, "
+                             f"{self.num_outputs}) outputs")
+        if y_hat.size and (y_hat.dtype.kind not in "iu" or y_hat.min() < 0 or y_hat.max() >= self.num_outputs):
+            raise ValueError(f"y_hat holds values such as {y_hat.ravel()[0].item()!r} (dtype {y_hat.dtype}); "
+                             f"expected integer class indices 0..{self.num_outputs - 1} or (N, {self.num_outputs}) "
+                             "outputs")
+        classes: Sequence[Any] = self.info.get("classes", range(self.num_outputs))
+        return np.asarray(list(classes))[y_hat.astype(np.int64)]
+
+    def too_small(self, split: str = "val") -> bool:
+        """Whether a split is too small for its metric to be trusted, by :func:`small_split_note`'s rule.
+
+        For classification the per-class rule counts only the classes that the train split has, since the
+        others cannot be predicted anyway. A pipeline can use it to skip or shorten tuning on a tiny validation
+        split, whose ranking of trials would be noise.
+
+        Args:
+            split: "val" or "test" (or "train").
+        """
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split = {split!r}: expected 'train', 'val' or 'test'")
+        data = getattr(self, split)
+        per_class = None
+        if self.kind == "classification":
+            counts = torch.bincount(split_targets(data).long(), minlength=self.num_outputs)
+            trained = torch.bincount(split_targets(self.train).long(), minlength=self.num_outputs) > 0
+            per_class = {i: int(counts[i]) for i in range(self.num_outputs) if trained[i]}
+        return small_split_note(split, len(data), per_class) is not None
 
     def summary(self) -> str:
         return (f"{self.name}: {self.kind}, in {tuple(self.in_shape)}, outputs {self.num_outputs}, "

@@ -23,7 +23,7 @@ from dashkit.stages import StageContext, search_step, train_step
 from dashkit.stages import search as search_stage
 from dashkit.stages.common import read_run, stage_seed
 from dashkit.stages.models import build_backbone
-from dashkit.supernet import arch_parameters, dash_layers, discretize, to_supernet, weight_parameters
+from dashkit.supernet import arch_parameters, discretize, to_supernet, weight_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import distributed
-from ..config import RunConfig
+from ..config import RetrainConfig, RunConfig, SearchConfig, TuneConfig
 from ..progress import PlainProgress, progress
 from ..rundir import PathLike, RunDir
 
@@ -35,7 +35,7 @@ __all__ = ["StageContext", "resolve_task", "check_cfg", "run_config_dict", "open
 RESUMABLE_KEYS = ("preset", "config.device", "config.num_workers")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: comparing two sets of initial weights means nothing
 class StageContext:
     """What travels together through the helpers of one stage (an epoch, a tuning trial, the tuning queue).
 
@@ -64,7 +64,7 @@ class StageContext:
         return stage_seed(self.cfg.seed, self.stage)
 
     @property
-    def budget(self) -> Any:
+    def budget(self) -> Union[SearchConfig, TuneConfig, RetrainConfig]:
         """The stage's part of the config: ``cfg.search``, ``cfg.tune`` or ``cfg.retrain`` (baseline stages too)."""
         return getattr(self.cfg, self.stage.split("_")[-1])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -47,13 +47,14 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def sgd(params: Any, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.SGD:
+def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float, nesterov: bool, weight_decay: float
+        ) -> torch.optim.SGD:
     """SGD as DASH configures it; Nesterov only with momentum > 0 (torch refuses it otherwise)."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                            weight_decay=weight_decay)
 
 
-def autocast(device: torch.device) -> Any:
+def autocast(device: torch.device) -> ContextManager[Any]:
     """bf16 autocast on CUDA, nothing elsewhere (DashConv keeps its FFTs in float32 itself)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -81,7 +82,8 @@ def train_loader(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.dev
                       num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
 
 
-def cycle(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.device, seed: int) -> Iterator[Any]:
+def cycle(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.device, seed: int
+          ) -> Iterator[List[torch.Tensor]]:
     """Shuffled batches of `ds` without end; the order depends only on `seed`."""
     for i in itertools.count():
         yield from train_loader(ds, batch_size, cfg, device, seed + 104729 * i)

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from .. import distributed
 from ..config import RunConfig, TuneConfig, storage_spec
@@ -32,7 +32,7 @@ HP_NAMES = ("lr", "dropout", "weight_decay", "momentum")  # the grid's axes, in 
 
 
 # -------------------------------------------------------------------------------------------- the study
-def storage(spec: Optional[str], rd: RunDir) -> Any:
+def storage(spec: Optional[str], rd: RunDir) -> Union[None, str, "optuna.storages.JournalStorage"]:
     """The Optuna storage for a ``tune_storage`` value: None (in memory), a journal file or a database URL."""
     kind, target = storage_spec(spec)
     if kind == "memory":

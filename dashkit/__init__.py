@@ -16,7 +16,7 @@ __all__ = ["SearchSpace", "DashConv", "to_supernet", "discretize", "ArchCard", "
 def __getattr__(name):  # lazy submodules: `import dashkit` stays fast and light
     import importlib
 
-    if name in ("backbones", "tasks", "bench", "viz", "widgets", "metrics", "pipeline"):
+    if name in ("backbones", "tasks", "bench", "viz", "widgets", "metrics", "pipeline", "stages", "launch"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("run", "RunResult"):
         return getattr(importlib.import_module(".pipeline", __name__), name)

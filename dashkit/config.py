@@ -31,7 +31,6 @@ from .dashconv import RELAXATIONS
 __all__ = ["SearchConfig", "TuneConfig", "RetrainConfig", "RunConfig", "PRESETS", "STAGES", "make_config",
            "setting_names", "parse_setting", "resolve_device", "storage_spec"]
 
-STAGES = ("search", "tune", "retrain")
 _SCHEMES = ("single_level", "bilevel")
 _PRUNERS = ("median", "none")
 _UNDECIDED = ("retrain_defaults", "best")
@@ -237,11 +236,10 @@ class RunConfig:
                 data[name] = value
         return RunConfig.from_dict(_jsonable(data))
 
-    def stage_dict(self, stage: str) -> Dict[str, Any]:
-        return dataclasses.asdict(getattr(self, stage))
 
-
+# the stages in the order they run, each with its config class (RunConfig has a field of that class per stage)
 _STAGE_CLASSES = {"search": SearchConfig, "tune": TuneConfig, "retrain": RetrainConfig}
+STAGES = tuple(_STAGE_CLASSES)
 
 # The presets: overrides of the dataclass defaults, which are the published DASH budgets ("paper").
 PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {

@@ -27,6 +27,9 @@ What holds with N processes:
   rank 0 meets while alone (say, a run directory made with another config) is sent to every rank, which raises it
   too, instead of waiting forever.
 
+Starting torchrun from Python (a notebook, a script) is `dashkit.launch`'s job: this module is the collectives
+alone and imports nothing of the pipeline.
+
 Debugging: ``DASHKIT_RANK_DUMP=FOLDER`` makes every rank write what it holds (alpha per search epoch, its final
 card and metrics) to ``FOLDER/<name>.rank<r>.json``; the tests compare these across ranks.
 """
@@ -45,7 +48,7 @@ from torch import nn
 __all__ = ["Launch", "launch_env", "setup", "teardown", "is_distributed", "rank", "world_size", "is_main",
            "barrier", "wrap", "per_rank_batch", "train_sampler", "shard_range", "all_gather_cat", "all_reduce_sum",
            "broadcast_buffers", "broadcast_floats", "main_decides", "on_main", "check_same", "debug_dump",
-           "float_bits", "sync_check_every_step", "torchrun_command", "launch"]
+           "float_bits", "sync_check_every_step"]
 
 T = TypeVar("T")
 _ERRORS = {cls.__name__: cls for cls in (ValueError, TypeError, FileNotFoundError, FloatingPointError, KeyError,
@@ -357,57 +360,3 @@ def debug_dump(name: str, data: Any) -> Optional[Path]:
 def float_bits(values: Sequence[float]) -> List[str]:
     """Exact text of floats (``float.hex``), for bit-for-bit comparisons in JSON."""
     return [float(v).hex() if math.isfinite(v) else repr(float(v)) for v in values]
-
-
-# ------------------------------------------------------------------------------------------ launching from Python
-def torchrun_command(task: str, out: str, nproc: int = 2, preset: str = "smoke", seed: int = 0,
-                     device: str = "cpu", settings: Optional[Mapping[str, Any]] = None,
-                     imports: Sequence[str] = (), resume: bool = False) -> List[str]:
-    """The torchrun command line of a data-parallel ``dashkit run`` (what a terminal or a notebook runs).
-
-    Example:
-        >>> " ".join(torchrun_command("mnist1d", "runs/ddp", nproc=2))
-        '... -m torch.distributed.run --standalone --nproc_per_node 2 -m dashkit run mnist1d --preset smoke ...'
-    """
-    import sys
-
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"nproc must be a positive int, got {nproc!r}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "dashkit", "run", str(task), "--preset", preset, "--out", str(out), "--seed", str(seed),
-           "--device", device]
-    for module in imports:
-        cmd += ["--import", str(module)]
-    if resume:
-        cmd.append("--resume")
-    if settings:
-        cmd.append("--set")
-        cmd += [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()]
-    return cmd
-
-
-def launch(task: str, out: str, nproc: int = 2, preset: str = "smoke", seed: int = 0, device: str = "cpu",
-           settings: Optional[Mapping[str, Any]] = None, imports: Sequence[str] = (), resume: bool = False,
-           threads_per_process: int = 1, echo: bool = True) -> Any:
-    """Run ``dashkit run`` under torchrun with ``nproc`` processes and wait for it (from a notebook or a script).
-
-    Each process gets ``threads_per_process`` intra-op threads (OMP_NUM_THREADS), so N processes share the cores
-    instead of fighting over them. The output of the processes is printed as it comes; a failure raises
-    RuntimeError with the end of that output. Returns the run's ``RunResult`` (read back from ``out``).
-    """
-    import subprocess
-
-    from .pipeline import load_result
-
-    cmd = torchrun_command(task, out, nproc, preset, seed, device, settings, imports, resume)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    tail: List[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        tail = (tail + [line])[-40:]
-        if echo:
-            print(line, end="", flush=True)
-    if proc.wait() != 0:
-        raise RuntimeError(f"torchrun exited with status {proc.returncode}; its last lines:\n{''.join(tail)}")
-    return load_result(out)

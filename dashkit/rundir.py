@@ -430,13 +430,6 @@ class RunDir:
                              f"({type(e).__name__}: {e}); delete it to restart the {stage!r} stage") from e
         return epoch, extra
 
-    def remove_checkpoint(self, stage: str) -> None:
-        if not self.writable:
-            return
-        _remove_quietly(self.checkpoint_path(stage))
-        for old in (self.path / "checkpoints").glob(f"{stage}-e*.safetensors"):
-            _remove_quietly(old)
-
 
 def _rng_state(tensors: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     """Put the torch RNG states into `tensors`; return numpy's and Python's as JSON."""

@@ -40,10 +40,10 @@ def f64():
 def kill_tuning_at(monkeypatch):
     """``kill_tuning_at(n)``: the pipeline's n-th tuning trial raises KeyboardInterrupt (a kill, as the process sees
     it); returns the list that records the lr of every trial started."""
-    from dashkit import pipeline
+    from dashkit.stages import trials
 
     def kill(n: int) -> list:
-        real, calls = pipeline._run_trial, []
+        real, calls = trials.run_trial, []
 
         def trial(*args):
             calls.append(args[1]["lr"])
@@ -51,7 +51,7 @@ def kill_tuning_at(monkeypatch):
                 raise KeyboardInterrupt("killed")
             return real(*args)
 
-        monkeypatch.setattr(pipeline, "_run_trial", trial)
+        monkeypatch.setattr(trials, "run_trial", trial)
         return calls
 
     return kill

@@ -281,7 +281,7 @@ def test_tune_workers_share_one_queue_and_choose_as_one_process_would(task_modul
 
 
 def test_torchrun_command_is_the_documented_cli():
-    from dashkit.distributed import torchrun_command
+    from dashkit.launch import torchrun_command
 
     cmd = torchrun_command("mnist1d", "runs/x", nproc=3, preset="standard", seed=2, device="cpu",
                            settings={"search_epochs": 2, "tune_lrs": [0.1, 0.01], "search_backend": "fft"},

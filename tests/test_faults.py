@@ -27,6 +27,8 @@ from dashkit import __main__ as cli
 from dashkit import pipeline
 from dashkit.config import make_config
 from dashkit.rundir import RunDir, save_tensors
+from dashkit.stages.models import initial_state
+from dashkit.stages.queue import open_queue
 from dashkit.tasks.base import Task, TaskDefaults
 
 SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 4, "search_batch_size": 16,
@@ -252,8 +254,8 @@ def test_a_killed_tune_workers_configuration_is_queued_again(task_module, tmp_pa
     cfg = make_config("smoke", task.defaults, **settings)
     rd = pipeline.open_run_dir(tmp_path / "run", task, cfg, preset="smoke")
     card = pipeline.search(task, cfg, rd)
-    pipeline._initial_state(task, cfg, rd, card, "dash")
-    pipeline._open_queue(task, cfg, rd, "tune")  # what the run does before it starts on the queue
+    initial_state(task, cfg, rd, card, "dash")
+    open_queue(task, cfg, rd, "tune")  # what the run does before it starts on the queue
     worker = subprocess.Popen([sys.executable, "-m", "dashkit", "tune-worker", str(rd.path), "--import", module,
                                "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=slow_env("0.02"))

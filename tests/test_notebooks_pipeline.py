@@ -130,6 +130,11 @@ def test_05_search_tune_retrain(tmp_path, monkeypatch):
     alphas = json.loads((run_dir / "alphas.json").read_text())
     assert len(alphas["epochs"]) == 3 and len(alphas["layers"]) == len(res["layers"])
     assert images(nb) == 5  # alpha evolution, final alpha, diagram, learning curves, comparison
+    # the cell that calls stages.search_step in a loop of its own
+    (step_cell,) = [c for c in nb.cells if c.cell_type == "code" and "stages.search_step(" in c.source]
+    printed = "".join(out.get("text", "") for out in step_cell.outputs)
+    assert [line.split(":")[0] for line in printed.splitlines()[:5]] == [f"step {i}" for i in range(1, 6)]
+    assert "largest change of a layer's softmax(alpha) after 5 steps" in printed
 
 
 @pytest.mark.notebook

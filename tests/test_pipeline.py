@@ -20,6 +20,9 @@ from dashkit import pipeline, viz
 from dashkit.config import make_config
 from dashkit.pipeline import NonFiniteLossError, RunResult
 from dashkit.rundir import RunDir
+from dashkit.stages import retrain as retrain_stage
+from dashkit.stages import trials
+from dashkit.stages.common import run_config_dict
 from dashkit.supernet import ArchCard
 from dashkit.tasks.base import Task, TaskDefaults
 
@@ -173,7 +176,7 @@ def fake_trials(monkeypatch, table):
         study.tell(trial, value)
         return TrialState.COMPLETE, value
 
-    monkeypatch.setattr(pipeline, "_run_trial", fake_trial)
+    monkeypatch.setattr(trials, "run_trial", fake_trial)
     return calls
 
 
@@ -247,13 +250,13 @@ def test_tune_with_a_journal_resumes_without_repeating_trials(tmp_path, monkeypa
     task = tiny_task()
     cfg = tiny_cfg(task, tune_storage="tune.journal")
     rd = RunDir.create(tmp_path / "run", {"task": "tiny"})
-    real = pipeline._run_trial
+    real = trials.run_trial
     calls = kill_tuning_at(2)
     with pytest.raises(KeyboardInterrupt):
         pipeline.tune(task, cfg, rd, None)
     assert (rd.path / "tune.journal").is_file() and not rd.is_done("baseline_tune")
     calls.clear()
-    monkeypatch.setattr(pipeline, "_run_trial", lambda *a: (calls.append(a[1]["lr"]), real(*a))[1])
+    monkeypatch.setattr(trials, "run_trial", lambda *a: (calls.append(a[1]["lr"]), real(*a))[1])
     best = pipeline.tune(task, cfg, rd, None)
     assert calls == [0.01]  # the finished lr=0.1 trial came from the journal
     # the same choice and values as a tuning that was never interrupted
@@ -284,7 +287,8 @@ def test_interrupted_runs_resume_to_the_same_result(tmp_path, monkeypatch):
         pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
     # 2) resumed, then killed after the search, before tuning
     monkeypatch.setattr(RunDir, "save_checkpoint", original_save)
-    monkeypatch.setattr(pipeline, "tune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed tune")))
+    # the retraining tunes first: its `tune` is the one to kill
+    monkeypatch.setattr(retrain_stage, "tune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed tune")))
     with pytest.raises(KeyboardInterrupt, match="tune"):
         pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
     monkeypatch.undo()
@@ -324,7 +328,7 @@ def test_run_returns_the_result_and_its_files(tmp_path, capsys):
 
 def test_run_with_another_config_in_the_folder_is_refused(tmp_path):
     task = tiny_task()
-    RunDir.create(tmp_path / "run", pipeline._run_config_dict(task, tiny_cfg(task), "smoke"))
+    RunDir.create(tmp_path / "run", run_config_dict(task, tiny_cfg(task), "smoke"))
     with pytest.raises(ValueError, match=r"another config \(config\.search\.epochs: 2 -> 3\)"):
         pipeline.run(task, out=tmp_path / "run", verbose=False, **{**TINY, "search_epochs": 3})
     with pytest.raises(ValueError, match=r"already holds a run; pass resume=True"):

@@ -214,14 +214,17 @@ def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
         rd.load_checkpoint("retrain", other, {})
 
 
-def test_remove_checkpoint(tmp_path):
+def test_a_checkpoint_keeps_only_its_latest_tensors_and_is_gone_without_its_json(tmp_path):
     rd = RunDir.create(tmp_path / "run", CONFIG)
     model = small_model()
+    assert not rd.has_checkpoint("retrain")
     rd.save_checkpoint("retrain", 0, model, {})
     assert rd.has_checkpoint("retrain")
-    rd.remove_checkpoint("retrain")
+    rd.save_checkpoint("retrain", 1, model, {})
+    assert [p.name for p in (rd.path / "checkpoints").glob("retrain-*")] == ["retrain-e00001.safetensors"]
+    rd.checkpoint_path("retrain").unlink()  # the JSON is written last: without it there is no checkpoint
     assert not rd.has_checkpoint("retrain")
-    assert not any((rd.path / "checkpoints").glob("retrain-*"))
+    assert rd.load_checkpoint("retrain", model, {}) is None
 
 
 def test_run_dir_rejects_bad_path_type():

@@ -1,0 +1,98 @@
+"""The retrain stage, and the baseline: train from the saved initial weights with the tuned hyper-parameters,
+pick the best epoch on validation, test once."""
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+from .. import distributed
+from ..config import RunConfig
+from ..rundir import PathLike, RunDir
+from .common import StageContext, as_run_dir, check_cfg, progress_bar, resolve_task, seed_everything, \
+    stage_device, stage_done
+from .models import build_model, initial_state
+from .training import evaluate, n_batches, sgd, train_epoch, train_loader
+from .tune import stage_names, tune
+
+if TYPE_CHECKING:
+    from ..supernet import ArchCard
+    from ..tasks.base import Task
+
+__all__ = ["retrain", "baseline"]
+
+
+def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLike],
+            card: Optional["ArchCard"] = None) -> Dict[str, Any]:
+    """Train the network from its saved initial weights with the tuned hyper-parameters, then test once.
+
+    Tunes first when the tuning has not been done. The best epoch is picked on the validation split; the test
+    split is read once, at the end, with the weights of that epoch.
+
+    Args:
+        card: the ArchCard to retrain; None retrains the baseline (default kernels).
+
+    Returns:
+        ``{"metric", "test", "val", "best_epoch", "hparams", "seconds"}``; also in metrics.json.
+    """
+    task, cfg = resolve_task(task), check_cfg(cfg)
+    rd = as_run_dir(run_dir, task, cfg)
+    name, _, stage = stage_names(card)
+    if stage_done(rd, stage, (f"{name}.safetensors",)):
+        return rd.done_info(stage)
+    hp = tune(task, cfg, rd, card)
+    rc, device = cfg.retrain, stage_device(cfg)
+    t0 = time.perf_counter()
+    ctx = StageContext(task, cfg, rd, device, stage, card, initial_state(task, cfg, rd, card, name))
+    seed_everything(ctx.seed)
+    model = build_model(task, cfg, card, dropout=hp["dropout"])
+    model.load_state_dict(ctx.init)
+    model.to(device)
+    opt = sgd(model.parameters(), hp["lr"], hp["momentum"], rc.nesterov, hp["weight_decay"])
+    rows: List[Dict[str, Any]] = []
+    start, best_val, best_epoch, seconds_before = 0, math.inf, -1, 0.0
+    ck = rd.load_checkpoint(stage, model, {"sgd": opt})
+    if ck is not None:
+        start, extra = ck[0] + 1, ck[1]
+        rows, best_val, best_epoch, seconds_before = (extra["history"], extra["best_val"], extra["best_epoch"],
+                                                      extra["seconds"])
+    net = distributed.wrap(model, device)
+    n = n_batches(train_loader(task.train, rc.batch_size, cfg, device, ctx.seed), rc.batches_per_epoch,
+                  rc.max_batches)
+    bar = progress_bar(total=rc.epochs * n, initial=start * n, desc=stage)
+    for epoch in range(start, rc.epochs):
+        t_epoch = time.perf_counter()
+        train_loss = train_epoch(ctx, model, net, opt, epoch, hp["lr"], bar)
+        val_metric, val_loss = evaluate(model, task.val, task, device, 2 * rc.batch_size, cfg.num_workers)
+        if val_metric < best_val:
+            best_val, best_epoch = val_metric, epoch
+            rd.save_weights(f"{name}.safetensors", model.state_dict())
+        rows.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+                     "val_loss": val_loss, "val_metric": val_metric,
+                     "seconds": round(time.perf_counter() - t_epoch, 3)})
+        rd.write_history(stage, rows)
+        rd.save_checkpoint(stage, epoch, model, {"sgd": opt},
+                           extra={"history": rows, "best_val": best_val, "best_epoch": best_epoch,
+                                  "seconds": seconds_before + time.perf_counter() - t0})
+        bar.set_postfix(epoch=epoch + 1, val=val_metric)
+    bar.close()
+    distributed.barrier()  # the best weights are rank 0's file
+    # the one and only look at the test split: the weights of the best validation epoch
+    model.load_state_dict(rd.load_weights(f"{name}.safetensors"))
+    test_metric, test_loss = evaluate(model, task.test, task, device, 2 * rc.batch_size, cfg.num_workers)
+    result = {"metric": task.metric_name, "test": test_metric, "test_loss": test_loss, "val": best_val,
+              "best_epoch": best_epoch + 1, "hparams": hp, "seconds": seconds_before + time.perf_counter() - t0}
+    metrics = rd.read_json("metrics.json") if rd.exists("metrics.json") else {"metric": task.metric_name}
+    metrics[name] = {k: result[k] for k in ("test", "val", "best_epoch", "hparams")}
+    rd.write_json("metrics.json", metrics)
+    rd.mark_done(stage, result)
+    distributed.debug_dump(stage, {k: result[k] for k in ("test", "test_loss", "val", "best_epoch", "hparams")})
+    return result
+
+
+def baseline(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLike]) -> Dict[str, Any]:
+    """The backbone with its default kernels, tuned and retrained on DASH's budget, tested once."""
+    task, cfg = resolve_task(task), check_cfg(cfg)
+    rd = as_run_dir(run_dir, task, cfg)
+    tune(task, cfg, rd, None)
+    return retrain(task, cfg, rd, None)

@@ -1,0 +1,180 @@
+"""The search stage: DASH's supernet trained with weights and alpha together, then discretised to an ArchCard.
+
+DASH (Shen, Khodak, Talwalkar et al., NeurIPS 2022) takes one SGD step on the weights and one on alpha per
+training batch; `search_step` is that step, and the `search` stage is a loop of it with resumable checkpoints,
+records of alpha, and data parallelism around it. On a plain supernet, without a run directory::
+
+    w_opt = torch.optim.SGD(supernet.weight_parameters(model), lr=0.1, momentum=0.9)
+    a_opt = torch.optim.SGD(supernet.arch_parameters(model), lr=0.05, momentum=0.9)
+    for x, y in loader:
+        loss = search_step(model, task, x, y, w_opt, a_opt, grad_clip=1.0)
+    _, card = supernet.discretize(model)
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from .. import distributed, supernet
+from ..rundir import PathLike, RunDir
+from ..space import SearchSpace
+from .common import as_run_dir, check_cfg, progress_bar, resolve_task, seed_everything, stage_device, stage_done, \
+    stage_seed
+from .models import build_backbone, net_spec
+from .training import batch_loss, check_finite, cycle, lr_factor, mean_over_ranks, n_batches, set_lr, sgd, \
+    train_loader
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..supernet import ArchCard
+    from ..tasks.base import Task
+
+__all__ = ["search_step", "search"]
+
+
+def search_step(model: nn.Module, task: "Task", x: torch.Tensor, y: torch.Tensor, w_opt: torch.optim.Optimizer,
+                a_opt: torch.optim.Optimizer, *, val_batch: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                grad_clip: float = 0.0, net: Optional[nn.Module] = None, device: Optional[torch.device] = None,
+                check: Optional[Callable[[torch.Tensor], None]] = None) -> torch.Tensor:
+    """One DASH search step on a supernet: forward, loss, backward, then a weight step and an alpha step.
+
+    Single-level (DASH, the default): weights and alpha step on the same training batch and loss. Bilevel
+    (first-order DARTS, ``val_batch`` given): alpha first steps on the validation batch's loss, then the weights
+    on the training batch. Alpha's gradient goes through ``supernet.postprocess_arch_grads`` (normalisation and
+    the receptive-field push) before its step; gradient clipping applies to the weights only.
+
+    Args:
+        model: a supernet (``supernet.to_supernet``); x (B, *task.in_shape) -> outputs.
+        task: gives ``loss``.
+        x: (B, *task.in_shape) a training batch; y: (B, ...) its targets.
+        w_opt: the optimiser of ``supernet.weight_parameters(model)``.
+        a_opt: the optimiser of ``supernet.arch_parameters(model)`` (alpha).
+        val_batch: (x_val, y_val), a validation batch of the same shapes: the bilevel scheme.
+        grad_clip: max norm of the weights' gradient; 0 turns clipping off.
+        net: what runs forward and backward (a DistributedDataParallel wrapper of ``model``); default ``model``.
+        device: where the batches go; default that of ``model``'s first parameter.
+        check: called with each loss before its backward (e.g. to stop on NaN).
+
+    Returns:
+        The training batch's loss before the step (0-dim, detached).
+    """
+    net = model if net is None else net
+    device = next(model.parameters()).device if device is None else device
+    if val_batch is not None:  # first-order DARTS: alpha follows the validation loss
+        a_opt.zero_grad(set_to_none=True)
+        loss_val = batch_loss(net, task, val_batch[0], val_batch[1], device)
+        if check is not None:
+            check(loss_val)
+        loss_val.backward()
+        supernet.postprocess_arch_grads(model)
+        a_opt.step()
+    w_opt.zero_grad(set_to_none=True)
+    a_opt.zero_grad(set_to_none=True)
+    loss = batch_loss(net, task, x, y, device)
+    if check is not None:
+        check(loss)
+    loss.backward()  # under DDP this returns with every gradient (alpha's too) averaged over the ranks
+    if grad_clip > 0:  # weights only: alpha's gradient is normalised by postprocess_arch_grads
+        nn.utils.clip_grad_norm_(supernet.weight_parameters(model), grad_clip)
+    w_opt.step()
+    if val_batch is None:  # single-level DASH: alpha steps on the same batch and loss
+        supernet.postprocess_arch_grads(model)
+        a_opt.step()
+    return loss.detach()
+
+
+def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, PathLike]) -> "ArchCard":
+    """DASH's search on a supernet of the task's backbone; returns the ArchCard (also saved as archcard.json).
+
+    Every training batch is one `search_step`: single-level (DASH), or bilevel (first-order DARTS) with
+    ``search_scheme="bilevel"``, alpha then stepping on a validation batch first. Records softmax(alpha) per layer
+    after every epoch in alphas.json.
+
+    Under torchrun the supernet trains in DistributedDataParallel: alpha's gradient is averaged with the weights'
+    during backward, DASH's post-processing runs on the averaged gradient, and alpha is checked to be the same
+    bits on every rank after every epoch.
+    """
+    task, cfg = resolve_task(task), check_cfg(cfg)
+    rd = as_run_dir(run_dir, task, cfg)
+    if stage_done(rd, "search", ("archcard.json",)):
+        return supernet.ArchCard.load(rd.file("archcard.json"))
+    sc, device = cfg.search, stage_device(cfg)
+    t0 = time.perf_counter()
+    seed = stage_seed(cfg.seed, "search")
+    seed_everything(seed)
+    name, _, ks, ds = net_spec(task, cfg)
+    space = SearchSpace(ks, ds, dims=task.dims)
+    model = supernet.to_supernet(build_backbone(task, cfg, "search"), space, backend=sc.backend,
+                                 depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
+                                 grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty)
+    model.to(device)
+    w_opt = sgd(supernet.weight_parameters(model), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
+    a_opt = sgd(supernet.arch_parameters(model), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
+    layer_names = [n for n, _ in supernet.dash_layers(model)]
+    rows: List[Dict[str, Any]] = []
+    alphas: List[Dict[str, List[float]]] = []
+    start, seconds_before = 0, 0.0
+    ck = rd.load_checkpoint("search", model, {"weights": w_opt, "arch": a_opt})
+    if ck is not None:
+        start, extra = ck[0] + 1, ck[1]
+        rows, alphas, seconds_before = extra["history"], extra["alphas"], extra["seconds"]
+    net = distributed.wrap(model, device)  # forward and backward through DDP; everything else uses `model`
+    n = n_batches(train_loader(task.train, sc.batch_size, cfg, device, seed), sc.batches_per_epoch, sc.max_batches)
+    hint = "Try a smaller search_lr / search_arch_lr, or search_grad_clip > 0."
+    bar = progress_bar(total=sc.epochs * n, initial=start * n, desc="search")
+    check_every_step = distributed.is_distributed() and distributed.sync_check_every_step()
+    alpha_bits: List[Dict[str, List[str]]] = []
+    for epoch in range(start, sc.epochs):
+        t_epoch = time.perf_counter()
+        factor = lr_factor(epoch, sc.epochs, sc.milestones, sc.gamma)
+        set_lr(w_opt, sc.lr * factor)
+        set_lr(a_opt, sc.arch_lr * factor)
+        model.train()
+        loader = train_loader(task.train, sc.batch_size, cfg, device, seed + 1 + epoch)
+        val_batches = (cycle(task.val, sc.batch_size, cfg, device, stage_seed(cfg.seed, f"search_val_{epoch}"))
+                       if sc.scheme == "bilevel" else None)
+        total = 0.0
+        for step, (x, y) in enumerate(itertools.islice(loader, n)):
+            loss = search_step(model, task, x, y, w_opt, a_opt, grad_clip=sc.grad_clip, net=net, device=device,
+                               val_batch=next(val_batches) if val_batches is not None else None,
+                               check=lambda value: check_finite(value, "search", epoch, step, rd, hint))
+            if check_every_step:
+                distributed.check_same(supernet.arch_parameters(model), f"alpha after search epoch {epoch + 1}, "
+                                                                         f"step {step + 1}")
+            total += loss.item()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=loss.item())
+        if distributed.is_distributed():
+            distributed.check_same(supernet.arch_parameters(model), f"alpha after search epoch {epoch + 1}")
+            alpha_bits.append({ln: distributed.float_bits(m.alpha.detach().cpu().tolist())
+                               for ln, m in supernet.dash_layers(model)})
+            distributed.debug_dump("search_alpha", {"start_epoch": start, "epochs": alpha_bits})
+        probs = {ln: supernet.alpha_probs(m.alpha) for ln, m in supernet.dash_layers(model)}
+        alphas.append(probs)
+        rows.append({"epoch": epoch + 1, "lr": sc.lr * factor, "arch_lr": sc.arch_lr * factor,
+                     "train_loss": mean_over_ranks(total, n), "arch_entropy": _mean_entropy(probs),
+                     "seconds": round(time.perf_counter() - t_epoch, 3)})
+        rd.write_history("search", rows)
+        rd.save_checkpoint("search", epoch, model, {"weights": w_opt, "arch": a_opt},
+                           extra={"history": rows, "alphas": alphas,
+                                  "seconds": seconds_before + time.perf_counter() - t0})
+    bar.close()
+    _, card = supernet.discretize(model)
+    card.backbone = name
+    card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": sc.epochs})
+    rd.write_json("alphas.json", {"layers": layer_names, "candidates": [list(c) for c in space.candidates],
+                                  "epochs": [[a[ln] for ln in layer_names] for a in alphas]})
+    if rd.writable:
+        card.save(rd.file("archcard.json"))
+    rd.mark_done("search", {"seconds": seconds_before + time.perf_counter() - t0, "layers": len(layer_names)})
+    return card
+
+
+def _mean_entropy(probs: Mapping[str, List[float]]) -> float:
+    ent = [-sum(p * math.log(p) for p in ps if p > 0) for ps in probs.values()]
+    return sum(ent) / max(len(ent), 1)

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import conv_choice, ops
-from .layers import CausalConv1d
+from . import conv_choice, ops, spectral
+from .layers import plain_conv
 from .space import SearchSpace
 
 __all__ = ["DashConv", "RELAXATIONS"]
@@ -31,7 +31,7 @@ RELAXATIONS = ("gumbel", "softmax")
 
 @dataclass
 class _Plan:
-    """Index tables for one input size: where each candidate tap goes (the DFT tables are `ops.dft_tables`)."""
+    """Index tables for one input size: where each candidate tap goes (the DFT tables are `spectral.dft_tables`)."""
 
     n: Tuple[int, ...]
     N: Tuple[int, ...]  # FFT length per axis
@@ -64,9 +64,27 @@ class DashConv(nn.Module):
         rf_penalty: DASH's receptive-field penalty, g <- g + rf_penalty * (d (k - 1) + 1); 0 disables it.
         init_std: candidate weights start as N(0, init_std^2) (DASH: 0.01).
         retrain_groups: groups of the plain convolution that `to_conv` returns (e.g. 1 for a layer searched
-            depthwise and retrained as a full convolution).
+            depthwise and retrained as a full convolution); default ``groups``.
+        retrain_causal: whether `to_conv` returns a causal convolution (1D); default ``causal``. DASH's TCN
+            search searches causal convolutions centred (``causal=False``) and retrains them causal
+            (``retrain_causal=True``).
 
     Shapes: input (B, C_in, L) or (B, C_in, H, W) -> output (B, C_out, *ceil(n / stride)).
+
+    What it computes, in the reference functions of `dashkit.ops`, with ``c = coefficients()`` (the relaxed
+    alpha), ``W = list(weights)``, ``D`` the candidates' dilations and ``b`` the bias (0 without one)::
+
+        forward(x) == ops.direct_conv(x, ops.aggregate_kernel(W, c, D, causal=causal), stride, groups, causal) + b
+                   == ops.fft_conv(x, ops.aggregate_kernel(W, c, D, causal=causal), stride, groups, causal=causal) + b
+                   == ops.mixed_results(x, W, c, D, stride, groups, causal) + b
+
+    whatever the backend, up to rounding; and, with N >= n + S per axis, ``ops.circular_conv`` of the aggregated
+    kernel gives the same (stride 1, groups 1). ``tests/test_dashconv.py::test_forward_equals_the_reference_composition``
+    checks this in float64 for 1D and 2D, causal, stride 2 and depthwise layers. The backends differ only in the
+    route: "direct" builds the mixed kernel already cropped to the input (`aggregated_kernel`, equal to
+    ``ops.aggregate_kernel(..., crop_to=n)``) with index tables; "fft" never builds it, but sums each candidate tap
+    into its offset and takes the spectrum by small DFT matmuls (`dashkit.spectral.tap_spectrum`); "mixed_results"
+    is the left-hand side of the mixed-weights identity.
 
     Example:
         >>> conv = DashConv(8, 8, SearchSpace((3, 5), (1, 2), dims=1), backend="fft")
@@ -77,7 +95,7 @@ class DashConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, space: SearchSpace, stride: int = 1, groups: int = 1,
                  bias: bool = True, causal: bool = False, backend: str = "auto", relaxation: str = "gumbel",
                  tau: float = 1.0, grad_scale: float = 100.0, rf_penalty: float = 1e-5, init_std: float = 0.01,
-                 retrain_groups: Optional[int] = None):
+                 retrain_groups: Optional[int] = None, retrain_causal: Optional[bool] = None):
         super().__init__()
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
@@ -99,6 +117,12 @@ class DashConv(nn.Module):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if causal and space.dims != 1:
             raise ValueError(f"causal=True needs a 1D search space, got dims={space.dims}")
+        retrain_causal = causal if retrain_causal is None else retrain_causal
+        if not isinstance(retrain_causal, bool):
+            raise TypeError(f"retrain_causal={retrain_causal!r} has type {type(retrain_causal).__name__}; "
+                            f"accepted: None (the same as causal), True or False")
+        if retrain_causal and space.dims != 1:
+            raise ValueError(f"retrain_causal=True needs a 1D search space, got dims={space.dims}")
         retrain_groups = groups if retrain_groups is None else retrain_groups
         if in_channels % retrain_groups or out_channels % retrain_groups:
             raise ValueError(f"retrain_groups={retrain_groups!r} must divide in_channels and out_channels")
@@ -106,7 +130,7 @@ class DashConv(nn.Module):
         self.space, self.stride, self.groups, self.causal = space, stride, groups, causal
         self.backend, self.relaxation, self.tau = backend, relaxation, float(tau)
         self.grad_scale, self.rf_penalty = float(grad_scale), float(rf_penalty)
-        self.retrain_groups = retrain_groups
+        self.retrain_groups, self.retrain_causal = retrain_groups, retrain_causal
         s = space.dims
         self.weights = nn.ParameterList(
             nn.Parameter(torch.randn((out_channels, in_channels // groups) + (k,) * s) * init_std)
@@ -213,17 +237,17 @@ class DashConv(nn.Module):
         CC = vals.shape[0]
         O = plan.n_offsets
         grid = vals.new_zeros(math.prod(O), CC).index_add(0, plan.grid_idx, vals.t())  # (|O_h| |O_w|, CC)
-        K = ops.tap_spectrum(grid.view(O + (CC,)), plan.N, plan.axis_offs)  # (F, CC)
-        return ops.spectrum_layout(K, self.out_channels, self.in_channels // self.groups, self.groups,
-                                   self.depthwise)
+        K = spectral.tap_spectrum(grid.view(O + (CC,)), plan.N, plan.axis_offs)  # (F, CC)
+        return spectral.spectrum_layout(K, self.out_channels, self.in_channels // self.groups, self.groups,
+                                        self.depthwise)
 
     def _forward_fft(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         n = tuple(x.shape[2:])
         plan = self._plan(n, x.device)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            xf, out_dtype = ops._fft_dtype_guard(x)
+            xf, out_dtype = spectral.fft_input(x)
             K = self._kernel_spectrum(c.to(xf.dtype), plan, xf.dtype)
-            y = ops._spectral_conv(xf, K, plan.N, self.stride, self.groups, self.depthwise)
+            y = spectral.spectral_conv(xf, K, plan.N, self.stride, self.groups, self.depthwise)
         return y.to(out_dtype)
 
     def _forward_mixed(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -236,30 +260,22 @@ class DashConv(nn.Module):
         n = tuple(x.shape[2:])
         plan = self._plan(n, x.device)
         params = [p for p in self.parameters() if p.requires_grad]
-        grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
+        grad = conv_choice.needs_grad(x, params)
         key = ("dashconv", x.device.type, x.dtype, self.space.dims, x.shape[0], self.in_channels, self.out_channels,
                self.groups, n, self.stride, self.causal, plan.reach, plan.n_offsets, plan.tap_src.numel(), grad)
-        B = x.shape[0]
         ci = self.in_channels // self.groups
-        out_pos = math.prod(math.ceil(m / self.stride) for m in n)
-        direct_cost = B * self.out_channels * ci * out_pos * math.prod(plan.dense_size)
-        NN = math.prod(plan.N)
-        fft_cost = (B * (self.in_channels + self.out_channels) * NN * max(math.log2(NN), 1) * 2
-                    + B * self.out_channels * ci * NN * 2 + self.out_channels * ci * max(plan.n_offsets) * NN)
-        x_probe = x.detach().requires_grad_(x.requires_grad)
+        # the FFT path also builds the kernel's spectrum from its taps: one DFT-table matmul per offset
+        estimates = conv_choice.conv_costs(
+            x.shape[0], self.in_channels, self.out_channels, self.groups,
+            math.prod(-(-m // self.stride) for m in n), math.prod(plan.dense_size), plan.N,
+            kernel_transform=self.out_channels * ci * max(plan.n_offsets) * math.prod(plan.N))
 
-        def runner(fn):
-            def go() -> None:
-                c = F.softmax(self.alpha / self.tau, dim=0)  # no Gumbel noise: timing must not draw random numbers
-                y = fn(x_probe, c)
-                if grad:
-                    inputs = ([x_probe] if x_probe.requires_grad else []) + params
-                    torch.autograd.grad(y.float().sum(), inputs, allow_unused=True)
-            return go
+        def coefficients() -> torch.Tensor:
+            return F.softmax(self.alpha / self.tau, dim=0)  # no Gumbel noise: timing must not draw random numbers
 
-        with torch.enable_grad() if grad else torch.no_grad():
-            return conv_choice.choose_backend(key, {"fft": runner(self._forward_fft), "direct": runner(self._forward_direct)},
-                                      x.device, estimates={"fft": fft_cost, "direct": direct_cost})
+        forwards = {"fft": lambda xp: self._forward_fft(xp, coefficients()),
+                    "direct": lambda xp: self._forward_direct(xp, coefficients())}
+        return conv_choice.measure(key, forwards, x, params, grad, estimates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.space.dims
@@ -281,23 +297,23 @@ class DashConv(nn.Module):
 
     # ---------------------------------------------------------------------------------------------------- discretise
     def to_conv(self, groups: Optional[int] = None) -> nn.Module:
-        """The plain convolution of the chosen (k, d): ``nn.Conv1d/2d`` (or `CausalConv1d`).
+        """The plain convolution of the chosen (k, d): ``nn.Conv1d/2d``, or `CausalConv1d` when ``retrain_causal``
+        (built by `dashkit.layers.plain_conv`).
 
-        The chosen candidate's weights (and the bias) are copied when the groups match the search groups;
-        otherwise (e.g. searched depthwise, retrained full) the convolution keeps PyTorch's initialisation.
+        The chosen candidate's weights (and the bias) are copied when the plain convolution computes what the
+        candidate did: the same groups as the search and the same causality. Otherwise (e.g. searched depthwise
+        and retrained full, or searched centred and retrained causal) it keeps PyTorch's initialisation.
+
+        Args:
+            groups: groups of the plain convolution; default ``retrain_groups``.
         """
         groups = self.retrain_groups if groups is None else groups
         k, d = self.chosen()
         bias = self.bias is not None
-        if self.causal:
-            conv: nn.Module = CausalConv1d(self.in_channels, self.out_channels, k, stride=self.stride, dilation=d,
-                                           groups=groups, bias=bias)
-        else:
-            cls = nn.Conv1d if self.space.dims == 1 else nn.Conv2d
-            conv = cls(self.in_channels, self.out_channels, k, stride=self.stride, padding=d * (k - 1) // 2,
-                       dilation=d, groups=groups, bias=bias)
-        conv = conv.to(device=self.alpha.device, dtype=self.alpha.dtype)
-        if groups == self.groups:
+        conv = plain_conv(self.in_channels, self.out_channels, k, d, stride=self.stride, groups=groups, bias=bias,
+                          causal=self.retrain_causal, dims=self.space.dims, device=self.alpha.device,
+                          dtype=self.alpha.dtype)
+        if groups == self.groups and self.retrain_causal == self.causal:
             with torch.no_grad():
                 conv.weight.copy_(self.weights[self.space.index(k, d)])
                 if bias:

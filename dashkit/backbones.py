@@ -250,7 +250,7 @@ class WideResNet(Backbone):
     64*width channels, then BN-ReLU and the head. Stage strides are 1, 2, 2; with ``dense=True`` every stride is
     1 and the head is a 1x1 convolution at every position (DASH's choice for PDE and segmentation tasks). Each
     block has two kernel-3 convolutions (padding 1) with dropout between them; a block that changes channels or
-    stride has a 1x1 convolution named ``shortcut``. WRN-16-w thus has 13 kernel-3 convolutions, with the same
+    stride has a 1x1 convolution named ``shortcut``, marked out of the search. WRN-16-w thus has 13 kernel-3 convolutions, with the same
     names for every width.
 
     Args:
@@ -367,9 +367,9 @@ class ResNet1D(Backbone):
 
     Three blocks of widths w, 2w, 2w; each block has convolutions with kernels 8, 5 and 3 ("same" padding, so
     the length is kept), each followed by BatchNorm1d and ReLU, except that after the last BN the shortcut is
-    added first and then ReLU. The shortcut (submodule ``shortcut``) is a 1x1 convolution + BatchNorm1d when the
-    channels change, else BatchNorm1d only (no identity), as in Ismail Fawaz et al. Dropout follows the first
-    two ReLUs of each block. Then global average pooling and Linear, or with ``dense=True`` a 1x1 convolution at
+    added first and then ReLU. The shortcut (submodule ``shortcut``) is a 1x1 convolution (marked out of the
+    search) + BatchNorm1d when the channels change, else BatchNorm1d only (no identity), as in Ismail Fawaz et
+    al. Dropout follows the first two ReLUs of each block. Then global average pooling and Linear, or with ``dense=True`` a 1x1 convolution at
     every step. 9 convolutions have a kernel larger than 1.
 
     Args:
@@ -436,7 +436,9 @@ class _TemporalBlock(nn.Module):
         self.conv1 = CausalConv1d(in_ch, out_ch, kernel_size, dilation=dilation)
         self.conv2 = CausalConv1d(out_ch, out_ch, kernel_size, dilation=dilation)
         self.drop = nn.Dropout(dropout)
-        self.shortcut: Optional[nn.Module] = searchable(nn.Conv1d(in_ch, out_ch, 1), False) if in_ch != out_ch else None
+        self.shortcut: Optional[nn.Module] = None
+        if in_ch != out_ch:
+            self.shortcut = searchable(nn.Conv1d(in_ch, out_ch, 1), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.drop(F.relu(self.conv1(x)))
@@ -449,7 +451,7 @@ class TCN(Backbone):
     """Temporal convolutional network (Bai, Kolter & Koltun, 2018).
 
     One residual block per entry of ``channels``; block i has two :class:`~dashkit.layers.CausalConv1d` with
-    dilation 2 ** i, and a 1x1 convolution named ``shortcut`` when its channels change. Bai et al. put weight
+    dilation 2 ** i, and a 1x1 convolution named ``shortcut`` (marked out of the search) when its channels change. Bai et al. put weight
     normalisation on the convolutions; it is left out so that every convolution is a plain layer that the search
     can replace. The head reads the last time step (the only one that has seen the whole sequence) and applies
     Linear; with ``dense=True`` it is a 1x1 convolution at every step, so output step t depends only on input

@@ -9,6 +9,10 @@ The fast path never materialises the S x S aggregated kernel for the FFT: the ca
 distinct offsets per axis (31 for k <= 9, d in {1, 3, 7, 15}), so the kernel's spectrum is a product of the
 per-offset weights with a small table of complex exponentials. Offsets that cannot reach the input (further
 than n - 1 from the centre) are dropped, which makes large dilations free on small feature maps.
+
+`DashConv`'s docstring states what it computes in terms of the reference functions of `dashkit.ops`
+(`ops.aggregate_kernel`, `ops.direct_conv`, `ops.fft_conv`), which the learner reads; the fast machinery is
+`dashkit.spectral`, and the FFT/direct choice is `dashkit.conv_choice`.
 """
 from __future__ import annotations
 

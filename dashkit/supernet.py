@@ -1,10 +1,13 @@
 """Turning a plain CNN into a DASH supernet, and a searched supernet back into a plain CNN.
 
     >>> space = dashkit.SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=1)
-    >>> net = dashkit.to_supernet(dashkit.backbones.resnet1d(1, 10), space)   # every eligible conv -> DashConv
+    >>> net = dashkit.to_supernet(dashkit.backbones.resnet1d(1, 10), space)   # every searchable conv -> DashConv
     >>> ...search...
     >>> plain, card = dashkit.discretize(net)                                  # argmax of alpha per layer
     >>> card.save("arch.json"); card.apply(dashkit.backbones.resnet1d(1, 10)) # same architecture, fresh weights
+
+Which convolutions are searchable is stated once, in `dashkit.backbones` ("The contract for a searchable
+convolution"); plain convolutions are built by `dashkit.layers.plain_conv`.
 """
 from __future__ import annotations
 

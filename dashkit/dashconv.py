@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import conv_choice, ops, spectral
+from .checks import check_bool, check_float, check_int
 from .layers import plain_conv
 from .space import SearchSpace
 
@@ -102,34 +103,40 @@ class DashConv(nn.Module):
                  retrain_groups: Optional[int] = None, retrain_causal: Optional[bool] = None):
         super().__init__()
         if not isinstance(space, SearchSpace):
-            raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
-                        ("groups", groups)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            raise TypeError(f"space={space!r} has type {type(space).__name__}; accepted: a dashkit.SearchSpace")
+        in_channels = check_int("in_channels", in_channels, 1)
+        out_channels = check_int("out_channels", out_channels, 1)
+        stride = check_int("stride", stride, 1)
+        groups = check_int("groups", groups, 1)
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups!r} must divide in_channels ({in_channels}) and out_channels "
-                             f"({out_channels})")
+            raise ValueError(f"groups={groups!r} does not divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}; accepted: a common divisor of both")
         if backend not in conv_choice.SEARCH_BACKENDS:
-            raise ValueError(f"backend must be one of {conv_choice.SEARCH_BACKENDS}, got {backend!r}")
+            raise ValueError(f"backend={backend!r} is not supported; accepted: "
+                             f"{', '.join(map(repr, conv_choice.SEARCH_BACKENDS))}")
         if relaxation not in RELAXATIONS:
-            raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
-        if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
-            raise ValueError(f"tau must be a positive number, got {tau!r}")
-        for name, v in (("grad_scale", grad_scale), ("rf_penalty", rf_penalty), ("init_std", init_std)):
-            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+            raise ValueError(f"relaxation={relaxation!r} is not supported; accepted: {', '.join(map(repr, RELAXATIONS))}")
+        tau = check_float("tau", tau, 0.0, low_open=True)
+        grad_scale = check_float("grad_scale", grad_scale, 0.0)
+        rf_penalty = check_float("rf_penalty", rf_penalty, 0.0)
+        init_std = check_float("init_std", init_std, 0.0)
+        check_bool("bias", bias)
+        check_bool("causal", causal)
         if causal and space.dims != 1:
-            raise ValueError(f"causal=True needs a 1D search space, got dims={space.dims}")
-        retrain_causal = causal if retrain_causal is None else retrain_causal
-        if not isinstance(retrain_causal, bool):
+            raise ValueError(f"causal=True with a {space.dims}D space: a causal convolution is 1D; accepted: "
+                             f"causal=False, or a space with dims=1")
+        if retrain_causal is None:
+            retrain_causal = causal
+        elif not isinstance(retrain_causal, bool):
             raise TypeError(f"retrain_causal={retrain_causal!r} has type {type(retrain_causal).__name__}; "
                             f"accepted: None (the same as causal), True or False")
         if retrain_causal and space.dims != 1:
-            raise ValueError(f"retrain_causal=True needs a 1D search space, got dims={space.dims}")
-        retrain_groups = groups if retrain_groups is None else retrain_groups
+            raise ValueError(f"retrain_causal=True with a {space.dims}D space: a causal convolution is 1D; "
+                             f"accepted: retrain_causal=False, or a space with dims=1")
+        retrain_groups = groups if retrain_groups is None else check_int("retrain_groups", retrain_groups, 1)
         if in_channels % retrain_groups or out_channels % retrain_groups:
-            raise ValueError(f"retrain_groups={retrain_groups!r} must divide in_channels and out_channels")
+            raise ValueError(f"retrain_groups={retrain_groups!r} does not divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}; accepted: a common divisor of both")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.space, self.stride, self.groups, self.causal = space, stride, groups, causal
         self.backend, self.relaxation, self.tau = backend, relaxation, float(tau)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .checks import check_bool
 from .dashconv import DashConv
 from .layers import CausalConv1d, is_same_padding, plain_conv, search_mark
 from .space import SearchSpace
@@ -108,9 +109,11 @@ def to_supernet(model: nn.Module, space: SearchSpace, *, backend: str = "auto", 
         8
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model={type(model).__name__} is not a module; accepted: a torch.nn.Module")
     if not isinstance(space, SearchSpace):
-        raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
+        raise TypeError(f"space={space!r} has type {type(space).__name__}; accepted: a dashkit.SearchSpace")
+    check_bool("depthwise", depthwise)
+    check_bool("causal_search", causal_search)
     if any(isinstance(m, DashConv) for m in model.modules()):
         raise ValueError("model already contains DashConv layers: it is a supernet already")
     inc = _check_names(model, space, "include", include)

@@ -440,25 +440,33 @@ def test_bfloat16_input_on_the_fft_path():
 # ------------------------------------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(space=(3, 5)), TypeError, r"space must be a dashkit.SearchSpace, got tuple"),
-    (dict(in_channels=0), ValueError, r"in_channels must be a positive int, got 0"),
-    (dict(out_channels=2.0), ValueError, r"out_channels must be a positive int, got 2\.0"),
-    (dict(stride=0), ValueError, r"stride must be a positive int, got 0"),
-    (dict(stride=True), ValueError, r"stride must be a positive int, got True"),
-    (dict(groups=0), ValueError, r"groups must be a positive int, got 0"),
-    (dict(groups=3), ValueError, r"groups=3 must divide in_channels \(4\) and out_channels \(6\)"),
-    (dict(backend="cuda"), ValueError, r"backend must be one of \('auto', 'fft', 'direct', 'mixed_results'\), "
-                                       r"got 'cuda'"),
-    (dict(relaxation="hard"), ValueError, r"relaxation must be one of \('gumbel', 'softmax'\), got 'hard'"),
-    (dict(tau=0), ValueError, r"tau must be a positive number, got 0"),
-    (dict(tau=-1.0), ValueError, r"tau must be a positive number, got -1\.0"),
-    (dict(tau=float("nan")), ValueError, r"tau must be a positive number, got nan"),
-    (dict(grad_scale=-1.0), ValueError, r"grad_scale must be a finite number >= 0, got -1\.0"),
-    (dict(rf_penalty=float("inf")), ValueError, r"rf_penalty must be a finite number >= 0, got inf"),
-    (dict(init_std=-0.1), ValueError, r"init_std must be a finite number >= 0, got -0\.1"),
-    (dict(causal=True), ValueError, r"causal=True needs a 1D search space, got dims=2"),
-    (dict(retrain_groups=4), ValueError, r"retrain_groups=4 must divide in_channels and out_channels"),
-    (dict(retrain_causal=True), ValueError, r"retrain_causal=True needs a 1D search space, got dims=2"),
+    (dict(space=(3, 5)), TypeError, r"space=\(3, 5\) has type tuple; accepted: a dashkit.SearchSpace"),
+    (dict(in_channels=0), ValueError, r"in_channels=0 is out of range; accepted: an integer >= 1"),
+    (dict(out_channels=2.0), TypeError, r"out_channels=2\.0 has type float; accepted: an integer >= 1"),
+    (dict(stride=0), ValueError, r"stride=0 is out of range; accepted: an integer >= 1"),
+    (dict(stride=True), TypeError, r"stride=True has type bool; accepted: an integer >= 1"),
+    (dict(groups=0), ValueError, r"groups=0 is out of range; accepted: an integer >= 1"),
+    (dict(groups=3), ValueError, r"groups=3 does not divide in_channels=4 and out_channels=6; accepted: a common "
+                                 r"divisor of both"),
+    (dict(backend="cuda"), ValueError, r"backend='cuda' is not supported; accepted: 'auto', 'fft', 'direct', "
+                                       r"'mixed_results'"),
+    (dict(relaxation="hard"), ValueError, r"relaxation='hard' is not supported; accepted: 'gumbel', 'softmax'"),
+    (dict(tau=0), ValueError, r"tau=0 is out of range; accepted: a finite number in \(0\.0, inf\)"),
+    (dict(tau=-1.0), ValueError, r"tau=-1\.0 is out of range; accepted: a finite number in \(0\.0, inf\)"),
+    (dict(tau=float("nan")), ValueError, r"tau=nan is out of range; accepted: a finite number in \(0\.0, inf\)"),
+    (dict(grad_scale=-1.0), ValueError, r"grad_scale=-1\.0 is out of range; accepted: a finite number in "
+                                        r"\[0\.0, inf\)"),
+    (dict(rf_penalty=float("inf")), ValueError, r"rf_penalty=inf is out of range; accepted: a finite number in "
+                                                r"\[0\.0, inf\)"),
+    (dict(init_std=-0.1), ValueError, r"init_std=-0\.1 is out of range; accepted: a finite number in \[0\.0, inf\)"),
+    (dict(bias=1), TypeError, r"bias=1 has type int; accepted: True or False"),
+    (dict(causal=True), ValueError, r"causal=True with a 2D space: a causal convolution is 1D; accepted: "
+                                    r"causal=False, or a space with dims=1"),
+    (dict(retrain_groups=4), ValueError, r"retrain_groups=4 does not divide in_channels=4 and out_channels=6; "
+                                         r"accepted: a common divisor of both"),
+    (dict(retrain_groups=0), ValueError, r"retrain_groups=0 is out of range; accepted: an integer >= 1"),
+    (dict(retrain_causal=True), ValueError, r"retrain_causal=True with a 2D space: a causal convolution is 1D; "
+                                            r"accepted: retrain_causal=False, or a space with dims=1"),
     (dict(retrain_causal=1), TypeError, r"retrain_causal=1 has type int; accepted: None \(the same as causal\), "
                                         r"True or False"),
 ])

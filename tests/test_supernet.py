@@ -288,12 +288,17 @@ def test_unequal_strides_raise_before_anything_is_replaced():
 
 
 def test_bad_arguments_to_to_supernet():
-    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module, got list"):
+    with pytest.raises(TypeError, match=r"model=list is not a module; accepted: a torch.nn.Module"):
         to_supernet([nn.Conv1d(1, 1, 3)], SPACE_1D)
-    with pytest.raises(TypeError, match=r"space must be a dashkit.SearchSpace, got dict"):
+    with pytest.raises(TypeError, match=r"space=\{'kernel_sizes': .* has type dict; accepted: a dashkit.SearchSpace"):
         to_supernet(small_resnet1d(), SPACE_1D.to_dict())
-    with pytest.raises(ValueError, match=r"backend must be one of .*got 'gpu'"):
+    with pytest.raises(ValueError, match=r"backend='gpu' is not supported; accepted: 'auto', 'fft', 'direct', "
+                                         r"'mixed_results'"):
         to_supernet(small_resnet1d(), SPACE_1D, backend="gpu")
+    with pytest.raises(TypeError, match=r"causal_search=1 has type int; accepted: True or False"):
+        to_supernet(small_tcn(), SPACE_1D, causal_search=1)
+    with pytest.raises(TypeError, match=r"depthwise='yes' has type str; accepted: True or False"):
+        to_supernet(small_tcn(), SPACE_1D, depthwise="yes")
 
 
 # ----------------------------------------------------------------------------------------------------- discretize

@@ -181,15 +181,17 @@ class DashConv(nn.Module):
 
     # ---------------------------------------------------------------------------------------------------- plans
     def _plan(self, n: Tuple[int, ...], device: torch.device) -> _Plan:
+        """Where each candidate tap that reaches an input of size n goes: in the offset grid (the FFT path's
+        `spectral.tap_spectrum`) and in the dense cropped kernel (`aggregated_kernel`). Cached per size and device."""
         key = n + (str(device),)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
         s = self.space.dims
         # every axis of a square kernel uses the same 1D offsets; crop each axis to what its input size reaches
-        lim = [m - 1 for m in n]
+        # (|offset| <= n - 1, the rule of ops.kept_taps and ops.crop_kernel)
         offs_all = self.space.offsets(causal=self.causal)
-        axis_offs = [[o for o in offs_all if abs(o) <= L] for L in lim]
+        axis_offs = [[o for o in offs_all if abs(o) <= m - 1] for m in n]
         axis_pos = [{o: i for i, o in enumerate(ax)} for ax in axis_offs]
         reach = [max(abs(o) for o in ax) for ax in axis_offs]
         dense = [(r + 1) if self.causal else (2 * r + 1) for r in reach]
@@ -198,10 +200,11 @@ class DashConv(nn.Module):
         for ci, (k, d) in enumerate(self.space.candidates):
             shift = (k - 1) if self.causal else (k - 1) // 2
             taps1 = [d * (j - shift) for j in range(k)]
-            for t in range(k ** s):
+            kept = [ops.kept_taps(k, d, m, self.causal) for m in n]  # (first, count) of the taps per axis
+            for t in range(k ** s):  # the candidate's taps in its weight's (row-major) order
                 idx = [(t // k ** (s - 1 - a)) % k for a in range(s)]
-                o = [taps1[i] for i in idx]
-                if all(abs(oa) <= L for oa, L in zip(o, lim)):
+                if all(first <= i < first + count for i, (first, count) in zip(idx, kept)):
+                    o = [taps1[i] for i in idx]
                     src.append(base + t)
                     cand.append(ci)
                     g = 0

@@ -19,7 +19,6 @@ odd kernel sizes; convolutions are PyTorch's cross-correlations with "same" outp
 from __future__ import annotations
 
 import functools
-import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch

@@ -4,7 +4,7 @@
 
 Times one forward + backward of ``fft_conv(x, w, dilation=d)`` on the layer shapes of the networks DASH finds
 (darcy and spherical_mnist in 2D, ecg_synth and genomics in 1D), with the spectrum path forced each way:
-"tables" (`ops.tap_spectrum`: k taps per axis, at any dilation) and "fft" (the kernel dilated, padded to N,
+"tables" (`spectral.tap_spectrum`: k taps per axis, at any dilation) and "fft" (the kernel dilated, padded to N,
 rolled and transformed, as before the tables existed). The two variants alternate within each round, so both
 see the same machine load; medians over the rounds. Also prints which path fft_conv's own rule picks.
 """
@@ -18,7 +18,7 @@ from unittest import mock
 
 import torch
 
-from dashkit import ops
+from dashkit import ops, spectral
 
 # (label, batch, channels, spatial size, kernel, dilation)
 SHAPES = [
@@ -35,7 +35,7 @@ SHAPES = [
 
 
 def _step(x: torch.Tensor, w: torch.Tensor, d: int, tables: bool) -> float:
-    with mock.patch.object(ops, "_tables_cheaper", lambda kk, N: tables):
+    with mock.patch.object(spectral, "tables_cheaper", lambda kk, N: tables):
         t0 = time.perf_counter()
         ops.fft_conv(x, w, dilation=d).sum().backward()
         return time.perf_counter() - t0
@@ -59,9 +59,9 @@ def main(argv=None) -> int:
             for tables in (True, False):
                 times[tables].append(_step(x, w, d, tables))
         t_tab, t_fft = (1e3 * statistics.median(times[v]) for v in (True, False))
-        kk = [ops._kept_taps(k, d, m, False)[1] for m in n]
+        kk = [ops.kept_taps(k, d, m)[1] for m in n]
         N = [ops.fft_len_for(m, d * (q - 1) // 2) for m, q in zip(n, kk)]
-        rule = "tables" if ops._tables_cheaper(kk, N) else "fft"
+        rule = "tables" if spectral.tables_cheaper(kk, N) else "fft"
         shape = "x".join(str(m) for m in (B, C) + n)
         print(f"| {label} | {shape} | {t_fft:.1f} | {t_tab:.1f} | {t_fft / t_tab:.2f} | {rule} |", flush=True)
     return 0

@@ -3,8 +3,31 @@
 DASH (Shen et al., "Efficient Architecture Search for Diverse Tasks", NeurIPS 2022) keeps a backbone's topology
 and searches only the kernel size and dilation of its convolutions. The backbones here are therefore plain
 ``nn.Module``\\ s with nothing of the search inside them: every convolution that may be searched is an ordinary
-``nn.Conv1d`` / ``nn.Conv2d`` (or :class:`dashkit.layers.CausalConv1d`) with a kernel larger than 1, and every
-channel-matching 1x1 convolution sits in a submodule whose name contains ``shortcut``.
+``nn.Conv1d`` / ``nn.Conv2d`` (or :class:`dashkit.layers.CausalConv1d`) with a kernel larger than 1, and the
+1x1 convolutions that are not (shortcuts, dense heads) are marked out of the search.
+
+The contract for a searchable convolution
+-----------------------------------------
+`dashkit.to_supernet` searches, in any model (these backbones or one of the user's own), every convolution that
+
+1. is an ``nn.Conv1d`` (for a 1D search space) or an ``nn.Conv2d`` (2D), subclasses included
+   (:class:`~dashkit.layers.CausalConv1d`, :class:`~dashkit.layers.AutoConv1d` / ``AutoConv2d``);
+2. keeps the input's size with zero padding: "same" padding (``padding="same"``, or ``dilation * (k - 1) / 2``
+   with an odd k) or causal padding (``CausalConv1d``), as :func:`dashkit.layers.is_same_padding` says;
+3. has one stride along every axis (unequal strides are an error);
+4. is picked: by default every convolution with a kernel larger than 1 (DASH's rule), unless it is marked out.
+
+A convolution is marked in or out explicitly, never by the words in its name:
+
+- by the model's author: ``dashkit.layers.searchable(conv, False)`` (or ``True``) when building the model. The
+  backbones here mark their 1x1 shortcut convolutions and their dense heads out;
+- by the caller: ``to_supernet(model, space, include=[...], exclude=[...])`` with module names as
+  ``model.named_modules()`` gives them; a name that is not a convolution of the space's dims is an error;
+- by a rule: ``to_supernet(..., filter=lambda name, conv: ...)`` replaces the default rule
+  (:func:`dashkit.supernet.default_filter`: the mark if there is one, else kernel > 1).
+
+``include`` and ``exclude`` win over the filter and the marks. A convolution picked explicitly (``include``, a
+filter or a True mark) that breaks rule 2 is an error; one that only the default rule picks is left alone.
 
 Every backbone has the same small interface (in the manner of timm), so training code never asks which one it
 has:
@@ -25,7 +48,6 @@ Example:
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Any, List, Optional, Sequence, Tuple, Type
 
@@ -33,7 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import CausalConv1d
+from .checks import check_bool, check_float, check_int
+from .layers import CausalConv1d, searchable
 from .registry import Registry
 
 # ResNet1D's kernel-8 convs use padding="same" (DASH's default kernels are 8, 5, 3): PyTorch warns on every forward
@@ -74,31 +97,17 @@ def get(name: str, **kwargs: Any) -> "Backbone":
 # ----------------------------------------------------------------------------------------------- checks
 
 
-def _check_int(where: str, name: str, value: Any, minimum: int = 1) -> int:
-    # bool is an int subclass; True as a width is a mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: {name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+def _check_dropout(dropout: Any) -> float:
+    return check_float("dropout", dropout, 0.0, 1.0, high_open=True)
 
 
-def _check_dims(where: str, dims: Any) -> int:
-    if isinstance(dims, bool) or dims not in (1, 2):
-        raise ValueError(f"{where}: dims must be 1 or 2, got {dims!r}")
-    return int(dims)
-
-
-def _check_bool(where: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{where}: {name} must be True or False, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def _check_dropout(where: str, dropout: Any) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{where}: dropout must be a probability in [0, 1), got {dropout!r}")
-    return float(dropout)
+def _check_channels(channels: Any, count: Optional[int] = None) -> Tuple[int, ...]:
+    """A sequence of channel counts (``count`` of them, or any non-zero number), each an int >= 1."""
+    want = f"{count} integers >= 1 (one per stage)" if count else "a non-empty sequence of integers >= 1"
+    if (isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) == 0
+            or (count is not None and len(channels) != count)):
+        raise ValueError(f"channels={channels!r} is not a sequence of the right length; accepted: {want}")
+    return tuple(check_int(f"channels[{i}]", c, 1) for i, c in enumerate(channels))
 
 
 def _layers(dims: int) -> Tuple[Type[nn.Module], Type[nn.Module]]:
@@ -126,7 +135,8 @@ class _Head(nn.Module):
         self.dense = dense
         self.pool = pool
         if dense:
-            self.fc: nn.Module = _layers(dims)[0](num_features, num_classes, kernel_size=1)
+            # the head maps features to outputs: not a searched layer
+            self.fc: nn.Module = searchable(_layers(dims)[0](num_features, num_classes, kernel_size=1), False)
         else:
             self.fc = nn.Linear(num_features, num_classes)
         nn.init.zeros_(self.fc.bias)
@@ -160,20 +170,19 @@ class Backbone(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, dims: int, dense: bool, head_pool: str = "avg"):
         super().__init__()
-        where = type(self).__name__
         if head_pool not in _HEAD_POOLS:
-            raise ValueError(f"{where}: head_pool must be one of {_HEAD_POOLS}, got {head_pool!r}")
-        self.in_channels = _check_int(where, "in_channels", in_channels)
-        self.num_classes = _check_int(where, "num_classes", num_classes)
-        self.dims = _check_dims(where, dims)
-        self.dense = _check_bool(where, "dense", dense)
+            raise ValueError(f"head_pool={head_pool!r} is not supported; accepted: "
+                             f"{', '.join(map(repr, _HEAD_POOLS))}")
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.num_classes = check_int("num_classes", num_classes, 1)
+        self.dims = check_int("dims", dims, 1, 2)
+        self.dense = check_bool("dense", dense)
         self.head_pool = head_pool
         self.num_features = 0  # set by the subclass before reset_classifier
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised one for ``num_classes`` outputs."""
-        where = type(self).__name__
-        self.num_classes = _check_int(where, "num_classes", num_classes)
+        self.num_classes = check_int("num_classes", num_classes, 1)
         self.head = _Head(self.num_features, num_classes, self.dims, self.dense, self.head_pool)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -223,7 +232,7 @@ class _WideBlock(nn.Module):
         self.conv2 = Conv(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
         self.shortcut: Optional[nn.Module] = None
         if in_ch != out_ch or stride != 1:
-            self.shortcut = Conv(in_ch, out_ch, 1, stride=stride, bias=False)
+            self.shortcut = searchable(Conv(in_ch, out_ch, 1, stride=stride, bias=False), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = F.relu(self.bn1(x))
@@ -241,7 +250,7 @@ class WideResNet(Backbone):
     64*width channels, then BN-ReLU and the head. Stage strides are 1, 2, 2; with ``dense=True`` every stride is
     1 and the head is a 1x1 convolution at every position (DASH's choice for PDE and segmentation tasks). Each
     block has two kernel-3 convolutions (padding 1) with dropout between them; a block that changes channels or
-    stride has a 1x1 convolution named ``shortcut``. WRN-16-w thus has 13 kernel-3 convolutions, with the same
+    stride has a 1x1 convolution named ``shortcut``, marked out of the search. WRN-16-w thus has 13 kernel-3 convolutions, with the same
     names for every width.
 
     Args:
@@ -263,16 +272,15 @@ class WideResNet(Backbone):
     def __init__(self, depth: int = 16, width: int = 1, in_channels: int = 3, num_classes: int = 10,
                  dims: int = 2, dense: bool = False, dropout: float = 0.0,
                  channels: Optional[Sequence[int]] = None):
-        where = "wrn"
-        depth = _check_int(where, "depth", depth)
+        depth = check_int("depth", depth, 1)
         if depth < 10 or (depth - 4) % 6 != 0:
-            raise ValueError(f"{where}: depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth!r}")
-        width = _check_int(where, "width", width)
-        in_channels = _check_int(where, "in_channels", in_channels)
-        num_classes = _check_int(where, "num_classes", num_classes)
-        dims = _check_dims(where, dims)
-        _check_bool(where, "dense", dense)
-        dropout = _check_dropout(where, dropout)
+            raise ValueError(f"depth={depth!r} is not 6n + 4 with n >= 1; accepted: 10, 16, 22, 28, 40, ...")
+        width = check_int("width", width, 1)
+        in_channels = check_int("in_channels", in_channels, 1)
+        num_classes = check_int("num_classes", num_classes, 1)
+        dims = check_int("dims", dims, 1, 2)
+        check_bool("dense", dense)
+        dropout = _check_dropout(dropout)
         super().__init__(in_channels, num_classes, dims, dense, head_pool="avg")
         self.depth, self.width = depth, width
 
@@ -281,11 +289,7 @@ class WideResNet(Backbone):
         if channels is None:
             widths = (16 * width, 32 * width, 64 * width)
         else:
-            if (isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) != 3
-                    or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels)):
-                raise ValueError(f"{where}: channels must be None or three positive ints (one per stage), "
-                                 f"got {channels!r}")
-            widths = tuple(int(c) for c in channels)
+            widths = _check_channels(channels, 3)
         self.channels = widths
         strides = (1, 1, 1) if dense else (1, 2, 2)
         self.stem = Conv(in_channels, 16, 3, padding=1, bias=False)
@@ -346,7 +350,8 @@ class _ResBlock1d(nn.Module):
         self.bn3 = nn.BatchNorm1d(out_ch)
         self.drop = nn.Dropout(dropout)
         if in_ch != out_ch:
-            self.shortcut: nn.Module = nn.Sequential(nn.Conv1d(in_ch, out_ch, 1, bias=False), nn.BatchNorm1d(out_ch))
+            self.shortcut: nn.Module = nn.Sequential(searchable(nn.Conv1d(in_ch, out_ch, 1, bias=False), False),
+                                                     nn.BatchNorm1d(out_ch))
         else:
             self.shortcut = nn.BatchNorm1d(out_ch)
 
@@ -362,9 +367,9 @@ class ResNet1D(Backbone):
 
     Three blocks of widths w, 2w, 2w; each block has convolutions with kernels 8, 5 and 3 ("same" padding, so
     the length is kept), each followed by BatchNorm1d and ReLU, except that after the last BN the shortcut is
-    added first and then ReLU. The shortcut (submodule ``shortcut``) is a 1x1 convolution + BatchNorm1d when the
-    channels change, else BatchNorm1d only (no identity), as in Ismail Fawaz et al. Dropout follows the first
-    two ReLUs of each block. Then global average pooling and Linear, or with ``dense=True`` a 1x1 convolution at
+    added first and then ReLU. The shortcut (submodule ``shortcut``) is a 1x1 convolution (marked out of the
+    search) + BatchNorm1d when the channels change, else BatchNorm1d only (no identity), as in Ismail Fawaz et
+    al. Dropout follows the first two ReLUs of each block. Then global average pooling and Linear, or with ``dense=True`` a 1x1 convolution at
     every step. 9 convolutions have a kernel larger than 1.
 
     Args:
@@ -381,12 +386,11 @@ class ResNet1D(Backbone):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: Optional[int] = None,
                  dropout: float = 0.0, dense: bool = False):
-        where = "resnet1d"
-        in_channels = _check_int(where, "in_channels", in_channels)
-        num_classes = _check_int(where, "num_classes", num_classes)
-        width = self.default_width(num_classes) if width is None else _check_int(where, "width", width)
-        dropout = _check_dropout(where, dropout)
-        _check_bool(where, "dense", dense)
+        in_channels = check_int("in_channels", in_channels, 1)
+        num_classes = check_int("num_classes", num_classes, 1)
+        width = self.default_width(num_classes) if width is None else check_int("width", width, 1)
+        dropout = _check_dropout(dropout)
+        check_bool("dense", dense)
         super().__init__(in_channels, num_classes, dims=1, dense=dense, head_pool="avg")
         self.width = width
         widths = (width, 2 * width, 2 * width)
@@ -401,7 +405,7 @@ class ResNet1D(Backbone):
     @staticmethod
     def default_width(num_classes: int) -> int:
         """DASH's width rule for ResNet1D: min(4 ** (num_classes // 10 + 1), 64)."""
-        num_classes = _check_int("resnet1d", "num_classes", num_classes)
+        num_classes = check_int("num_classes", num_classes, 1)
         # Capped before exponentiating so that a huge class count does not build a huge integer.
         return min(4 ** min(num_classes // 10 + 1, 3), 64)
 
@@ -432,7 +436,9 @@ class _TemporalBlock(nn.Module):
         self.conv1 = CausalConv1d(in_ch, out_ch, kernel_size, dilation=dilation)
         self.conv2 = CausalConv1d(out_ch, out_ch, kernel_size, dilation=dilation)
         self.drop = nn.Dropout(dropout)
-        self.shortcut: Optional[nn.Module] = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else None
+        self.shortcut: Optional[nn.Module] = None
+        if in_ch != out_ch:
+            self.shortcut = searchable(nn.Conv1d(in_ch, out_ch, 1), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.drop(F.relu(self.conv1(x)))
@@ -445,7 +451,7 @@ class TCN(Backbone):
     """Temporal convolutional network (Bai, Kolter & Koltun, 2018).
 
     One residual block per entry of ``channels``; block i has two :class:`~dashkit.layers.CausalConv1d` with
-    dilation 2 ** i, and a 1x1 convolution named ``shortcut`` when its channels change. Bai et al. put weight
+    dilation 2 ** i, and a 1x1 convolution named ``shortcut`` (marked out of the search) when its channels change. Bai et al. put weight
     normalisation on the convolutions; it is left out so that every convolution is a plain layer that the search
     can replace. The head reads the last time step (the only one that has seen the whole sequence) and applies
     Linear; with ``dense=True`` it is a 1x1 convolution at every step, so output step t depends only on input
@@ -466,18 +472,14 @@ class TCN(Backbone):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (32, 32, 32, 32),
                  kernel_size: int = 3, dropout: float = 0.0, dense: bool = False):
-        where = "tcn"
-        in_channels = _check_int(where, "in_channels", in_channels)
-        num_classes = _check_int(where, "num_classes", num_classes)
-        bad = (isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) == 0
-               or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1 for c in channels))
-        if bad:
-            raise ValueError(f"tcn: channels must be a non-empty sequence of ints >= 1, got {channels!r}")
-        kernel_size = _check_int(where, "kernel_size", kernel_size)
-        dropout = _check_dropout(where, dropout)
-        _check_bool(where, "dense", dense)
+        in_channels = check_int("in_channels", in_channels, 1)
+        num_classes = check_int("num_classes", num_classes, 1)
+        channels = _check_channels(channels)
+        kernel_size = check_int("kernel_size", kernel_size, 1)
+        dropout = _check_dropout(dropout)
+        check_bool("dense", dense)
         super().__init__(in_channels, num_classes, dims=1, dense=dense, head_pool="last")
-        self.channels = tuple(int(c) for c in channels)
+        self.channels = channels
         self.kernel_size = kernel_size
         blocks, in_ch = [], in_channels
         for i, out_ch in enumerate(self.channels):

@@ -9,6 +9,10 @@ The fast path never materialises the S x S aggregated kernel for the FFT: the ca
 distinct offsets per axis (31 for k <= 9, d in {1, 3, 7, 15}), so the kernel's spectrum is a product of the
 per-offset weights with a small table of complex exponentials. Offsets that cannot reach the input (further
 than n - 1 from the centre) are dropped, which makes large dilations free on small feature maps.
+
+`DashConv`'s docstring states what it computes in terms of the reference functions of `dashkit.ops`
+(`ops.aggregate_kernel`, `ops.direct_conv`, `ops.fft_conv`), which the learner reads; the fast machinery is
+`dashkit.spectral`, and the FFT/direct choice is `dashkit.conv_choice`.
 """
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import conv_choice, ops
-from .layers import CausalConv1d
+from . import conv_choice, ops, spectral
+from .checks import check_bool, check_float, check_int
+from .layers import plain_conv
 from .space import SearchSpace
 
 __all__ = ["DashConv", "RELAXATIONS"]
@@ -31,7 +36,7 @@ RELAXATIONS = ("gumbel", "softmax")
 
 @dataclass
 class _Plan:
-    """Index tables for one input size: where each candidate tap goes (the DFT tables are `ops.dft_tables`)."""
+    """Index tables for one input size: where each candidate tap goes (the DFT tables are `spectral.dft_tables`)."""
 
     n: Tuple[int, ...]
     N: Tuple[int, ...]  # FFT length per axis
@@ -64,9 +69,27 @@ class DashConv(nn.Module):
         rf_penalty: DASH's receptive-field penalty, g <- g + rf_penalty * (d (k - 1) + 1); 0 disables it.
         init_std: candidate weights start as N(0, init_std^2) (DASH: 0.01).
         retrain_groups: groups of the plain convolution that `to_conv` returns (e.g. 1 for a layer searched
-            depthwise and retrained as a full convolution).
+            depthwise and retrained as a full convolution); default ``groups``.
+        retrain_causal: whether `to_conv` returns a causal convolution (1D); default ``causal``. DASH's TCN
+            search searches causal convolutions centred (``causal=False``) and retrains them causal
+            (``retrain_causal=True``).
 
     Shapes: input (B, C_in, L) or (B, C_in, H, W) -> output (B, C_out, *ceil(n / stride)).
+
+    What it computes, in the reference functions of `dashkit.ops`, with ``c = coefficients()`` (the relaxed
+    alpha), ``W = list(weights)``, ``D`` the candidates' dilations and ``b`` the bias (0 without one)::
+
+        forward(x) == ops.direct_conv(x, ops.aggregate_kernel(W, c, D, causal=causal), stride, groups, causal) + b
+                   == ops.fft_conv(x, ops.aggregate_kernel(W, c, D, causal=causal), stride, groups, causal=causal) + b
+                   == ops.mixed_results(x, W, c, D, stride, groups, causal) + b
+
+    whatever the backend, up to rounding; and, with N >= n + S per axis, ``ops.circular_conv`` of the aggregated
+    kernel gives the same (stride 1, groups 1). ``tests/test_dashconv.py::test_forward_equals_the_reference_composition``
+    checks this in float64 for 1D and 2D, causal, stride 2 and depthwise layers. The backends differ only in the
+    route: "direct" builds the mixed kernel already cropped to the input (`aggregated_kernel`, equal to
+    ``ops.aggregate_kernel(..., crop_to=n)``) with index tables; "fft" never builds it, but sums each candidate tap
+    into its offset and takes the spectrum by small DFT matmuls (`dashkit.spectral.tap_spectrum`); "mixed_results"
+    is the left-hand side of the mixed-weights identity.
 
     Example:
         >>> conv = DashConv(8, 8, SearchSpace((3, 5), (1, 2), dims=1), backend="fft")
@@ -77,36 +100,48 @@ class DashConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, space: SearchSpace, stride: int = 1, groups: int = 1,
                  bias: bool = True, causal: bool = False, backend: str = "auto", relaxation: str = "gumbel",
                  tau: float = 1.0, grad_scale: float = 100.0, rf_penalty: float = 1e-5, init_std: float = 0.01,
-                 retrain_groups: Optional[int] = None):
+                 retrain_groups: Optional[int] = None, retrain_causal: Optional[bool] = None):
         super().__init__()
         if not isinstance(space, SearchSpace):
-            raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride),
-                        ("groups", groups)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            raise TypeError(f"space={space!r} has type {type(space).__name__}; accepted: a dashkit.SearchSpace")
+        in_channels = check_int("in_channels", in_channels, 1)
+        out_channels = check_int("out_channels", out_channels, 1)
+        stride = check_int("stride", stride, 1)
+        groups = check_int("groups", groups, 1)
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups!r} must divide in_channels ({in_channels}) and out_channels "
-                             f"({out_channels})")
+            raise ValueError(f"groups={groups!r} does not divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}; accepted: a common divisor of both")
         if backend not in conv_choice.SEARCH_BACKENDS:
-            raise ValueError(f"backend must be one of {conv_choice.SEARCH_BACKENDS}, got {backend!r}")
+            raise ValueError(f"backend={backend!r} is not supported; accepted: "
+                             f"{', '.join(map(repr, conv_choice.SEARCH_BACKENDS))}")
         if relaxation not in RELAXATIONS:
-            raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {relaxation!r}")
-        if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
-            raise ValueError(f"tau must be a positive number, got {tau!r}")
-        for name, v in (("grad_scale", grad_scale), ("rf_penalty", rf_penalty), ("init_std", init_std)):
-            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+            raise ValueError(f"relaxation={relaxation!r} is not supported; accepted: {', '.join(map(repr, RELAXATIONS))}")
+        tau = check_float("tau", tau, 0.0, low_open=True)
+        grad_scale = check_float("grad_scale", grad_scale, 0.0)
+        rf_penalty = check_float("rf_penalty", rf_penalty, 0.0)
+        init_std = check_float("init_std", init_std, 0.0)
+        check_bool("bias", bias)
+        check_bool("causal", causal)
         if causal and space.dims != 1:
-            raise ValueError(f"causal=True needs a 1D search space, got dims={space.dims}")
-        retrain_groups = groups if retrain_groups is None else retrain_groups
+            raise ValueError(f"causal=True with a {space.dims}D space: a causal convolution is 1D; accepted: "
+                             f"causal=False, or a space with dims=1")
+        if retrain_causal is None:
+            retrain_causal = causal
+        elif not isinstance(retrain_causal, bool):
+            raise TypeError(f"retrain_causal={retrain_causal!r} has type {type(retrain_causal).__name__}; "
+                            f"accepted: None (the same as causal), True or False")
+        if retrain_causal and space.dims != 1:
+            raise ValueError(f"retrain_causal=True with a {space.dims}D space: a causal convolution is 1D; "
+                             f"accepted: retrain_causal=False, or a space with dims=1")
+        retrain_groups = groups if retrain_groups is None else check_int("retrain_groups", retrain_groups, 1)
         if in_channels % retrain_groups or out_channels % retrain_groups:
-            raise ValueError(f"retrain_groups={retrain_groups!r} must divide in_channels and out_channels")
+            raise ValueError(f"retrain_groups={retrain_groups!r} does not divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}; accepted: a common divisor of both")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.space, self.stride, self.groups, self.causal = space, stride, groups, causal
         self.backend, self.relaxation, self.tau = backend, relaxation, float(tau)
         self.grad_scale, self.rf_penalty = float(grad_scale), float(rf_penalty)
-        self.retrain_groups = retrain_groups
+        self.retrain_groups, self.retrain_causal = retrain_groups, retrain_causal
         s = space.dims
         self.weights = nn.ParameterList(
             nn.Parameter(torch.randn((out_channels, in_channels // groups) + (k,) * s) * init_std)
@@ -146,15 +181,17 @@ class DashConv(nn.Module):
 
     # ---------------------------------------------------------------------------------------------------- plans
     def _plan(self, n: Tuple[int, ...], device: torch.device) -> _Plan:
+        """Where each candidate tap that reaches an input of size n goes: in the offset grid (the FFT path's
+        `spectral.tap_spectrum`) and in the dense cropped kernel (`aggregated_kernel`). Cached per size and device."""
         key = n + (str(device),)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
         s = self.space.dims
         # every axis of a square kernel uses the same 1D offsets; crop each axis to what its input size reaches
-        lim = [m - 1 for m in n]
+        # (|offset| <= n - 1, the rule of ops.kept_taps and ops.crop_kernel)
         offs_all = self.space.offsets(causal=self.causal)
-        axis_offs = [[o for o in offs_all if abs(o) <= L] for L in lim]
+        axis_offs = [[o for o in offs_all if abs(o) <= m - 1] for m in n]
         axis_pos = [{o: i for i, o in enumerate(ax)} for ax in axis_offs]
         reach = [max(abs(o) for o in ax) for ax in axis_offs]
         dense = [(r + 1) if self.causal else (2 * r + 1) for r in reach]
@@ -163,10 +200,11 @@ class DashConv(nn.Module):
         for ci, (k, d) in enumerate(self.space.candidates):
             shift = (k - 1) if self.causal else (k - 1) // 2
             taps1 = [d * (j - shift) for j in range(k)]
-            for t in range(k ** s):
+            kept = [ops.kept_taps(k, d, m, self.causal) for m in n]  # (first, count) of the taps per axis
+            for t in range(k ** s):  # the candidate's taps in its weight's (row-major) order
                 idx = [(t // k ** (s - 1 - a)) % k for a in range(s)]
-                o = [taps1[i] for i in idx]
-                if all(abs(oa) <= L for oa, L in zip(o, lim)):
+                if all(first <= i < first + count for i, (first, count) in zip(idx, kept)):
+                    o = [taps1[i] for i in idx]
                     src.append(base + t)
                     cand.append(ci)
                     g = 0
@@ -213,17 +251,17 @@ class DashConv(nn.Module):
         CC = vals.shape[0]
         O = plan.n_offsets
         grid = vals.new_zeros(math.prod(O), CC).index_add(0, plan.grid_idx, vals.t())  # (|O_h| |O_w|, CC)
-        K = ops.tap_spectrum(grid.view(O + (CC,)), plan.N, plan.axis_offs)  # (F, CC)
-        return ops.spectrum_layout(K, self.out_channels, self.in_channels // self.groups, self.groups,
-                                   self.depthwise)
+        K = spectral.tap_spectrum(grid.view(O + (CC,)), plan.N, plan.axis_offs)  # (F, CC)
+        return spectral.spectrum_layout(K, self.out_channels, self.in_channels // self.groups, self.groups,
+                                        self.depthwise)
 
     def _forward_fft(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         n = tuple(x.shape[2:])
         plan = self._plan(n, x.device)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            xf, out_dtype = ops._fft_dtype_guard(x)
+            xf, out_dtype = spectral.fft_input(x)
             K = self._kernel_spectrum(c.to(xf.dtype), plan, xf.dtype)
-            y = ops._spectral_conv(xf, K, plan.N, self.stride, self.groups, self.depthwise)
+            y = spectral.spectral_conv(xf, K, plan.N, self.stride, self.groups, self.depthwise)
         return y.to(out_dtype)
 
     def _forward_mixed(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -236,30 +274,22 @@ class DashConv(nn.Module):
         n = tuple(x.shape[2:])
         plan = self._plan(n, x.device)
         params = [p for p in self.parameters() if p.requires_grad]
-        grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
+        grad = conv_choice.needs_grad(x, params)
         key = ("dashconv", x.device.type, x.dtype, self.space.dims, x.shape[0], self.in_channels, self.out_channels,
                self.groups, n, self.stride, self.causal, plan.reach, plan.n_offsets, plan.tap_src.numel(), grad)
-        B = x.shape[0]
         ci = self.in_channels // self.groups
-        out_pos = math.prod(math.ceil(m / self.stride) for m in n)
-        direct_cost = B * self.out_channels * ci * out_pos * math.prod(plan.dense_size)
-        NN = math.prod(plan.N)
-        fft_cost = (B * (self.in_channels + self.out_channels) * NN * max(math.log2(NN), 1) * 2
-                    + B * self.out_channels * ci * NN * 2 + self.out_channels * ci * max(plan.n_offsets) * NN)
-        x_probe = x.detach().requires_grad_(x.requires_grad)
+        # the FFT path also builds the kernel's spectrum from its taps: one DFT-table matmul per offset
+        estimates = conv_choice.conv_costs(
+            x.shape[0], self.in_channels, self.out_channels, self.groups,
+            math.prod(-(-m // self.stride) for m in n), math.prod(plan.dense_size), plan.N,
+            kernel_transform=self.out_channels * ci * max(plan.n_offsets) * math.prod(plan.N))
 
-        def runner(fn):
-            def go() -> None:
-                c = F.softmax(self.alpha / self.tau, dim=0)  # no Gumbel noise: timing must not draw random numbers
-                y = fn(x_probe, c)
-                if grad:
-                    inputs = ([x_probe] if x_probe.requires_grad else []) + params
-                    torch.autograd.grad(y.float().sum(), inputs, allow_unused=True)
-            return go
+        def coefficients() -> torch.Tensor:
+            return F.softmax(self.alpha / self.tau, dim=0)  # no Gumbel noise: timing must not draw random numbers
 
-        with torch.enable_grad() if grad else torch.no_grad():
-            return conv_choice.choose_backend(key, {"fft": runner(self._forward_fft), "direct": runner(self._forward_direct)},
-                                      x.device, estimates={"fft": fft_cost, "direct": direct_cost})
+        forwards = {"fft": lambda xp: self._forward_fft(xp, coefficients()),
+                    "direct": lambda xp: self._forward_direct(xp, coefficients())}
+        return conv_choice.measure(key, forwards, x, params, grad, estimates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.space.dims
@@ -281,23 +311,23 @@ class DashConv(nn.Module):
 
     # ---------------------------------------------------------------------------------------------------- discretise
     def to_conv(self, groups: Optional[int] = None) -> nn.Module:
-        """The plain convolution of the chosen (k, d): ``nn.Conv1d/2d`` (or `CausalConv1d`).
+        """The plain convolution of the chosen (k, d): ``nn.Conv1d/2d``, or `CausalConv1d` when ``retrain_causal``
+        (built by `dashkit.layers.plain_conv`).
 
-        The chosen candidate's weights (and the bias) are copied when the groups match the search groups;
-        otherwise (e.g. searched depthwise, retrained full) the convolution keeps PyTorch's initialisation.
+        The chosen candidate's weights (and the bias) are copied when the plain convolution computes what the
+        candidate did: the same groups as the search and the same causality. Otherwise (e.g. searched depthwise
+        and retrained full, or searched centred and retrained causal) it keeps PyTorch's initialisation.
+
+        Args:
+            groups: groups of the plain convolution; default ``retrain_groups``.
         """
         groups = self.retrain_groups if groups is None else groups
         k, d = self.chosen()
         bias = self.bias is not None
-        if self.causal:
-            conv: nn.Module = CausalConv1d(self.in_channels, self.out_channels, k, stride=self.stride, dilation=d,
-                                           groups=groups, bias=bias)
-        else:
-            cls = nn.Conv1d if self.space.dims == 1 else nn.Conv2d
-            conv = cls(self.in_channels, self.out_channels, k, stride=self.stride, padding=d * (k - 1) // 2,
-                       dilation=d, groups=groups, bias=bias)
-        conv = conv.to(device=self.alpha.device, dtype=self.alpha.dtype)
-        if groups == self.groups:
+        conv = plain_conv(self.in_channels, self.out_channels, k, d, stride=self.stride, groups=groups, bias=bias,
+                          causal=self.retrain_causal, dims=self.space.dims, device=self.alpha.device,
+                          dtype=self.alpha.dtype)
+        if groups == self.groups and self.retrain_causal == self.causal:
             with torch.no_grad():
                 conv.weight.copy_(self.weights[self.space.index(k, d)])
                 if bias:

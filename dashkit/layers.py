@@ -1,15 +1,29 @@
-"""Plain layers that backbones use and that dashkit knows how to search, and the retrained network's convolutions."""
+"""Plain layers that backbones use and that dashkit knows how to search, and the retrained network's convolutions.
+
+- `CausalConv1d`: the causal convolution of TCNs.
+- `plain_conv`: THE way dashkit builds a plain convolution of a chosen (k, d) ("same" or causal padding); the
+  searched network's `DashConv.to_conv`, `discretize` and `ArchCard.apply` all use it.
+- `is_same_padding`: whether a convolution keeps its input's size, the condition for searching it
+  (`to_supernet`) and for computing it through the FFT (`auto_convs`).
+- `searchable`: mark a convolution in or out of the search (the contract is in `dashkit.backbones`).
+- `AutoConv1d` / `AutoConv2d` / `auto_convs`: the retrained network's convolutions, FFT or direct per input shape.
+"""
 from __future__ import annotations
 
 import math
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import conv_choice, ops
+from . import conv_choice, ops, spectral
 
-__all__ = ["CausalConv1d", "AutoConv1d", "AutoConv2d", "auto_convs"]
+__all__ = ["CausalConv1d", "plain_conv", "is_same_padding", "searchable", "search_mark", "AutoConv1d", "AutoConv2d",
+           "auto_convs"]
+
+# the attribute `searchable` sets on a convolution (a plain Python attribute: not in the state dict)
+_MARK = "dash_searchable"
 
 
 class CausalConv1d(nn.Conv1d):
@@ -29,6 +43,90 @@ class CausalConv1d(nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         left = self.dilation[0] * (self.kernel_size[0] - 1)
         return super().forward(F.pad(x, (left, 0)))
+
+
+def plain_conv(in_channels: int, out_channels: int, k: int, d: int = 1, stride: int = 1, groups: int = 1,
+               bias: bool = True, causal: bool = False, dims: int = 1, device: Optional[Union[str, torch.device]] = None,
+               dtype: Optional[torch.dtype] = None) -> nn.Module:
+    """The plain convolution with kernel size k and dilation d that keeps the input's size.
+
+    Centred: ``nn.Conv1d`` / ``nn.Conv2d`` with padding ``d (k - 1) / 2`` (k odd); causal (1D): `CausalConv1d`.
+    PyTorch's initialisation (it draws from the global random generator).
+
+    Args:
+        in_channels, out_channels, stride, groups, bias: as in ``nn.Conv1d``.
+        k: kernel size (odd unless causal), the same on every axis.
+        d: dilation, the same on every axis.
+        causal: a `CausalConv1d` (dims must be 1).
+        dims: 1 or 2 spatial dimensions.
+        device, dtype: where and in which dtype the parameters live.
+
+    Returns:
+        A module mapping (B, C_in, *n) to (B, C_out, *ceil(n / stride)).
+
+    Example:
+        >>> plain_conv(4, 8, 5, 3, dims=2)
+        Conv2d(4, 8, kernel_size=(5, 5), stride=(1, 1), padding=(6, 6), dilation=(3, 3))
+    """
+    if dims not in (1, 2) or isinstance(dims, bool):
+        raise ValueError(f"dims={dims!r} is not supported; accepted: 1, 2")
+    if causal:
+        if dims != 1:
+            raise ValueError(f"causal=True with dims={dims!r}: a causal convolution is 1D; accepted: dims=1")
+        conv: nn.Module = CausalConv1d(in_channels, out_channels, k, stride=stride, dilation=d, groups=groups,
+                                       bias=bias)
+    else:
+        if k % 2 == 0:
+            raise ValueError(f"k={k!r} is even: a centred 'same' kernel has an odd size; accepted: odd k, or "
+                             f"causal=True")
+        cls = nn.Conv1d if dims == 1 else nn.Conv2d
+        conv = cls(in_channels, out_channels, k, stride=stride, padding=d * (k - 1) // 2, dilation=d,
+                   groups=groups, bias=bias)
+    return conv.to(device=device, dtype=dtype)
+
+
+def is_same_padding(conv: nn.Module) -> bool:
+    """Whether a convolution keeps its input's size (ceil(n / stride) outputs) with zero padding.
+
+    True for a `CausalConv1d`, and for an ``nn.Conv1d`` / ``nn.Conv2d`` (or a subclass) with
+    ``padding_mode="zeros"`` and either ``padding="same"`` or, on every axis, an odd kernel k and
+    ``padding = dilation * (k - 1) / 2``. False for anything else, convolutions of other padding included.
+
+    Example:
+        >>> is_same_padding(nn.Conv1d(2, 2, 5, padding=2)), is_same_padding(nn.Conv1d(2, 2, 5))
+        (True, False)
+    """
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or conv.padding_mode != "zeros":
+        return False
+    if isinstance(conv, CausalConv1d) or conv.padding == "same":
+        return True
+    if isinstance(conv.padding, str):
+        return False
+    return all(k % 2 == 1 and p == d * (k - 1) // 2 for k, p, d in zip(conv.kernel_size, conv.padding, conv.dilation))
+
+
+def searchable(conv: nn.Module, flag: bool = True) -> nn.Module:
+    """Mark a convolution as searched (True) or kept as it is (False) by `dashkit.to_supernet`; returns it.
+
+    The mark overrides the default rule (search every convolution with a kernel larger than 1); see the contract
+    in `dashkit.backbones`. It is a plain attribute: it is copied with the module and is not in the state dict.
+
+    Example:
+        >>> shortcut = searchable(nn.Conv2d(16, 32, 1, stride=2, bias=False), False)
+        >>> search_mark(shortcut)
+        False
+    """
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)):
+        raise TypeError(f"conv={type(conv).__name__} is not a convolution; accepted: an nn.Conv1d or nn.Conv2d")
+    if not isinstance(flag, bool):
+        raise TypeError(f"flag={flag!r} has type {type(flag).__name__}; accepted: True or False")
+    setattr(conv, _MARK, flag)
+    return conv
+
+
+def search_mark(conv: nn.Module) -> Optional[bool]:
+    """The mark `searchable` set on ``conv``: True, False, or None when it has none."""
+    return conv.__dict__.get(_MARK)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -54,7 +152,7 @@ class _AutoConvMixin:
     def _cropped_weight(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight  # type: ignore[attr-defined]
         for axis, (n, k, d) in enumerate(zip(x.shape[2:], self.kernel_size, self.dilation)):  # type: ignore
-            first, keep = ops._kept_taps(k, d, n, causal=False)
+            first, keep = ops.kept_taps(k, d, n, causal=False)
             if keep < k:
                 w = w.narrow(2 + axis, first, keep)
         return w
@@ -66,7 +164,7 @@ class _AutoConvMixin:
 
     def _fft(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            xf, out_dtype = ops._fft_dtype_guard(x)
+            xf, out_dtype = spectral.fft_input(x)
             y = ops.fft_conv(xf, w.to(xf.dtype), stride=self.stride[0], groups=self.groups,  # type: ignore
                              bias=self.bias, dilation=self.dilation[0])  # type: ignore[attr-defined]
         return y.to(out_dtype)
@@ -75,35 +173,23 @@ class _AutoConvMixin:
         if self.backend != "auto":
             return self.backend
         params = [p for p in (self.weight, self.bias) if p is not None and p.requires_grad]  # type: ignore
-        grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
+        grad = conv_choice.needs_grad(x, params)
         n = tuple(x.shape[2:])
         kk = tuple(w.shape[2:])
+        stride = self.stride[0]  # type: ignore[attr-defined]
         key = ("conv", x.device.type, x.dtype, x.shape[0], self.in_channels, self.out_channels,  # type: ignore
-               self.groups, n, kk, tuple(self.dilation), self.stride[0], grad)  # type: ignore[attr-defined]
+               self.groups, n, kk, tuple(self.dilation), stride, grad)  # type: ignore[attr-defined]
         hit = conv_choice.backend_choice(key)  # the common case, before any estimate is computed: small layers feel it
         if hit is not None:
             return hit
-        B, ci = x.shape[0], self.in_channels // self.groups  # type: ignore[attr-defined]
-        out_pos = math.prod(-(-m // self.stride[0]) for m in n)  # type: ignore[attr-defined]
-        direct_cost = B * self.out_channels * ci * out_pos * math.prod(kk)  # type: ignore[attr-defined]
-        N = [ops.fft_len_for(m, d * (k - 1) // 2, self.stride[0])  # what fft_conv will use  # type: ignore
+        N = [ops.fft_len_for(m, d * (k - 1) // 2, stride)  # what fft_conv will use
              for m, k, d in zip(n, kk, self.dilation)]  # type: ignore[attr-defined]
-        NN = math.prod(N)
-        fft_cost = (B * (self.in_channels + self.out_channels) * NN * max(math.log2(NN), 1) * 2  # type: ignore
-                    + B * self.out_channels * ci * NN * 2)  # type: ignore[attr-defined]
-        x_probe = x.detach().requires_grad_(x.requires_grad)
-
-        def runner(fn):
-            def go() -> None:
-                y = fn(x_probe, self._cropped_weight(x_probe))
-                if grad:
-                    inputs = ([x_probe] if x_probe.requires_grad else []) + params
-                    torch.autograd.grad(y.float().sum(), inputs, allow_unused=True)
-            return go
-
-        with torch.enable_grad() if grad else torch.no_grad():
-            return conv_choice.choose_backend(key, {"fft": runner(self._fft), "direct": runner(self._direct)}, x.device,
-                                      estimates={"fft": fft_cost, "direct": direct_cost})
+        estimates = conv_choice.conv_costs(x.shape[0], self.in_channels, self.out_channels,  # type: ignore
+                                           self.groups, math.prod(-(-m // stride) for m in n),  # type: ignore
+                                           math.prod(kk), N)
+        forwards = {"fft": lambda xp: self._fft(xp, self._cropped_weight(xp)),
+                    "direct": lambda xp: self._direct(xp, self._cropped_weight(xp))}
+        return conv_choice.measure(key, forwards, x, params, grad, estimates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._cropped_weight(x)
@@ -131,15 +217,12 @@ class AutoConv2d(_AutoConvMixin, nn.Conv2d):
     """
 
 
-
-
-
 def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
     """Make every eligible convolution of ``model`` an `AutoConv1d` / `AutoConv2d`, in place; returns ``model``.
 
-    Eligible: ``nn.Conv1d`` / ``nn.Conv2d`` exactly (not subclasses such as `CausalConv1d`) with odd kernel
-    sizes larger than 1, "same" padding (``padding="same"`` or ``dilation * (k - 1) / 2``), zero padding mode, and
-    the same stride and dilation along every axis. The
+    Eligible: ``nn.Conv1d`` / ``nn.Conv2d`` exactly (not subclasses such as `CausalConv1d`, whose forward is
+    their own) with odd kernel sizes larger than 1, zero "same" padding (`is_same_padding`), and the same stride
+    and dilation along every axis. The
     weights, their values and the state-dict keys stay as they are; only ``forward`` changes, and it computes
     the same function (to floating-point rounding). Layers that already are AutoConvs take the new backend.
 
@@ -155,11 +238,8 @@ def auto_convs(model: nn.Module, backend: str = "auto") -> nn.Module:
             continue
         if type(m) not in (nn.Conv1d, nn.Conv2d):
             continue
-        k, d, p, s = m.kernel_size, m.dilation, m.padding, m.stride
-        centred = tuple(dd * (kk - 1) // 2 for kk, dd in zip(k, d))
-        same = p == "same" or (not isinstance(p, str) and tuple(p) == centred)
-        if (m.padding_mode != "zeros" or not same or any(kk % 2 == 0 for kk in k) or max(k) == 1 or len(set(s)) != 1
-                or len(set(d)) != 1):
+        k, d, s = m.kernel_size, m.dilation, m.stride
+        if not is_same_padding(m) or any(kk % 2 == 0 for kk in k) or max(k) == 1 or len(set(s)) != 1 or len(set(d)) != 1:
             continue
         m.__class__ = AutoConv1d if type(m) is nn.Conv1d else AutoConv2d
         m.backend = backend

@@ -1,10 +1,13 @@
 """Turning a plain CNN into a DASH supernet, and a searched supernet back into a plain CNN.
 
     >>> space = dashkit.SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=1)
-    >>> net = dashkit.to_supernet(dashkit.backbones.resnet1d(1, 10), space)   # every eligible conv -> DashConv
+    >>> net = dashkit.to_supernet(dashkit.backbones.resnet1d(1, 10), space)   # every searchable conv -> DashConv
     >>> ...search...
     >>> plain, card = dashkit.discretize(net)                                  # argmax of alpha per layer
     >>> card.save("arch.json"); card.apply(dashkit.backbones.resnet1d(1, 10)) # same architecture, fresh weights
+
+Which convolutions are searchable is stated once, in `dashkit.backbones` ("The contract for a searchable
+convolution"); plain convolutions are built by `dashkit.layers.plain_conv`.
 """
 from __future__ import annotations
 
@@ -19,35 +22,46 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .checks import check_bool
 from .dashconv import DashConv
-from .layers import AutoConv1d, AutoConv2d, CausalConv1d
+from .layers import CausalConv1d, is_same_padding, plain_conv, search_mark
 from .space import SearchSpace
 
 __all__ = ["to_supernet", "discretize", "ArchCard", "LayerChoice", "dash_layers", "arch_parameters",
            "weight_parameters", "postprocess_arch_grads", "alpha_probs", "default_filter", "ARCHCARD_VERSION"]
 
 ARCHCARD_VERSION = 1
-_SKIP_WORDS = ("shortcut", "downsample")
 
 
-def _is_conv(m: nn.Module) -> bool:
-    return type(m) in (nn.Conv1d, nn.Conv2d, CausalConv1d, AutoConv1d, AutoConv2d)
-
-
-def _same_padding(m: nn.Conv1d | nn.Conv2d) -> bool:
-    """Whether a conv keeps the input size (ceil(n / stride)) like a centred "same" convolution does."""
-    if isinstance(m, CausalConv1d):
-        return True
-    if m.padding == "same":
-        return True
-    if isinstance(m.padding, str):
-        return False
-    return all(k % 2 == 1 and p == d * (k - 1) // 2 for k, p, d in zip(m.kernel_size, m.padding, m.dilation))
+def _convs(model: nn.Module, dims: Optional[int] = None) -> List[Tuple[str, nn.Module]]:
+    """The (name, conv) pairs of ``model``: every ``nn.Conv1d`` / ``nn.Conv2d``, subclasses included."""
+    kinds = (nn.Conv1d, nn.Conv2d) if dims is None else (nn.Conv1d if dims == 1 else nn.Conv2d,)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
 
 
 def default_filter(name: str, module: nn.Module) -> bool:
-    """DASH's rule: search every conv with a kernel larger than 1 that is not a shortcut / downsample conv."""
-    return (max(module.kernel_size) > 1 and not any(w in name.lower() for w in _SKIP_WORDS))
+    """The default rule of `to_supernet`: the conv's mark (`dashkit.layers.searchable`) if it has one, else
+    whether its kernel is larger than 1 (DASH's rule: 1x1 convolutions, e.g. shortcuts, are not searched).
+
+    A custom ``filter`` may call it and add its own conditions.
+    """
+    mark = search_mark(module)
+    return mark if mark is not None else max(module.kernel_size) > 1
+
+
+def _check_names(model: nn.Module, space: SearchSpace, arg: str, names: Optional[Sequence[str]]) -> frozenset:
+    if names is None:
+        return frozenset()
+    if isinstance(names, str) or not isinstance(names, (list, tuple, set, frozenset)) \
+            or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{arg}={names!r} is not a list of names; accepted: a list of convolution names, e.g. "
+                        f"['blocks.0.conv1']")
+    known = [n for n, _ in _convs(model, space.dims)]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{arg}={sorted(unknown)!r} names no {space.dims}D convolution of {type(model).__name__}; "
+                         f"accepted: the names of its {space.dims}D convolutions: {known}")
+    return frozenset(names)
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -59,40 +73,63 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 def to_supernet(model: nn.Module, space: SearchSpace, *, backend: str = "auto", depthwise: bool = True,
                 relaxation: str = "gumbel", tau: float = 1.0, grad_scale: float = 100.0, rf_penalty: float = 1e-5,
                 init_std: float = 0.01, causal_search: bool = True,
-                filter: Optional[Callable[[str, nn.Module], bool]] = None) -> nn.Module:
-    """Replace the eligible convolutions of ``model`` by `DashConv` (in place) and return the model.
+                filter: Optional[Callable[[str, nn.Module], bool]] = None,
+                include: Optional[Sequence[str]] = None, exclude: Optional[Sequence[str]] = None) -> nn.Module:
+    """Replace the searchable convolutions of ``model`` by `DashConv` (in place) and return the model.
+
+    Which convolutions are searched is the contract stated once in `dashkit.backbones` ("The contract for a
+    searchable convolution"): every ``nn.Conv1d`` / ``nn.Conv2d`` of ``space.dims`` dimensions (subclasses
+    included) with a kernel larger than 1, zero "same" padding and one stride, unless marked out with
+    ``dashkit.layers.searchable(conv, False)``; ``include`` / ``exclude`` / ``filter`` decide per call.
 
     Args:
-        model: any ``nn.Module``; its ``nn.Conv1d``/``nn.Conv2d`` (or `CausalConv1d`) of ``space.dims``
-            dimensions with "same" padding are candidates.
+        model: any ``nn.Module``.
         space: the kernel sizes and dilations to search.
         backend: "auto" | "fft" | "direct" | "mixed_results", see `DashConv`.
         depthwise: search layers with in_channels == out_channels (and groups 1) depthwise, as DASH does; they
             are retrained as full convolutions. False searches every layer with full convolutions.
         relaxation, tau, grad_scale, rf_penalty, init_std: see `DashConv` (DASH's defaults).
         causal_search: causal convs (`CausalConv1d`) are searched causally (True) or centred, as DASH's TCN
-            search does (False); either way they are retrained causal.
-        filter: ``filter(name, conv) -> bool`` picks the convs to search; default `default_filter` (kernel > 1,
-            not a shortcut or downsample conv).
+            search does (False); either way they are retrained causal (`DashConv`'s ``retrain_causal``).
+        filter: ``filter(name, conv) -> bool`` picks the convs to search in place of `default_filter` (the
+            mark, else kernel > 1).
+        include: names of convs to search whatever the filter and marks say.
+        exclude: names of convs never to search.
+
+    A conv picked by ``include``, a ``filter``, or a True mark must keep the input size; otherwise a
+    ``ValueError`` says so. One that the default rule picks but does not keep the size is left alone.
 
     Returns:
         The same model; ``model.dash_replaced`` lists the names of the replaced layers.
+
+    Example:
+        >>> net = to_supernet(backbones.resnet1d(1, 10), SearchSpace((3, 5), (1, 2), dims=1),
+        ...                   exclude=["blocks.0.conv1"])
+        >>> len(net.dash_replaced)
+        8
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model={type(model).__name__} is not a module; accepted: a torch.nn.Module")
     if not isinstance(space, SearchSpace):
-        raise TypeError(f"space must be a dashkit.SearchSpace, got {type(space).__name__}")
+        raise TypeError(f"space={space!r} has type {type(space).__name__}; accepted: a dashkit.SearchSpace")
+    check_bool("depthwise", depthwise)
+    check_bool("causal_search", causal_search)
     if any(isinstance(m, DashConv) for m in model.modules()):
         raise ValueError("model already contains DashConv layers: it is a supernet already")
+    inc = _check_names(model, space, "include", include)
+    exc = _check_names(model, space, "exclude", exclude)
+    if inc & exc:
+        raise ValueError(f"include and exclude both name {sorted(inc & exc)!r}; accepted: each name in at most one")
     pick = filter or default_filter
-    conv_type = nn.Conv1d if space.dims == 1 else nn.Conv2d
     targets: List[Tuple[str, nn.Module]] = []
-    for name, m in model.named_modules():
-        if not _is_conv(m) or not isinstance(m, conv_type) or not pick(name, m):
+    for name, m in _convs(model, space.dims):
+        if name in exc or not (name in inc or pick(name, m)):
             continue
-        if m.padding_mode != "zeros" or not _same_padding(m):
-            if filter is not None:
-                raise ValueError(f"conv {name!r} was selected by the filter but does not use zero 'same' padding "
+        if not is_same_padding(m):
+            by = ("include" if name in inc else "the filter" if filter is not None
+                  else "its searchable mark" if search_mark(m) else None)
+            if by is not None:
+                raise ValueError(f"conv {name!r} was selected by {by} but does not use zero 'same' padding "
                                  f"(padding={m.padding!r}, padding_mode={m.padding_mode!r}); DashConv keeps the "
                                  f"input size, so only such convs can be searched")
             continue
@@ -100,7 +137,7 @@ def to_supernet(model: nn.Module, space: SearchSpace, *, backend: str = "auto", 
             raise ValueError(f"conv {name!r} has unequal strides {m.stride!r}; DashConv needs one stride")
         targets.append((name, m))
     if not targets:
-        convs = [n for n, m in model.named_modules() if _is_conv(m)]
+        convs = [n for n, _ in _convs(model)]
         raise ValueError(f"found no convolution to search for a {space.dims}D space in "
                          f"{type(model).__name__}; its convs: {convs or 'none'}")
     for name, m in targets:
@@ -110,8 +147,7 @@ def to_supernet(model: nn.Module, space: SearchSpace, *, backend: str = "auto", 
         new = DashConv(m.in_channels, m.out_channels, space, stride=m.stride[0], groups=groups,
                        bias=m.bias is not None, causal=causal and causal_search, backend=backend,
                        relaxation=relaxation, tau=tau, grad_scale=grad_scale, rf_penalty=rf_penalty,
-                       init_std=init_std, retrain_groups=m.groups)
-        new.retrain_causal = causal  # type: ignore[attr-defined]
+                       init_std=init_std, retrain_groups=m.groups, retrain_causal=causal)
         ref = m.weight
         new.to(device=ref.device, dtype=ref.dtype)
         _set_module(model, name, new)
@@ -235,8 +271,8 @@ class ArchCard:
         """
         if any(isinstance(m, DashConv) for m in backbone.modules()):
             raise ValueError("apply() needs a plain backbone, not a supernet; use discretize() for a supernet")
-        convs = dict(backbone.named_modules())
-        missing = [layer.name for layer in self.layers if layer.name not in convs or not _is_conv(convs[layer.name])]
+        convs = dict(_convs(backbone))
+        missing = [layer.name for layer in self.layers if layer.name not in convs]
         if missing:
             raise ValueError(f"this ArchCard (backbone {self.backbone!r}) does not fit {type(backbone).__name__}: "
                              f"no conv named {missing[:5]!r}{' ...' if len(missing) > 5 else ''}")
@@ -245,10 +281,10 @@ class ArchCard:
             if m.weight.dim() - 2 != self.space.dims:
                 raise ValueError(f"layer {layer.name!r} is a {m.weight.dim() - 2}D conv, the ArchCard is "
                                  f"{self.space.dims}D")
-            _set_module(backbone, layer.name, _plain_conv(m.in_channels, m.out_channels, layer.k, layer.d,
-                                                          m.stride[0], m.groups, m.bias is not None,
-                                                          isinstance(m, CausalConv1d), self.space.dims,
-                                                          m.weight.device, m.weight.dtype))
+            _set_module(backbone, layer.name, plain_conv(m.in_channels, m.out_channels, layer.k, layer.d,
+                                                         m.stride[0], m.groups, m.bias is not None,
+                                                         isinstance(m, CausalConv1d), self.space.dims,
+                                                         m.weight.device, m.weight.dtype))
         return backbone
 
     def summary(self) -> str:
@@ -272,16 +308,6 @@ class ArchCard:
             [(l.name, l.k, l.d) for l in other.layers]
 
 
-def _plain_conv(cin: int, cout: int, k: int, d: int, stride: int, groups: int, bias: bool, causal: bool, dims: int,
-                device: torch.device, dtype: torch.dtype) -> nn.Module:
-    if causal:
-        conv: nn.Module = CausalConv1d(cin, cout, k, stride=stride, dilation=d, groups=groups, bias=bias)
-    else:
-        cls = nn.Conv1d if dims == 1 else nn.Conv2d
-        conv = cls(cin, cout, k, stride=stride, padding=d * (k - 1) // 2, dilation=d, groups=groups, bias=bias)
-    return conv.to(device=device, dtype=dtype)
-
-
 def discretize(supernet: nn.Module, keep_search_groups: bool = False) -> Tuple[nn.Module, ArchCard]:
     """The plain network and the ArchCard of a searched supernet: argmax of alpha per layer.
 
@@ -292,7 +318,8 @@ def discretize(supernet: nn.Module, keep_search_groups: bool = False) -> Tuple[n
 
     Returns:
         (model, card): a deep copy with every DashConv replaced by a plain conv of the chosen (k, d), with the
-        chosen candidate's weights where the groups match; and the ArchCard.
+        chosen candidate's weights where the groups and the causality match (see `DashConv.to_conv`); and the
+        ArchCard.
     """
     layers = dash_layers(supernet)
     if not layers:
@@ -302,15 +329,10 @@ def discretize(supernet: nn.Module, keep_search_groups: bool = False) -> Tuple[n
     for name, m in dash_layers(plain):
         groups = m.groups if keep_search_groups else m.retrain_groups
         k, d = m.chosen()
-        causal = bool(getattr(m, "retrain_causal", m.causal))
-        conv = m.to_conv(groups=groups)
-        if causal and not isinstance(conv, CausalConv1d):
-            conv = _plain_conv(m.in_channels, m.out_channels, k, d, m.stride, groups, m.bias is not None, True, 1,
-                               m.alpha.device, m.alpha.dtype)
-        _set_module(plain, name, conv)
+        _set_module(plain, name, m.to_conv(groups=groups))
         choices.append(LayerChoice(name=name, k=k, d=d, alpha=[float(a) for a in m.alpha.detach().cpu()],
                                    in_channels=m.in_channels, out_channels=m.out_channels, stride=m.stride,
-                                   groups=groups, causal=causal))
+                                   groups=groups, causal=m.retrain_causal))
     for attr in ("dash_replaced", "dash_space"):
         if attr in plain.__dict__:
             delattr(plain, attr)

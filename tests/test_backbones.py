@@ -86,7 +86,7 @@ def test_reset_classifier(name, kwargs, shape):
     model.reset_classifier(7)
     assert model.num_classes == 7
     assert tuple(model(torch.randn(*shape)).shape) == (2, 7)
-    with pytest.raises(ValueError, match=r"num_classes must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"num_classes=0 is out of range; accepted: an integer >= 1"):
         model.reset_classifier(0)
 
 
@@ -147,9 +147,15 @@ def test_wrn_channels_override_the_stage_widths():
     assert tuple(model(torch.randn(2, 3, 9, 9)).shape) == (2, 1, 9, 9)
     wide = backbones.wrn(depth=10, channels=[8, 24, 40])
     assert [m.out_channels for _, m in convs(wide)][1:] == [8, 8, 24, 24, 40, 40]
-    for bad in [(16, 16), (16, 0, 16), (16, 16.0, 16), "abc", 16, (True, 16, 16)]:
-        with pytest.raises(ValueError, match=re.escape(f"wrn: channels must be None or three positive ints (one "
-                                                       f"per stage), got {bad!r}")):
+    for bad in [(16, 16), "abc", 16]:
+        with pytest.raises(ValueError, match=re.escape(f"channels={bad!r} is not a sequence of the right length; "
+                                                       f"accepted: 3 integers >= 1 (one per stage)")):
+            backbones.wrn(depth=10, channels=bad)
+    with pytest.raises(ValueError, match=re.escape("channels[1]=0 is out of range; accepted: an integer >= 1")):
+        backbones.wrn(depth=10, channels=(16, 0, 16))
+    for bad, message in [((16, 16.0, 16), "channels[1]=16.0 has type float"),
+                         ((True, 16, 16), "channels[0]=True has type bool")]:
+        with pytest.raises(TypeError, match=re.escape(message + "; accepted: an integer >= 1")):
             backbones.wrn(depth=10, channels=bad)
 
 @pytest.mark.parametrize("depth,blocks", [(10, 1), (16, 2), (22, 3)])
@@ -269,25 +275,27 @@ def test_tcn_pooled_head_reads_the_last_step():
 
 
 @pytest.mark.parametrize("name,kwargs,error,message", [
-    ("wrn", dict(depth=15), ValueError, r"wrn: depth must be 6n \+ 4 with n >= 1 \(10, 16, .*got 15"),
-    ("wrn", dict(depth=4), ValueError, r"wrn: depth must be 6n \+ 4 .*got 4"),
-    ("wrn", dict(depth=16.0), TypeError, r"wrn: depth must be an int >= 1, got 16.0 \(float\)"),
-    ("wrn", dict(width=0), ValueError, r"wrn: width must be an int >= 1, got 0"),
-    ("wrn", dict(in_channels="3"), TypeError, r"wrn: in_channels must be an int >= 1, got '3' \(str\)"),
-    ("wrn", dict(num_classes=True), TypeError, r"wrn: num_classes must be an int >= 1, got True \(bool\)"),
-    ("wrn", dict(dims=3), ValueError, r"wrn: dims must be 1 or 2, got 3"),
-    ("wrn", dict(dense="yes"), TypeError, r"wrn: dense must be True or False, got 'yes' \(str\)"),
-    ("wrn", dict(dropout=1.0), ValueError, r"wrn: dropout must be a probability in \[0, 1\), got 1.0"),
-    ("wrn", dict(dropout=-0.1), ValueError, r"wrn: dropout must be a probability in \[0, 1\), got -0.1"),
-    ("resnet1d", dict(width=0), ValueError, r"resnet1d: width must be an int >= 1, got 0"),
-    ("resnet1d", dict(num_classes=-3), ValueError, r"resnet1d: num_classes must be an int >= 1, got -3"),
-    ("resnet1d", dict(dropout="0.1"), ValueError, r"resnet1d: dropout must be a probability .*got '0.1'"),
+    ("wrn", dict(depth=15), ValueError, r"depth=15 is not 6n \+ 4 with n >= 1; accepted: 10, 16, 22, 28, 40, \.\.\."),
+    ("wrn", dict(depth=4), ValueError, r"depth=4 is not 6n \+ 4 with n >= 1; accepted: 10, 16"),
+    ("wrn", dict(depth=16.0), TypeError, r"depth=16.0 has type float; accepted: an integer >= 1"),
+    ("wrn", dict(width=0), ValueError, r"width=0 is out of range; accepted: an integer >= 1"),
+    ("wrn", dict(in_channels="3"), TypeError, r"in_channels='3' has type str; accepted: an integer >= 1"),
+    ("wrn", dict(num_classes=True), TypeError, r"num_classes=True has type bool; accepted: an integer >= 1"),
+    ("wrn", dict(dims=3), ValueError, r"dims=3 is out of range; accepted: an integer in \[1, 2\]"),
+    ("wrn", dict(dense="yes"), TypeError, r"dense='yes' has type str; accepted: True or False"),
+    ("wrn", dict(dropout=1.0), ValueError, r"dropout=1.0 is out of range; accepted: a finite number in \[0.0, 1.0\)"),
+    ("wrn", dict(dropout=-0.1), ValueError, r"dropout=-0.1 is out of range; accepted: a finite number in \[0.0, 1.0\)"),
+    ("resnet1d", dict(width=0), ValueError, r"width=0 is out of range; accepted: an integer >= 1"),
+    ("resnet1d", dict(num_classes=-3), ValueError, r"num_classes=-3 is out of range; accepted: an integer >= 1"),
+    ("resnet1d", dict(dropout="0.1"), TypeError, r"dropout='0.1' has type str; accepted: a finite number in "
+                                                 r"\[0.0, 1.0\)"),
     ("resnet1d", dict(dims=2), TypeError, r"unexpected keyword argument 'dims'"),
-    ("tcn", dict(channels=()), ValueError, r"tcn: channels must be a non-empty sequence of ints >= 1, got \(\)"),
-    ("tcn", dict(channels=(4, 0)), ValueError, r"tcn: channels must be .*got \(4, 0\)"),
-    ("tcn", dict(channels=32), ValueError, r"tcn: channels must be .*got 32"),
-    ("tcn", dict(kernel_size=0), ValueError, r"tcn: kernel_size must be an int >= 1, got 0"),
-    ("tcn", dict(dense=1), TypeError, r"tcn: dense must be True or False, got 1 \(int\)"),
+    ("tcn", dict(channels=()), ValueError, r"channels=\(\) is not a sequence of the right length; accepted: "
+                                           r"a non-empty sequence of integers >= 1"),
+    ("tcn", dict(channels=(4, 0)), ValueError, r"channels\[1\]=0 is out of range; accepted: an integer >= 1"),
+    ("tcn", dict(channels=32), ValueError, r"channels=32 is not a sequence of the right length; accepted: a non-empty"),
+    ("tcn", dict(kernel_size=0), ValueError, r"kernel_size=0 is out of range; accepted: an integer >= 1"),
+    ("tcn", dict(dense=1), TypeError, r"dense=1 has type int; accepted: True or False"),
 ])
 def test_bad_arguments_name_the_parameter(name, kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -318,5 +326,5 @@ def test_user_backbone_on_the_base_class():
     features = avg.forward_features(x)
     torch.testing.assert_close(avg(x), avg.head.fc(features.mean(-1)))
     torch.testing.assert_close(last(x), avg.head.fc(features[..., -1]))
-    with pytest.raises(ValueError, match=re.escape("Tiny: head_pool must be one of ('avg', 'last'), got 'max'")):
+    with pytest.raises(ValueError, match=re.escape("head_pool='max' is not supported; accepted: 'avg', 'last'")):
         Tiny("max")

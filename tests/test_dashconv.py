@@ -129,6 +129,60 @@ def test_backends_compute_the_same_gradients(dims, cin, cout, groups, stride, ca
     assert grads["fft"]["alpha"].abs().max() > 1e-3  # alpha gets a real gradient
 
 
+REFERENCE_CASES = [
+    # dims, c_in, c_out, groups, stride, causal, n
+    (1, 3, 4, 1, 1, False, 40),
+    (1, 3, 4, 1, 2, False, 41),        # stride 2
+    (1, 4, 4, 4, 1, False, 33),        # depthwise
+    (1, 3, 4, 1, 1, True, 40),         # causal
+    (1, 4, 4, 4, 2, True, 37),         # causal, depthwise, stride 2
+    (2, 2, 3, 1, 1, False, (9, 11)),
+    (2, 2, 3, 1, 2, False, (10, 10)),  # stride 2
+    (2, 3, 3, 3, 1, False, (8, 8)),    # depthwise
+]
+
+
+@pytest.mark.parametrize("dims,cin,cout,groups,stride,causal,n", REFERENCE_CASES,
+                         ids=[f"{dims}d-{ci}to{co}-g{g}-s{s}{'-causal' if c else ''}"
+                              for dims, ci, co, g, s, c, n in REFERENCE_CASES])
+def test_forward_equals_the_reference_composition(dims, cin, cout, groups, stride, causal, n):
+    """What DashConv's docstring promises, in float64: every backend's forward equals
+
+    ops.direct_conv(x, ops.aggregate_kernel(W, c, D, causal), stride, groups, causal) + b
+    == ops.fft_conv(x, <the same kernel>, ...) + b == ops.mixed_results(x, W, c, D, ...) + b,
+
+    the aggregated kernel equals the Kronecker-dilated, centre-padded candidates summed by hand, and (centred, full
+    convolutions) the textbook ops.circular_conv with N >= n + (S - 1) / 2 gives the same.
+    """
+    space = SPACE_1D if dims == 1 else SPACE_2D
+    m = make(cin, cout, space, "fft", stride=stride, groups=groups, causal=causal)
+    x = torch.randn((2, cin) + spatial(dims, n), dtype=torch.float64)
+    W, c, D = list(m.weights), m.coefficients(), [d for _, d in space.candidates]
+    b = m.bias.view((1, -1) + (1,) * dims)
+    kernel = ops.aggregate_kernel(W, c, D, causal=causal)
+    S = space.max_field
+    assert kernel.shape == (cout, cin // groups) + (S,) * dims
+    by_hand = sum(ci * ops.center_pad(ops.dilate(w, d, method="kron"), S, causal=causal) for ci, w, d in zip(c, W, D))
+    torch.testing.assert_close(kernel, by_hand, **F64)
+
+    ref = ops.direct_conv(x, kernel, stride, groups, causal) + b
+    torch.testing.assert_close(ops.fft_conv(x, kernel, stride, groups, causal=causal) + b, ref, **F64)
+    torch.testing.assert_close(ops.mixed_results(x, W, c, D, stride, groups, causal) + b, ref, **F64)
+    torch.testing.assert_close(ref, reference(m, x), **F64)  # and PyTorch's dilated convs, written independently
+    if not causal and groups == 1:
+        N = tuple(a + (S - 1) // 2 for a in x.shape[2:])
+        textbook = ops.circular_conv(x, kernel, N)[(...,) + (slice(None, None, stride),) * dims] + b
+        torch.testing.assert_close(textbook, ref, **F64)
+    for backend in ("fft", "direct", "mixed_results", "auto"):
+        mb = clone_as(m, backend)
+        torch.testing.assert_close(mb(x), ref, **F64, msg=lambda s: f"{backend}: {s}")
+    # the direct backend's kernel is the reference kernel cropped to the input (and to the farthest offset a
+    # candidate has within it, so it can be smaller still: only zeros differ)
+    cropped = ops.crop_kernel(kernel, tuple(x.shape[2:]), causal=causal)
+    torch.testing.assert_close(ops.center_pad(m.aggregated_kernel(c, x.shape[2:]), cropped.shape[2:], causal=causal),
+                               cropped, **F64)
+
+
 def test_one_layer_serves_several_input_sizes():
     for backend in ("fft", "direct", "auto"):
         m = make(2, 3, SPACE_1D, backend, stride=2)
@@ -351,6 +405,26 @@ def test_to_conv_with_other_groups_keeps_a_fresh_init():
     assert keep.groups == 4 and torch.equal(keep.weight, m.weights[SPACE_2D.index(k, d)])
 
 
+def test_retrain_causal_defaults_to_causal_and_decides_what_to_conv_builds():
+    assert DashConv(3, 4, SPACE_1D, causal=True).retrain_causal is True
+    assert DashConv(3, 4, SPACE_1D).retrain_causal is False
+    # searched centred, retrained causal (DASH's TCN search): a CausalConv1d with PyTorch's initialisation, since
+    # the centred candidate's weights would compute another function in a causal conv
+    m = make(3, 4, SPACE_1D, causal=False, retrain_causal=True)
+    conv = m.to_conv()
+    k, d = m.chosen()
+    assert type(conv) is CausalConv1d and conv.kernel_size == (k,) and conv.dilation == (d,)
+    assert conv.weight.dtype == torch.float64 and not torch.equal(conv.weight, m.weights[SPACE_1D.index(k, d)])
+    x = torch.randn(1, 3, 30, dtype=torch.float64)
+    x2 = x.clone()
+    x2[..., 20:] = 0
+    torch.testing.assert_close(conv(x)[..., :20], conv(x2)[..., :20], rtol=0, atol=0)
+    # searched causal, retrained causal: the weights are copied
+    m = make(3, 4, SPACE_1D, causal=True)
+    k, d = m.chosen()
+    assert torch.equal(m.to_conv().weight, m.weights[SPACE_1D.index(k, d)])
+
+
 def test_bfloat16_input_on_the_fft_path():
     m = DashConv(3, 3, SPACE_2D, backend="fft", relaxation="softmax")
     with torch.no_grad():
@@ -366,24 +440,35 @@ def test_bfloat16_input_on_the_fft_path():
 # ------------------------------------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(space=(3, 5)), TypeError, r"space must be a dashkit.SearchSpace, got tuple"),
-    (dict(in_channels=0), ValueError, r"in_channels must be a positive int, got 0"),
-    (dict(out_channels=2.0), ValueError, r"out_channels must be a positive int, got 2\.0"),
-    (dict(stride=0), ValueError, r"stride must be a positive int, got 0"),
-    (dict(stride=True), ValueError, r"stride must be a positive int, got True"),
-    (dict(groups=0), ValueError, r"groups must be a positive int, got 0"),
-    (dict(groups=3), ValueError, r"groups=3 must divide in_channels \(4\) and out_channels \(6\)"),
-    (dict(backend="cuda"), ValueError, r"backend must be one of \('auto', 'fft', 'direct', 'mixed_results'\), "
-                                       r"got 'cuda'"),
-    (dict(relaxation="hard"), ValueError, r"relaxation must be one of \('gumbel', 'softmax'\), got 'hard'"),
-    (dict(tau=0), ValueError, r"tau must be a positive number, got 0"),
-    (dict(tau=-1.0), ValueError, r"tau must be a positive number, got -1\.0"),
-    (dict(tau=float("nan")), ValueError, r"tau must be a positive number, got nan"),
-    (dict(grad_scale=-1.0), ValueError, r"grad_scale must be a finite number >= 0, got -1\.0"),
-    (dict(rf_penalty=float("inf")), ValueError, r"rf_penalty must be a finite number >= 0, got inf"),
-    (dict(init_std=-0.1), ValueError, r"init_std must be a finite number >= 0, got -0\.1"),
-    (dict(causal=True), ValueError, r"causal=True needs a 1D search space, got dims=2"),
-    (dict(retrain_groups=4), ValueError, r"retrain_groups=4 must divide in_channels and out_channels"),
+    (dict(space=(3, 5)), TypeError, r"space=\(3, 5\) has type tuple; accepted: a dashkit.SearchSpace"),
+    (dict(in_channels=0), ValueError, r"in_channels=0 is out of range; accepted: an integer >= 1"),
+    (dict(out_channels=2.0), TypeError, r"out_channels=2\.0 has type float; accepted: an integer >= 1"),
+    (dict(stride=0), ValueError, r"stride=0 is out of range; accepted: an integer >= 1"),
+    (dict(stride=True), TypeError, r"stride=True has type bool; accepted: an integer >= 1"),
+    (dict(groups=0), ValueError, r"groups=0 is out of range; accepted: an integer >= 1"),
+    (dict(groups=3), ValueError, r"groups=3 does not divide in_channels=4 and out_channels=6; accepted: a common "
+                                 r"divisor of both"),
+    (dict(backend="cuda"), ValueError, r"backend='cuda' is not supported; accepted: 'auto', 'fft', 'direct', "
+                                       r"'mixed_results'"),
+    (dict(relaxation="hard"), ValueError, r"relaxation='hard' is not supported; accepted: 'gumbel', 'softmax'"),
+    (dict(tau=0), ValueError, r"tau=0 is out of range; accepted: a finite number in \(0\.0, inf\)"),
+    (dict(tau=-1.0), ValueError, r"tau=-1\.0 is out of range; accepted: a finite number in \(0\.0, inf\)"),
+    (dict(tau=float("nan")), ValueError, r"tau=nan is out of range; accepted: a finite number in \(0\.0, inf\)"),
+    (dict(grad_scale=-1.0), ValueError, r"grad_scale=-1\.0 is out of range; accepted: a finite number in "
+                                        r"\[0\.0, inf\)"),
+    (dict(rf_penalty=float("inf")), ValueError, r"rf_penalty=inf is out of range; accepted: a finite number in "
+                                                r"\[0\.0, inf\)"),
+    (dict(init_std=-0.1), ValueError, r"init_std=-0\.1 is out of range; accepted: a finite number in \[0\.0, inf\)"),
+    (dict(bias=1), TypeError, r"bias=1 has type int; accepted: True or False"),
+    (dict(causal=True), ValueError, r"causal=True with a 2D space: a causal convolution is 1D; accepted: "
+                                    r"causal=False, or a space with dims=1"),
+    (dict(retrain_groups=4), ValueError, r"retrain_groups=4 does not divide in_channels=4 and out_channels=6; "
+                                         r"accepted: a common divisor of both"),
+    (dict(retrain_groups=0), ValueError, r"retrain_groups=0 is out of range; accepted: an integer >= 1"),
+    (dict(retrain_causal=True), ValueError, r"retrain_causal=True with a 2D space: a causal convolution is 1D; "
+                                            r"accepted: retrain_causal=False, or a space with dims=1"),
+    (dict(retrain_causal=1), TypeError, r"retrain_causal=1 has type int; accepted: None \(the same as causal\), "
+                                        r"True or False"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, exc, match):
     args = dict(in_channels=4, out_channels=6, space=SPACE_2D)

@@ -1,4 +1,5 @@
-"""Tests of dashkit.layers: AutoConv1d/AutoConv2d and auto_convs, checked in float64 against PyTorch's conv."""
+"""Tests of dashkit.layers: AutoConv1d/AutoConv2d and auto_convs, checked in float64 against PyTorch's conv; the
+plain-conv builder, the same-padding rule and the searchable mark."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dashkit import conv_choice, ops
-from dashkit.layers import AutoConv1d, AutoConv2d, CausalConv1d, auto_convs
+from dashkit.layers import (AutoConv1d, AutoConv2d, CausalConv1d, auto_convs, is_same_padding, plain_conv,
+                            search_mark, searchable)
 
 # (dims, n, k, d, stride, groups): dead taps cropped or not, stride 2, grouped and depthwise, kernel wider than the map
 CASES = [
@@ -136,3 +138,60 @@ def test_archcard_and_to_supernet_see_auto_convs_as_convs():
     chosen = {name: (m.kernel_size[0], m.dilation[0]) for name, m in applied.named_modules()
               if name in {layer.name for layer in card.layers}}
     assert chosen == {layer.name: (layer.k, layer.d) for layer in card.layers}
+
+
+# ------------------------------------------------------------------------------------------ plain_conv, padding, marks
+
+@pytest.mark.parametrize("dims,causal", [(1, False), (2, False), (1, True)], ids=["1d", "2d", "1d-causal"])
+def test_plain_conv_keeps_the_size_and_equals_the_dilated_reference(dims, causal):
+    for k, d, stride, groups in [(3, 1, 1, 1), (5, 3, 2, 2), (9, 2, 1, 4)]:
+        conv = plain_conv(4, 8, k, d, stride=stride, groups=groups, bias=False, causal=causal, dims=dims,
+                          dtype=torch.float64)
+        assert type(conv) is (CausalConv1d if causal else nn.Conv1d if dims == 1 else nn.Conv2d)
+        assert conv.kernel_size == (k,) * dims and conv.dilation == (d,) * dims and conv.groups == groups
+        assert conv.weight.dtype == torch.float64 and conv.bias is None and is_same_padding(conv)
+        x = torch.randn((2, 4) + (13,) * dims, dtype=torch.float64)
+        ref = ops.direct_conv(x, ops.dilate(conv.weight, d), stride, groups, causal=causal)
+        torch.testing.assert_close(conv(x), ref, rtol=0, atol=1e-10)
+    assert repr(plain_conv(4, 8, 5, 3, dims=2)) == ("Conv2d(4, 8, kernel_size=(5, 5), stride=(1, 1), padding=(6, 6), "
+                                                    "dilation=(3, 3))")
+
+
+def test_plain_conv_refuses_what_it_cannot_build():
+    with pytest.raises(ValueError, match=re.escape("causal=True with dims=2: a causal convolution is 1D; accepted: "
+                                                   "dims=1")):
+        plain_conv(2, 2, 3, causal=True, dims=2)
+    with pytest.raises(ValueError, match=re.escape("dims=3 is not supported; accepted: 1, 2")):
+        plain_conv(2, 2, 3, dims=3)
+    with pytest.raises(ValueError, match=re.escape("k=4 is even: a centred 'same' kernel has an odd size; accepted: "
+                                                   "odd k, or causal=True")):
+        plain_conv(2, 2, 4)
+    assert plain_conv(2, 2, 4, causal=True).kernel_size == (4,)  # a causal kernel may be even
+
+
+def test_is_same_padding():
+    assert is_same_padding(nn.Conv1d(2, 2, 5, padding=2))
+    assert is_same_padding(nn.Conv2d(2, 2, 5, padding=6, dilation=3))
+    assert is_same_padding(nn.Conv2d(2, 2, (3, 5), padding=(1, 2)))
+    assert is_same_padding(nn.Conv1d(2, 2, 8, padding="same"))  # PyTorch pads an even "same" kernel asymmetrically
+    assert is_same_padding(CausalConv1d(2, 2, 4, dilation=2))
+    assert is_same_padding(AutoConv2d(2, 2, 3, padding=1))
+    assert is_same_padding(nn.Conv1d(2, 2, 1))
+    assert not is_same_padding(nn.Conv1d(2, 2, 5))
+    assert not is_same_padding(nn.Conv1d(2, 2, 4, padding=2))  # even kernel: one more output
+    assert not is_same_padding(nn.Conv1d(2, 2, 3, padding="valid"))
+    assert not is_same_padding(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect"))
+    assert not is_same_padding(nn.Linear(2, 2))
+
+
+def test_searchable_marks_a_conv_and_refuses_anything_else():
+    conv = nn.Conv2d(2, 2, 1)
+    assert search_mark(conv) is None
+    assert searchable(conv, False) is conv and search_mark(conv) is False
+    assert search_mark(searchable(conv)) is True
+    assert search_mark(copy.deepcopy(conv)) is True  # the mark travels with the module
+    with pytest.raises(TypeError, match=re.escape("conv=Linear is not a convolution; accepted: an nn.Conv1d or "
+                                                  "nn.Conv2d")):
+        searchable(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=re.escape("flag=0 has type int; accepted: True or False")):
+        searchable(conv, 0)

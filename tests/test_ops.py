@@ -4,13 +4,14 @@ Every identity is exact, so float64 results are compared with tolerances of 1e-1
 """
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dashkit import SearchSpace, conv_choice, ops
+from dashkit import SearchSpace, conv_choice, ops, spectral
 
 K2, D2 = (3, 5, 7, 9), (1, 3, 7, 15)  # DASH's default 2D space
 K1, D1 = (3, 7, 11, 15, 19), (1, 3, 7, 15)  # DASH's default 1D space
@@ -92,6 +93,18 @@ def test_center_pad_centred_and_causal():
     p = ops.center_pad(w2, (7, 9))
     assert p.shape == (2, 3, 7, 9) and torch.equal(p[..., 2:5, 2:7], w2)
     assert p.count_nonzero() == w2.count_nonzero()  # everything else is zero
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["centred", "causal"])
+def test_kept_taps_are_exactly_the_taps_that_reach_the_input(causal):
+    """Brute force: tap j at offset d (j - shift) is kept iff |offset| <= n - 1, and the kept taps are contiguous."""
+    for k in (1, 3, 5, 9, 19):
+        for d in (1, 2, 3, 7, 15):
+            for n in (1, 2, 5, 8, 13, 40):
+                shift = (k - 1) if causal else (k - 1) // 2
+                reach = [j for j in range(k) if abs(d * (j - shift)) <= n - 1]
+                assert ops.kept_taps(k, d, n, causal) == (reach[0], len(reach)), (k, d, n)
+    assert ops.kept_taps(9, 3, 8) == (2, 5)  # the docstring's example
 
 
 def test_crop_kernel_keeps_the_centre_or_the_end():
@@ -243,7 +256,7 @@ def kernel_spectrum(request, monkeypatch):
         calls.append((tuple(kk), tuple(N)))
         return request.param == "tables"
 
-    monkeypatch.setattr(ops, "_tables_cheaper", forced)
+    monkeypatch.setattr(spectral, "tables_cheaper", forced)
     yield calls
     assert calls, "fft_conv never chose a spectrum path"
 
@@ -311,10 +324,10 @@ def test_tap_spectrum_equals_the_fft_of_the_padded_kernel():
     for dims, N, d in [(1, (40,), 3), (2, (24, 30), 2)]:
         w = torch.randn((3, 2) + (5,) * dims, dtype=torch.float64)
         wd = ops.dilate(w, d)
-        ref = ops._dense_kernel_spectrum(wd, N, 1, False, False)  # (1, F, ci, co)
+        ref = spectral.dense_kernel_spectrum(wd, N, 1, False, False)  # (1, F, ci, co)
         offsets = [[d * (j - 2) for j in range(5)]] * dims
         taps = w.reshape(6, -1).t().reshape((5,) * dims + (6,))
-        got = ops.spectrum_layout(ops.tap_spectrum(taps, N, offsets), 3, 2, 1, False)
+        got = spectral.spectrum_layout(spectral.tap_spectrum(taps, N, offsets), 3, 2, 1, False)
         assert got.shape == ref.shape
         torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
 
@@ -361,15 +374,41 @@ def test_fast_fft_len_is_the_smallest_5_smooth_number():
     assert ops.fast_fft_len(1025) == 1080
 
 
+def test_fft_conv_equals_the_textbook_circular_conv_with_enough_padding():
+    """fft_conv (fast spectral path) and circular_conv (the recipe written out) agree once N >= n + (K - 1) / 2."""
+    for dims, n, K in [(1, (30,), 9), (2, (9, 12), 7)]:
+        x = torch.randn((2, 3) + n, dtype=torch.float64)
+        w = torch.randn((4, 3) + (K,) * dims, dtype=torch.float64)
+        N = tuple(m + (K - 1) // 2 for m in n)
+        torch.testing.assert_close(ops.circular_conv(x, w, N), ops.fft_conv(x, w), **F64)
+        torch.testing.assert_close(ops.circular_conv(x, w, N), torch_conv(x, w), **F64)
+
+
+def test_fft_input_computes_half_precision_in_float32():
+    for dtype in (torch.float16, torch.bfloat16):
+        xf, out = spectral.fft_input(torch.randn(2, 3, 8).to(dtype))
+        assert xf.dtype == torch.float32 and out == dtype
+    x = torch.randn(2, 3, 8, dtype=torch.float64)
+    xf, out = spectral.fft_input(x)
+    assert xf is x and out == torch.float64
+
+
+def test_ops_exports_the_three_tricks_in_order_and_nothing_private():
+    assert ops.__all__ == ["aggregate_kernel", "mixed_results", "dilate", "center_pad", "kept_taps", "crop_kernel",
+                           "direct_conv", "circular_conv", "fast_fft_len", "fft_len_for", "fft_conv"]
+    assert all(callable(getattr(ops, name)) for name in ops.__all__)
+    assert all(callable(getattr(spectral, name)) for name in spectral.__all__)
+
+
 def test_spectral_matmul_backward_gradcheck():
     X = torch.randn(2, 3, 2, 3, dtype=torch.complex128, requires_grad=True)  # (G, F, B, ci)
     K = torch.randn(2, 3, 3, 4, dtype=torch.complex128, requires_grad=True)  # (G, F, ci, co)
-    Y = ops._SpectralMatmul.apply(X, K)
+    Y = spectral.SpectralMatmul.apply(X, K)
     torch.testing.assert_close(Y, X @ K, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(ops._SpectralMatmul.apply, (X, K), eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradcheck(spectral.SpectralMatmul.apply, (X, K), eps=1e-6, atol=1e-8)
     # only the input that needs a gradient gets one
     Kc = K.detach()
-    gX, = torch.autograd.grad(ops._SpectralMatmul.apply(X, Kc).abs().sum(), X)
+    gX, = torch.autograd.grad(spectral.SpectralMatmul.apply(X, Kc).abs().sum(), X)
     rX, = torch.autograd.grad((X @ Kc).abs().sum(), X)
     torch.testing.assert_close(gX, rX, rtol=0, atol=1e-12)
 
@@ -377,10 +416,10 @@ def test_spectral_matmul_backward_gradcheck():
 def test_spectral_mix_depthwise_and_grouped_match_einsum():
     X = torch.randn(2, 4, 5, dtype=torch.complex128)  # (B, C_in, F)
     Kd = torch.randn(5, 4, dtype=torch.complex128)  # (F, C)
-    torch.testing.assert_close(ops.spectral_mix(X, Kd, 4, True), X * Kd.t()[None], rtol=0, atol=1e-12)
+    torch.testing.assert_close(spectral.spectral_mix(X, Kd, 4, True), X * Kd.t()[None], rtol=0, atol=1e-12)
     Kg = torch.randn(2, 5, 2, 3, dtype=torch.complex128)  # (G, F, ci, co)
     ref = torch.einsum("bgif,gfio->bgof", X.view(2, 2, 2, 5), Kg).reshape(2, 6, 5)
-    torch.testing.assert_close(ops.spectral_mix(X, Kg, 2, False), ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(spectral.spectral_mix(X, Kg, 2, False), ref, rtol=0, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------- choose_backend
@@ -416,6 +455,43 @@ def test_choose_backend_times_close_calls_and_caches():
     assert calls == before  # cached: nothing runs again
     conv_choice.clear_backend_cache()
     assert conv_choice.backend_cache() == {}
+
+
+def test_conv_costs_count_operations():
+    """The one cost model: direct = B C_out C_in/G outputs taps; FFT = transforms + mixing (+ the kernel's)."""
+    c = conv_choice.conv_costs(2, 8, 6, 2, 50, 9, (64,))
+    assert c["direct"] == 2 * 6 * 4 * 50 * 9
+    assert c["fft"] == 2 * 14 * 64 * 6.0 * 2 + 2 * 6 * 4 * 64 * 2
+    c2 = conv_choice.conv_costs(2, 8, 6, 2, 50, 9, (64,), kernel_transform=1000)
+    assert c2["fft"] == c["fft"] + 1000 and c2["direct"] == c["direct"]
+    square = conv_choice.conv_costs(1, 4, 4, 1, 16 * 16, 81, (24, 24))
+    assert square["fft"] == 1 * 8 * 576 * max(math.log2(576), 1) * 2 + 1 * 4 * 4 * 576 * 2
+    assert conv_choice.conv_costs(1, 1, 1, 1, 1, 1, (1,))["fft"] == 1 * 2 * 1 * 1 * 2 + 2  # log2 floored at 1
+
+
+def test_timing_runners_run_forward_and_backward_on_a_detached_copy():
+    x = torch.randn(2, 3, requires_grad=True)
+    w = torch.randn(3, requires_grad=True)
+    seen = []
+
+    def forward(xp):
+        seen.append(xp)
+        return (xp * w).sum(1)
+
+    runners = conv_choice.timing_runners({"a": forward}, x, [w], grad=True)
+    runners["a"]()
+    assert seen[0] is not x and seen[0].requires_grad and torch.equal(seen[0], x)
+    assert x.grad is None and w.grad is None  # gradients are computed, not accumulated
+    assert conv_choice.needs_grad(x, []) and conv_choice.needs_grad(x.detach(), [w])
+    assert not conv_choice.needs_grad(x.detach(), [])
+    with torch.no_grad():
+        assert not conv_choice.needs_grad(x, [w])
+    # measure: a clear estimate decides without running anything; otherwise both run and the choice is cached
+    calls = []
+    forwards = {"fft": lambda xp: calls.append("fft") or xp.sum(), "direct": lambda xp: calls.append("d") or xp.sum()}
+    assert conv_choice.measure("m1", forwards, x, [], True, {"fft": 1.0, "direct": 100.0}) == "fft" and not calls
+    assert conv_choice.measure("m2", forwards, x, [], False, {"fft": 1.0, "direct": 2.0}) in ("fft", "direct")
+    assert set(calls) == {"fft", "d"} and conv_choice.backend_choice("m2") is not None
 
 
 # ----------------------------------------------------------------------------------------------- errors

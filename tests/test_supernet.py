@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
+import re
 import math
+from collections import OrderedDict
 
 import pytest
 import torch
 from torch import nn
 
-from dashkit import ArchCard, DashConv, SearchSpace, discretize, to_supernet
+from dashkit import ArchCard, DashConv, SearchSpace, backbones, discretize, to_supernet
 from dashkit.backbones import resnet1d, tcn, wrn
-from dashkit.layers import CausalConv1d
+from dashkit.layers import CausalConv1d, search_mark, searchable
 from dashkit.supernet import (ARCHCARD_VERSION, arch_parameters, dash_layers, postprocess_arch_grads,
                               weight_parameters)
 
@@ -113,8 +115,11 @@ def test_tcn_gets_causal_dashconvs():
     torch.testing.assert_close(y2[..., :20], y[..., :20], rtol=0, atol=1e-6)
     assert not torch.allclose(y2[..., 20:], y[..., 20:])
 
+    assert all(m.retrain_causal for _, m in layers)
     centred = to_supernet(small_tcn(), SPACE_1D, causal_search=False)
     assert not any(m.causal for _, m in dash_layers(centred))
+    assert all(m.retrain_causal for _, m in dash_layers(centred))  # searched centred, retrained causal
+    assert not any(m.retrain_causal for _, m in dash_layers(to_supernet(small_resnet1d(), SPACE_1D)))
 
 
 def test_to_supernet_passes_the_options_on():
@@ -139,6 +144,94 @@ def test_custom_filter():
     # a filter may pick convs the default leaves alone, e.g. a shortcut (its 1x1 kernel keeps the size)
     net = to_supernet(small_resnet1d(), SPACE_1D, filter=lambda name, m: "shortcut" in name)
     assert [n for n, _ in dash_layers(net)] == ["blocks.0.shortcut.0", "blocks.1.shortcut.0"]
+
+
+# The layers to_supernet searched in each built-in backbone (and the backbones of the tasks' defaults) before
+# shortcuts were marked out by `searchable` instead of being skipped for the words in their names: the contract
+# must select exactly these.
+_RESNET1D_SEARCHED = RESNET1D_CONVS
+_TCN_SEARCHED = [f"blocks.{b}.conv{c}" for b in range(4) for c in (1, 2)]
+_WRN10_SEARCHED = ["stem"] + [f"layer{s}.0.conv{c}" for s in (1, 2, 3) for c in (1, 2)]
+
+
+@pytest.mark.parametrize("name,kwargs,expected", [
+    ("resnet1d", {}, _RESNET1D_SEARCHED),
+    ("resnet1d", {"dense": True}, _RESNET1D_SEARCHED),
+    ("resnet1d", {"in_channels": 12, "num_classes": 24}, _RESNET1D_SEARCHED),
+    ("tcn", {}, _TCN_SEARCHED),
+    ("tcn", {"dense": True}, _TCN_SEARCHED),
+    ("wrn", {}, WRN16_CONVS),
+    ("wrn", {"dense": True}, WRN16_CONVS),
+    ("wrn", {"dims": 1}, WRN16_CONVS),
+    ("wrn", {"dims": 1, "dense": True}, WRN16_CONVS),
+    ("wrn", {"depth": 16, "width": 4}, WRN16_CONVS),
+    ("wrn", {"depth": 10, "dims": 2, "dense": True, "channels": (16, 16, 16)}, _WRN10_SEARCHED),  # darcy
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_builtin_backbones_search_the_same_layers_as_before(name, kwargs, expected):
+    model = backbones.get(name, **kwargs)
+    space = SearchSpace((3, 5), (1, 2), dims=model.dims)
+    net = to_supernet(model, space)
+    assert list(net.dash_replaced) == expected
+    # what is left plain (1x1 shortcuts, a dense head) is marked out of the search, not skipped for its name
+    left = [(n, m) for n, m in net.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    assert all(search_mark(m) is False for _, m in left), [n for n, m in left if search_mark(m) is not False]
+
+
+def _three_convs():
+    return nn.Sequential(OrderedDict(shortcut=nn.Conv1d(2, 2, 3, padding=1), downsample=nn.Conv1d(2, 2, 3, padding=1),
+                                     body=nn.Conv1d(2, 2, 3, padding=1), proj=nn.Conv1d(2, 2, 1)))
+
+
+def test_names_do_not_decide_marks_and_lists_do():
+    # words in names mean nothing: a kernel-3 conv named "shortcut" is searched, the 1x1 one is not
+    assert to_supernet(_three_convs(), SPACE_1D).dash_replaced == ("shortcut", "downsample", "body")
+    model = _three_convs()
+    assert searchable(model.body, False) is model.body and search_mark(model.body) is False
+    searchable(model.proj)  # a 1x1 conv marked in is searched
+    assert to_supernet(model, SPACE_1D).dash_replaced == ("shortcut", "downsample", "proj")
+    net = to_supernet(_three_convs(), SPACE_1D, exclude=["shortcut"], include=["proj"])
+    assert net.dash_replaced == ("downsample", "body", "proj")
+    # include and exclude win over the marks and the filter
+    model = _three_convs()
+    searchable(model.body, False)
+    assert to_supernet(model, SPACE_1D, include=["body"], exclude=("downsample",)).dash_replaced == ("shortcut", "body")
+    net = to_supernet(_three_convs(), SPACE_1D, filter=lambda name, m: False, include=["body"])
+    assert net.dash_replaced == ("body",)
+    # the mark is a plain attribute: not in the state dict
+    plain, marked = _three_convs(), _three_convs()
+    searchable(marked.body, False)
+    assert list(plain.state_dict()) == list(marked.state_dict())
+
+
+def test_include_and_exclude_errors_name_the_bad_names():
+    with pytest.raises(ValueError, match=re.escape("include=['blocks.9.conv1', 'nope'] names no 1D convolution of "
+                                                   "ResNet1D; accepted: the names of its 1D convolutions: "
+                                                   "['blocks.0.conv1'")):
+        to_supernet(small_resnet1d(), SPACE_1D, include=["nope", "blocks.9.conv1"])
+    with pytest.raises(ValueError, match=re.escape("exclude=['blocks.0.bn1'] names no 1D convolution")):
+        to_supernet(small_resnet1d(), SPACE_1D, exclude=["blocks.0.bn1"])  # a module, but not a conv
+    with pytest.raises(ValueError, match=re.escape("include and exclude both name ['body']; accepted: each name in "
+                                                   "at most one")):
+        to_supernet(_three_convs(), SPACE_1D, include=["body", "proj"], exclude=["body"])
+    with pytest.raises(TypeError, match=re.escape("include='body' is not a list of names; accepted: a list of "
+                                                  "convolution names")):
+        to_supernet(_three_convs(), SPACE_1D, include="body")
+    # an explicit pick that cannot keep the input size is refused, naming who picked it
+    valid = nn.Sequential(nn.Conv1d(2, 2, 3, padding=1), nn.Conv1d(2, 2, 3))
+    with pytest.raises(ValueError, match=r"conv '1' was selected by include but does not use zero 'same' padding"):
+        to_supernet(valid, SPACE_1D, include=["1"])
+    searchable(valid[1])
+    with pytest.raises(ValueError, match=r"conv '1' was selected by its searchable mark but does not use zero"):
+        to_supernet(valid, SPACE_1D)
+    assert not any(isinstance(m, DashConv) for m in valid.modules())
+
+
+def test_subclasses_of_conv_are_searched():
+    class MyConv(nn.Conv2d):
+        pass
+
+    model = nn.Sequential(MyConv(2, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1))
+    assert to_supernet(model, SPACE_2D).dash_replaced == ("0", "2")
 
 
 def test_arch_and_weight_parameters_partition_the_model():
@@ -195,12 +288,17 @@ def test_unequal_strides_raise_before_anything_is_replaced():
 
 
 def test_bad_arguments_to_to_supernet():
-    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module, got list"):
+    with pytest.raises(TypeError, match=r"model=list is not a module; accepted: a torch.nn.Module"):
         to_supernet([nn.Conv1d(1, 1, 3)], SPACE_1D)
-    with pytest.raises(TypeError, match=r"space must be a dashkit.SearchSpace, got dict"):
+    with pytest.raises(TypeError, match=r"space=\{'kernel_sizes': .* has type dict; accepted: a dashkit.SearchSpace"):
         to_supernet(small_resnet1d(), SPACE_1D.to_dict())
-    with pytest.raises(ValueError, match=r"backend must be one of .*got 'gpu'"):
+    with pytest.raises(ValueError, match=r"backend='gpu' is not supported; accepted: 'auto', 'fft', 'direct', "
+                                         r"'mixed_results'"):
         to_supernet(small_resnet1d(), SPACE_1D, backend="gpu")
+    with pytest.raises(TypeError, match=r"causal_search=1 has type int; accepted: True or False"):
+        to_supernet(small_tcn(), SPACE_1D, causal_search=1)
+    with pytest.raises(TypeError, match=r"depthwise='yes' has type str; accepted: True or False"):
+        to_supernet(small_tcn(), SPACE_1D, depthwise="yes")
 
 
 # ----------------------------------------------------------------------------------------------------- discretize

@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
+from typing import Callable
 from unittest import mock
 
 import torch
 
 from dashkit import ops, spectral
+from dashkit.timing import timed_rounds
 
 # (label, batch, channels, spatial size, kernel, dilation)
 SHAPES = [
@@ -34,11 +35,12 @@ SHAPES = [
 ]
 
 
-def _step(x: torch.Tensor, w: torch.Tensor, d: int, tables: bool) -> float:
-    with mock.patch.object(spectral, "tables_cheaper", lambda kk, N: tables):
-        t0 = time.perf_counter()
-        ops.fft_conv(x, w, dilation=d).sum().backward()
-        return time.perf_counter() - t0
+def _step(x: torch.Tensor, w: torch.Tensor, d: int, tables: bool) -> Callable[[], None]:
+    """One forward + backward of fft_conv with the kernel spectrum forced through the tables or through an FFT."""
+    def step() -> None:
+        with mock.patch.object(spectral, "tables_cheaper", lambda kk, N: tables):
+            ops.fft_conv(x, w, dilation=d).sum().backward()
+    return step
 
 
 def main(argv=None) -> int:
@@ -52,13 +54,9 @@ def main(argv=None) -> int:
     for label, B, C, n, k, d in SHAPES:
         x = torch.randn((B, C) + n, requires_grad=True)
         w = torch.randn((C, C) + (k,) * len(n), requires_grad=True)
-        for tables in (True, False):  # warm-up
-            _step(x, w, d, tables)
-        times = {True: [], False: []}
-        for _ in range(a.rounds):
-            for tables in (True, False):
-                times[tables].append(_step(x, w, d, tables))
-        t_tab, t_fft = (1e3 * statistics.median(times[v]) for v in (True, False))
+        times = timed_rounds({"tables": _step(x, w, d, True), "fft": _step(x, w, d, False)}, rounds=a.rounds,
+                             warmup=1, progress=False)  # round-robin: both share whatever else the machine does
+        t_tab, t_fft = (1e3 * statistics.median(times[v]) for v in ("tables", "fft"))
         kk = [ops.kept_taps(k, d, m)[1] for m in n]
         N = [ops.fft_len_for(m, d * (q - 1) // 2) for m, q in zip(n, kk)]
         rule = "tables" if spectral.tables_cheaper(kk, N) else "fft"

@@ -155,7 +155,7 @@ class SupernetReport:
         layers: one dict per replaced conv: ``name``, ``in_channels``, ``out_channels``, ``kernel`` (the original
             kernel size), ``groups`` (original), ``search_groups`` (groups during search: C for depthwise search),
             ``weights`` (parameters of all its candidates together).
-        skipped: convolutions left alone (1x1, shortcut or downsample convs).
+        skipped: convolutions left alone (kernel 1, or marked out: see the contract in `dashkit.backbones`).
         plain_params: parameters of the backbone as given.
         supernet_params: parameters of the supernet (candidate weights and the architecture parameters alpha).
         arch_params: parameters that are alpha (|K x D| per searched layer).

@@ -149,6 +149,28 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
     assert "FakeFixed" not in (tmp_path / "ucr.md").read_text()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_ucr_without_minirocket_then_with_it_fits_minirocket_alone(ucr, fake, tmp_path, capsys, monkeypatch):
+    argv = ["--datasets", "FakeFixed", "--seeds", "0", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu",
+            "--set", *TINY]
+    assert ucr.main(argv + ["--no-minirocket"]) == 0
+    [row] = json.loads((tmp_path / "ucr.json").read_text())
+    assert row["minirocket"] is None and "minirocket_s" not in row and fake.fits == []
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| FakeFixed |"))
+    assert [c.strip() for c in line.strip("|").split("|")][7] == "–"
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("dashkit.run called for a finished row")
+
+    monkeypatch.setattr(ucr.dashkit, "run", no_run)
+    assert ucr.main(argv) == 0
+    [again] = json.loads((tmp_path / "ucr.json").read_text())
+    assert fake.fits == [(40, 0, False)] and again["minirocket_s"] == 0.5
+    assert {k: v for k, v in again.items() if not k.startswith("minirocket")} == {
+        k: v for k, v in row.items() if not k.startswith("minirocket")}
+
+
+@pytest.mark.filterwarnings("ignore::dashkit.tasks.SmallSplitWarning")
 def test_ucr_pads_series_for_minirocket_as_from_arrays_pads_them(ucr):
     x_train, y_train, x_test, y_test = FAKE["FakeVariable"]
     with pytest.warns(dashkit.tasks.SeriesLengthWarning):

@@ -214,3 +214,22 @@ def test_ucr_says_how_to_install_aeon_when_it_is_missing(ucr, monkeypatch, tmp_p
         ucr.main(["--datasets", "ArrowHead", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"MiniRocket \(or pass --no-minirocket\).*pip install aeon"):
         ucr.minirocket(*FAKE["FakeFixed"], seed=0)
+
+
+def test_ucr_table_gives_mean_and_sd_over_seeds_and_says_over_how_many_datasets_a_mean_is(ucr, monkeypatch):
+    monkeypatch.setattr(ucr, "DATASETS", {"A": 0.84, "B": None})
+    common = {"train": 40, "val": 6, "test": 30, "classes": 3, "channels": 1, "length": "24", "lengths": "equal",
+              "dash_s": 10.0, "baseline_s": 4.0}
+    rows = [{**common, "dataset": "A", "seed": 0, "chance": 0.4, "dash": 0.5, "baseline": 0.7, "minirocket": 0.8,
+             "minirocket_s": 1.0, "minirocket_input": "as loaded"},
+            {**common, "dataset": "A", "seed": 1, "chance": 0.4, "dash": 0.7, "baseline": 0.7, "minirocket": 0.9,
+             "minirocket_s": 3.0, "minirocket_input": "as loaded"},
+            {**common, "dataset": "B", "seed": 0, "chance": 0.2, "dash": 0.4, "baseline": 0.3, "minirocket": None}]
+    lines = ucr.table(rows, "standard").splitlines()
+    a, b, mean = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:5])
+    assert a[5:] == ["0.600 ± 0.141", "0.700 ± 0.000", "0.850 ± 0.071", "~0.84", "10.0", "4.0", "2.0"]
+    assert b[5:] == ["0.400", "0.300", "–", "–", "10.0", "4.0", "–"]
+    assert mean[:1] + mean[4:8] == ["mean over 2 datasets", "0.300", "0.500", "0.500", "0.850 (1 of 2)"]
+    assert "DASH >= baseline (mean test accuracy over seeds) on 1 of 2 datasets." in lines
+    assert any(line.startswith("Preset standard, seeds 0, 1;") for line in lines)
+    assert not any(line.startswith("Variable-length") for line in lines)

@@ -1,0 +1,343 @@
+"""DASH, its default-kernel baseline and MiniRocket on UCR/UEA datasets shipped inside aeon: test accuracy.
+
+    python benchmarks/ucr.py --datasets ArrowHead,BasicMotions --seeds 0,1,2 --preset standard --out runs/ucr
+    python benchmarks/ucr.py --preset smoke --seeds 0 --set search_epochs=3 tune_enabled=false
+
+Needs aeon, which holds the data files and MiniRocket (``pip install -e '.[benchmarks]'`` or ``pip install aeon``).
+
+For every dataset and seed, in one process and on the same train/test split (the archive's own):
+- dashkit: one ``dashkit.run`` trains DASH and the default-kernel baseline. The task comes from
+  ``dashkit.tasks.from_arrays`` (string labels as they are; variable-length series padded, ``lengths="pad"``),
+  which carves a stratified validation split out of the archive's train split, seeded by the seed. Every choice
+  (architecture, hyper-parameters, epoch) is made on that validation split; the test split is only reported.
+- MiniRocket (``aeon``'s MiniRocketClassifier, ``random_state=seed``), trained on the whole archive train split as
+  in its published protocol. It takes equal-length input only: variable-length series are padded for it as
+  ``from_arrays`` pads them (zeros at the end to the longest training series, test series cut to that length, plus a
+  0/1 channel that marks the real positions).
+
+Runs already finished are read back, not repeated: the rows of ``--out``/ucr.json made with the same preset,
+settings and budget are reused, and a dashkit run that stopped part-way resumes from its run directory
+(``--out``/DATASET-sSEED). The table goes to stdout and to ``--out``/ucr.md; the rows to ``--out``/ucr.json.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import dashkit
+from dashkit.config import parse_setting
+
+# The datasets, and ResNet's published test accuracy where Fawaz et al. (2019, "Deep learning for time series
+# classification: a review") report one (approximate; ACSF1 and PickupGestureWiimoteZ joined the archive later).
+DATASETS: Dict[str, Optional[float]] = {
+    "ArrowHead": 0.84, "ItalyPowerDemand": 0.96, "OSULeaf": 0.98, "ACSF1": None, "PickupGestureWiimoteZ": None,
+    "BasicMotions": None, "JapaneseVowels": None}
+
+INSTALL = "pip install -e '.[benchmarks]' (or pip install aeon)"
+PAD_NOTE = "padded as from_arrays pads (zeros to the longest training series, + a 0/1 mask channel)"
+Data = Tuple[Any, np.ndarray, Any, np.ndarray]  # x_train, y_train, x_test, y_test as aeon gives them
+
+
+def _aeon(what: str) -> None:
+    """Raise SystemExit with the install command when aeon is missing."""
+    try:
+        import aeon  # noqa: F401
+    except ImportError:
+        raise SystemExit(f"benchmarks/ucr.py needs aeon for {what}, and it is not installed: {INSTALL}") from None
+
+
+def load(name: str) -> Data:
+    """One dataset as aeon ships it: (x_train, y_train, x_test, y_test).
+
+    x is a float array (N, C, L), or a list of (C, L_i) arrays for variable-length data; y holds string labels.
+    """
+    _aeon("the UCR/UEA data files")
+    from aeon.datasets import load_classification
+
+    x_train, y_train = load_classification(name, split="train")
+    x_test, y_test = load_classification(name, split="test")
+    return x_train, y_train, x_test, y_test
+
+
+_default_load = load  # main checks for aeon up front only when the loader is this one (tests replace it)
+
+
+def pad_like_from_arrays(x_train: Any, x_test: Any) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """Train and test inputs as equal-length float arrays, padded as ``from_arrays(lengths="pad")`` pads.
+
+    Arrays (N, C, L) pass through. Lists of (C, L_i) series are zero-padded at the end to the longest training
+    series, test series longer than that are cut, and when any series is padded a last channel is added that is
+    1 on real positions and 0 on padding.
+
+    Returns:
+        (x_train (N, C', T), x_test (M, C', T), whether anything was padded or cut).
+    """
+    if not isinstance(x_train, list) and not isinstance(x_test, list):
+        return np.asarray(x_train, dtype=np.float32), np.asarray(x_test, dtype=np.float32), False
+    train = [np.asarray(s, dtype=np.float32).reshape(-1, np.shape(s)[-1]) for s in x_train]
+    test = [np.asarray(s, dtype=np.float32).reshape(-1, np.shape(s)[-1]) for s in x_test]
+    target = max(s.shape[1] for s in train)
+    mask = any(s.shape[1] < target for s in train + test)
+    channels = train[0].shape[0]
+
+    def fit(series: List[np.ndarray]) -> np.ndarray:
+        x = np.zeros((len(series), channels + mask, target), dtype=np.float32)  # (N, C [+ mask], T)
+        for i, s in enumerate(series):
+            n = min(s.shape[1], target)
+            x[i, :channels, :n] = s[:, :n]
+            if mask:
+                x[i, channels, :n] = 1.0
+        return x
+
+    return fit(train), fit(test), True
+
+
+_WARM: set = set()  # "univariate" / "multivariate": MiniRocket's code compiled in this process
+
+
+def minirocket(x_train: Any, y_train: np.ndarray, x_test: Any, y_test: np.ndarray, seed: int) -> Dict[str, Any]:
+    """MiniRocket's test accuracy, trained on the whole train split.
+
+    Returns:
+        {"acc": test accuracy, "seconds": fit + predict wall time (numba's compilation on first use excluded),
+        "input": how variable lengths were handled}.
+    """
+    _aeon("MiniRocket (or pass --no-minirocket)")
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    xtr, xte, padded = pad_like_from_arrays(x_train, x_test)
+    kind = "univariate" if xtr.shape[1] == 1 else "multivariate"
+    if kind not in _WARM:  # numba compiles MiniRocket on its first use (a minute on a fresh install): not timed
+        rng = np.random.default_rng(0)
+        MiniRocketClassifier(random_state=0, n_jobs=1).fit(
+            rng.standard_normal((4, xtr.shape[1], 32)).astype(np.float32), np.array(["a", "b"] * 2))
+        _WARM.add(kind)
+    t0 = time.perf_counter()
+    clf = MiniRocketClassifier(random_state=seed, n_jobs=1)
+    clf.fit(xtr, np.asarray(y_train))
+    pred = clf.predict(xte)
+    seconds = time.perf_counter() - t0
+    return {"acc": float(np.mean(np.asarray(pred) == np.asarray(y_test))), "seconds": seconds,
+            "input": PAD_NOTE if padded else "as loaded"}
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+def parse_list(option: str, text: str, kind: Callable = str) -> List[Any]:
+    """``"a,b"`` -> ["a", "b"] (items read by ``kind``); an empty item or one ``kind`` refuses is named."""
+    items = [t.strip() for t in text.split(",")]
+    try:
+        if not all(items):
+            raise ValueError("empty item")
+        return [kind(t) for t in items]
+    except ValueError as err:
+        raise SystemExit(f"{option} {text!r}: expected a comma-separated list of {kind.__name__} ({err})") from None
+
+
+def parse_datasets(text: Optional[str]) -> List[str]:
+    """The datasets named in ``--datasets``, each one of DATASETS (all of them when not given)."""
+    if text is None:
+        return list(DATASETS)
+    names = parse_list("--datasets", text)
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise SystemExit(f"--datasets {text!r}: unknown dataset(s) {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(DATASETS)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_settings(tokens: Sequence[str]) -> Dict[str, Any]:
+    """``--set`` tokens KEY=VALUE -> typed dashkit settings (``dashkit run --set`` reads them the same way)."""
+    settings = {}
+    for token in tokens:
+        try:
+            key, value = parse_setting(token)
+        except (ValueError, TypeError, KeyError) as err:
+            raise SystemExit(f"--set {token!r}: {err}") from None
+        settings[key] = value
+    return settings
+
+
+def budget_kwargs(budget: Optional[str], run: Callable = dashkit.run) -> Dict[str, Any]:
+    """``{"budget": budget}`` for ``run``, or {} when no budget is given.
+
+    Raises SystemExit when a budget is given but ``run`` has no ``budget`` parameter (an older dashkit).
+    """
+    if budget is None:
+        return {}
+    if "budget" not in inspect.signature(run).parameters:
+        raise SystemExit(f"--budget {budget!r}: this dashkit's run() takes no budget argument (its parameters: "
+                         f"{', '.join(inspect.signature(run).parameters)}); update dashkit or leave --budget out")
+    return {"budget": budget}
+
+
+# ------------------------------------------------------------------------------------------------ one run
+def _accuracy(error_pct: Optional[float]) -> Optional[float]:
+    """Test accuracy from dashkit's error in % (rounded to 6 places: the error is computed in float32)."""
+    return None if error_pct is None else round(1.0 - error_pct / 100.0, 6)
+
+
+def _length_text(x: Any) -> str:
+    if isinstance(x, list):
+        lens = [np.shape(s)[-1] for s in x]
+        return f"{min(lens)}-{max(lens)}"
+    return str(np.shape(x)[-1])
+
+
+def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, settings: Dict[str, Any],
+                extra: Dict[str, Any]) -> Dict[str, Any]:
+    """DASH and the baseline on one dataset and seed: the row's dashkit fields."""
+    x_train, y_train, x_test, y_test = data
+    task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name=name, seed=seed)
+    r = dashkit.run(task, preset=args.preset, out=Path(args.out) / f"{name}-s{seed}", seed=seed, device=args.device,
+                    resume=True, figures=False, verbose=False, **settings, **extra)
+    sizes = task.info["sizes"]
+    channels = np.shape(x_train[0])[0] if isinstance(x_train, list) else np.shape(x_train)[1]
+    counts = Counter(np.asarray(y_test).tolist())
+    return {"train": sizes["train"] + sizes["val"], "val": sizes["val"], "test": sizes["test"],
+            "classes": len(task.info["classes"]), "channels": int(channels), "length": _length_text(x_train),
+            "lengths": task.info.get("lengths", {}).get("policy", "equal"),
+            "chance": max(counts.values()) / len(y_test),
+            "dash": _accuracy(r.metrics.get("dash")), "baseline": _accuracy(r.metrics.get("baseline")),
+            "dash_s": sum(r.times.get(s, 0.0) for s in ("search", "tune", "retrain")),
+            "baseline_s": sum(r.times.get(s, 0.0) for s in ("baseline_tune", "baseline_retrain")),
+            "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers)}
+
+
+def _same_config(row: Dict[str, Any], config: Dict[str, Any]) -> bool:
+    return all(row.get(k) == v for k, v in config.items())
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default=None, help=f"comma-separated; default all: {','.join(DATASETS)}")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated ints")
+    p.add_argument("--preset", default="standard")
+    p.add_argument("--budget", default=None, help="passed to dashkit.run(budget=...) when given, e.g. 5m")
+    p.add_argument("--out", default="runs/ucr")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="dashkit settings on top of the preset, as dashkit run --set reads them")
+    p.add_argument("--no-minirocket", action="store_true", help="run dashkit only")
+    a = p.parse_args(argv)
+    names = parse_datasets(a.datasets)
+    seeds = parse_list("--seeds", a.seeds, int)
+    settings = parse_settings(a.settings)
+    extra = budget_kwargs(a.budget)
+    if load is _default_load:
+        _aeon("the UCR/UEA data files")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "ucr.json"
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget}
+    by_key = {(r["dataset"], r["seed"]): r for r in earlier if _same_config(r, config)}
+    rows = []
+    for name in names:
+        data = None
+        for seed in seeds:
+            row = dict(by_key.get((name, seed), {}))
+            todo_dash = "dash" not in row
+            todo_mr = not a.no_minirocket and row.get("minirocket") is None
+            if todo_dash or todo_mr:
+                data = data or load(name)
+                row.update({"dataset": name, "seed": seed, **config})
+                if todo_dash:
+                    row.update(run_dashkit(name, data, seed, a, settings, extra))
+                if todo_mr:
+                    mr = minirocket(*data, seed=seed)
+                    row.update({"minirocket": mr["acc"], "minirocket_s": mr["seconds"],
+                                "minirocket_input": mr["input"]})
+                row.setdefault("minirocket", None)
+                print(json.dumps(row), flush=True)
+            rows.append(row)
+            ran = {(r["dataset"], r["seed"]) for r in rows}  # earlier rows of other runs are kept
+            path.write_text(json.dumps([r for r in earlier if (r["dataset"], r["seed"]) not in ran] + rows, indent=2))
+    text = table(rows, a.preset)
+    (out / "ucr.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ table
+COLUMNS = ("dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "MiniRocket",
+           "ResNet (published)", "DASH s", "baseline s", "MiniRocket s")
+
+
+def _mean_sd(values: List[Optional[float]]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    sd = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.3f}{sd}"
+
+
+def _mean(values: List[Optional[float]]) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def _seconds(values: List[Optional[float]]) -> str:
+    m = _mean(values)
+    return "–" if m is None else f"{m:.1f}"
+
+
+def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
+    """The Markdown table: one line per dataset (accuracy mean ± sd over seeds), then the means over datasets.
+
+    Accuracy is on the archive's test split; chance is the majority class of the test split; times are wall
+    seconds per run, mean over seeds (DASH: search + tune + retrain; baseline: tune + retrain; MiniRocket: fit
+    + predict).
+    """
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    means: Dict[str, List[float]] = {k: [] for k in ("chance", "dash", "baseline", "minirocket")}
+    wins, compared, padded = 0, 0, []
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        rs = [r for r in rows if r["dataset"] == name]
+        first = rs[0]
+        for k in means:
+            m = _mean([r.get(k) for r in rs])
+            if m is not None:
+                means[k].append(m)
+        dash, base = _mean([r.get("dash") for r in rs]), _mean([r.get("baseline") for r in rs])
+        if dash is not None and base is not None:
+            compared += 1
+            wins += dash >= base
+        if first.get("lengths") == "pad" or first.get("minirocket_input", "as loaded") != "as loaded":
+            padded.append(name)
+        resnet = DATASETS.get(name)
+        lines.append(" | ".join([
+            f"| {name}", f"{first['train']} ({first['val']}) / {first['test']}",
+            f"{first['channels']} x {first['length']}", str(first["classes"]), f"{first['chance']:.3f}",
+            _mean_sd([r.get("dash") for r in rs]), _mean_sd([r.get("baseline") for r in rs]),
+            _mean_sd([r.get("minirocket") for r in rs]), "–" if resnet is None else f"~{resnet:.2f}",
+            _seconds([r.get("dash_s") for r in rs]), _seconds([r.get("baseline_s") for r in rs]),
+            _seconds([r.get("minirocket_s") for r in rs])]) + " |")
+    n = len(dict.fromkeys(r["dataset"] for r in rows))
+    # a method missing on some datasets (--no-minirocket for some) says over how many its mean is
+    avg = {k: (f"{statistics.mean(v):.3f}" + (f" ({len(v)} of {n})" if len(v) < n else "")) if v else "–"
+           for k, v in means.items()}
+    lines.append(f"| mean over {n} datasets | | | | {avg['chance']} | {avg['dash']} | {avg['baseline']} | "
+                 f"{avg['minirocket']} | | | | |")
+    seeds = sorted({r["seed"] for r in rows})
+    lines += ["", f"DASH >= baseline (mean test accuracy over seeds) on {wins} of {compared} datasets.", "",
+              f"Preset {preset or '?'}, seeds {', '.join(map(str, seeds))}; test accuracy, mean ± sd over seeds. "
+              "DASH and the baseline train on the train split less the validation split in brackets, on which they "
+              "choose everything; MiniRocket (aeon, seeded) trains on the whole train split. Chance: the test "
+              "split's majority class. ResNet: Fawaz et al. (2019), approximate."]
+    if padded:
+        lines.append(f"Variable-length series ({', '.join(padded)}): {PAD_NOTE}, for dashkit and MiniRocket alike.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""benchmarks/ucr.py end to end on two tiny fake datasets in aeon's formats, with no aeon installed.
+
+The loader and MiniRocket are replaced: one dataset is an (N, C, L) float array with string labels, the other a
+list of (C, L_i) series of varying length with labels that read as integers ("2" before "10"), as aeon returns
+ArrowHead and JapaneseVowels.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dashkit
+
+ROOT = Path(__file__).resolve().parents[1]
+# tiny budgets (TINY in test_pipeline.py), as --set tokens
+TINY = ["search_backend=fft", "retrain_conv_backend=direct", "search_epochs=1", "search_batch_size=16",
+        "tune_lrs=0.1,0.01", "tune_dropouts=0.0", "tune_weight_decays=0.0005", "tune_momentums=0.9",
+        "tune_epochs=1", "tune_batch_size=16", "tune_pruner=none", "retrain_epochs=2", "retrain_batch_size=16",
+        "search_max_batches=none", "tune_max_batches=none", "retrain_max_batches=none"]
+
+
+@pytest.fixture
+def ucr():
+    spec = importlib.util.spec_from_file_location("bench_ucr", ROOT / "benchmarks" / "ucr.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_fixed(seed: int = 0):
+    """(N, C, L) float64 with string labels 'down'/'up': the class is the sign of a ramp."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = rng.integers(0, 2, n)
+        x = 0.2 * rng.standard_normal((n, 2, 24)) + np.where(y, 1.0, -1.0)[:, None, None] * np.linspace(0, 1, 24)
+        return x, np.array(["down", "up"])[y]
+
+    return (*make(40), *make(30))
+
+
+def fake_variable(seed: int = 1):
+    """A list of (1, L_i) series, L_i in 14..24 (a test series of 26, longer than any training one), labels
+    '2' and '10'."""
+    rng = np.random.default_rng(seed)
+
+    def make(n, longest):
+        y = rng.integers(0, 2, n)
+        xs = [np.sin(np.arange(int(rng.integers(14, longest + 1))) * (0.3 + 0.9 * c))[None] +
+              0.1 * rng.standard_normal((1, 1)) for c in y]
+        return xs, np.array(["2", "10"])[y]
+
+    x_train, y_train = make(40, 24)
+    x_test, y_test = make(30, 24)
+    x_test[0] = np.zeros((1, 26))
+    return x_train, y_train, x_test, y_test
+
+
+FAKE = {"FakeFixed": fake_fixed(), "FakeVariable": fake_variable()}
+
+
+class Calls:
+    """A stand-in loader and MiniRocket that count their calls."""
+
+    def __init__(self, ucr):
+        self.ucr, self.loads, self.fits = ucr, [], []
+
+    def load(self, name):
+        self.loads.append(name)
+        return FAKE[name]
+
+    def minirocket(self, x_train, y_train, x_test, y_test, seed):
+        # what the real one feeds MiniRocket: equal-length arrays
+        xtr, xte, padded = self.ucr.pad_like_from_arrays(x_train, x_test)
+        assert xtr.ndim == 3 and xte.shape[1:] == xtr.shape[1:]
+        self.fits.append((len(xtr), seed, padded))
+        majority = max(set(y_train.tolist()), key=y_train.tolist().count)
+        return {"acc": float(np.mean(y_test == majority)), "seconds": 0.5,
+                "input": self.ucr.PAD_NOTE if padded else "as loaded"}
+
+
+@pytest.fixture
+def fake(ucr, monkeypatch):
+    calls = Calls(ucr)
+    monkeypatch.setattr(ucr, "DATASETS", {"FakeFixed": 0.9, "FakeVariable": None})
+    monkeypatch.setattr(ucr, "load", calls.load)
+    monkeypatch.setattr(ucr, "minirocket", calls.minirocket)
+    return calls
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # small splits, undecided smoke tunings, a cut test series
+def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp_path, capsys, monkeypatch):
+    argv = ["--datasets", "FakeFixed,FakeVariable", "--seeds", "0", "--preset", "smoke", "--out", str(tmp_path),
+            "--device", "cpu", "--set", *TINY]
+    assert ucr.main(argv) == 0
+    assert fake.loads == ["FakeFixed", "FakeVariable"]
+    assert fake.fits == [(40, 0, False), (40, 0, True)]
+    rows = json.loads((tmp_path / "ucr.json").read_text())
+    assert [(r["dataset"], r["seed"]) for r in rows] == [("FakeFixed", 0), ("FakeVariable", 0)]
+    fixed, variable = rows
+    for r in rows:
+        assert (r["train"], r["test"], r["classes"]) == (40, 30, 2)
+        assert 0 < r["val"] < 40 and r["preset"] == "smoke" and r["settings"] == sorted(TINY)
+        assert 0.0 <= r["dash"] <= 1.0 and 0.0 <= r["baseline"] <= 1.0 and r["dash_s"] > 0 and r["baseline_s"] > 0
+        # the accuracies are the run directory's test errors, and nothing else: test is only reported
+        metrics = json.loads((tmp_path / f"{r['dataset']}-s0" / "metrics.json").read_text())
+        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100)
+        assert r["baseline"] == pytest.approx(1 - metrics["baseline"]["test"] / 100)
+    assert (fixed["channels"], fixed["length"], fixed["lengths"]) == (2, "24", "equal")
+    assert (variable["channels"], variable["length"], variable["lengths"]) == (1, "14-24", "pad")
+    assert fixed["minirocket_input"] == "as loaded" and variable["minirocket_input"] == ucr.PAD_NOTE
+    y_test = FAKE["FakeVariable"][3]
+    assert variable["chance"] == pytest.approx(max(np.mean(y_test == "2"), np.mean(y_test == "10")))
+
+    out = capsys.readouterr().out
+    md = (tmp_path / "ucr.md").read_text()
+    assert md.strip() in out
+    lines = md.splitlines()
+    assert lines[0] == "| " + " | ".join(ucr.COLUMNS) + " |"
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == [
+        "dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "MiniRocket",
+        "ResNet (published)", "DASH s", "baseline s", "MiniRocket s"]
+    cells = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines[2:5]}
+    assert cells["FakeFixed"][1:5] == [f"40 ({fixed['val']}) / 30", "2 x 24", "2", f"{fixed['chance']:.3f}"]
+    assert cells["FakeFixed"][5] == f"{fixed['dash']:.3f}" and cells["FakeFixed"][8] == "~0.90"
+    assert cells["FakeVariable"][8] == "–" and cells["FakeVariable"][11] == "0.5"
+    assert cells["mean over 2 datasets"][5] == f"{(fixed['dash'] + variable['dash']) / 2:.3f}"
+    wins = sum(r["dash"] >= r["baseline"] for r in rows)
+    assert f"DASH >= baseline (mean test accuracy over seeds) on {wins} of 2 datasets." in lines
+    assert any(line.startswith("Variable-length series (FakeVariable): padded") for line in lines)
+
+    # a second call finds both rows finished: it loads nothing, trains nothing and fits nothing
+    def no_run(*args, **kwargs):
+        raise AssertionError("dashkit.run called for a finished row")
+
+    monkeypatch.setattr(ucr.dashkit, "run", no_run)
+    assert ucr.main(argv) == 0
+    assert fake.loads == ["FakeFixed", "FakeVariable"] and len(fake.fits) == 2
+    assert json.loads((tmp_path / "ucr.json").read_text()) == rows
+    assert (tmp_path / "ucr.md").read_text() == md
+    # one dataset again keeps the other's row in the JSON, and its table shows that dataset alone
+    assert ucr.main(argv[:1] + ["FakeVariable"] + argv[2:]) == 0
+    assert json.loads((tmp_path / "ucr.json").read_text()) == rows
+    assert "FakeFixed" not in (tmp_path / "ucr.md").read_text()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_ucr_without_minirocket_then_with_it_fits_minirocket_alone(ucr, fake, tmp_path, capsys, monkeypatch):
+    argv = ["--datasets", "FakeFixed", "--seeds", "0", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu",
+            "--set", *TINY]
+    assert ucr.main(argv + ["--no-minirocket"]) == 0
+    [row] = json.loads((tmp_path / "ucr.json").read_text())
+    assert row["minirocket"] is None and "minirocket_s" not in row and fake.fits == []
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| FakeFixed |"))
+    assert [c.strip() for c in line.strip("|").split("|")][7] == "–"
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("dashkit.run called for a finished row")
+
+    monkeypatch.setattr(ucr.dashkit, "run", no_run)
+    assert ucr.main(argv) == 0
+    [again] = json.loads((tmp_path / "ucr.json").read_text())
+    assert fake.fits == [(40, 0, False)] and again["minirocket_s"] == 0.5
+    assert {k: v for k, v in again.items() if not k.startswith("minirocket")} == {
+        k: v for k, v in row.items() if not k.startswith("minirocket")}
+
+
+@pytest.mark.filterwarnings("ignore::dashkit.tasks.SmallSplitWarning")
+def test_ucr_pads_series_for_minirocket_as_from_arrays_pads_them(ucr):
+    x_train, y_train, x_test, y_test = FAKE["FakeVariable"]
+    with pytest.warns(dashkit.tasks.SeriesLengthWarning):
+        task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name="v")
+    xtr, xte, padded = ucr.pad_like_from_arrays(x_train, x_test)
+    assert padded and xtr.shape == (40, 2, 24) and xte.shape == (30, 2, 24)
+    assert np.array_equal(xte, task.test.tensors[0].numpy())
+    assert xte[0, 1].sum() == 24  # the 26-long test series is cut to 24 real positions
+    x, _, _, _ = FAKE["FakeFixed"]
+    same, _, padded = ucr.pad_like_from_arrays(x, x[:3])
+    assert not padded and same.dtype == np.float32 and np.allclose(same, x)
+
+
+def test_ucr_names_bad_arguments(ucr, fake, tmp_path):
+    with pytest.raises(SystemExit, match=r"--datasets 'FakeFixed,Arrowhead': unknown dataset\(s\) 'Arrowhead'; "
+                                         r"known: FakeFixed, FakeVariable"):
+        ucr.main(["--datasets", "FakeFixed,Arrowhead", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"--seeds '0,x'"):
+        ucr.main(["--seeds", "0,x", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"--set 'no_such_setting=1'.*no_such_setting"):
+        ucr.main(["--set", "no_such_setting=1", "--out", str(tmp_path)])
+    assert fake.loads == [] and not (tmp_path / "ucr.json").exists()
+
+
+def test_ucr_budget_is_passed_only_when_given_and_only_to_a_run_that_takes_one(ucr):
+    def old_run(task, preset="smoke", out=None, seed=0, **overrides):
+        """A run() without a budget parameter."""
+
+    def new_run(task, preset="smoke", out=None, seed=0, budget=None, **overrides):
+        """A run() with one."""
+
+    assert ucr.budget_kwargs(None, old_run) == {}
+    assert ucr.budget_kwargs("5m", new_run) == {"budget": "5m"}
+    with pytest.raises(SystemExit, match=r"--budget '5m': this dashkit's run\(\) takes no budget argument"):
+        ucr.budget_kwargs("5m", old_run)
+
+
+def test_ucr_says_how_to_install_aeon_when_it_is_missing(ucr, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "aeon", None)  # import aeon raises ImportError
+    with pytest.raises(SystemExit, match=r"needs aeon .*pip install -e '\.\[benchmarks\]' \(or pip install aeon\)"):
+        ucr.main(["--datasets", "ArrowHead", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"MiniRocket \(or pass --no-minirocket\).*pip install aeon"):
+        ucr.minirocket(*FAKE["FakeFixed"], seed=0)
+
+
+def test_ucr_table_gives_mean_and_sd_over_seeds_and_says_over_how_many_datasets_a_mean_is(ucr, monkeypatch):
+    monkeypatch.setattr(ucr, "DATASETS", {"A": 0.84, "B": None})
+    common = {"train": 40, "val": 6, "test": 30, "classes": 3, "channels": 1, "length": "24", "lengths": "equal",
+              "dash_s": 10.0, "baseline_s": 4.0}
+    rows = [{**common, "dataset": "A", "seed": 0, "chance": 0.4, "dash": 0.5, "baseline": 0.7, "minirocket": 0.8,
+             "minirocket_s": 1.0, "minirocket_input": "as loaded"},
+            {**common, "dataset": "A", "seed": 1, "chance": 0.4, "dash": 0.7, "baseline": 0.7, "minirocket": 0.9,
+             "minirocket_s": 3.0, "minirocket_input": "as loaded"},
+            {**common, "dataset": "B", "seed": 0, "chance": 0.2, "dash": 0.4, "baseline": 0.3, "minirocket": None}]
+    lines = ucr.table(rows, "standard").splitlines()
+    a, b, mean = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:5])
+    assert a[5:] == ["0.600 ± 0.141", "0.700 ± 0.000", "0.850 ± 0.071", "~0.84", "10.0", "4.0", "2.0"]
+    assert b[5:] == ["0.400", "0.300", "–", "–", "10.0", "4.0", "–"]
+    assert mean[:1] + mean[4:8] == ["mean over 2 datasets", "0.300", "0.500", "0.500", "0.850 (1 of 2)"]
+    assert "DASH >= baseline (mean test accuracy over seeds) on 1 of 2 datasets." in lines
+    assert any(line.startswith("Preset standard, seeds 0, 1;") for line in lines)
+    assert not any(line.startswith("Variable-length") for line in lines)

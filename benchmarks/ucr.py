@@ -35,6 +35,7 @@ import numpy as np
 
 import dashkit
 from dashkit.config import parse_setting
+from dashkit.tasks.byod import pad_series
 
 # The datasets, and ResNet's published test accuracy where Fawaz et al. (2019, "Deep learning for time series
 # classification: a review") report one (approximate; ACSF1 and PickupGestureWiimoteZ joined the archive later).
@@ -87,18 +88,7 @@ def pad_like_from_arrays(x_train: Any, x_test: Any) -> Tuple[np.ndarray, np.ndar
     test = [np.asarray(s, dtype=np.float32).reshape(-1, np.shape(s)[-1]) for s in x_test]
     target = max(s.shape[1] for s in train)
     mask = any(s.shape[1] < target for s in train + test)
-    channels = train[0].shape[0]
-
-    def fit(series: List[np.ndarray]) -> np.ndarray:
-        x = np.zeros((len(series), channels + mask, target), dtype=np.float32)  # (N, C [+ mask], T)
-        for i, s in enumerate(series):
-            n = min(s.shape[1], target)
-            x[i, :channels, :n] = s[:, :n]
-            if mask:
-                x[i, channels, :n] = 1.0
-        return x
-
-    return fit(train), fit(test), True
+    return pad_series(train, target, mask), pad_series(test, target, mask), True
 
 
 _WARM: set = set()  # "univariate" / "multivariate": MiniRocket's code compiled in this process

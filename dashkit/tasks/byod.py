@@ -20,8 +20,8 @@ from ._common import check_float, check_int, check_seed
 from .base import (KINDS, SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, SmallSplitWarning, Task, TaskDefaults,
                    small_split_note, tensor_dataset)
 
-__all__ = ["from_arrays", "default_search_space", "EmptyClassWarning", "SeriesLengthWarning", "SmallSplitWarning",
-           "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES"]
+__all__ = ["from_arrays", "default_search_space", "pad_series", "EmptyClassWarning", "SeriesLengthWarning",
+           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES"]
 
 _METRIC_BY_KIND = {"classification": "error_pct", "multilabel": "1-auroc", "regression": "mse", "dense": "rel_l2"}
 # DASH's candidate sets (dash-method.md) by number of spatial dims, and the dilations added for long inputs.
@@ -56,6 +56,30 @@ def default_search_space(dims: int, length: int) -> Tuple[Tuple[int, ...], Tuple
             break
         dilations += (d,)
     return kernels, dilations
+
+
+def pad_series(series: Sequence[np.ndarray], length: int, mask: bool) -> np.ndarray:
+    """Series of different lengths as one array: zeros after the end, cut at ``length``, and an optional mask.
+
+    The ``lengths="pad"`` policy of `from_arrays`, public so that a baseline fed outside dashkit (e.g. MiniRocket in
+    ``benchmarks/ucr.py``) sees exactly the same inputs.
+
+    Args:
+        series: N arrays (C, L_i), the same C.
+        length: T, the output length; longer series are cut at the end.
+        mask: add a last channel that is 1 on real positions and 0 on padding.
+
+    Returns:
+        (N, C + mask, T) float32.
+    """
+    channels = series[0].shape[0]
+    x = np.zeros((len(series), channels + int(mask), length), dtype=np.float32)  # (N, C [+ mask], T)
+    for i, s in enumerate(series):
+        n = min(s.shape[1], length)
+        x[i, :channels, :n] = s[:, :n]
+        if mask:
+            x[i, channels, :n] = 1.0
+    return x
 
 
 # -------------------------------------------------------------------------------------------- checks
@@ -243,16 +267,7 @@ def _fit_lengths(series: Dict[str, List[np.ndarray]], policy: str) -> Tuple[Dict
                 stacklevel=3)
     mask = any((v < target).any() for v in lens.values())
     info["mask_channel"] = channels if mask else None
-    out = {}
-    for split, ss in series.items():
-        x = np.zeros((len(ss), channels + mask, target), dtype=np.float32)  # (N, C [+ mask], T)
-        for i, s in enumerate(ss):
-            n = min(s.shape[1], target)
-            x[i, :channels, :n] = s[:, :n]
-            if mask:
-                x[i, channels, :n] = 1.0
-        out[split] = x
-    return out, info
+    return {split: pad_series(ss, target, mask) for split, ss in series.items()}, info
 
 
 def _targets(name: str, y: np.ndarray, kind: str, n: int, spatial: Tuple[int, ...]) -> np.ndarray:

@@ -183,6 +183,8 @@ def test_train_candidate_is_reproducible_and_checks_its_parameters():
     assert a == b
     with pytest.raises(ValueError, match=r"steps=0 is out of range; accepted: an integer >= 1"):
         planted.train_candidate(task, steps=0)
+    with pytest.raises(ValueError, match=r"layer='convs.0' and pair=None; accepted: both None"):
+        planted.train_candidate(task, "convs.0")
 
 
 # -------------------------------------------------------------------------------------------- the pipeline

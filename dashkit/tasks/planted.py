@@ -303,6 +303,9 @@ def train_candidate(task: Task, layer: Optional[str] = None, pair: Optional[Tupl
     batch_size = check_int("batch_size", batch_size, 1)
     lr = check_float("lr", lr, 0.0, low_open=True)
     seed = check_seed(seed)
+    if (layer is None) != (pair is None):
+        raise ValueError(f"layer={layer!r} and pair={pair!r}; accepted: both None (the planted architecture) or a "
+                         f"planted layer's name and a (k, d) of the task's space")
     card = planted_card(task, None if layer is None else {layer: pair})
     x, y = task.train.tensors
     xv, yv = task.val.tensors

@@ -22,10 +22,10 @@ containing (k', d') needs d' | d and d' (k' - 1) >= d (max K - 1) >= d (k' - 1),
 and k' = max K. Every planted pair here is therefore (max K, d), with a different d at every layer; a
 smaller k at some layer would be tied with (max K, d), which contains it. (So the planted k cannot differ
 by layer in a product space K x D and stay the unique optimum.) Every other candidate lacks some tap that
-the teacher uses with a full-size weight, and through the tanh that information cannot be recovered
-exactly from the taps it has; the table of :func:`candidate_losses` measures by how much: training each
-candidate alone, the planted one has the lowest validation loss by a clear margin at every layer (see
-RESULTS.md, "The planted-architecture task").
+the teacher uses with a full-size weight, and with tanh between the layers the other layers cannot in
+general make up for it. That argument is not a proof; the table of :func:`candidate_losses` measures it:
+training each candidate alone, the planted one has the lowest validation loss by a clear margin at every
+layer (see RESULTS.md, "The planted-architecture task").
 
 How the data are made
 ---------------------
@@ -53,7 +53,6 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ._common import cached_arrays, check_float, check_int, check_seed
 from .base import Task, TaskDefaults, register, tensor_dataset

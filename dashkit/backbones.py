@@ -506,3 +506,80 @@ def tcn(in_channels: int = 1, num_classes: int = 10, channels: Sequence[int] = (
     """Temporal convolutional network with dilations 1, 2, 4, ... See :class:`TCN`."""
     return TCN(in_channels=in_channels, num_classes=num_classes, channels=channels, kernel_size=kernel_size,
                dropout=dropout, dense=dense)
+
+
+# --------------------------------------------------------------------------------------------- Plain CNN
+
+_PLAIN_ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
+
+
+class PlainCNN(Backbone):
+    """A plain stack of ``depth`` convolutions, each followed by a fixed nonlinearity: no residuals, no BatchNorm.
+
+    Convolution i (module ``convs.i``) maps ``in_channels`` (i = 0) or ``width`` channels to ``width``, with
+    kernel ``kernel_size``, dilation 1 and "same" padding, so every one is searchable and the spatial size is
+    kept; the head is a 1x1 convolution (dense) or global average pooling and Linear. It is the student of the
+    planted-architecture tasks (``dashkit.tasks.planted``), whose teacher has the same layout, so that the
+    teacher's kernels and dilations are a point of the search space.
+
+    Args:
+        in_channels: C_in.
+        num_classes: outputs per example (dense: per position).
+        dims: 1 or 2.
+        dense: per-position head, output (B, num_classes, *spatial).
+        depth: number of searchable convolutions.
+        width: channels of every convolution's output.
+        kernel_size: odd kernel of every convolution before any search.
+        activation: "tanh", "relu" or "gelu", applied after every convolution (not after the head).
+        dropout: drop probability after each activation.
+
+    Shapes:
+        input (B, C_in, *spatial); features (B, width, *spatial); output (B, num_classes) or, dense,
+        (B, num_classes, *spatial).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, dims: int = 1, dense: bool = False,
+                 depth: int = 3, width: int = 16, kernel_size: int = 3, activation: str = "tanh",
+                 dropout: float = 0.0):
+        where = "plain"
+        in_channels = _check_int(where, "in_channels", in_channels)
+        num_classes = _check_int(where, "num_classes", num_classes)
+        dims = _check_dims(where, dims)
+        _check_bool(where, "dense", dense)
+        depth = _check_int(where, "depth", depth)
+        width = _check_int(where, "width", width)
+        kernel_size = _check_int(where, "kernel_size", kernel_size)
+        if kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"{where}: kernel_size must be an odd int >= 3 (a searchable 'same' convolution), "
+                             f"got {kernel_size!r}")
+        if activation not in _PLAIN_ACTIVATIONS:
+            raise ValueError(f"{where}: activation must be one of {tuple(_PLAIN_ACTIVATIONS)}, got {activation!r}")
+        dropout = _check_dropout(where, dropout)
+        super().__init__(in_channels, num_classes, dims, dense, head_pool="avg")
+        self.depth, self.width, self.kernel_size, self.activation = depth, width, kernel_size, activation
+        Conv = _layers(dims)[0]
+        self.convs = nn.ModuleList(
+            Conv(in_channels if i == 0 else width, width, kernel_size, padding=(kernel_size - 1) // 2)
+            for i in range(depth))
+        self.drop = nn.Dropout(dropout)
+        self._act = _PLAIN_ACTIVATIONS[activation]
+        self.num_features = width
+        self.reset_classifier(num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, *spatial) -> (B, width, *spatial)."""
+        self._check_input(x)
+        for conv in self.convs:
+            x = self.drop(self._act(conv(x)))
+        return x
+
+
+@BACKBONES.register("plain")
+def plain(in_channels: int = 1, num_classes: int = 10, dims: int = 1, dense: bool = False, depth: int = 3,
+          width: int = 16, kernel_size: int = 3, activation: str = "tanh", dropout: float = 0.0) -> PlainCNN:
+    """A plain conv -> activation stack with "same" padding, 1D or 2D. See :class:`PlainCNN`."""
+    return PlainCNN(in_channels=in_channels, num_classes=num_classes, dims=dims, dense=dense, depth=depth,
+                    width=width, kernel_size=kernel_size, activation=activation, dropout=dropout)
+
+
+__all__ += ["PlainCNN", "plain"]

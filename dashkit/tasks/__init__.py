@@ -6,6 +6,7 @@
 """
 from .base import KINDS, TASKS, SmallSplitWarning, Task, TaskDefaults, get, names, register
 from . import offline_simple, offline_darcy, offline_genomics, offline_ecg  # noqa: F401  (register tasks)
+from . import planted  # noqa: F401  (register the planted-architecture tasks)
 from . import nb360  # noqa: F401  (register NAS-Bench-360 loaders)
 from .byod import EmptyClassWarning, SeriesLengthWarning, from_arrays
 

@@ -1,4 +1,4 @@
-"""The standard CNNs that DASH searches over: Wide ResNet, the time-series ResNet1D and a TCN.
+"""The standard CNNs that DASH searches over: Wide ResNet, the time-series ResNet1D, a TCN, and a plain stack.
 
 DASH (Shen et al., "Efficient Architecture Search for Diverse Tasks", NeurIPS 2022) keeps a backbone's topology
 and searches only the kernel size and dilation of its convolutions. The backbones here are therefore plain
@@ -41,7 +41,7 @@ has:
 Example:
     >>> from dashkit import backbones
     >>> backbones.names()
-    ['resnet1d', 'tcn', 'wrn']
+    ['plain', 'resnet1d', 'tcn', 'wrn']
     >>> model = backbones.get("wrn", depth=16, width=1, in_channels=3, num_classes=10)
     >>> model(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 10])
@@ -541,20 +541,12 @@ class PlainCNN(Backbone):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, dims: int = 1, dense: bool = False,
                  depth: int = 3, width: int = 16, kernel_size: int = 3, activation: str = "tanh",
                  dropout: float = 0.0):
-        where = "plain"
-        in_channels = _check_int(where, "in_channels", in_channels)
-        num_classes = _check_int(where, "num_classes", num_classes)
-        dims = _check_dims(where, dims)
-        _check_bool(where, "dense", dense)
-        depth = _check_int(where, "depth", depth)
-        width = _check_int(where, "width", width)
-        kernel_size = _check_int(where, "kernel_size", kernel_size)
-        if kernel_size < 3 or kernel_size % 2 == 0:
-            raise ValueError(f"{where}: kernel_size must be an odd int >= 3 (a searchable 'same' convolution), "
-                             f"got {kernel_size!r}")
+        depth = check_int("depth", depth, 1)
+        width = check_int("width", width, 1)
+        kernel_size = check_int("kernel_size", kernel_size, 3, odd=True)  # a searchable 'same' convolution
         if activation not in _PLAIN_ACTIVATIONS:
-            raise ValueError(f"{where}: activation must be one of {tuple(_PLAIN_ACTIVATIONS)}, got {activation!r}")
-        dropout = _check_dropout(where, dropout)
+            raise ValueError(f"activation={activation!r} is not one of {tuple(_PLAIN_ACTIVATIONS)}")
+        dropout = _check_dropout(dropout)
         super().__init__(in_channels, num_classes, dims, dense, head_pool="avg")
         self.depth, self.width, self.kernel_size, self.activation = depth, width, kernel_size, activation
         Conv = _layers(dims)[0]

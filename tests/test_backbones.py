@@ -17,6 +17,8 @@ CASES = [
     ("wrn", dict(depth=10, width=1, in_channels=2, num_classes=5, dims=1), (2, 2, 16)),
     ("resnet1d", dict(in_channels=2, num_classes=5, width=4), (2, 2, 15)),
     ("tcn", dict(in_channels=2, num_classes=5, channels=(4, 6)), (2, 2, 15)),
+    ("plain", dict(in_channels=2, num_classes=5, dims=1, width=4), (2, 2, 15)),
+    ("plain", dict(in_channels=3, num_classes=5, dims=2, width=4), (2, 3, 8, 8)),
 ]
 CASE_IDS = [f"{name}-{len(shape) - 2}d" for name, _, shape in CASES]
 
@@ -32,7 +34,7 @@ def convs(model):
 
 
 def test_every_registered_backbone_has_a_case():
-    assert backbones.names() == ["resnet1d", "tcn", "wrn"]
+    assert backbones.names() == ["plain", "resnet1d", "tcn", "wrn"]
     assert {name for name, _, _ in CASES} == set(backbones.names())
 
 
@@ -103,7 +105,7 @@ def test_wrong_input_and_feature_shapes_are_named(name, kwargs, shape):
 
 
 def test_unknown_backbone_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown backbone 'vgg'; known backbones: resnet1d, tcn, wrn"):
+    with pytest.raises(ValueError, match=r"unknown backbone 'vgg'; known backbones: plain, resnet1d, tcn, wrn"):
         backbones.get("vgg")
 
 

@@ -221,10 +221,10 @@ def test_plain_backbone_interface_and_gradients(dims, shape, dense):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(kernel_size=4), r"plain: kernel_size must be an odd int >= 3 .*got 4"),
-    (dict(activation="sigmoid"), r"plain: activation must be one of \('tanh', 'relu', 'gelu'\), got 'sigmoid'"),
-    (dict(depth=0), r"plain: depth must be an int >= 1, got 0"),
-    (dict(dims=3), r"plain: dims must be 1 or 2, got 3"),
+    (dict(kernel_size=4), r"kernel_size=4 is even; accepted: an odd integer >= 3"),
+    (dict(activation="sigmoid"), r"activation='sigmoid' is not one of \('tanh', 'relu', 'gelu'\)"),
+    (dict(depth=0), r"depth=0 is out of range; accepted: an integer >= 1"),
+    (dict(dims=3), r"dims=3 is out of range; accepted: an integer in \[1, 2\]"),
 ])
 def test_plain_backbone_checks(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -10,6 +10,12 @@ network, how far the search moved alpha, and the architecture it chose. Runs alr
 back, not repeated, and ``--out``/TASK-ablation.json keeps the rows of earlier calls (a variant and seed run again
 replaces its row).
 
+On a planted-architecture task (``task.info["planted"]``, e.g. ``planted1d``) each row also says how many layers got
+their planted (k, d): the search's unit test. ``--search-only`` runs the search alone there (no tuning or retraining,
+so no validation metric): enough to score recovery, in seconds a seed.
+
+    python benchmarks/search_ablation.py planted1d --search-only --seeds 0 1 2 3 4 --variant default
+
 Test metrics are not printed: this is where a search setting gets chosen, and choosing it on the test split would
 make the test number a selected one. Compare with the baseline's validation metric from a full run (``dashkit show``).
 
@@ -60,6 +66,27 @@ def search_reach(card) -> tuple:
     return preference, margin
 
 
+def recovered(card, planted) -> tuple:
+    """(layers whose chosen (k, d) is the planted one, layers): the search's score on a planted task."""
+    hits = sum([layer.k, layer.d] == list(planted[layer.name]) for layer in card.layers)
+    return hits, len(card.layers)
+
+
+def run_variant(task, settings: dict, a, seed: int, out: Path):
+    """The ArchCard, validation metric (None with --search-only) and search seconds of one variant and seed."""
+    if a.search_only:
+        from dashkit import pipeline
+        from dashkit.config import make_config
+        from dashkit.rundir import RunDir
+
+        cfg = make_config(a.preset, task.defaults, seed=seed, device=a.device, **settings)
+        card = pipeline.search(task, cfg, pipeline.open_run_dir(out, task, cfg, preset=a.preset))
+        return card, None, float(RunDir(out).done_info("search")["seconds"])
+    r = dashkit.run(task, preset=a.preset, out=out, seed=seed, device=a.device, baseline=False, resume=True,
+                    figures=False, verbose=False, **settings)
+    return r.card, r.val_metrics["dash"], r.times["search"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("task")
@@ -69,7 +96,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--device", default="auto")
+    p.add_argument("--search-only", action="store_true",
+                   help="run the search alone (no validation metric): for scoring recovery on a planted task")
     a = p.parse_args(argv)
+    task = dashkit.tasks.get(a.task)
+    planted = task.info.get("planted")
     variants = [parse_variant(v) for v in a.variant]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,16 +108,18 @@ def main(argv=None) -> int:
     for name, settings in variants:
         for seed in a.seeds:
             t0 = time.perf_counter()
-            r = dashkit.run(a.task, preset=a.preset, out=out / f"{a.task}-{name}-s{seed}", seed=seed,
-                            device=a.device, baseline=False, resume=True, figures=False, verbose=False, **settings)
-            preference, margin = search_reach(r.card)
-            rows.append({"task": a.task, "variant": name, "seed": seed, "metric": r.metric,
-                         "val": r.val_metrics["dash"], "preference": preference, "margin": margin,
-                         "candidates": len(r.card.space),
-                         "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers),
-                         "search_s": r.times["search"], "wall_s": time.perf_counter() - t0})
+            kind = "search" if a.search_only else "run"
+            card, val, search_s = run_variant(task, settings, a, seed, out / f"{a.task}-{name}-{kind}-s{seed}"
+                                              if a.search_only else out / f"{a.task}-{name}-s{seed}")
+            preference, margin = search_reach(card)
+            rows.append({"task": a.task, "variant": name, "seed": seed, "metric": task.metric_name,
+                         "val": val, "preference": preference, "margin": margin,
+                         "candidates": len(card.space),
+                         "arch": " ".join(f"{layer.k}/{layer.d}" for layer in card.layers),
+                         "planted": (list(recovered(card, planted)) if planted else None),
+                         "search_s": search_s, "wall_s": time.perf_counter() - t0})
             print(json.dumps(rows[-1]), flush=True)
-    path = out / f"{a.task}-ablation.json"
+    path = out / f"{a.task}-{'search-' if a.search_only else ''}ablation.json"
     earlier = json.loads(path.read_text()) if path.exists() else []
     ran = {(r["variant"], r["seed"]) for r in rows}
     path.write_text(json.dumps([r for r in earlier if (r["variant"], r["seed"]) not in ran] + rows, indent=2))
@@ -95,15 +128,29 @@ def main(argv=None) -> int:
 
 
 def table(rows) -> str:
-    lines = [f"| variant | candidates per layer (M) | validation {rows[0]['metric']} (mean ± sd) | per seed "
-             f"| preference (1 = none, M = certain) | margin | search (s) |", "|---|---|---|---|---|---|---|"]
+    """A markdown table, one row per variant: means over its seeds (validation columns "–" with --search-only)."""
+    planted = rows[0].get("planted") is not None
+    head = (f"| variant | candidates per layer (M) | validation {rows[0]['metric']} (mean ± sd) | per seed "
+            f"| preference (1 = none, M = certain) | margin |"
+            + (" planted pairs found (layers, all seeds) | seeds with every layer found |" if planted else "")
+            + " search (s) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == variant]
-        vals = [r["val"] for r in rs]
-        sd = f" ± {statistics.stdev(vals):.2g}" if len(vals) > 1 else ""
-        lines.append(f"| {variant} | {rs[0]['candidates']} | {statistics.mean(vals):.4g}{sd} | "
-                     f"{', '.join(f'{v:.4g}' for v in vals)} | {statistics.mean(r['preference'] for r in rs):.3f} | "
-                     f"{statistics.mean(r['margin'] for r in rs):.2g} | "
+        vals = [r["val"] for r in rs if r["val"] is not None]
+        if vals:
+            sd = f" ± {statistics.stdev(vals):.2g}" if len(vals) > 1 else ""
+            val, per_seed = f"{statistics.mean(vals):.4g}{sd}", ", ".join(f"{v:.4g}" for v in vals)
+        else:
+            val, per_seed = "–", "–"
+        found = ""
+        if planted:
+            hits, layers = sum(r["planted"][0] for r in rs), sum(r["planted"][1] for r in rs)
+            found = (f" {hits}/{layers} ({hits / layers:.0%}; chance {1 / rs[0]['candidates']:.0%}) | "
+                     f"{sum(r['planted'][0] == r['planted'][1] for r in rs)}/{len(rs)} |")
+        lines.append(f"| {variant} | {rs[0]['candidates']} | {val} | {per_seed} | "
+                     f"{statistics.mean(r['preference'] for r in rs):.3f} | "
+                     f"{statistics.mean(r['margin'] for r in rs):.2g} |{found} "
                      f"{statistics.mean(r['search_s'] for r in rs):.1f} |")
     return "\n".join(lines)
 

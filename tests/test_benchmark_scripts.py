@@ -69,6 +69,26 @@ def test_search_ablation_runs_each_variant_and_reads_finished_runs_back(tmp_path
     assert sorted(r["val"] for r in kept) == sorted(r["val"] for r in rows)
 
 
+def test_search_ablation_scores_recovery_of_the_planted_architecture(tmp_path, capsys):
+    ablation = _script("search_ablation")
+    argv = ["planted1d", "--search-only", "--preset", "smoke", "--seeds", "0", "1", "--out", str(tmp_path),
+            "--device", "cpu", "--variant", "default"]
+    assert ablation.main(argv) == 0
+    rows = json.loads((tmp_path / "planted1d-search-ablation.json").read_text())
+    import dashkit
+
+    planted = dashkit.tasks.get("planted1d").info["planted"]
+    for r in rows:  # the score is the count of layers whose chosen pair is the planted one, read from the card
+        card = json.loads((tmp_path / f"planted1d-default-search-s{r['seed']}" / "archcard.json").read_text())
+        assert r["planted"] == [sum([c["k"], c["d"]] == list(planted[c["name"]]) for c in card["layers"]), 3]
+        assert r["val"] is None  # the search alone: nothing was retrained, no validation metric
+        assert not (tmp_path / f"planted1d-default-search-s{r['seed']}" / "dash.safetensors").exists()
+    hits = sum(r["planted"][0] for r in rows)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("| default | 9 | – | – | ")
+    assert f" {hits}/6 ({hits / 6:.0%}; chance 11%) | " in line
+
+
 @pytest.mark.filterwarnings("ignore::dashkit.pipeline.TuningUndecidedWarning")
 def test_retrain_convs_times_every_backend_of_both_networks(tmp_path, capsys):
     import dashkit

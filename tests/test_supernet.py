@@ -678,3 +678,36 @@ def test_a_search_on_noise_labels_decides_nothing_and_warns():
     assert max(layer.z for layer in card.layers) < 2
     with pytest.warns(SearchUndecidedWarning, match=r"^9 of 9 searched layers did not decide after 300 alpha steps"):
         assert warn_if_undecided(card) == 0.0
+
+
+def test_figures_mark_the_undecided_layers():
+    from matplotlib.patches import Rectangle
+
+    from dashkit import viz
+
+    _, card = discretize(pushed_resnet1d(decided_layers=3))
+    (ax, _cbar) = viz.alpha_heatmap(card).axes
+    frames = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(frames) == 9  # one frame per chosen candidate, dashed where the layer did not decide
+    assert [f.get_linestyle() for f in frames] == ["-"] * 3 + ["--"] * 6
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    for label, layer in zip(labels, card.layers):
+        assert label == f"{layer.name}  (z {layer.z:.1f}{'' if layer.decided else ' undecided'})"
+    assert "dashed: undecided, z < 3" in ax.get_title()
+
+    fig = viz.choices(card)
+    assert fig.get_suptitle() == "the searched architecture: 3 of 9 layers decided (z >= 3)"
+    for ax in fig.axes:
+        assert [bool(b.get_hatch()) for b in ax.patches] == [False] * 3 + [True] * 6
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \
+        ["undecided (z < 3): about what noise picks"]
+
+    old = ArchCard.from_dict({**card.to_dict(), "layers": [
+        {k: v for k, v in layer.items() if k not in ("z", "decided", "runner_up", "steps")}
+        for layer in card.to_dict()["layers"]]})
+    ax = viz.alpha_heatmap(old).axes[0]
+    assert all(p.get_linestyle() == "-" for p in ax.patches)
+    assert all(t.get_text().endswith("(z –)") for t in ax.get_yticklabels())
+    fig = viz.choices(old)
+    assert fig.axes[0].get_legend() is None and not any(b.get_hatch() for b in fig.axes[0].patches)
+    assert fig.get_suptitle() == "the searched architecture"

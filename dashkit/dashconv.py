@@ -238,10 +238,13 @@ class DashConv(nn.Module):
         checks the rate on DashConv itself. The bound 2 exp(-4.5) = 2.2% holds for M = 2 with no normal
         approximation.
 
-        What it does not catch: gradients correlated across many steps (a slow drift of the weights that
-        favours a candidate for a while) count as evidence; and the receptive-field push is part of g, so a long
-        search with no other preference can decide for the smallest field. Both are real pushes on alpha, not
-        noise.
+        Limits. Gradients correlated across many steps (a slow drift of the weights that favours a candidate for
+        a while) count as evidence, and the receptive-field push is part of g, so a long search with no other
+        preference can decide for the smallest field: both are real pushes on alpha, not noise. The other way,
+        once alpha saturates (softmax(alpha) near one-hot, e.g. with a very large arch learning rate) the
+        normalised steps that follow carry little signal but count as steps, so z shrinks like
+        sqrt(T_decisive / T); a search that decided early and then ran long can read as undecided, with a
+        p(choice) near 1 beside it.
 
         Args:
             threshold: the z a decision needs.

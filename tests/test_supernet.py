@@ -711,3 +711,17 @@ def test_figures_mark_the_undecided_layers():
     fig = viz.choices(old)
     assert fig.axes[0].get_legend() is None and not any(b.get_hatch() for b in fig.axes[0].patches)
     assert fig.get_suptitle() == "the searched architecture"
+
+
+def test_a_search_resumed_from_its_checkpoint_continues_the_record(tmp_path):
+    # what the search stage does: save_checkpoint after an epoch, load_checkpoint into a fresh supernet
+    from dashkit.rundir import RunDir
+
+    rd = RunDir.create(tmp_path / "run", {"task": "t"})
+    saved = pushed_resnet1d(decided_layers=2, steps=30)
+    rd.save_checkpoint("search", 1, saved, {})
+    fresh = to_supernet(small_resnet1d(), SPACE_1D)
+    rd.load_checkpoint("search", fresh, {}, restore_rng=False)
+    for (_, a), (_, b) in zip(dash_layers(saved), dash_layers(fresh)):
+        assert torch.equal(a.decision_sum, b.decision_sum) and torch.equal(a.decision_sq, b.decision_sq)
+        assert a.decision() == b.decision() and b.decision()["steps"] == 30

@@ -187,7 +187,8 @@ class DashConv(nn.Module):
 
         Also adds the post-processed gradient g (M,) to the decision record (`decision`): ``decision_sum += g``,
         ``decision_sq += g g^T``, ``decision_steps += 1``. The record is read from g, never written to it, so the
-        alpha step is what it would be without it. Call it once per alpha step.
+        alpha step is what it would be without it. Call it once per alpha step; after DDP's all-reduce every
+        rank adds the same g, so the records agree across ranks.
         """
         g = self.alpha.grad
         if g is None:
@@ -222,8 +223,8 @@ class DashConv(nn.Module):
 
         from ``S = decision_sum = sum_t g_t`` (M,) and ``Q = decision_sq = sum_t g_t g_t^T`` (M, M). Under "no
         preference between j and r" (increments of either sign alike), z_r is about N(0, 1) whatever the step
-        size; a consistent push gives up to sqrt(T). Conditionally on |u_t|, symmetric signs make z_r
-        sub-Gaussian: P(z_r >= c) <= exp(-c^2 / 2) for any T, with no normality assumed.
+        size; a consistent push gives up to sqrt(T). Conditionally on the |u_t|, independent symmetric signs make
+        z_r sub-Gaussian (Hoeffding): P(z_r >= c) <= exp(-c^2 / 2) for any T, with no normality assumed.
 
         The layer's ``z`` is the smallest z_r over all M - 1 rivals, and ``runner_up`` that rival (the closest
         one in gradient terms; usually alpha's second largest). Decided means z >= threshold: j beats every rival

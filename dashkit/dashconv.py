@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +29,15 @@ from .checks import check_bool, check_float, check_int
 from .layers import plain_conv
 from .space import SearchSpace
 
-__all__ = ["DashConv", "RELAXATIONS"]
+__all__ = ["DashConv", "RELAXATIONS", "DECISION_Z"]
 
 RELAXATIONS = ("gumbel", "softmax")
+
+# a layer's choice counts as decided when its lead over every rival is at least this many gradient-noise units
+# (`DashConv.decision` states the statistic and why 3 keeps false decisions rare)
+DECISION_Z = 3.0
+# the persistent buffers of the decision record
+_DECISION_BUFFERS = ("decision_sum", "decision_sq", "decision_steps")
 
 
 @dataclass
@@ -150,6 +156,13 @@ class DashConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.register_buffer("receptive_fields", torch.tensor(space.receptive_fields, dtype=torch.float32),
                              persistent=False)
+        # the decision record (see `decision`): sums of the post-processed alpha gradients g_t (M,), of their outer
+        # products g_t g_t^T (M, M), and the number of alpha steps; persistent, so a checkpoint carries them. The
+        # sums follow the module's dtype (float32 keeps z to about 1e-7 T, and MPS has no float64)
+        m = len(space)
+        self.register_buffer("decision_sum", torch.zeros(m))
+        self.register_buffer("decision_sq", torch.zeros(m, m))
+        self.register_buffer("decision_steps", torch.zeros((), dtype=torch.long))
         self._plans: Dict[Tuple[int, ...], _Plan] = {}
         self.last_backend: Optional[str] = None  # what the last forward used (for benchmarks and teaching)
 
@@ -170,7 +183,13 @@ class DashConv(nn.Module):
 
     @torch.no_grad()
     def postprocess_alpha_grad(self) -> None:
-        """DASH's arch-gradient post-processing; call after backward (and any all-reduce), before the step."""
+        """DASH's arch-gradient post-processing; call after backward (and any all-reduce), before the step.
+
+        Also adds the post-processed gradient g (M,) to the decision record (`decision`): ``decision_sum += g``,
+        ``decision_sq += g g^T``, ``decision_steps += 1``. The record is read from g, never written to it, so the
+        alpha step is what it would be without it. Call it once per alpha step; after DDP's all-reduce every
+        rank adds the same g, so the records agree across ranks.
+        """
         g = self.alpha.grad
         if g is None:
             return
@@ -178,6 +197,94 @@ class DashConv(nn.Module):
             g.div_(self.grad_scale * (g.norm() + 1e-8))
         if self.rf_penalty > 0:
             g.add_(self.rf_penalty * self.receptive_fields.to(g.dtype))
+        gr = g.detach().to(self.decision_sum.dtype)
+        self.decision_sum.add_(gr)
+        self.decision_sq.add_(torch.outer(gr, gr))
+        self.decision_steps.add_(1)
+
+    @torch.no_grad()
+    def reset_decision(self) -> None:
+        """Empty the decision record (e.g. to judge only the steps after a warm-up)."""
+        self.decision_sum.zero_()
+        self.decision_sq.zero_()
+        self.decision_steps.zero_()
+
+    def decision(self, threshold: float = DECISION_Z) -> Dict[str, Any]:
+        """Whether the search's gradients chose this layer's candidate, or alpha's argmax is what noise gave.
+
+        DASH's arch step is normalised per layer (``g / (grad_scale (||g|| + 1e-8))``, then the receptive-field
+        push), so alpha moves by about ``arch_lr / grad_scale`` per step whatever the data say, and how far it
+        moved says little by itself. What says something is whether the steps agree. With g_t (M,) the
+        post-processed gradient of step t, j the chosen candidate (argmax alpha) and r a rival, SGD moves
+        ``alpha_j - alpha_r`` by ``lr * u_t`` with ``u_t = g_t[r] - g_t[j]`` (momentum filters the same u_t).
+        The statistic of the pair is the self-normalised sum
+
+            z_r = sum_t u_t / sqrt(sum_t u_t^2) = (S_r - S_j) / sqrt(Q_rr + Q_jj - 2 Q_rj),
+
+        from ``S = decision_sum = sum_t g_t`` (M,) and ``Q = decision_sq = sum_t g_t g_t^T`` (M, M). Under "no
+        preference between j and r" (increments of either sign alike), z_r is about N(0, 1) whatever the step
+        size; a consistent push gives up to sqrt(T). Conditionally on the |u_t|, independent symmetric signs make
+        z_r sub-Gaussian (Hoeffding): P(z_r >= c) <= exp(-c^2 / 2) for any T, with no normality assumed.
+
+        The layer's ``z`` is the smallest z_r over all M - 1 rivals, and ``runner_up`` that rival (the closest
+        one in gradient terms; usually alpha's second largest). Decided means z >= threshold: j beats every rival
+        by the threshold (an intersection-union test: no multiplicity correction is needed for the rivals).
+
+        Why 3 is safe despite the selection of j as the argmax: when every candidate's gradients are alike, at
+        most one candidate can lead all others (z_jr >= c > 0 for all r makes j the unique smallest S), so the
+        chance of a decision is the sum over j of P(j leads every rival by c). For M = 2 that is P(|z| >= 3) =
+        0.27% (Gaussian); for M > 2 exchangeable candidates the top two of M lie closer together, so it is
+        smaller. Simulated null searches (i.i.d. gradients through DASH's normalisation, 10 to 300 steps) give
+        0.3% for M = 2, under 0.05% for M = 4 and none in 20,000 for M = 16 or 20; ``tests/test_dashconv.py``
+        checks the rate on DashConv itself. The bound 2 exp(-4.5) = 2.2% holds for M = 2 with no normal
+        approximation.
+
+        Limits. Gradients correlated across many steps (a slow drift of the weights that favours a candidate for
+        a while) count as evidence, and the receptive-field push is part of g, so a long search with no other
+        preference can decide for the smallest field: both are real pushes on alpha, not noise. The other way,
+        once alpha saturates (softmax(alpha) near one-hot, e.g. with a very large arch learning rate) the
+        normalised steps that follow carry little signal but count as steps, so z shrinks like
+        sqrt(T_decisive / T); a search that decided early and then ran long can read as undecided, with a
+        p(choice) near 1 beside it.
+
+        Args:
+            threshold: the z a decision needs.
+
+        Returns:
+            ``{"z": float or None, "chosen": (k, d), "runner_up": (k, d) or None, "steps": T, "decided": bool}``:
+            z is 0.0 before any step (no evidence) and None, with decided True, in a one-candidate space (nothing
+            to choose).
+        """
+        threshold = check_float("threshold", threshold)
+        j = int(self.alpha.detach().argmax())
+        steps = int(self.decision_steps)
+        out: Dict[str, Any] = {"z": None, "chosen": self.space.pair(j), "runner_up": None, "steps": steps,
+                               "decided": True}
+        m = len(self.space)
+        if m == 1:
+            return out
+        S = self.decision_sum.detach().double().cpu()
+        Q = self.decision_sq.detach().double().cpu()
+        lead = S - S[j]  # (M,) sum of u_t against each rival
+        var = (Q.diagonal() + Q[j, j] - 2 * Q[:, j]).clamp_min(0.0)  # (M,) sum of u_t^2
+        # where u_t is ~0 (two candidates with the same gradients) var is rounding: no spread, no evidence; and
+        # |z| <= sqrt(T) holds exactly (Cauchy-Schwarz)
+        eps = torch.finfo(self.decision_sq.dtype).eps
+        tiny = var <= 64 * eps * math.sqrt(max(steps, 1)) * (Q.diagonal() + Q[j, j])
+        z = torch.where(tiny, torch.zeros_like(lead), lead / var.clamp_min(1e-300).sqrt())
+        z = z.clamp(-math.sqrt(steps), math.sqrt(steps))
+        z[j] = math.inf
+        r = int(z.argmin())
+        out.update(z=float(z[r]), runner_up=self.space.pair(r), decided=bool(float(z[r]) >= threshold))
+        return out
+
+    # ---------------------------------------------------------------------------------------------------- state
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # a state_dict saved before the decision record existed loads with an empty record (counting from here)
+        for name in _DECISION_BUFFERS:
+            if prefix + name not in state_dict:
+                state_dict[prefix + name] = torch.zeros_like(getattr(self, name))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---------------------------------------------------------------------------------------------------- plans
     def _plan(self, n: Tuple[int, ...], device: torch.device) -> _Plan:

@@ -15,6 +15,7 @@ import copy
 import datetime as _dt
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -22,13 +23,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .checks import check_bool
-from .dashconv import DashConv
+from .checks import check_bool, check_float
+from .dashconv import DECISION_Z, DashConv
 from .layers import CausalConv1d, is_same_padding, plain_conv, search_mark
 from .space import SearchSpace
 
 __all__ = ["to_supernet", "discretize", "ArchCard", "LayerChoice", "dash_layers", "arch_parameters",
-           "weight_parameters", "postprocess_arch_grads", "alpha_probs", "default_filter", "ARCHCARD_VERSION"]
+           "weight_parameters", "postprocess_arch_grads", "alpha_probs", "default_filter", "ARCHCARD_VERSION",
+           "SearchUndecidedWarning", "warn_if_undecided", "DECISION_Z"]
 
 ARCHCARD_VERSION = 1
 
@@ -196,7 +198,13 @@ def postprocess_arch_grads(model: nn.Module) -> None:
 
 @dataclass
 class LayerChoice:
-    """The choice for one searched layer."""
+    """The choice for one searched layer.
+
+    ``z``, ``decided``, ``runner_up`` and ``steps`` are the search's decision record (`DashConv.decision`): how
+    many gradient-noise units the choice leads its closest rival ``runner_up`` ([k, d]) by, after ``steps``
+    alpha steps, and whether that reached the threshold (``ArchCard.meta["decision_z"]``). They are None in
+    cards written before dashkit recorded them.
+    """
 
     name: str
     k: int
@@ -207,10 +215,18 @@ class LayerChoice:
     stride: int = 1
     groups: int = 1
     causal: bool = False
+    z: Optional[float] = None
+    decided: Optional[bool] = None
+    runner_up: Optional[List[int]] = None
+    steps: Optional[int] = None
 
     @property
     def receptive_field(self) -> int:
         return self.d * (self.k - 1) + 1
+
+
+class SearchUndecidedWarning(UserWarning):
+    """Most searched layers did not decide: their kernel size and dilation are about what gradient noise gives."""
 
 
 @dataclass
@@ -287,18 +303,51 @@ class ArchCard:
                                                          m.weight.device, m.weight.dtype))
         return backbone
 
-    def summary(self) -> str:
-        """One row per layer: its name, k, d, receptive field and p(choice), softmax(alpha) of the chosen pair.
+    @property
+    def decision_z(self) -> float:
+        """The z a layer needed to count as decided (``meta["decision_z"]``, else `DECISION_Z`)."""
+        return float(self.meta.get("decision_z", DECISION_Z))
 
-        The header gives 1/M, the p(choice) of a search with no preference among the M pairs. A short search leaves
-        every layer near that level (DASH's normalised arch gradient moves alpha by small fixed steps); whether the
-        argmax still means something shows in how often it recurs across seeds, not in p(choice) alone.
+    def decided_count(self) -> Optional[Tuple[int, int]]:
+        """(decided layers, layers with a decision record), or None when no layer has one (an older card)."""
+        known = [layer.decided for layer in self.layers if layer.decided is not None]
+        return (sum(known), len(known)) if known else None
+
+    def decided_fraction(self) -> Optional[float]:
+        """The share of searched layers whose choice the search decided (`DashConv.decision`), in [0, 1].
+
+        Counts the layers that have a decision record; None when none has (a card written before dashkit recorded
+        it).
         """
-        rows = [f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9}   "
-                f"(1/M = {1 / len(self.space):.3f}: no preference)"]
+        counts = self.decided_count()
+        return None if counts is None else counts[0] / counts[1]
+
+    def summary(self) -> str:
+        """A header line with how many layers decided, then one row per layer: its name, k, d, receptive field,
+        p(choice) (softmax(alpha) of the chosen pair), z and whether it decided.
+
+        z is the chosen pair's lead over its closest rival in units of the gradient noise of the search's alpha
+        steps (`DashConv.decision`); a layer decided when z >= 3 (the card's ``decision_z``). A short search
+        leaves p(choice) near 1/M, the level of no preference (DASH's normalised arch gradient moves alpha by
+        small fixed steps), so p(choice) alone does not say whether the argmax means something; z does. Cards
+        without the record show "–".
+        """
+        counts = self.decided_count()
+        thr = f"z >= {self.decision_z:g}"
+        if counts is None:
+            head = f"– of {len(self.layers)} layers decided ({thr}; this card has no decision record)"
+        else:
+            missing = len(self.layers) - counts[1]
+            head = f"{counts[0]} of {counts[1]} layers decided ({thr})" + \
+                (f"; {missing} without a record" if missing else "")
+        rows = [head, f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9} {'z':>6} {'decided':>7}   "
+                      f"(1/M = {1 / len(self.space):.3f}: no preference)"]
         for layer in self.layers:
             p = max(alpha_probs(layer.alpha))
-            rows.append(f"{layer.name:<32} {layer.k:>3} {layer.d:>3} {layer.receptive_field:>6} {p:>9.3f}")
+            z = "–" if layer.z is None else f"{layer.z:.1f}"
+            decided = "–" if layer.decided is None else ("yes" if layer.decided else "no")
+            rows.append(f"{layer.name:<32} {layer.k:>3} {layer.d:>3} {layer.receptive_field:>6} {p:>9.3f} "
+                        f"{z:>6} {decided:>7}")
         return "\n".join(rows)
 
     def __eq__(self, other: object) -> bool:
@@ -308,34 +357,74 @@ class ArchCard:
             [(l.name, l.k, l.d) for l in other.layers]
 
 
-def discretize(supernet: nn.Module, keep_search_groups: bool = False) -> Tuple[nn.Module, ArchCard]:
+def discretize(supernet: nn.Module, keep_search_groups: bool = False, decision_z: float = DECISION_Z
+               ) -> Tuple[nn.Module, ArchCard]:
     """The plain network and the ArchCard of a searched supernet: argmax of alpha per layer.
 
     Args:
         supernet: a model made by `to_supernet` (it is not changed).
         keep_search_groups: keep a depthwise-searched layer depthwise (with its searched weights) instead of
             turning it into a full convolution as DASH's retraining does.
+        decision_z: the z a layer needs to count as decided (`DashConv.decision`); kept in ``card.meta``.
 
     Returns:
         (model, card): a deep copy with every DashConv replaced by a plain conv of the chosen (k, d), with the
         chosen candidate's weights where the groups and the causality match (see `DashConv.to_conv`); and the
-        ArchCard.
+        ArchCard, whose layers carry the search's decision record (``z``, ``decided``, ``runner_up``,
+        ``steps``).
     """
     layers = dash_layers(supernet)
     if not layers:
         raise ValueError("discretize() needs a supernet (a model with DashConv layers); use to_supernet() first")
+    decision_z = check_float("decision_z", decision_z)
     plain = copy.deepcopy(supernet)
     choices = []
     for name, m in dash_layers(plain):
         groups = m.groups if keep_search_groups else m.retrain_groups
         k, d = m.chosen()
+        rec = m.decision(decision_z)
         _set_module(plain, name, m.to_conv(groups=groups))
         choices.append(LayerChoice(name=name, k=k, d=d, alpha=[float(a) for a in m.alpha.detach().cpu()],
                                    in_channels=m.in_channels, out_channels=m.out_channels, stride=m.stride,
-                                   groups=groups, causal=m.retrain_causal))
+                                   groups=groups, causal=m.retrain_causal, z=rec["z"], decided=rec["decided"],
+                                   runner_up=None if rec["runner_up"] is None else list(rec["runner_up"]),
+                                   steps=rec["steps"]))
     for attr in ("dash_replaced", "dash_space"):
         if attr in plain.__dict__:
             delattr(plain, attr)
     space = layers[0][1].space
-    meta = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    meta = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "decision_z": decision_z}
     return plain, ArchCard(space=space, layers=choices, backbone=type(supernet).__name__, meta=meta)
+
+
+def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:
+    """Warn (`SearchUndecidedWarning`) when more than half of a card's searched layers did not decide.
+
+    An undecided layer's kernel size and dilation are about what the gradient noise alone would have picked
+    (`DashConv.decision`): another seed would likely pick another. The message says how many and what to change.
+
+    Args:
+        card: an ArchCard from `discretize` (a card without a decision record never warns).
+        stacklevel: as in ``warnings.warn``: 2 names the caller's line.
+
+    Returns:
+        The decided fraction (`ArchCard.decided_fraction`), or None for a card without a decision record.
+    """
+    if not isinstance(card, ArchCard):
+        raise TypeError(f"card={card!r} has type {type(card).__name__}; accepted: a dashkit.ArchCard")
+    if isinstance(stacklevel, bool) or not isinstance(stacklevel, int) or stacklevel < 1:
+        raise ValueError(f"stacklevel={stacklevel!r} is not valid; accepted: an int >= 1")
+    counts = card.decided_count()
+    if counts is None:
+        return None
+    decided, total = counts
+    if total - decided > total / 2:
+        steps = sorted({layer.steps for layer in card.layers if layer.steps is not None})
+        took = f" after {steps[-1]} alpha steps" if len(steps) == 1 else ""
+        warnings.warn(f"{total - decided} of {total} searched layers did not decide{took}: their choice leads its "
+                      f"closest rival by less than z = {card.decision_z:g} units of gradient noise, so their kernel "
+                      f"size and dilation are about what noise alone would pick (another seed would likely pick "
+                      f"others). Search longer: more search steps (a larger preset or budget, more search_epochs "
+                      f"or search_max_batches), or a larger search_arch_lr.",
+                      SearchUndecidedWarning, stacklevel=stacklevel)
+    return decided / total

@@ -92,8 +92,20 @@ def alpha_evolution(alphas: Mapping[str, Any], layers: Optional[Sequence[str]] =
     return fig
 
 
+def _decision_label(layer: Any) -> str:
+    """A layer's z and verdict for a figure ("z 4.2", "z 1.3 undecided", "z –" without a record)."""
+    z = getattr(layer, "z", None)
+    decided = getattr(layer, "decided", None)
+    text = "z –" if z is None else f"z {z:.1f}"
+    return text + (" undecided" if decided is False else "")
+
+
 def alpha_heatmap(card: Any) -> Figure:
     """Final softmax(alpha): searched layers (rows) x candidates (columns), the chosen pair framed.
+
+    Each row's label carries the layer's z (`dashkit.DashConv.decision`); the frame of an undecided layer
+    (z below the card's threshold: its argmax is about what gradient noise gives) is dashed and its label says
+    "undecided". Cards without a decision record show "z –" and solid frames.
 
     Args:
         card: a ``dashkit.ArchCard`` (its layers carry alpha).
@@ -105,50 +117,76 @@ def alpha_heatmap(card: Any) -> Figure:
     space = card.space
     labels = _candidate_labels(space.candidates)
     probs = np.asarray([alpha_probs(layer.alpha) for layer in card.layers], dtype=float)  # (L, M)
+    rows = [f"{layer.name}  ({_decision_label(layer)})" for layer in card.layers]
     with style():
-        fig = Figure(figsize=(0.45 * len(labels) + 3.5, 0.35 * len(card.layers) + 1.5), layout="constrained")
+        fig = Figure(figsize=(0.45 * len(labels) + 4.5, 0.35 * len(card.layers) + 1.8), layout="constrained")
         ax = fig.subplots()
-        sns.heatmap(probs, ax=ax, cmap="viridis", xticklabels=labels,
-                    yticklabels=[layer.name for layer in card.layers], cbar_kws={"label": "softmax(alpha)"})
+        sns.heatmap(probs, ax=ax, cmap="viridis", xticklabels=labels, yticklabels=rows,
+                    cbar_kws={"label": "softmax(alpha)"})
         for row, layer in enumerate(card.layers):
             col = space.index(layer.k, layer.d)
-            ax.add_patch(_frame(col, row))
+            ax.add_patch(_frame(col, row, undecided=getattr(layer, "decided", None) is False))
         ax.set_xlabel("candidate (kernel size k, dilation d)")
-        ax.set_title("architecture weights after the search (chosen candidate framed)")
+        thr = float(getattr(card, "meta", {}).get("decision_z", 3.0))
+        ax.set_title(f"architecture weights after the search (chosen candidate framed; dashed: undecided, "
+                     f"z < {thr:g})")
     return fig
 
 
-def _frame(col: int, row: int) -> Any:
+def _frame(col: int, row: int, undecided: bool = False) -> Any:
     from matplotlib.patches import Rectangle
 
-    return Rectangle((col, row), 1, 1, fill=False, edgecolor="red", linewidth=2)
+    return Rectangle((col, row), 1, 1, fill=False, edgecolor="red", linewidth=2,
+                     linestyle="--" if undecided else "-")
 
 
 def choices(card: Any, default_kernels: Optional[Mapping[str, int]] = None) -> Figure:
     """Chosen kernel size, dilation and receptive field d(k-1)+1 per searched layer.
+
+    The bars of an undecided layer (`dashkit.DashConv.decision`: its choice is about what gradient noise gives)
+    are hatched and pale, and the legend says so; the layer names carry z ("z –" for a card without a record).
 
     Args:
         card: a ``dashkit.ArchCard``.
         default_kernels: optional ``{layer name: kernel size}`` of the backbone's default convs, drawn as the
             receptive field to compare with.
     """
+    from matplotlib.patches import Patch
+
     names = [layer.name for layer in card.layers]
+    undecided = [getattr(layer, "decided", None) is False for layer in card.layers]
     x = np.arange(len(names))
+    thr = float(getattr(card, "meta", {}).get("decision_z", 3.0))
+
+    def bars(ax: Any, heights: Sequence[float], color: str, **kw: Any) -> None:
+        container = ax.bar(x, heights, color=color, **kw)
+        for bar, faint in zip(container, undecided):
+            if faint:
+                bar.set_hatch("//")
+                bar.set_alpha(0.45)
+
     with style():
         fig = Figure(figsize=(max(6.0, 0.55 * len(names) + 2), 6.5), layout="constrained")
         ax_k, ax_d, ax_rf = fig.subplots(3, 1, sharex=True)
-        ax_k.bar(x, [layer.k for layer in card.layers], color="#4c72b0")
+        bars(ax_k, [layer.k for layer in card.layers], "#4c72b0")
         ax_k.set_ylabel("kernel size k")
-        ax_d.bar(x, [layer.d for layer in card.layers], color="#55a868")
+        if any(undecided):
+            ax_k.legend(handles=[Patch(facecolor="#4c72b0", alpha=0.45, hatch="//",
+                                       label=f"undecided (z < {thr:g}): about what noise picks")],
+                        loc="upper left", fontsize=8)
+        bars(ax_d, [layer.d for layer in card.layers], "#55a868")
         ax_d.set_ylabel("dilation d")
-        ax_rf.bar(x, [layer.receptive_field for layer in card.layers], color="#c44e52", label="searched")
+        bars(ax_rf, [layer.receptive_field for layer in card.layers], "#c44e52", label="searched")
         if default_kernels:
             ax_rf.scatter(x, [default_kernels.get(n, np.nan) for n in names], color="black", marker="_", s=300,
                           label="default kernel", zorder=3)
             ax_rf.legend(loc="upper left")
         ax_rf.set_ylabel("receptive field")
-        ax_rf.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
-        fig.suptitle("the searched architecture")
+        ax_rf.set_xticks(x, [f"{layer.name} ({_decision_label(layer)})" for layer in card.layers], rotation=60,
+                         ha="right", fontsize=8)
+        counts = card.decided_count() if hasattr(card, "decided_count") else None
+        decided = "" if counts is None else f": {counts[0]} of {counts[1]} layers decided (z >= {thr:g})"
+        fig.suptitle(f"the searched architecture{decided}")
     return fig
 
 

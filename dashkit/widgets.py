@@ -146,7 +146,10 @@ def metrics_rows(runs: Mapping[str, Union[RunDir, PathLike]]) -> List[Dict[str, 
 
 def architecture_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
     """One row per searched layer of an ArchCard: the chosen k and d, the receptive field d(k-1)+1 and how
-    sure the search was (softmax(alpha) of the choice, against 1/M for no preference at all).
+    sure the search was: softmax(alpha) of the choice, against 1/M for no preference at all, and the search's
+    decision, ``z`` (the choice's lead over its closest rival in units of gradient noise, `DashConv.decision`)
+    and ``decided`` (z reached the card's threshold, 3 by default). Both are None (shown "–") for a card
+    without a decision record.
 
     Args:
         card: a ``dashkit.ArchCard``.
@@ -158,7 +161,8 @@ def architecture_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
     for layer in card.layers:
         p = alpha_probs(layer.alpha)
         rows.append({"run": run, "layer": layer.name, "k": layer.k, "d": layer.d,
-                     "field": layer.receptive_field, "p_choice": max(p), "uniform": 1.0 / len(p)})
+                     "field": layer.receptive_field, "p_choice": max(p), "uniform": 1.0 / len(p),
+                     "z": layer.z, "decided": layer.decided})
     return rows
 
 
@@ -176,8 +180,14 @@ def alpha_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
         card: a ``dashkit.ArchCard``.
         run: a label put in every row.
 
+    ``z`` and ``decided`` are the search's decision (`DashConv.decision`): the chosen candidate's lead over its
+    closest rival ``z_rival`` in units of the gradient noise of the search's alpha steps, and whether it reached
+    the card's threshold (3 by default). A margin says how far alpha moved; z says whether the steps agreed, which
+    is what tells a choice from a random draw. ``z_rival`` is the rival in gradient terms, usually but not always
+    ``runner_up``. All three are None (shown "–") for a card without a decision record.
+
     Returns:
-        Rows with ``run, layer, chosen, p_chosen, runner_up, p_runner_up, margin``.
+        Rows with ``run, layer, chosen, p_chosen, runner_up, p_runner_up, margin, z, decided, z_rival``.
     """
     from .supernet import alpha_probs
 
@@ -190,7 +200,9 @@ def alpha_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
         first, second = (int(order[0]), int(order[1])) if len(p) > 1 else (0, 0)
         rows.append({"run": run, "layer": layer.name, "chosen": "k{} d{}".format(*candidates[first]),
                      "p_chosen": p[first], "runner_up": "k{} d{}".format(*candidates[second]),
-                     "p_runner_up": p[second], "margin": float(layer.alpha[first] - layer.alpha[second])})
+                     "p_runner_up": p[second], "margin": float(layer.alpha[first] - layer.alpha[second]),
+                     "z": layer.z, "decided": layer.decided,
+                     "z_rival": None if layer.runner_up is None else "k{} d{}".format(*layer.runner_up)})
     return rows
 
 
@@ -211,6 +223,8 @@ def curve_rows(run_dir: Union[RunDir, PathLike], run: str = "") -> List[Dict[str
 def _cell(value: Any) -> str:
     if value is None:
         return "&ndash;"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
     if isinstance(value, (list, tuple)):
@@ -219,7 +233,8 @@ def _cell(value: Any) -> str:
 
 
 def table_html(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[str]] = None, caption: str = "") -> str:
-    """Rows of dicts as an HTML table (numbers to 4 significant digits, missing values as a dash).
+    """Rows of dicts as an HTML table (numbers to 4 significant digits, True/False as yes/no, missing values as a
+    dash).
 
     Args:
         rows: the rows.

@@ -486,3 +486,152 @@ def test_bad_input_raises_clear_errors():
     m1 = DashConv(4, 6, SPACE_1D)
     with pytest.raises(ValueError, match=r"DashConv expects input \(B, C, L\) with C = 4, got shape \(2, 4, 9, 9\)"):
         m1(torch.randn(2, 4, 9, 9))
+
+
+# ------------------------------------------------------------------------------------------- the decision record
+SPACE_SMALL = SearchSpace((3, 5), (1, 2), dims=1)  # M = 4: (3, 1), (3, 2), (5, 1), (5, 2)
+
+
+def alpha_steps(m: DashConv, grads, lr: float = 0.05) -> None:
+    """Plain SGD steps on alpha with hand-made gradients (each (M,)), post-processed as the search does."""
+    for g in grads:
+        m.alpha.grad = g.clone().to(m.alpha.dtype)
+        m.postprocess_alpha_grad()
+        with torch.no_grad():
+            m.alpha.sub_(lr * m.alpha.grad)
+
+
+def test_a_consistent_push_towards_one_candidate_is_decided():
+    torch.manual_seed(0)
+    m = DashConv(2, 2, SPACE_SMALL, backend="direct")
+    gen = torch.Generator().manual_seed(1)
+    push = torch.tensor([0.0, 0.0, -1.0, 0.0])  # descent raises alpha of (5, 1)
+    grads = [push + 0.5 * torch.randn(4, generator=gen) for _ in range(60)]
+    alpha_steps(m, grads)
+    rec = m.decision()
+    assert m.chosen() == (5, 1) == rec["chosen"]
+    assert rec["steps"] == 60 and rec["decided"] is True
+    assert 5.0 < rec["z"] <= math.sqrt(60)  # far past the threshold; a self-normalised sum never exceeds sqrt(T)
+    assert rec["runner_up"] in [p for p in SPACE_SMALL.candidates if p != (5, 1)]
+    # z against each rival, from the buffers' definition: sum u_t / sqrt(sum u_t^2), u_t = g_t[r] - g_t[j]
+    post = []
+    for g in grads:
+        gn = g / (100.0 * (g.norm() + 1e-8)) + 1e-5 * torch.tensor(SPACE_SMALL.receptive_fields)
+        post.append(gn)
+    G = torch.stack(post).double()  # (T, M)
+    j = SPACE_SMALL.index(5, 1)
+    zs = {r: float((G[:, r] - G[:, j]).sum() / (G[:, r] - G[:, j]).pow(2).sum().sqrt()) for r in range(4) if r != j}
+    r_min = min(zs, key=zs.get)
+    assert rec["runner_up"] == SPACE_SMALL.pair(r_min) and rec["z"] == pytest.approx(zs[r_min], rel=1e-4)
+
+
+def test_a_push_against_the_chosen_candidate_gives_a_negative_z():
+    # alpha set by hand to favour (3, 1) while the gradients push (3, 1) down: the argmax is not what they chose
+    m = DashConv(2, 2, SPACE_SMALL, backend="direct")
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        m.alpha.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+    alpha_steps(m, [torch.tensor([1.0, 0.0, 0.0, 0.0]) + 0.3 * torch.randn(4, generator=gen) for _ in range(40)])
+    rec = m.decision()
+    assert rec["chosen"] == (3, 1) and rec["z"] < -3 and rec["decided"] is False
+
+
+def test_random_gradients_rarely_decide():
+    # the null: gradients with no preference (independent random signs and sizes); the chosen candidate is alpha's
+    # argmax after the steps, so the selection of the top one of M is part of what is measured
+    def null_z(space: SearchSpace, seed: int, steps: int) -> float:
+        torch.manual_seed(seed)
+        m = DashConv(1, 1, space, backend="direct", rf_penalty=0.0)  # the receptive-field push is a real preference
+        gen = torch.Generator().manual_seed(10_000 + seed)
+        alpha_steps(m, [torch.randn(len(space), generator=gen) for _ in range(steps)])
+        return m.decision()["z"]
+
+    for space, runs in ((SearchSpace((3,), (1, 2), dims=1), 1000), (SPACE_SMALL, 400)):
+        zs = torch.tensor([null_z(space, seed, steps=30) for seed in range(runs)])
+        rate = float((zs >= 3.0).float().mean())
+        assert rate < 0.01, (len(space), rate)
+        if len(space) == 2:
+            # the statistic is not degenerate: for M = 2, z is about |N(0, 1)| (j is the leader), so z >= 1.96
+            # about 5% of the time and z >= 1 about 32%
+            assert 0.02 < float((zs >= 1.96).float().mean()) < 0.09
+            assert 0.25 < float((zs >= 1.0).float().mean()) < 0.40
+
+
+def test_the_record_before_any_step_and_with_one_candidate():
+    m = DashConv(2, 2, SPACE_SMALL)
+    rec = m.decision()
+    assert rec["steps"] == 0 and rec["z"] == 0.0 and rec["decided"] is False  # no step, no evidence
+    one = DashConv(2, 2, SearchSpace((3,), (1,), dims=1))
+    alpha_steps(one, [torch.randn(1) for _ in range(3)])
+    assert one.decision() == {"z": None, "chosen": (3, 1), "runner_up": None, "steps": 3, "decided": True}
+    with pytest.raises(ValueError, match=r"threshold=nan is out of range; accepted: a finite number"):
+        m.decision(float("nan"))
+    m.alpha.grad = None
+    m.postprocess_alpha_grad()  # no gradient, no step: nothing recorded
+    assert int(m.decision_steps) == 0
+
+
+def test_the_record_is_buffers_in_the_state_dict_and_not_parameters():
+    m = DashConv(2, 2, SPACE_SMALL)
+    params = dict(m.named_parameters())
+    buffers = dict(m.named_buffers())
+    for name, shape in (("decision_sum", (4,)), ("decision_sq", (4, 4)), ("decision_steps", ())):
+        assert name not in params and name in buffers and name in m.state_dict()
+        assert tuple(buffers[name].shape) == shape
+    assert not any(b.requires_grad for b in buffers.values())
+
+
+def test_a_resumed_record_equals_an_uninterrupted_one():
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(4, generator=gen) + torch.tensor([0.0, 0.3, 0.0, 0.0]) for _ in range(40)]
+    torch.manual_seed(4)
+    whole = DashConv(2, 2, SPACE_SMALL)
+    torch.manual_seed(4)
+    first = DashConv(2, 2, SPACE_SMALL)
+    alpha_steps(whole, grads)
+    alpha_steps(first, grads[:25])
+    torch.manual_seed(99)
+    resumed = DashConv(2, 2, SPACE_SMALL)  # a fresh layer, as a resumed search builds it
+    resumed.load_state_dict(first.state_dict())
+    alpha_steps(resumed, grads[25:])
+    for name in ("decision_sum", "decision_sq", "decision_steps"):
+        assert torch.equal(getattr(resumed, name), getattr(whole, name)), name
+    assert resumed.decision() == whole.decision() and whole.decision()["steps"] == 40
+
+
+def test_a_state_dict_from_before_the_record_loads_with_an_empty_one():
+    m = DashConv(2, 2, SPACE_SMALL)
+    alpha_steps(m, [torch.randn(4) for _ in range(5)])
+    old = {k: v for k, v in m.state_dict().items() if not k.startswith("decision_")}
+    new = DashConv(2, 2, SPACE_SMALL)
+    alpha_steps(new, [torch.randn(4) for _ in range(3)])
+    new.load_state_dict(old)  # strict
+    assert torch.equal(new.alpha, m.alpha) and int(new.decision_steps) == 0
+    assert not new.decision_sum.any() and not new.decision_sq.any()
+
+
+def test_the_record_changes_neither_the_forward_nor_the_alpha_step():
+    torch.manual_seed(5)
+    a = DashConv(3, 3, SPACE_SMALL, backend="direct", relaxation="softmax")
+    b = DashConv(3, 3, SPACE_SMALL, backend="direct", relaxation="softmax")
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():  # b's record holds arbitrary sums: nothing it computes may depend on them
+        b.decision_sum.normal_()
+        b.decision_sq.normal_()
+        b.decision_steps.fill_(1234)
+    x = torch.randn(2, 3, 17)
+    assert torch.equal(a(x), b(x))
+    opt_a = torch.optim.SGD([a.alpha], lr=0.05, momentum=0.9, nesterov=True)
+    opt_b = torch.optim.SGD([b.alpha], lr=0.05, momentum=0.9, nesterov=True)
+    for step in range(5):
+        for m, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            m(x).pow(2).mean().backward()
+            g = m.alpha.grad.clone()
+            m.postprocess_alpha_grad()
+            # DASH's post-processing, as it was before the record existed, to the bit
+            ref = g / (m.grad_scale * (g.norm() + 1e-8)) + m.rf_penalty * m.receptive_fields
+            assert torch.equal(m.alpha.grad, ref)
+            opt.step()
+        assert torch.equal(a.alpha, b.alpha) and torch.equal(a(x), b(x))
+    assert int(a.decision_steps) == 5 and int(b.decision_steps) == 1239

@@ -1,9 +1,11 @@
 """Tests of dashkit.supernet: to_supernet on the backbones, discretize, the ArchCard, arch-gradient helpers."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import math
+import warnings
 from collections import OrderedDict
 
 import pytest
@@ -13,8 +15,8 @@ from torch import nn
 from dashkit import ArchCard, DashConv, SearchSpace, backbones, discretize, to_supernet
 from dashkit.backbones import resnet1d, tcn, wrn
 from dashkit.layers import CausalConv1d, search_mark, searchable
-from dashkit.supernet import (ARCHCARD_VERSION, arch_parameters, dash_layers, postprocess_arch_grads,
-                              weight_parameters)
+from dashkit.supernet import (ARCHCARD_VERSION, LayerChoice, SearchUndecidedWarning, arch_parameters, dash_layers,
+                              postprocess_arch_grads, warn_if_undecided, weight_parameters)
 
 SPACE_1D = SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), dims=1)  # DASH's default 1D space
 SPACE_2D = SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=2)  # DASH's default 2D space
@@ -416,12 +418,16 @@ def test_archcard_records_the_argmax_of_alpha():
         assert layer.alpha == pytest.approx(m.alpha.tolist())
         assert layer.receptive_field == layer.d * (layer.k - 1) + 1
         assert (layer.in_channels, layer.out_channels, layer.stride) == (m.in_channels, m.out_channels, m.stride)
-    header, *rows = card.summary().splitlines()
+    decided, header, *rows = card.summary().splitlines()
     assert len(rows) == 13
+    # alpha set by hand, no search step: no evidence for any choice
+    assert decided == "0 of 13 layers decided (z >= 3)"
     assert f"1/M = {1 / len(SPACE_2D):.3f}" in header  # the p(choice) of no preference, for reading the column
+    assert header.split()[:7] == ["layer", "k", "d", "field", "p(choice)", "z", "decided"]
     for row, layer in zip(rows, card.layers):
         p = torch.softmax(torch.tensor(layer.alpha, dtype=torch.float64), 0).max().item()
-        assert row.split() == [layer.name, str(layer.k), str(layer.d), str(layer.receptive_field), f"{p:.3f}"]
+        assert row.split() == [layer.name, str(layer.k), str(layer.d), str(layer.receptive_field), f"{p:.3f}",
+                               "0.0", "no"]
 
 
 def test_archcard_save_load_round_trip(tmp_path):
@@ -514,3 +520,208 @@ def test_archcard_rejects_foreign_or_broken_files(tmp_path):
     outside["layers"][0]["k"] = 11
     with pytest.raises(ValueError, match=r"\(k, d\) = \(11, .*\) is not in the space"):
         ArchCard.from_dict(outside)
+
+
+# ------------------------------------------------------------------------------------------- the decision record
+class MSETask:
+    """What `search_step` needs of a task: its loss."""
+
+    def loss(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(y_hat, y)
+
+
+class CETask:
+    def loss(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(y_hat, y)
+
+
+def pushed_resnet1d(decided_layers: int, steps: int = 40, seed: int = 0):
+    """A resnet1d supernet whose first ``decided_layers`` layers got alpha gradients that push consistently
+    towards candidate 0 and the others random ones, through `postprocess_arch_grads` and SGD steps."""
+    torch.manual_seed(seed)
+    net = to_supernet(small_resnet1d(), SPACE_1D)
+    gen = torch.Generator().manual_seed(seed + 1)
+    M = len(SPACE_1D)
+    push = torch.zeros(M)
+    push[0] = -1.0
+    for _ in range(steps):
+        for i, (_, m) in enumerate(dash_layers(net)):
+            noise = torch.randn(M, generator=gen)
+            m.alpha.grad = push + 0.5 * noise if i < decided_layers else noise
+        postprocess_arch_grads(net)
+        with torch.no_grad():
+            for p in arch_parameters(net):
+                p.sub_(0.05 * p.grad)
+    return net
+
+
+def test_decision_buffers_are_neither_arch_nor_weight_parameters():
+    net = to_supernet(small_resnet1d(), SPACE_1D)
+    record = {id(b) for n, b in net.named_buffers() if n.rsplit(".", 1)[-1].startswith("decision_")}
+    assert len(record) == 3 * 9
+    assert not record & {id(p) for p in arch_parameters(net) + weight_parameters(net)}
+    assert len(arch_parameters(net)) == 9 and all(p.shape == (len(SPACE_1D),) for p in arch_parameters(net))
+
+
+def test_discretize_records_each_layers_decision_and_the_card_keeps_it(tmp_path):
+    net = pushed_resnet1d(decided_layers=3)
+    records = {name: m.decision() for name, m in dash_layers(net)}
+    _, card = discretize(net)
+    assert card.meta["decision_z"] == 3.0
+    for i, layer in enumerate(card.layers):
+        rec = records[layer.name]
+        assert (layer.z, layer.decided, layer.steps) == (rec["z"], rec["decided"], 40)
+        assert layer.runner_up == list(rec["runner_up"]) and (layer.k, layer.d) == rec["chosen"]
+        assert layer.decided is (i < 3)  # the pushed layers decided (z well above 3), the random ones did not
+        assert layer.z > 4 if i < 3 else layer.z < 3
+    assert card.decided_count() == (3, 9) and card.decided_fraction() == pytest.approx(3 / 9)
+    back = ArchCard.load(card.save(tmp_path / "arch.json"))
+    assert back.to_dict() == card.to_dict()
+    assert [(l.z, l.decided, l.runner_up, l.steps) for l in back.layers] == \
+        [(l.z, l.decided, l.runner_up, l.steps) for l in card.layers]
+    decided, header, *rows = card.summary().splitlines()
+    assert decided == "3 of 9 layers decided (z >= 3)" and len(rows) == 9
+    for row, layer in zip(rows, card.layers):
+        assert row.split()[-2:] == [f"{layer.z:.1f}", "yes" if layer.decided else "no"]
+
+
+def test_a_card_from_before_the_record_loads_and_shows_dashes(tmp_path):
+    _, card = discretize(pushed_resnet1d(decided_layers=9))
+    raw = card.to_dict()
+    for layer in raw["layers"]:
+        for key in ("z", "decided", "runner_up", "steps"):
+            del layer[key]
+    del raw["meta"]["decision_z"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(raw))
+    old = ArchCard.load(path)
+    assert old == card and all(l.z is None and l.decided is None and l.runner_up is None for l in old.layers)
+    assert old.decided_fraction() is None and old.decision_z == 3.0
+    decided, header, *rows = old.summary().splitlines()
+    assert decided == "– of 9 layers decided (z >= 3; this card has no decision record)"
+    assert all(row.split()[-2:] == ["–", "–"] for row in rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_undecided(old) is None  # no record, no warning
+
+
+@pytest.mark.parametrize("undecided, warns", [(0, False), (4, False), (5, True), (9, True)])
+def test_warn_if_undecided_warns_when_most_layers_did_not_decide(undecided, warns):
+    _, card = discretize(pushed_resnet1d(decided_layers=9 - undecided))
+    assert card.decided_count() == (9 - undecided, 9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fraction = warn_if_undecided(card)
+    assert fraction == pytest.approx((9 - undecided) / 9)
+    found = [w for w in caught if issubclass(w.category, SearchUndecidedWarning)]
+    assert len(found) == int(warns) and len(caught) == len(found)
+    if warns:
+        text = str(found[0].message)
+        assert text.startswith(f"{undecided} of 9 searched layers did not decide after 40 alpha steps")
+        assert "search_epochs" in text and "search_arch_lr" in text and "larger preset" in text
+        assert found[0].filename == __file__  # stacklevel=2 names the caller's line
+    assert issubclass(SearchUndecidedWarning, UserWarning)
+
+
+def test_warn_if_undecided_checks_its_arguments():
+    with pytest.raises(TypeError, match=r"card=\{\} has type dict; accepted: a dashkit.ArchCard"):
+        warn_if_undecided({})
+    _, card = discretize(pushed_resnet1d(decided_layers=9))
+    with pytest.raises(ValueError, match=r"stacklevel=0 is not valid; accepted: an int >= 1"):
+        warn_if_undecided(card, stacklevel=0)
+    with pytest.raises(ValueError, match=r"decision_z=inf is out of range"):
+        discretize(pushed_resnet1d(decided_layers=9), decision_z=float("inf"))
+    # a one-candidate layer has nothing to decide: decided, with no z
+    one = LayerChoice(name="a", k=3, d=1, alpha=[0.0], in_channels=1, out_channels=1, z=None, decided=True)
+    assert dataclasses.replace(card, layers=[one]).decided_fraction() == 1.0
+
+
+def test_a_search_with_one_right_candidate_decides_it():
+    # y = x(t - 4) + x(t + 4): of (3, 1), (3, 2), (5, 1), (5, 2) only (5, 2) has taps at +-4. Checked while
+    # writing over seeds 0-3: z = 9.4-10.2 after 300 steps (the threshold is 3)
+    from dashkit.stages import search_step
+
+    space = SearchSpace((3, 5), (1, 2), dims=1)
+    torch.manual_seed(0)
+    net = to_supernet(nn.Sequential(nn.Conv1d(1, 1, 3, padding=1)), space, backend="direct")
+    w_opt = torch.optim.SGD(weight_parameters(net), lr=0.1, momentum=0.9)
+    a_opt = torch.optim.SGD(arch_parameters(net), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        x = torch.randn(16, 1, 32, generator=gen)
+        search_step(net, MSETask(), x, torch.roll(x, 4, 2) + torch.roll(x, -4, 2), w_opt, a_opt)
+    ((_, m),) = dash_layers(net)
+    rec = m.decision()
+    assert rec["chosen"] == (5, 2) and rec["steps"] == 300 and rec["decided"] and rec["z"] > 6
+    _, card = discretize(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_undecided(card) == 1.0
+
+
+def test_a_search_on_noise_labels_decides_nothing_and_warns():
+    # labels independent of the inputs: no candidate can help. Checked while writing over seeds 0-3: every
+    # layer's |z| < 1.1
+    from dashkit.stages import search_step
+
+    torch.manual_seed(0)
+    net = to_supernet(resnet1d(in_channels=1, num_classes=3, width=4), SearchSpace((3, 5), (1, 2), dims=1),
+                      backend="direct")
+    w_opt = torch.optim.SGD(weight_parameters(net), lr=0.1, momentum=0.9)
+    a_opt = torch.optim.SGD(arch_parameters(net), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        search_step(net, CETask(), torch.randn(16, 1, 32, generator=gen), torch.randint(0, 3, (16,), generator=gen),
+                    w_opt, a_opt)
+    _, card = discretize(net)
+    assert all(layer.steps == 300 and not layer.decided for layer in card.layers)
+    assert max(layer.z for layer in card.layers) < 2
+    with pytest.warns(SearchUndecidedWarning, match=r"^9 of 9 searched layers did not decide after 300 alpha steps"):
+        assert warn_if_undecided(card) == 0.0
+
+
+def test_figures_mark_the_undecided_layers():
+    from matplotlib.patches import Rectangle
+
+    from dashkit import viz
+
+    _, card = discretize(pushed_resnet1d(decided_layers=3))
+    (ax, _cbar) = viz.alpha_heatmap(card).axes
+    frames = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(frames) == 9  # one frame per chosen candidate, dashed where the layer did not decide
+    assert [f.get_linestyle() for f in frames] == ["-"] * 3 + ["--"] * 6
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    for label, layer in zip(labels, card.layers):
+        assert label == f"{layer.name}  (z {layer.z:.1f}{'' if layer.decided else ' undecided'})"
+    assert "dashed: undecided, z < 3" in ax.get_title()
+
+    fig = viz.choices(card)
+    assert fig.get_suptitle() == "the searched architecture: 3 of 9 layers decided (z >= 3)"
+    for ax in fig.axes:
+        assert [bool(b.get_hatch()) for b in ax.patches] == [False] * 3 + [True] * 6
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \
+        ["undecided (z < 3): about what noise picks"]
+
+    old = ArchCard.from_dict({**card.to_dict(), "layers": [
+        {k: v for k, v in layer.items() if k not in ("z", "decided", "runner_up", "steps")}
+        for layer in card.to_dict()["layers"]]})
+    ax = viz.alpha_heatmap(old).axes[0]
+    assert all(p.get_linestyle() == "-" for p in ax.patches)
+    assert all(t.get_text().endswith("(z –)") for t in ax.get_yticklabels())
+    fig = viz.choices(old)
+    assert fig.axes[0].get_legend() is None and not any(b.get_hatch() for b in fig.axes[0].patches)
+    assert fig.get_suptitle() == "the searched architecture"
+
+
+def test_a_search_resumed_from_its_checkpoint_continues_the_record(tmp_path):
+    # what the search stage does: save_checkpoint after an epoch, load_checkpoint into a fresh supernet
+    from dashkit.rundir import RunDir
+
+    rd = RunDir.create(tmp_path / "run", {"task": "t"})
+    saved = pushed_resnet1d(decided_layers=2, steps=30)
+    rd.save_checkpoint("search", 1, saved, {})
+    fresh = to_supernet(small_resnet1d(), SPACE_1D)
+    rd.load_checkpoint("search", fresh, {}, restore_rng=False)
+    for (_, a), (_, b) in zip(dash_layers(saved), dash_layers(fresh)):
+        assert torch.equal(a.decision_sum, b.decision_sum) and torch.equal(a.decision_sq, b.decision_sq)
+        assert a.decision() == b.decision() and b.decision()["steps"] == 30

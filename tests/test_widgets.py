@@ -127,6 +127,8 @@ def test_architecture_rows_match_the_card(root):
         assert row["p_choice"] == pytest.approx(torch.softmax(torch.tensor(layer.alpha, dtype=torch.float64),
                                                               0).max().item(), rel=1e-6)
         assert row["uniform"] == 0.25 and row["run"] == "A"
+        # the search's decision record: a run's card has one per layer (two smoke epochs: z is a float)
+        assert isinstance(layer.z, float) and row["z"] == layer.z and row["decided"] is layer.decided
 
 
 def test_alpha_rows_chosen_is_the_argmax_that_discretize_took(root):
@@ -141,6 +143,23 @@ def test_alpha_rows_chosen_is_the_argmax_that_discretize_took(root):
         assert row["margin"] == pytest.approx(math.log(row["p_chosen"] / row["p_runner_up"]), abs=1e-6)
     p = torch.softmax(torch.tensor(card.layers[0].alpha, dtype=torch.float64), 0).sort(descending=True).values
     assert rows[0]["p_runner_up"] == pytest.approx(p[1].item(), rel=1e-6)
+    for row, layer in zip(rows, card.layers):
+        assert row["z"] == layer.z and row["decided"] is layer.decided is (layer.z >= 3)
+        assert row["z_rival"] == "k{} d{}".format(*layer.runner_up) != row["chosen"]
+
+
+def test_a_card_without_a_decision_record_shows_dashes(root, tmp_path):
+    raw = json.loads((root / "a" / "archcard.json").read_text())
+    for layer in raw["layers"]:
+        for key in ("z", "decided", "runner_up", "steps"):
+            layer.pop(key)
+    (tmp_path / "old.json").write_text(json.dumps(raw))
+    old = ArchCard.load(tmp_path / "old.json")
+    for rows in (widgets.alpha_rows(old), widgets.architecture_rows(old)):
+        assert all(r["z"] is None and r["decided"] is None for r in rows)
+        html = widgets.table_html(rows, columns=["layer", "z", "decided"])
+        assert html.count("<td>&ndash;</td>") == 2 * len(old.layers)
+    assert all(r["z_rival"] is None for r in widgets.alpha_rows(old))
 
 
 def test_curve_rows_read_the_histories(root):
@@ -156,6 +175,8 @@ def test_curve_rows_read_the_histories(root):
 
 def test_table_html_escapes_formats_and_orders():
     html = widgets.table_html([{"name": "<b>", "x": 1 / 3}, {"x": None, "extra": math.nan}], caption="t & u")
+    assert widgets.table_html([{"decided": True}, {"decided": False}]).count("<td>yes</td><") == 1
+    assert "<td>no</td>" in widgets.table_html([{"decided": False}])
     assert html.index("<th>name</th>") < html.index("<th>x</th>") < html.index("<th>extra</th>")
     assert "&lt;b&gt;" in html and "<b>" not in html
     assert "<td>0.3333</td>" in html and "<td>&ndash;</td>" in html and "<td>nan</td>" in html
@@ -239,6 +260,11 @@ def test_show_alpha_and_curves(explorer, root):
     assert explorer.shown["figures"] == ["a: final alpha", "a: alpha during the search", "group/b: final alpha",
                                          "group/b: alpha during the search"]
     assert len(explorer.shown["rows"]) == 18
+    assert {"z", "decided", "z_rival"} <= set(explorer.shown["columns"])
+    assert "<th>z</th>" in explorer.table.value and "<th>decided</th>" in explorer.table.value
+    card = card_of(root / "a")
+    for row, layer in zip(explorer.shown["rows"], card.layers):
+        assert (row["z"], row["decided"]) == (layer.z, layer.decided)
     explorer.view.value = "curves"
     explorer.show_button.click()
     assert [(r["run"], r["model"]) for r in explorer.shown["rows"]] == [("a", "dash"), ("a", "baseline"),

@@ -1,5 +1,6 @@
 """Budgets that fit the data and the clock: optimiser steps per stage, epochs derived from the data's size, and
-a wall-time budget turned into steps by measuring what one step costs.
+a wall-time budget turned into steps by measuring what one step costs (the measuring is
+`dashkit.stages.costs.measure_costs`; this module is the arithmetic).
 
 **Steps.** A preset gives each stage a number of optimiser steps (``search_steps``; ``tune_steps`` per
 configuration; ``retrain_steps``, which the baseline gets too), so a 40-example dataset and a 60,000-example one
@@ -46,21 +47,16 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
-
-import torch
 
 if TYPE_CHECKING:
     from .config import RunConfig
     from .tasks.base import Task
 
-__all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan", "epochs_for",
-           "stage_plan", "run_plan", "parse_budget", "plan_budget", "measure_costs", "BudgetTooSmallError",
-           "format_plan"]
+__all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
+           "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget", "BudgetTooSmallError", "format_plan",
+           "batches_per_pass", "effective_batch", "FIGURES_SECONDS", "SETUP_SECONDS"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -137,18 +133,26 @@ def effective_batch(batch_size: int, n_train: int, world: int = 1) -> int:
     return max(world, b - b % world)
 
 
+def batches_per_pass(n: int, batch_size: int, world: int = 1) -> int:
+    """Batches in one shuffled pass over ``n`` examples, as the training loaders make them: a last partial batch is
+    dropped unless it is the only one; under torchrun each of the ``world`` ranks takes ``batch_size / world`` per
+    step from its shard of ``ceil(n / world)`` examples."""
+    m, per = math.ceil(n / world), max(1, batch_size // world)
+    return m // per if m > per else 1
+
+
 def stage_plan(task: "Task", cfg: "RunConfig", stage: str) -> StagePlan:
     """The plan of ``stage`` ("search", "tune" or "retrain"; "baseline_*" stages share tune's and retrain's)."""
     from . import distributed
-    from .stages.training import train_loader
 
     stage = stage.split("_")[-1]
     if stage not in _STAGES:
         raise ValueError(f"stage = {stage!r}: expected one of {', '.join(_STAGES)}")
     budget = getattr(cfg, stage)
     n = len(task.train)  # type: ignore[arg-type]
-    batch = effective_batch(budget.batch_size, n, distributed.world_size())
-    per_pass = len(train_loader(task.train, batch, cfg, torch.device("cpu"), 0))
+    world = distributed.world_size()
+    batch = effective_batch(budget.batch_size, n, world)
+    per_pass = batches_per_pass(n, batch, world)
     if budget.steps is None:  # the epochs path (paper): as DASH counts, a fraction of the batches per epoch
         per = n_batches_of(per_pass, budget.batches_per_epoch, budget.max_batches)
         return StagePlan(stage, budget.epochs * per, budget.epochs, batch, per_pass, per_epoch=per)
@@ -197,6 +201,9 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
 
 
 # ------------------------------------------------------------------------------------------- time budgets
+FIGURES_SECONDS = 4.0  # saving a run's five PNG figures (matplotlib), about, on a laptop CPU
+SETUP_SECONDS = 1.0  # initial weights, run files, model builds between stages, about
+
 _UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "m": 60.0, "min": 60.0, "mins": 60.0,
           "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
 
@@ -322,92 +329,3 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
                        "tuning off: its share could not give two configurations %d steps each" % MIN_TUNE_STEPS
                        if tc.enabled and not tuned else "")}
     return overrides, record
-
-
-def measure_costs(task: "Task", cfg: "RunConfig", device: torch.device, figures: bool = True,
-                  rounds: int = 3) -> Dict[str, float]:
-    """Seconds of one step of each network a run trains, one validation pass and one checkpoint write.
-
-    DASH's discrete network is measured at the space's widest candidate in every layer (the dearest the search
-    can choose), with the retrain conv backend (whose ``auto`` choice times the convolutions itself). Steps are
-    timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
-    """
-    from . import supernet
-    from .rundir import save_tensors
-    from .space import SearchSpace
-    from .stages.models import build_backbone, build_model, net_spec
-    from .stages.search import search_step
-    from .stages.training import sgd, train_step
-    from .timing import sync, timed_rounds
-
-    sc = cfg.search
-    _, _, ks, ds = net_spec(task, cfg)
-    space = SearchSpace(ks, ds, dims=task.dims)
-    sup = supernet.to_supernet(build_backbone(task, cfg, "search"), space, backend=sc.backend,
-                               depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
-                               grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty).to(device)
-    widest = max(range(len(space.candidates)), key=lambda i: (space.candidates[i][1], space.candidates[i][0]))
-    with torch.no_grad():
-        for _, m in supernet.dash_layers(sup):
-            m.alpha.zero_()
-            m.alpha[widest] = 1.0
-    _, card = supernet.discretize(sup)
-    dash = build_model(task, cfg, card).to(device)
-    base = build_model(task, cfg, None).to(device)
-    n = len(task.train)  # type: ignore[arg-type]
-
-    def batch(size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        idx = list(range(min(size, n)))
-        xs, ys = zip(*(task.train[i] for i in idx))
-        return torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
-
-    xs, ys = batch(effective_batch(sc.batch_size, n))
-    xr, yr = batch(effective_batch(cfg.retrain.batch_size, n))
-    w_opt = sgd(supernet.weight_parameters(sup), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
-    a_opt = sgd(supernet.arch_parameters(sup), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
-    opts = {name: sgd(model.parameters(), 1e-4, 0.9, True, 0.0) for name, model in (("dash", dash), ("base", base))}
-    sup.train(), dash.train(), base.train()
-    steps = {"search_step": lambda: search_step(sup, task, xs, ys, w_opt, a_opt, grad_clip=sc.grad_clip),
-             "dash_step": lambda: train_step(dash, task, xr, yr, opts["dash"], grad_clip=1.0),
-             "baseline_step": lambda: train_step(base, task, xr, yr, opts["base"], grad_clip=1.0)}
-    timed = timed_rounds(steps, device=device, rounds=rounds, warmup=1, progress=False)
-    costs = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
-    eval_batch = 2 * cfg.retrain.batch_size
-    for name, model in (("dash_eval", dash), ("baseline_eval", base)):
-        t0 = time.perf_counter()
-        _forward_pass(model, task, device, eval_batch)
-        sync(device)
-        costs[name] = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        state = {f"model/{k}": v for k, v in sup.state_dict().items()}
-        state.update({f"opt/{k}": v.clone() for k, v in sup.state_dict().items()})  # about a checkpoint's size
-        save_tensors(Path(tmp) / "probe.safetensors", state)
-        costs["checkpoint"] = time.perf_counter() - t0
-    n_val, n_test = len(task.val), len(task.test)  # type: ignore[arg-type]
-    test_passes = (costs["dash_eval"] + costs["baseline_eval"]) * n_test / max(n_val, 1)
-    costs["after"] = test_passes + (FIGURES_SECONDS if figures else 0.0) + SETUP_SECONDS
-    return costs
-
-
-@torch.no_grad()
-def _forward_pass(model: torch.nn.Module, task: "Task", device: torch.device, batch_size: int) -> None:
-    """One pass of `model` over the validation split, as ``evaluate`` makes it, without its collectives (rank 0
-    measures alone under torchrun)."""
-    from torch.utils.data import DataLoader
-
-    from .stages.training import autocast, to_device
-
-    model.eval()
-    outs, ys = [], []
-    for x, y in DataLoader(task.val, batch_size=batch_size, shuffle=False):
-        (x,) = to_device(device, x)
-        with autocast(device):
-            outs.append(model(x).float().cpu())
-        ys.append(y)
-    task.metric(torch.cat(outs), torch.cat(ys))
-    model.train()
-
-
-FIGURES_SECONDS = 4.0  # saving a run's five PNG figures (matplotlib), about, on a laptop CPU
-SETUP_SECONDS = 1.0  # initial weights, run files, model builds between stages, about

@@ -43,10 +43,10 @@ import torch
 from torch import nn
 
 from . import distributed, progress
-from . import budget as budgets
 from .budget import format_plan, parse_budget, plan_budget, run_plan, stage_plan
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
+from .stages import costs as stage_costs
 from .stages.common import open_run_dir, read_run, resolve_task, stage_device
 from .stages.models import build_backbone, build_model, net_spec
 from .stages.queue import tune_worker
@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     from .tasks.base import Task
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
-           "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "predict", "tune_worker",
+           "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "predict", "time_plan",
+           "tune_worker",
            "NonFiniteLossError", "TuningUndecidedWarning", "SmallValidationWarning", "tuning_decided",
            "UNDECIDED_MARGIN"]
 
@@ -204,6 +205,26 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
     return result
 
 
+def time_plan(task: Union["Task", str], cfg: RunConfig, budget: Union[str, float], out: Optional[PathLike] = None,
+              figures: bool = True) -> Tuple[RunConfig, Dict[str, Any]]:
+    """A time budget's steps for running the stages one by one: ``(cfg with the steps, the budget's record)``.
+
+    What `run` does with ``budget=``, for a notebook or script that calls ``search``, ``tune``, ``retrain`` and
+    ``baseline`` itself: pass the record to ``open_run_dir(..., budget=record)`` so that config.json keeps it. The
+    clock starts at this call. A run already in ``out`` with the same budget keeps its plan.
+
+    Example:
+        >>> cfg, record = pipeline.time_plan(task, cfg, "2m", out="runs/m")
+        >>> rd = pipeline.open_run_dir("runs/m", task, cfg, budget=record)
+    """
+    t_call = time.monotonic()
+    seconds = parse_budget(budget)
+    task = resolve_task(task)
+    text = budget if isinstance(budget, str) else f"{seconds:g}s"
+    return _plan_time(task, cfg, Path(out) if out is not None else Path("."), seconds, text, stage_device(cfg), t_call,
+                      figures, resume=out is not None)
+
+
 def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: str, device: torch.device,
                t_call: float, figures: bool, resume: bool) -> Tuple[RunConfig, Dict[str, Any]]:
     """The config with a time budget's steps, and the budget's record (`dashkit.budget.plan_budget`).
@@ -219,7 +240,7 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
             old, record = stored
             return ({"search_steps": old.search.steps, "tune_steps": old.tune.steps, "tune_n_trials": old.tune.n_trials,
                      "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps}, record)
-        costs = budgets.measure_costs(task, cfg, device, figures=figures)
+        costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
         overrides, record = plan_budget(seconds, costs, cfg, per_pass, spent=time.monotonic() - t_call, text=text)
         full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, **overrides}

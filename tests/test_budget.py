@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 import dashkit
 from dashkit import budget as B
 from dashkit import pipeline
+from dashkit.stages import costs
 from dashkit.config import make_config
 from dashkit.tasks.base import SmallSplitWarning, Task, TaskDefaults
 
@@ -150,7 +151,7 @@ def test_a_budget_too_small_for_one_step_of_each_stage_is_an_error_before_any_wo
                                                     r"stage: .* give at least \d+ s"):
         B.plan_budget(1.0, FAKE_COSTS, make_config("smoke"), {"search": 1, "tune": 1, "retrain": 1}, spent=0.8,
                       text="1s")
-    monkeypatch.setattr(B, "measure_costs", lambda *a, **k: {**FAKE_COSTS, "after": 30.0})
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: {**FAKE_COSTS, "after": 30.0})
     with pytest.raises(ValueError, match=r"budget = '20s': 20.0 s is too small"):
         pipeline.run(tiny_task(), preset="smoke", out=tmp_path / "run", budget="20s", verbose=False, **STEPS)
     assert not (tmp_path / "run").exists()  # nothing was written
@@ -165,7 +166,7 @@ def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, mo
         calls.append(task.name)
         return dict(FAKE_COSTS)
 
-    monkeypatch.setattr(B, "measure_costs", fake)
+    monkeypatch.setattr(costs, "measure_costs", fake)
     task = tiny_task()
     settings = {k: v for k, v in STEPS.items() if not k.endswith("_steps")}
     res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="8s", figures=False, verbose=False,
@@ -181,12 +182,12 @@ def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, mo
     def no_measuring(*a, **k):
         raise AssertionError("a resumed run must keep its plan, not measure again")
 
-    monkeypatch.setattr(B, "measure_costs", no_measuring)
+    monkeypatch.setattr(costs, "measure_costs", no_measuring)
     again = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="8s", figures=False, verbose=False,
                          **settings)
     assert again.metrics == res.metrics and again.plan == res.plan
     with pytest.raises(ValueError, match=r"made with another config"):  # another budget is another plan
-        monkeypatch.setattr(B, "measure_costs", fake)
+        monkeypatch.setattr(costs, "measure_costs", fake)
         pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="9s", figures=False, verbose=False,
                      **settings)
 

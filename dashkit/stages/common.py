@@ -136,7 +136,9 @@ def open_run_dir(out: PathLike, task: "Task", cfg: RunConfig, resume: bool = Tru
         budget: a time budget's record (`dashkit.budget.plan_budget`), stored in config.json; without one, a
             folder's stored record is not compared (a stage called on its own reopens a budgeted run).
     """
-    ignore = RESUMABLE_KEYS + (() if budget is not None else ("budget",))
+    # the plan follows from the config and the task (compared through its summary): its lines would only repeat
+    # the config's in a message
+    ignore = RESUMABLE_KEYS + ("plan",) + (() if budget is not None else ("budget",))
     rd = distributed.on_main(RunDir.create, out, run_config_dict(task, cfg, preset, budget), overwrite=overwrite,
                              resume=resume, ignore=ignore)
     return rd if rd is not None else RunDir(out, writable=False)

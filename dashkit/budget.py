@@ -27,7 +27,7 @@ both train for the same number of steps. What follows from the data (`stage_plan
 ``max_batches``) without its ``steps`` puts that stage on this path too (see `dashkit.config.make_config`).
 
 **Time.** ``dashkit.run(task, budget="5min")`` measures (on rank 0) a few timed steps of the three networks it
-will train (the search's supernet, DASH's discrete network at the space's widest candidate, the baseline), one
+will train (the search's supernet, DASH's discrete network at the space's middle candidate, the baseline), one
 validation pass of each trained network and one checkpoint write, then shares the time left (`plan_budget`):
 
 ======================  =========================================================================================

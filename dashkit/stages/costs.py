@@ -31,8 +31,9 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
                   rounds: int = 3) -> Dict[str, float]:
     """Seconds of one step of each network a run trains, one validation pass and one checkpoint write.
 
-    DASH's discrete network is measured at the space's widest candidate in every layer (the dearest the search
-    can choose), with the retrain conv backend (whose ``auto`` choice times the convolutions itself). Steps are
+    DASH's discrete network is measured at the space's middle candidate (by receptive field) in every layer, as a
+    typical choice of the search, with the retrain conv backend (whose ``auto`` choice times the convolutions
+    itself; a first untimed call lets it choose). Steps are
     timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
     """
     sc = cfg.search
@@ -41,11 +42,14 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     sup = supernet.to_supernet(build_backbone(task, cfg, "search"), space, backend=sc.backend,
                                depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
                                grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty).to(device)
-    widest = max(range(len(space.candidates)), key=lambda i: (space.candidates[i][1], space.candidates[i][0]))
+    # DASH's network before the search has chosen: the middle candidate by receptive field, in every layer
+    by_field = sorted(range(len(space.candidates)), key=lambda i: ((space.candidates[i][0] - 1) * space.candidates[i][1],
+                                                                 space.candidates[i]))
+    middle = by_field[len(by_field) // 2]
     with torch.no_grad():
         for _, m in supernet.dash_layers(sup):
             m.alpha.zero_()
-            m.alpha[widest] = 1.0
+            m.alpha[middle] = 1.0
     _, card = supernet.discretize(sup)
     dash = build_model(task, cfg, card).to(device)
     base = build_model(task, cfg, None).to(device)
@@ -69,6 +73,7 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     costs = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
     eval_batch = 2 * cfg.retrain.batch_size
     for name, model in (("dash_eval", dash), ("baseline_eval", base)):
+        _forward_pass(model, task, device, eval_batch)  # untimed: the measured conv choice of a new batch shape
         t0 = time.perf_counter()
         _forward_pass(model, task, device, eval_batch)
         sync(device)

@@ -253,7 +253,7 @@ class RunConfig:
 _STAGE_CLASSES = {"search": SearchConfig, "tune": TuneConfig, "retrain": RetrainConfig}
 STAGES = tuple(_STAGE_CLASSES)
 
-STANDARD_STEPS = {"search": 1000, "tune": 150, "retrain": 1000}  # see the standard preset below
+STANDARD_STEPS = {"search": 2000, "tune": 300, "retrain": 2000}  # see the standard preset below
 
 # The presets: overrides of the dataclass defaults, which are the published DASH budgets ("paper").
 # smoke and standard count optimiser steps per stage (tune: per configuration; the baseline gets retrain's), so the

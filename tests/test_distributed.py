@@ -268,7 +268,7 @@ def test_tune_workers_share_one_queue_and_choose_as_one_process_would(task_modul
                                "--wait", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(0.5)  # the worker waits for the run's folder and queue
     runner = subprocess.Popen([sys.executable, "-m", "dashkit", "run", name, "--import", module, "--out", str(out),
-                               "--device", "cpu", "--no-figures", "--set", *as_flags(settings), "tune_parallel=true",
+                               "--device", "cpu", "--preset", "smoke", "--no-figures", "--set", *as_flags(settings), "tune_parallel=true",
                                "tune_storage=tune.journal"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env)
     r_out, r_err = runner.communicate(timeout=240)
@@ -291,7 +291,7 @@ def test_tune_workers_share_one_queue_and_choose_as_one_process_would(task_modul
     assert 1 <= n_worker <= 11
 
     # the same choice, values and final result as a sequential tuning in one process
-    ref = pipeline.run(task, out=tmp_path / "ref", figures=False, verbose=False, **settings)
+    ref = pipeline.run(task, preset="smoke", out=tmp_path / "ref", figures=False, verbose=False, **settings)
     for stage in ("tune", "baseline_tune"):
         par, seq = (json.loads((d / f"{stage}.json").read_text()) for d in (out, tmp_path / "ref"))
         assert par["best"] == seq["best"] and par["best_val"] == seq["best_val"]

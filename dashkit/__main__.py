@@ -186,6 +186,9 @@ def show(run_dir: Any) -> str:
     for stage in ("tune", "baseline_tune"):
         if stage in done and rd.exists(f"{stage}.json"):
             t = rd.read_json(f"{stage}.json")
+            if t.get("skipped"):
+                lines.append(t["skipped"])
+                continue
             line = f"{stage}: chose {t['best']}, validation {t['metric']} {t['best_val']:.4f}"
             if t.get("chance_val") is not None:
                 line += f" (input-ignoring guess {t['chance_val']:.4f}"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import time
 import warnings
 
 import numpy as np
@@ -18,6 +20,8 @@ from torch.utils.data import TensorDataset
 import dashkit
 from dashkit import budget as B
 from dashkit import pipeline
+from dashkit.__main__ import show
+from dashkit.progress import PlainProgress, set_deadline
 from dashkit.stages import costs
 from dashkit.config import make_config
 from dashkit.tasks.base import SmallSplitWarning, Task, TaskDefaults
@@ -192,6 +196,19 @@ def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, mo
                      **settings)
 
 
+def test_progress_lines_show_the_time_left_while_a_deadline_is_set(capsys):
+    set_deadline(time.monotonic() + 90)
+    try:
+        bar = PlainProgress(total=2, desc="search")
+        bar.set_postfix(loss=0.5)
+        bar.close()
+    finally:
+        set_deadline(None)
+    assert re.search(r"^search: 0/2 \(0%\) \d+\.\ds loss=0\.5 left=(89|90)s$", capsys.readouterr().out.strip())
+    PlainProgress(total=1, desc="after").close()
+    assert "left=" not in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------------- small data
 def test_tuning_is_skipped_on_a_validation_split_too_small_to_decide(tmp_path):
     make = lambda n, seed: spikes(n, seed, 32, (6, 12), (4, 14))  # noqa: E731
@@ -205,6 +222,7 @@ def test_tuning_is_skipped_on_a_validation_split_too_small_to_decide(tmp_path):
     assert report["best"] == res.hparams["dash"] == {"lr": 0.1, "dropout": 0.0, "weight_decay": 5e-4,
                                                      "momentum": 0.9}
     assert json.loads((tmp_path / "run" / "baseline_tune.json").read_text())["skipped"].startswith("baseline_tune")
+    assert "tune: skipped, the val split has 12 samples" in show(tmp_path / "run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tuned = pipeline.run(task, preset="smoke", out=tmp_path / "tuned", figures=False, verbose=False,

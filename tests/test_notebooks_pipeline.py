@@ -124,7 +124,7 @@ def test_00_quickstart(tmp_path, monkeypatch):
 @pytest.mark.notebook
 def test_05_search_tune_retrain(tmp_path, monkeypatch):
     nb, res = execute("05_search_tune_retrain", tmp_path, monkeypatch, task="mnist1d", preset="smoke",
-                      overrides={"search_epochs": 3, "tune_lrs": [0.05, 0.01], "tune_batch_size": 64,
+                      overrides={"search_epochs": 3, "tune_lrs": [0.05, 0.01], "tune_batch_size": 64, "tune_steps": 20,
                                  "retrain_steps": 60, "retrain_batch_size": 64})
     run_dir = tmp_path / res["run_dir"]
     metrics = json.loads((run_dir / "metrics.json").read_text())

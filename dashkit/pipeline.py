@@ -154,6 +154,11 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
     """
     t_call = time.monotonic()
     seconds = parse_budget(budget) if budget is not None else None
+    counted = sorted(k for k in overrides if k.split("_", 1)[-1] in ("steps", "epochs", "batches_per_epoch",
+                                                                      "max_batches", "n_trials"))
+    if seconds is not None and counted:
+        raise ValueError(f"budget = {budget!r} decides the steps of every stage, so {', '.join(counted)} cannot be "
+                         f"set with it; drop {'them' if len(counted) > 1 else 'it'} or the budget")
     task = resolve_task(task)
     cfg = make_config(preset, task.defaults, seed=seed, device=device, **overrides)
     if out is not None and not isinstance(out, (str, os.PathLike)):

@@ -53,7 +53,8 @@ def test_a_preset_gives_small_and_large_data_the_same_steps_and_different_epochs
         assert a.steps == b.steps == getattr(cfg, stage).steps
         assert sum(a.steps_in_epoch(e) for e in range(a.epochs)) == a.steps  # the epochs add up to the steps
         assert sum(b.steps_in_epoch(e) for e in range(b.epochs)) == b.steps
-        assert a.batch_size == min(getattr(cfg, stage).batch_size, 40) and b.batch_size == getattr(cfg, stage).batch_size
+        size = getattr(cfg, stage).batch_size
+        assert a.batch_size == min(size, 40) and b.batch_size == size  # never more than the training split
         assert a.batches_per_pass == 40 // a.batch_size and b.batches_per_pass == 4000 // b.batch_size
         assert a.passes > b.passes
     standard = make_config("standard")
@@ -75,7 +76,8 @@ def test_the_epoch_rule_and_the_batch_size_cap():
 
 def test_an_epoch_override_counts_that_stage_in_epochs():
     cfg = make_config("standard", search_epochs=3)
-    assert cfg.search.steps is None and cfg.search.epochs == 3 and cfg.retrain.steps == make_config("standard").retrain.steps
+    assert cfg.search.steps is None and cfg.search.epochs == 3
+    assert cfg.retrain.steps == make_config("standard").retrain.steps  # the other stages keep counting steps
     plan = B.stage_plan(sized_task(4000), cfg, "search")
     assert plan.epochs == 3 and plan.steps_in_epoch(0) == min(round(0.5 * 62), 15)  # the preset's epoch fields
     assert make_config("paper").search.steps is None
@@ -157,10 +159,15 @@ def test_a_budget_too_small_for_one_step_of_each_stage_is_an_error_before_any_wo
                       text="1s")
     monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: {**FAKE_COSTS, "after": 30.0})
     with pytest.raises(ValueError, match=r"budget = '20s': 20.0 s is too small"):
-        pipeline.run(tiny_task(), preset="smoke", out=tmp_path / "run", budget="20s", verbose=False, **STEPS)
+        pipeline.run(tiny_task(), preset="smoke", out=tmp_path / "run", budget="20s", verbose=False,
+                     **{k: v for k, v in STEPS.items() if not k.endswith("_steps")})
     assert not (tmp_path / "run").exists()  # nothing was written
     with pytest.raises(ValueError, match=r"budget = 'soon': expected"):
         pipeline.run(tiny_task(), out=tmp_path / "run", budget="soon")
+    with pytest.raises(ValueError, match=r"budget = '5m' decides the steps of every stage, so retrain_epochs, "
+                                         r"search_steps cannot be set with it; drop them or the budget"):
+        pipeline.run(tiny_task(), out=tmp_path / "run", budget="5m", search_steps=3, retrain_epochs=2)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, monkeypatch):

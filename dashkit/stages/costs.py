@@ -43,8 +43,8 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
                                depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
                                grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty).to(device)
     # DASH's network before the search has chosen: the middle candidate by receptive field, in every layer
-    by_field = sorted(range(len(space.candidates)), key=lambda i: ((space.candidates[i][0] - 1) * space.candidates[i][1],
-                                                                 space.candidates[i]))
+    field = lambda i: ((space.candidates[i][0] - 1) * space.candidates[i][1], space.candidates[i])  # noqa: E731
+    by_field = sorted(range(len(space.candidates)), key=field)
     middle = by_field[len(by_field) // 2]
     with torch.no_grad():
         for _, m in supernet.dash_layers(sup):

@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
            "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget", "BudgetTooSmallError", "format_plan",
-           "batches_per_pass", "effective_batch", "FIGURES_SECONDS", "SETUP_SECONDS"]
+           "batches_per_pass", "effective_batch", "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES",
+           "RETRAIN_EPOCH_WRITES"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -64,6 +65,8 @@ MIN_EPOCH_STEPS = 4  # EPOCHS_MIN gives way when it would leave fewer steps than
 SEARCH_SHARE = 0.4
 TUNE_SHARE = 0.2
 MIN_TUNE_STEPS = 20  # a tuning configuration with fewer steps says little: fewer configurations instead
+SEARCH_EPOCH_WRITES = 3  # atomic files a search epoch writes: checkpoint tensors and JSON, history
+RETRAIN_EPOCH_WRITES = 4  # a retraining epoch: checkpoint tensors and JSON, history, the best weights
 _STAGES = ("search", "tune", "retrain")
 
 
@@ -242,7 +245,9 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     Args:
         seconds: the whole budget, from the call of ``dashkit.run``.
         costs: measured seconds of ``search_step``, ``dash_step``, ``baseline_step`` (one optimiser step),
-            ``dash_eval``, ``baseline_eval`` (one validation pass), ``checkpoint`` (one checkpoint write),
+            ``dash_eval``, ``baseline_eval`` (one validation pass), ``checkpoint`` (one atomic write of a
+            checkpoint-sized file: a search epoch makes ``SEARCH_EPOCH_WRITES``, a retraining epoch
+            ``RETRAIN_EPOCH_WRITES`` per network),
             ``after`` (the test passes and figures after the stages).
         cfg: the run's configuration (its grid, whether tuning and the baseline run).
         per_pass: batches per pass of each stage ("search", "tune", "retrain"), for the epochs each gets.
@@ -261,9 +266,11 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
             raise ValueError(f"costs[{key!r}] = {costs.get(key)!r}: expected a measured number of seconds >= 0")
     models = 2 if cfg.baseline else 1
     step_rt = costs["dash_step"] + (costs["baseline_step"] if cfg.baseline else 0.0)
-    eval_rt = costs["dash_eval"] + (costs["baseline_eval"] if cfg.baseline else 0.0) + models * costs["checkpoint"]
+    tune_epoch = costs["dash_eval"] + (costs["baseline_eval"] if cfg.baseline else 0.0)  # a validation pass each
+    eval_rt = tune_epoch + models * RETRAIN_EPOCH_WRITES * costs["checkpoint"]  # and the retraining's files
+    search_epoch = SEARCH_EPOCH_WRITES * costs["checkpoint"]
     left = seconds - spent - costs["after"]
-    minimum = (costs["search_step"] + costs["checkpoint"]) + (step_rt + eval_rt)
+    minimum = (costs["search_step"] + search_epoch) + (step_rt + eval_rt)
     if left < minimum:
         raise BudgetTooSmallError(
             f"budget = {text if text is not None else seconds!r}: {seconds:.1f} s is too small to take one step of "
@@ -285,19 +292,17 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     configs, tune_steps = 0, 0
     if tc.enabled:
         per_config = tune_share / grid
-        tune_steps = fit(per_config, step_rt, eval_rt - models * costs["checkpoint"], per_pass["tune"])
+        tune_steps = fit(per_config, step_rt, tune_epoch, per_pass["tune"])
         configs = grid
         if tune_steps < MIN_TUNE_STEPS:  # fewer configurations, each with enough steps to say something
-            one = MIN_TUNE_STEPS * step_rt + epochs_for(MIN_TUNE_STEPS, per_pass["tune"]) * (
-                eval_rt - models * costs["checkpoint"])
+            one = MIN_TUNE_STEPS * step_rt + epochs_for(MIN_TUNE_STEPS, per_pass["tune"]) * tune_epoch
             configs = min(grid, int(tune_share / one))
             if configs >= 2:
-                tune_steps = fit(tune_share / configs, step_rt, eval_rt - models * costs["checkpoint"],
-                                 per_pass["tune"])
+                tune_steps = fit(tune_share / configs, step_rt, tune_epoch, per_pass["tune"])
     tuned = tc.enabled and configs >= 2
     search_share = SEARCH_SHARE * left
     retrain_share = left - search_share - (tune_share if tuned else 0.0)
-    search_steps = fit(search_share, costs["search_step"], costs["checkpoint"], per_pass["search"])
+    search_steps = fit(search_share, costs["search_step"], search_epoch, per_pass["search"])
     retrain_steps = fit(retrain_share, step_rt, eval_rt, per_pass["retrain"])
     overrides: Dict[str, Any] = {"search_steps": search_steps, "retrain_steps": retrain_steps,
                                  "tune_enabled": bool(tuned)}
@@ -309,12 +314,12 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     def planned(stage: str) -> float:
         if stage == "search":
             s = search_steps
-            return s * costs["search_step"] + epochs_for(s, per_pass["search"]) * costs["checkpoint"]
+            return s * costs["search_step"] + epochs_for(s, per_pass["search"]) * search_epoch
         if stage == "tune":
             if not tuned:
                 return 0.0
             e = epochs_for(tune_steps, per_pass["tune"])
-            return configs * (tune_steps * step_rt + e * (eval_rt - models * costs["checkpoint"]))
+            return configs * (tune_steps * step_rt + e * tune_epoch)
         return retrain_steps * step_rt + epochs_for(retrain_steps, per_pass["retrain"]) * eval_rt
 
     stages = {stage: round(planned(stage), 2) for stage in _STAGES}

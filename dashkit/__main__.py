@@ -1,6 +1,8 @@
 """The command line: ``python -m dashkit`` (or ``dashkit``) ``run | tune-worker | tasks | show | settings | bench``.
 
-    python -m dashkit run mnist1d --preset smoke --out runs/m1 --set search_epochs=5 retrain_backbone='{"width": 2}'
+    python -m dashkit run mnist1d --out runs/m1                      # the standard preset (steps per stage)
+    python -m dashkit run mnist1d --budget 5m --out runs/m2          # five minutes, shared among the stages
+    python -m dashkit run mnist1d --preset smoke --set search_steps=50 retrain_backbone='{"width": 2}'
     python -m dashkit tasks
     python -m dashkit show runs/m1
     python -m dashkit settings --preset standard
@@ -68,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="search, tune, retrain and test on a task, with the baseline")
     p_run.add_argument("task", help="a registered task name (see `dashkit tasks`)")
-    p_run.add_argument("--preset", default="smoke", choices=list(PRESETS), help="budget preset (default smoke)")
+    p_run.add_argument("--preset", default="standard", choices=list(PRESETS),
+                       help="budget preset: smoke (seconds, a check), standard (minutes, a result; the default) or "
+                            "paper (DASH's epochs)")
+    p_run.add_argument("--budget", default=None, metavar="TIME",
+                       help="a wall-time budget for the whole run, e.g. 90s, 5m, 1h or seconds: the step cost of each "
+                            "network is measured and the time shared among the stages")
     p_run.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-seed<seed>)")
     p_run.add_argument("--resume", action="store_true", help="continue the run already in --out")
     p_run.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start afresh")
@@ -94,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     p_show.add_argument("run_dir")
 
     p_set = sub.add_parser("settings", help="list every setting with its value in a preset")
-    p_set.add_argument("--preset", default="smoke", choices=list(PRESETS))
+    p_set.add_argument("--preset", default="standard", choices=list(PRESETS))
 
     sub.add_parser("bench", help="speed benchmarks (arguments go to dashkit.bench)", add_help=False)
     return parser
@@ -109,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if key in overrides:
             raise _InputError(f"--set {key}=...: use --{key} instead")
     result = run(args.task, preset=args.preset, out=args.out, seed=args.seed, device=args.device,
-                 resume=args.resume, overwrite=args.overwrite, figures=args.figures, **overrides)
+                 resume=args.resume, overwrite=args.overwrite, figures=args.figures, budget=args.budget, **overrides)
     from . import distributed
 
     if distributed.is_main():
@@ -157,6 +164,11 @@ def show(run_dir: Any) -> str:
     cfg = meta.get("config", {})
     lines = [f"run {rd.path}", f"  task    {meta.get('task_summary') or meta.get('task')}",
              f"  preset  {meta.get('preset')}, seed {cfg.get('seed')}, backbone {cfg.get('backbone')}"]
+    if meta.get("plan"):
+        from .budget import format_plan
+
+        lines.append("plan (optimiser steps per stage on this task's data):")
+        lines.append(format_plan(meta["plan"], meta.get("budget")))
     if rd.exists("environment.json"):
         env = rd.read_json("environment.json")
         lines.append(f"  device  {env.get('device')}, torch {env.get('torch')}, dashkit {env.get('dashkit')}")
@@ -174,6 +186,9 @@ def show(run_dir: Any) -> str:
     for stage in ("tune", "baseline_tune"):
         if stage in done and rd.exists(f"{stage}.json"):
             t = rd.read_json(f"{stage}.json")
+            if t.get("skipped"):
+                lines.append(t["skipped"])
+                continue
             line = f"{stage}: chose {t['best']}, validation {t['metric']} {t['best_val']:.4f}"
             if t.get("chance_val") is not None:
                 line += f" (input-ignoring guess {t['chance_val']:.4f}"

@@ -1,7 +1,9 @@
 """Run configuration as data: one dataclass per stage, three presets, and type-checked overrides.
 
-The dataclass defaults are the budgets published with DASH (the ``paper`` preset); ``smoke`` and
-``standard`` shrink them for laptops and CI. A run's configuration is built in three layers::
+The dataclass defaults are the budgets published with DASH (the ``paper`` preset, counted in epochs); ``smoke``
+(CI) and ``standard`` (a laptop) give each stage a number of optimiser steps instead, so that a budget does not
+depend on the dataset's size (``dashkit.budget`` derives the epochs and batch sizes from the data). A run's
+configuration is built in three layers::
 
     preset  ->  the task's own TaskDefaults  ->  the user's overrides
 
@@ -34,13 +36,15 @@ __all__ = ["SearchConfig", "TuneConfig", "RetrainConfig", "RunConfig", "PRESETS"
 _SCHEMES = ("single_level", "bilevel")
 _PRUNERS = ("median", "none")
 _UNDECIDED = ("retrain_defaults", "best")
+_SMALL_VAL = ("skip", "tune")
 
 
 @dataclass
 class SearchConfig:
     """The architecture search: weights and alpha trained together on a supernet."""
 
-    epochs: int = 100  # DASH: 100 short "epochs"
+    steps: Optional[int] = None  # optimiser steps of the search; None: count in epochs (below), as DASH does
+    epochs: int = 100  # DASH: 100 short "epochs" (with steps set, epochs follow from the data: dashkit.budget)
     batch_size: int = 64  # per-task in the reference; 64 is a common value there, not verified for every task
     batches_per_epoch: float = 0.2  # fraction of the training batches in one epoch (DASH: 20%)
     max_batches: Optional[int] = None  # cap on the batches of one epoch, after the fraction; None: no cap
@@ -65,6 +69,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
+        _steps(self)
         _fraction(self, "batches_per_epoch")
         _non_negative(self, "lr", "arch_lr", "momentum", "weight_decay", "arch_weight_decay", "grad_clip",
                       "rf_penalty")
@@ -84,6 +89,7 @@ class TuneConfig:
     dropouts: Tuple[float, ...] = (0.0, 0.05)
     weight_decays: Tuple[float, ...] = (5e-4, 5e-6)
     momentums: Tuple[float, ...] = (0.9, 0.99)
+    steps: Optional[int] = None  # optimiser steps per configuration; None: count in epochs (below)
     epochs: int = 80  # short epochs per configuration
     batch_size: int = 64
     batches_per_epoch: float = 0.2  # DASH uses 1-20% of the batches per tuning epoch, by task
@@ -98,9 +104,12 @@ class TuneConfig:
     undecided: str = "retrain_defaults"  # when no configuration beats the input-ignoring guess on validation
     # (classification and multi-label tasks), their order is noise: "retrain_defaults" retrains with the retrain_*
     # hyper-parameters (DASH's defaults); "best" keeps the best-scoring configuration anyway
+    small_val: str = "skip"  # when the validation split is too small to rank configurations (Task.too_small("val")):
+    # "skip" retrains with the retrain_* hyper-parameters and says so; "tune" tunes anyway on the noisy ranking
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
+        _steps(self)
         _fraction(self, "batches_per_epoch")
         for name in ("lrs", "dropouts", "weight_decays", "momentums"):
             values = getattr(self, name)
@@ -116,6 +125,7 @@ class TuneConfig:
             raise ValueError(f"tune_n_trials = {self.n_trials!r}: expected None or an int >= 1")
         _choice(self, "pruner", _PRUNERS)
         _choice(self, "undecided", _UNDECIDED)
+        _choice(self, "small_val", _SMALL_VAL)
         kind, target = storage_spec(self.storage)
         if self.parallel and kind == "memory":
             raise ValueError("tune_parallel = True needs tune_storage: a journal file on a folder every worker can "
@@ -135,6 +145,7 @@ class TuneConfig:
 class RetrainConfig:
     """Training of the chosen network from scratch, and of the baseline on the same budget."""
 
+    steps: Optional[int] = None  # optimiser steps (DASH's and the baseline's alike); None: count in epochs (below)
     epochs: int = 200
     batch_size: int = 64
     batches_per_epoch: float = 1.0
@@ -155,6 +166,7 @@ class RetrainConfig:
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
+        _steps(self)
         _fraction(self, "batches_per_epoch")
         _choice(self, "conv_backend", CONV_BACKENDS + ("plain",))
         _non_negative(self, "momentum", "weight_decay", "grad_clip")
@@ -241,23 +253,28 @@ class RunConfig:
 _STAGE_CLASSES = {"search": SearchConfig, "tune": TuneConfig, "retrain": RetrainConfig}
 STAGES = tuple(_STAGE_CLASSES)
 
+STANDARD_STEPS = {"search": 2000, "tune": 300, "retrain": 2000}  # see the standard preset below
+
 # The presets: overrides of the dataclass defaults, which are the published DASH budgets ("paper").
+# smoke and standard count optimiser steps per stage (tune: per configuration; the baseline gets retrain's), so the
+# budget does not depend on the dataset's size; epochs follow from the data (dashkit.budget.stage_plan). Their
+# epoch fields (epochs, max_batches) are what a stage uses when an override puts it back on the epochs path.
 PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
-    # Every offline task end to end (search, tune, retrain, baseline) in at most about 3 minutes on 2 CPU cores:
-    # a check that everything runs, not a result. Batches are capped, so the cost does not grow with the data.
+    # Seconds per offline task on 2 CPU cores: a check that everything runs end to end, not a result.
     "smoke": {
-        "search": dict(epochs=2, batch_size=16, max_batches=4, milestones=(0.5,)),
-        "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0,), weight_decays=(5e-4,), momentums=(0.9,), epochs=1,
+        "search": dict(steps=8, epochs=2, batch_size=16, max_batches=4, milestones=(0.5,)),
+        "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0,), weight_decays=(5e-4,), momentums=(0.9,), steps=4, epochs=1,
                      batch_size=16, max_batches=3, pruner="none"),
-        "retrain": dict(epochs=2, batch_size=16, max_batches=6, milestones=(0.5,)),
+        "retrain": dict(steps=12, epochs=2, batch_size=16, max_batches=6, milestones=(0.5,)),
     },
-    # About 5 minutes a run on 2 CPU cores for the offline 1D tasks and the small 2D ones, with results worth
-    # looking at (the dense 2D tasks need a GPU or the time).
+    # About 5 minutes a run on 2 CPU cores for the offline 1D tasks and small real datasets (measured: RESULTS.md,
+    # "Budgets in steps"), with results worth looking at (the dense 2D tasks need a GPU or the time).
     "standard": {
-        "search": dict(epochs=10, batches_per_epoch=0.5, max_batches=15, milestones=(0.5, 0.8)),
-        "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0, 0.05), weight_decays=(5e-4,), momentums=(0.9,), epochs=2,
-                     max_batches=10),
-        "retrain": dict(epochs=10, max_batches=40, milestones=(0.5, 0.75)),
+        "search": dict(steps=STANDARD_STEPS["search"], epochs=10, batches_per_epoch=0.5, max_batches=15,
+                       milestones=(0.5, 0.8)),
+        "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0, 0.05), weight_decays=(5e-4,), momentums=(0.9,),
+                     steps=STANDARD_STEPS["tune"], epochs=2, max_batches=10),
+        "retrain": dict(steps=STANDARD_STEPS["retrain"], epochs=10, max_batches=40, milestones=(0.5, 0.75)),
     },
     "paper": {},
 }
@@ -275,11 +292,14 @@ def make_config(preset: str = "smoke", task_defaults: Any = None, **overrides: A
     """Build a RunConfig: preset, then a task's ``TaskDefaults``, then flat user overrides.
 
     Args:
-        preset: "smoke", "standard" or "paper".
+        preset: "smoke" (seconds: a check that everything runs), "standard" (minutes: a result) or "paper"
+            (DASH's published epochs).
         task_defaults: a ``dashkit.tasks.TaskDefaults`` or None; its ``search`` / ``tune`` / ``retrain`` dicts
             (stage field names) apply on top of the preset, and its backbone and search space fill ``backbone``,
             ``backbone_kwargs``, ``kernel_sizes`` and ``dilations``.
-        **overrides: flat settings (see :func:`setting_names`).
+        **overrides: flat settings (see :func:`setting_names`). A stage's ``epochs``, ``batches_per_epoch`` or
+            ``max_batches`` given without its ``steps`` counts that stage in epochs (``steps=None``), as DASH does:
+            ``make_config("standard", search_epochs=3)`` searches for 3 epochs, not for the preset's steps.
     """
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"preset = {preset!r}: expected one of {', '.join(PRESETS)}")
@@ -298,8 +318,14 @@ def make_config(preset: str = "smoke", task_defaults: Any = None, **overrides: A
         data["backbone_kwargs"] = dict(task_defaults.backbone_kwargs)
         data["kernel_sizes"] = list(task_defaults.kernel_sizes)
         data["dilations"] = list(task_defaults.dilations)
+    for stage in STAGES:  # an epoch count given without steps means: count this stage in epochs
+        if f"{stage}_steps" not in overrides and any(f"{stage}_{name}" in overrides for name in _EPOCH_FIELDS):
+            data[stage]["steps"] = None
     cfg = RunConfig.from_dict(_jsonable(data))
     return cfg.override(**overrides) if overrides else cfg
+
+
+_EPOCH_FIELDS = ("epochs", "batches_per_epoch", "max_batches")
 
 
 def parse_setting(text: str) -> Tuple[str, Any]:
@@ -475,6 +501,12 @@ def _positive_int(obj: Any, *names: str) -> None:
         value = getattr(obj, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected an int >= 1")
+
+
+def _steps(obj: Any) -> None:
+    value = obj.steps
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{_stage_name(obj)}_steps = {value!r}: expected None (count in epochs) or an int >= 1")
 
 
 def _fraction(obj: Any, name: str) -> None:

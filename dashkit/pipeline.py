@@ -9,7 +9,13 @@ DASH (Shen, Khodak, Talwalkar et al., "Efficient Architecture Search for Diverse
 
 or all of it, resumable, in one call::
 
-    result = dashkit.run("mnist1d", preset="smoke")
+    result = dashkit.run("mnist1d")                   # the standard preset: optimiser steps per stage
+    result = dashkit.run("mnist1d", budget="5min")    # a time budget, measured and shared among the stages
+    labels = result.predict(x)                        # predictions in the task's own labels
+
+A preset counts optimiser steps per stage, whatever the size of the data; the epochs, batch sizes and, with a
+time budget, the steps themselves are derived once (`dashkit.budget`) and recorded in config.json as the run's
+plan, which a resumed run keeps.
 
 Each stage writes its files to the run directory (see `dashkit.rundir`) and is skipped when its done marker
 and files exist; a stage that was stopped resumes from its last epoch checkpoint. Every stage seeds itself from
@@ -27,31 +33,37 @@ tuning grid becomes an Optuna queue that ``python -m dashkit tune-worker RUN_DIR
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, progress
+from .budget import format_plan, parse_budget, plan_budget, run_plan, stage_plan
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
+from .stages import costs as stage_costs
 from .stages.common import open_run_dir, read_run, resolve_task, stage_device
 from .stages.models import build_backbone, build_model, net_spec
 from .stages.queue import tune_worker
 from .stages.retrain import baseline, retrain
 from .stages.search import search
 from .stages.training import NonFiniteLossError, evaluate
-from .stages.tune import UNDECIDED_MARGIN, TuningUndecidedWarning, tune, tuning_decided
+from .stages.tune import UNDECIDED_MARGIN, SmallValidationWarning, TuningUndecidedWarning, tune, tuning_decided
 
 if TYPE_CHECKING:
     from .supernet import ArchCard
     from .tasks.base import Task
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
-           "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "tune_worker",
-           "NonFiniteLossError", "TuningUndecidedWarning", "tuning_decided", "UNDECIDED_MARGIN"]
+           "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "predict", "time_plan",
+           "tune_worker",
+           "NonFiniteLossError", "TuningUndecidedWarning", "SmallValidationWarning", "tuning_decided",
+           "UNDECIDED_MARGIN"]
 
 
 # ---------------------------------------------------------------------------------------------- the result
@@ -69,6 +81,9 @@ class RunResult:
         times: wall seconds per stage.
         paths: where the files are (run_dir, config, archcard, metrics, weights, figures).
         config: the full configuration.
+        plan: per stage the steps, epochs, steps per epoch and batch size it had on this task (config.json's plan).
+        budget: the time budget's record (budget, measured costs, shares, planned seconds), or None.
+        classes: a classification task's labels in class-index order (config.json's task_info), or None.
     """
 
     task: str
@@ -80,37 +95,54 @@ class RunResult:
     times: Dict[str, float]
     paths: Dict[str, Path]
     config: RunConfig = field(repr=False)
+    plan: Dict[str, Dict[str, Any]] = field(default_factory=dict, repr=False)
+    budget: Optional[Dict[str, Any]] = field(default=None, repr=False)
+    classes: Optional[list] = field(default=None, repr=False)
+
+    def predict(self, x: Any, which: str = "dash", task: Union["Task", str, None] = None,
+                device: Union[torch.device, str] = "cpu") -> np.ndarray:
+        """Predictions of the run's trained network for inputs ``x`` (N, *in_shape): see `predict`."""
+        return predict(self.paths["run_dir"], x, which=which, task=task, device=device)
 
     def summary(self) -> str:
-        """A few lines: metrics, the architecture and the time per stage."""
+        """A few lines: metrics, the architecture, the plan of each stage and the time per stage."""
         lines = [f"task {self.task}: test {self.metric} (lower is better)"]
         for name, value in self.metrics.items():
             val = self.val_metrics.get(name, float("nan"))
             lines.append(f"  {name:<9} {value:10.4f}   (best validation {val:.4f})")
         lines.append("architecture (kernel size k, dilation d per searched layer):")
         lines += ["  " + row for row in self.card.summary().splitlines()]
+        if self.plan:
+            lines.append("plan (optimiser steps per stage on this task's data):")
+            lines.append(format_plan(self.plan, self.budget))
         lines.append("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in self.times.items()))
         lines.append(f"outputs in {self.paths['run_dir']}")
         return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------- run
-def run(task: Union["Task", str], preset: str = "smoke", out: Optional[PathLike] = None, seed: int = 0,
+def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLike] = None, seed: int = 0,
         device: str = "auto", resume: bool = True, overwrite: bool = False, figures: bool = True, verbose: bool = True,
-        **overrides: Any) -> RunResult:
+        budget: Union[str, float, None] = None, **overrides: Any) -> RunResult:
     """Search, tune, retrain and test DASH on a task, beside the default-kernel baseline.
 
     Args:
         task: a registered task name (``dashkit.tasks.names()``) or a ``dashkit.tasks.Task``.
-        preset: "smoke" (minutes on a laptop), "standard" or "paper" (DASH's published budgets).
-        out: the run directory; default ``runs/<task>-<preset>-seed<seed>``.
+        preset: "standard" (about 5 minutes on a laptop CPU for the offline 1D tasks and small datasets: a result),
+            "smoke" (seconds: a check that everything runs, not a result) or "paper" (DASH's published epochs).
+            smoke and standard give each stage a number of optimiser steps; see `dashkit.budget`.
+        out: the run directory; default ``runs/<task>-<preset>-seed<seed>`` (``...-<budget>-seed<seed>`` with a
+            budget).
         seed: the one seed of the run.
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
         resume: continue a run already in `out` (made with the same config); finished stages are skipped.
         overwrite: delete a run already in `out` and start afresh.
         figures: save PNG figures in ``out/figures``.
         verbose: print a line as each stage finishes.
-        **overrides: flat settings such as ``search_epochs=3`` (see ``dashkit.config.setting_names()``).
+        budget: a wall-time budget for the whole call: seconds, or text such as "90s", "5m", "5min", "1h". The
+            step cost of each network is measured and the time shared among the stages (`dashkit.budget`); the
+            preset still gives batch sizes, learning rates and the tuning grid. A resumed run keeps its plan.
+        **overrides: flat settings such as ``search_steps=500`` (see ``dashkit.config.setting_names()``).
 
     Returns:
         A RunResult.
@@ -120,6 +152,13 @@ def run(task: Union["Task", str], preset: str = "smoke", out: Optional[PathLike]
         >>> result.metrics
         {'dash': ..., 'baseline': ...}
     """
+    t_call = time.monotonic()
+    seconds = parse_budget(budget) if budget is not None else None
+    counted = sorted(k for k in overrides if k.split("_", 1)[-1] in ("steps", "epochs", "batches_per_epoch",
+                                                                      "max_batches", "n_trials"))
+    if seconds is not None and counted:
+        raise ValueError(f"budget = {budget!r} decides the steps of every stage, so {', '.join(counted)} cannot be "
+                         f"set with it; drop {'them' if len(counted) > 1 else 'it'} or the budget")
     task = resolve_task(task)
     cfg = make_config(preset, task.defaults, seed=seed, device=device, **overrides)
     if out is not None and not isinstance(out, (str, os.PathLike)):
@@ -127,14 +166,31 @@ def run(task: Union["Task", str], preset: str = "smoke", out: Optional[PathLike]
     # every check that can fail on the input runs before the run directory is touched
     dev = stage_device(cfg)  # fails now, not after the search, when the device is missing; joins torchrun's group
     _preflight(task, cfg)
-    out = Path(out) if out is not None else Path("runs") / f"{task.name}-{preset}-seed{seed}"
-    rd = open_run_dir(out, task, cfg, resume=resume, overwrite=overwrite, preset=preset)
+    name = f"{task.name}-{preset}" + (f"-{seconds:g}s" if seconds is not None else "")
+    out = Path(out) if out is not None else Path("runs") / f"{name}-seed{seed}"
+    record = None
+    if seconds is not None:
+        text = budget if isinstance(budget, str) else f"{seconds:g}s"
+        cfg, record = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite)
+        _preflight(task, cfg)
+        progress.set_deadline(t_call + seconds)
+    try:
+        return _run(task, cfg, preset, out, dev, resume, overwrite, figures, verbose, record)
+    finally:
+        progress.set_deadline(None)
+
+
+def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device, resume: bool, overwrite: bool,
+         figures: bool, verbose: bool, record: Optional[Dict[str, Any]]) -> RunResult:
+    """`run` once its configuration (and time plan) is fixed: the stages, the files, the result."""
+    rd = open_run_dir(out, task, cfg, resume=resume, overwrite=overwrite, preset=preset, budget=record)
     env = {**environment_info(dev), "world_size": distributed.world_size()}
     if not rd.exists("environment.json"):  # a failed resume leaves the previous session's record alone
         rd.write_json("environment.json", env)
     say = print if verbose and distributed.is_main() else (lambda *a, **k: None)
     ranks = f" x {distributed.world_size()} processes" if distributed.is_distributed() else ""
     say(f"dashkit: {task.summary()}; preset {preset}, device {dev}{ranks}, run directory {rd.path}")
+    say("plan (optimiser steps per stage on this task's data):\n" + format_plan(run_plan(task, cfg), record))
     card = search(task, cfg, rd)
     say("search: done; " + ", ".join(f"{layer.name} k={layer.k} d={layer.d}" for layer in card.layers))
     res = retrain(task, cfg, rd, card)
@@ -152,6 +208,73 @@ def run(task: Union["Task", str], preset: str = "smoke", out: Optional[PathLike]
     result = load_result(rd)
     say(f"outputs in {rd.path}")
     return result
+
+
+def time_plan(task: Union["Task", str], cfg: RunConfig, budget: Union[str, float], out: Optional[PathLike] = None,
+              figures: bool = True) -> Tuple[RunConfig, Dict[str, Any]]:
+    """A time budget's steps for running the stages one by one: ``(cfg with the steps, the budget's record)``.
+
+    What `run` does with ``budget=``, for a notebook or script that calls ``search``, ``tune``, ``retrain`` and
+    ``baseline`` itself: pass the record to ``open_run_dir(..., budget=record)`` so that config.json keeps it. The
+    clock starts at this call. A run already in ``out`` with the same budget keeps its plan.
+
+    Example:
+        >>> cfg, record = pipeline.time_plan(task, cfg, "2m", out="runs/m")
+        >>> rd = pipeline.open_run_dir("runs/m", task, cfg, budget=record)
+    """
+    t_call = time.monotonic()
+    seconds = parse_budget(budget)
+    task = resolve_task(task)
+    text = budget if isinstance(budget, str) else f"{seconds:g}s"
+    return _plan_time(task, cfg, Path(out) if out is not None else Path("."), seconds, text, stage_device(cfg), t_call,
+                      figures, resume=out is not None)
+
+
+def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: str, device: torch.device,
+               t_call: float, figures: bool, resume: bool) -> Tuple[RunConfig, Dict[str, Any]]:
+    """The config with a time budget's steps, and the budget's record (`dashkit.budget.plan_budget`).
+
+    A run resumed in ``out`` with the same budget keeps the plan in its config.json (nothing is measured again).
+    Under torchrun rank 0 measures and decides, and every rank gets the steps.
+    """
+    keys = ("search_steps", "tune_steps", "tune_n_trials", "tune_enabled", "retrain_steps")
+
+    def decide() -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        stored = _stored_budget(out, seconds) if resume else None
+        if stored is not None:
+            old, record = stored
+            return ({"search_steps": old.search.steps, "tune_steps": old.tune.steps, "tune_n_trials": old.tune.n_trials,
+                     "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps}, record)
+        costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
+        per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
+        overrides, record = plan_budget(seconds, costs, cfg, per_pass, spent=time.monotonic() - t_call, text=text)
+        full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, **overrides}
+        return full, record
+
+    decided = distributed.on_main(decide)
+    values = None
+    if decided is not None:
+        values = [-1.0 if decided[0][k] is None else float(decided[0][k]) for k in keys]
+    got = distributed.broadcast_floats(values, len(keys))
+    overrides = {k: (None if v < 0 else bool(v) if k == "tune_enabled" else int(v)) for k, v in zip(keys, got)}
+    if overrides["tune_steps"] is None:  # tuning off, or counted as the preset counts it
+        del overrides["tune_steps"]
+    return cfg.override(**overrides), (decided[1] if decided is not None else {})
+
+
+def _stored_budget(out: Path, seconds: float) -> Optional[Tuple[RunConfig, Dict[str, Any]]]:
+    """The config and budget record of a run in ``out`` made with the same time budget, or None."""
+    rd = RunDir(out, writable=False)
+    if not rd.exists(RunDir.CONFIG):
+        return None
+    try:
+        meta = rd.read_json(RunDir.CONFIG)
+        record = meta.get("budget") if isinstance(meta, dict) else None
+        if not isinstance(record, dict) or float(record.get("seconds", -1)) != seconds:
+            return None
+        return RunConfig.from_dict(meta["config"]), record
+    except (ValueError, TypeError, KeyError):  # a foreign or corrupt file: RunDir.create says what is wrong
+        return None
 
 
 def _preflight(task: "Task", cfg: RunConfig) -> None:
@@ -201,6 +324,52 @@ def load_model(run_dir: Union[RunDir, PathLike], which: str = "dash", task: Unio
     return model.to(torch.device(device)).eval()
 
 
+def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task: Union["Task", str, None] = None,
+            device: Union[torch.device, str] = "cpu", batch_size: int = 256) -> np.ndarray:
+    """A finished run's predictions for new inputs, in the task's own labels (classification) or as outputs.
+
+    Args:
+        run_dir: a run directory whose retraining finished.
+        x: inputs (N, *task.in_shape) as a numpy array or torch tensor, prepared as the task's inputs were (for a
+            ``from_arrays`` task: the same length policy and mask channel); (N, L) is read as one channel.
+        which: "dash" or "baseline".
+        task: the Task or its registered name; default the name in config.json (a ``from_arrays`` task is not
+            registered: pass it).
+        device: where the model runs.
+        batch_size: inputs per forward pass.
+
+    Returns:
+        Classification: (N,) labels as the run recorded them (config.json's ``task_info.classes``: the labels
+        given to ``from_arrays``, e.g. strings), as ``Task.to_labels`` gives them. Other kinds: the outputs
+        (N, ...) as a float32 numpy array.
+    """
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    meta, _, the_task = read_run(rd, task)
+    model = load_model(rd, which=which, task=the_task, device=device)
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x = {type(x).__name__}: expected a numpy array or torch tensor of shape (N, "
+                        f"{', '.join(map(str, the_task.in_shape))})")
+    x = x.float()
+    if x.dim() == len(the_task.in_shape) and the_task.in_shape[0] == 1:
+        x = x.unsqueeze(1)  # (N, L) -> (N, 1, L): one channel
+    if tuple(x.shape[1:]) != tuple(the_task.in_shape):
+        raise ValueError(f"x has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, the_task.in_shape))}), "
+                         f"the task's inputs")
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            outs.append(model(x[i:i + batch_size].to(torch.device(device))).float().cpu())
+    y_hat = torch.cat(outs) if outs else torch.zeros(0, the_task.num_outputs)
+    if the_task.kind != "classification":
+        return y_hat.numpy()
+    classes = (meta.get("task_info") or {}).get("classes")
+    if classes is None:
+        return the_task.to_labels(y_hat)
+    return np.asarray(classes)[y_hat.argmax(dim=1).numpy()]
+
+
 def load_result(run_dir: Union[RunDir, PathLike]) -> RunResult:
     """Read a finished (or partly finished) run back from its directory."""
     from .supernet import ArchCard
@@ -220,7 +389,8 @@ def load_result(run_dir: Union[RunDir, PathLike]) -> RunResult:
                          metrics={m: float(metrics[m]["test"]) for m in models},
                          val_metrics={m: float(metrics[m]["val"]) for m in models}, card=card,
                          hparams={m: dict(metrics[m]["hparams"]) for m in models}, times=times, paths=paths,
-                         config=cfg)
+                         config=cfg, plan=dict(meta.get("plan") or {}), budget=meta.get("budget"),
+                         classes=(meta.get("task_info") or {}).get("classes"))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{str(rd.file('metrics.json'))!r} is not a dashkit metrics file ({type(e).__name__}: "
                          f"{e}); delete it and resume the run to recompute it") from e

@@ -10,6 +10,8 @@ widget stays frozen at 0%. So the mode is chosen here, once per bar:
 - anything else (a pipe, a log file): plain lines.
 
 Plain mode prints a line at about every 10% of the work and at the end, to stdout.
+
+A run with a time budget sets a deadline (`set_deadline`); every bar then shows the time left (``left=42s``).
 """
 from __future__ import annotations
 
@@ -18,9 +20,26 @@ import sys
 import time
 from typing import Any, Iterable, Iterator, Optional, TextIO
 
-__all__ = ["progress", "progress_mode", "PlainProgress"]
+__all__ = ["progress", "progress_mode", "PlainProgress", "set_deadline", "time_left"]
 
 _MODES = ("bar", "notebook", "plain", "off")
+_DEADLINE: Optional[float] = None  # time.monotonic() at which a run's time budget ends
+
+
+def set_deadline(deadline: Optional[float]) -> None:
+    """Show the time left until ``deadline`` (a ``time.monotonic()`` value) on every bar; None: stop showing it."""
+    global _DEADLINE
+    _DEADLINE = deadline
+
+
+def time_left() -> Optional[float]:
+    """Seconds until the deadline set by `set_deadline` (negative once past it), or None without one."""
+    return None if _DEADLINE is None else _DEADLINE - time.monotonic()
+
+
+def _with_left(values: dict) -> dict:
+    left = time_left()
+    return values if left is None else {**values, "left": f"{left:.0f}s"}
 
 
 def progress_mode() -> str:
@@ -69,15 +88,29 @@ def progress(iterable: Optional[Iterable[Any]] = None, total: Optional[int] = No
         try:
             from tqdm.notebook import tqdm as tqdm_notebook
 
-            return tqdm_notebook(iterable, total=total, desc=desc, leave=leave, initial=initial)
+            return _left_shown(tqdm_notebook(iterable, total=total, desc=desc, leave=leave, initial=initial))
         except ImportError:  # no ipywidgets: a text bar still works in a live notebook
             mode = "bar"
     if mode == "bar":
         from tqdm.std import tqdm as tqdm_text
 
-        return tqdm_text(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True, initial=initial)
+        return _left_shown(tqdm_text(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True,
+                                     initial=initial))
     return PlainProgress(iterable, total=total, desc=desc, every=every, file=file, silent=(mode == "off"),
                          initial=initial)
+
+
+def _left_shown(bar: Any) -> Any:
+    """A tqdm bar whose postfix carries the time left while a deadline is set."""
+    if _DEADLINE is not None:
+        original = bar.set_postfix
+
+        def set_postfix(ordered_dict: Optional[dict] = None, refresh: bool = True, **values: Any) -> None:
+            original(_with_left({**(ordered_dict or {}), **values}), refresh=refresh)
+
+        bar.set_postfix = set_postfix
+        bar.set_postfix()
+    return bar
 
 
 class PlainProgress:
@@ -148,7 +181,7 @@ class PlainProgress:
             return
         elapsed = time.perf_counter() - self._start
         count = f"{self.n}/{self.total} ({100.0 * self.n / self.total:.0f}%)" if self.total else f"{self.n}"
-        post = " ".join(f"{k}={_fmt(v)}" for k, v in self.postfix.items())
+        post = " ".join(f"{k}={_fmt(v)}" for k, v in _with_left(self.postfix).items())
         line = " ".join(s for s in (f"{self.desc}:" if self.desc else "", count, f"{elapsed:.1f}s", post) if s)
         stream = self.file if self.file is not None else sys.stdout
         print(line, file=stream, flush=True)

@@ -239,6 +239,17 @@ def test_cli_tasks_run_and_show(task_module, tmp_path):
     assert f"  dash      {metrics['dash']['test']:10.4f}" in text
     assert f"  baseline  {metrics['baseline']['test']:10.4f}" in text
     assert text.count("blocks.") == 9  # the ArchCard table: one row per searched layer
+    assert "plan (optimiser steps per stage on this task's data):" in text and "  search  " in text
+
+
+def test_cli_run_defaults_to_the_standard_preset_and_reads_a_budget(capsys):
+    parser = cli._parser()
+    args = parser.parse_args(["run", "mnist1d"])
+    assert (args.preset, args.budget) == ("standard", None)
+    assert parser.parse_args(["run", "mnist1d", "--budget", "5m"]).budget == "5m"
+    assert cli.main(["run", "mnist1d", "--budget", "5 parsecs"]) == 2
+    assert "dashkit: error: budget = '5 parsecs': expected a number of seconds > 0 or text such as '90s', '5m'" \
+        in capsys.readouterr().err
 
 
 def test_cli_run_again_needs_resume_and_then_skips_finished_stages(task_module, tmp_path, capsys):

@@ -230,6 +230,25 @@ def test_torchrun_with_the_default_measured_backends_keeps_the_ranks_in_step(tas
         assert d0 == d1 and d0["test"] == metrics[model]["test"]
 
 
+def test_torchrun_with_a_time_budget_plans_on_rank_0_and_every_rank_follows(task_module, tmp_path):
+    """rank 0 measures and decides the steps; the others receive them, so every rank trains the same plan."""
+    name, module, _ = task_module
+    out, dump = tmp_path / "run", tmp_path / "dump"
+    env = child_env(DASHKIT_RANK_DUMP=str(dump))
+    settings = {k: v for k, v in SETTINGS.items() if not k.endswith(("_epochs", "_max_batches"))}
+    done = torchrun(["-m", "dashkit", "run", name, "--import", module, "--out", str(out), "--device", "cpu",
+                     "--preset", "smoke", "--budget", "20s", "--no-figures", "--set", *as_flags(settings)], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["budget"]["text"] == "20s" and meta["budget"]["costs"]["search_step"] > 0
+    assert meta["config"]["search"]["steps"] == meta["plan"]["search"]["steps"] >= 1
+    a0, a1 = (json.loads((dump / f"search_alpha.rank{r}.json").read_text()) for r in (0, 1))
+    assert a0 == a1 and len(a0["epochs"]) == meta["plan"]["search"]["epochs"]  # both ranks ran rank 0's plan
+    for stage in ("retrain", "baseline_retrain"):
+        d0, d1 = (json.loads((dump / f"{stage}.rank{r}.json").read_text()) for r in (0, 1))
+        assert d0 == d1
+
+
 # ------------------------------------------------------------------------------------------ tuning workers
 def study_trials(journal: Path, stage: str) -> list:
     import optuna
@@ -249,7 +268,7 @@ def test_tune_workers_share_one_queue_and_choose_as_one_process_would(task_modul
                                "--wait", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(0.5)  # the worker waits for the run's folder and queue
     runner = subprocess.Popen([sys.executable, "-m", "dashkit", "run", name, "--import", module, "--out", str(out),
-                               "--device", "cpu", "--no-figures", "--set", *as_flags(settings), "tune_parallel=true",
+                               "--device", "cpu", "--preset", "smoke", "--no-figures", "--set", *as_flags(settings), "tune_parallel=true",
                                "tune_storage=tune.journal"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env)
     r_out, r_err = runner.communicate(timeout=240)
@@ -272,7 +291,7 @@ def test_tune_workers_share_one_queue_and_choose_as_one_process_would(task_modul
     assert 1 <= n_worker <= 11
 
     # the same choice, values and final result as a sequential tuning in one process
-    ref = pipeline.run(task, out=tmp_path / "ref", figures=False, verbose=False, **settings)
+    ref = pipeline.run(task, preset="smoke", out=tmp_path / "ref", figures=False, verbose=False, **settings)
     for stage in ("tune", "baseline_tune"):
         par, seq = (json.loads((d / f"{stage}.json").read_text()) for d in (out, tmp_path / "ref"))
         assert par["best"] == seq["best"] and par["best_val"] == seq["best_val"]

@@ -32,7 +32,8 @@ from dashkit.stages.queue import open_queue
 from dashkit.tasks.base import Task, TaskDefaults
 
 SETTINGS = {"search_backend": "fft", "retrain_conv_backend": "direct", "search_epochs": 4, "search_batch_size": 16,
-            "search_max_batches": 2, "tune_lrs": (0.1, 0.01), "tune_momentums": (0.9, 0.5), "tune_lr_block_patience": 0,
+            "search_max_batches": 2, "tune_lrs": (0.1, 0.01), "tune_dropouts": (0.0,), "tune_momentums": (0.9, 0.5),
+            "tune_lr_block_patience": 0,
             "tune_epochs": 1, "tune_batch_size": 16, "tune_max_batches": 2, "tune_pruner": "none",
             "tune_storage": "tune.journal", "retrain_epochs": 3, "retrain_batch_size": 16, "retrain_max_batches": 2}
 

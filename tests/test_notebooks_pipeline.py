@@ -25,6 +25,9 @@ NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "artifacts" / "notebooks"
 PIPELINE_NOTEBOOKS = ("00_quickstart", "05_search_tune_retrain", "06_bring_your_own_data", "07_results_explorer",
                       "09_nas_bench_360")
+# The notebooks run on the smoke preset (seconds: it checks that every stage runs), plus the few retraining steps
+# that make the checks below, "learns something", meaningful.
+LEARNS = {"tune_enabled": False, "retrain_steps": 60, "retrain_batch_size": 64, "retrain_lr": 0.05}
 CELL_TIMEOUT = 240  # seconds per cell: the longest cell (a tiny run) takes about 20 s on 2 busy cores
 TOTAL_TIMEOUT = 480  # seconds per notebook, which also catches a kernel that hangs after its last cell
 
@@ -100,7 +103,7 @@ def test_unknown_parameter_is_refused_before_running(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------ the runs
 @pytest.mark.notebook
 def test_00_quickstart(tmp_path, monkeypatch):
-    nb, res = execute("00_quickstart", tmp_path, monkeypatch, task="mnist1d")
+    nb, res = execute("00_quickstart", tmp_path, monkeypatch, task="mnist1d", preset="smoke", overrides=LEARNS)
     run_dir = tmp_path / res["run_dir"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # 10 balanced classes: guessing errs on ~90% of the test set; 30 points below that is no accident
@@ -113,17 +116,24 @@ def test_00_quickstart(tmp_path, monkeypatch):
     assert figures == ["alpha_evolution.png", "alpha_final.png", "choices.png", "comparison.png",
                        "learning_curves.png"]
     assert images(nb) >= 2 + len(figures)  # the diagram, the comparison, then every saved figure
+    plan = json.loads((run_dir / "config.json").read_text())["plan"]
+    assert res["plan"] == plan and res["preset"] == "smoke" and res["budget"] == ""
+    assert plan["search"]["steps"] == 8 and plan["retrain"]["steps"] == 60 and plan["retrain"]["batch_size"] == 64
 
 
 @pytest.mark.notebook
 def test_05_search_tune_retrain(tmp_path, monkeypatch):
-    nb, res = execute("05_search_tune_retrain", tmp_path, monkeypatch, task="mnist1d", overrides={"search_epochs": 3})
+    nb, res = execute("05_search_tune_retrain", tmp_path, monkeypatch, task="mnist1d", preset="smoke",
+                      overrides={"search_epochs": 3, "tune_lrs": [0.05, 0.01], "tune_batch_size": 64, "tune_steps": 20,
+                                 "retrain_steps": 60, "retrain_batch_size": 64})
     run_dir = tmp_path / res["run_dir"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert res["dash"] < res["chance"] - 30 and res["baseline"] < res["chance"] - 30
     assert (res["dash"], res["baseline"]) == (metrics["dash"]["test"], metrics["baseline"]["test"])
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert res["search_epochs"] == config["search"]["epochs"] == 3  # the overrides parameter won over the budget
+    assert config["search"]["steps"] is None and res["plan"]["search"]["counted_in"] == "epochs"  # epochs given
+    assert res["plan"]["retrain"]["steps"] == 60 and res["plan"]["tune"]["configs"] == 2
     tune = json.loads((run_dir / "tune.json").read_text())
     assert res["tune_trials"] == len(tune["trials"]) == 2 and res["tuned"] == tune["best"]
     assert res["tuned"]["lr"] in (0.05, 0.01)
@@ -139,7 +149,7 @@ def test_05_search_tune_retrain(tmp_path, monkeypatch):
 
 @pytest.mark.notebook
 def test_06_bring_your_own_data(tmp_path, monkeypatch):
-    nb, res = execute("06_bring_your_own_data", tmp_path, monkeypatch)
+    nb, res = execute("06_bring_your_own_data", tmp_path, monkeypatch, preset="smoke", overrides=LEARNS)
     assert res["data"] == "synthetic" and res["samples"] == 1500
     assert re.search(r"train/val/test 1200/150/150", res["task"])
     caught = res["caught"]
@@ -151,6 +161,9 @@ def test_06_bring_your_own_data(tmp_path, monkeypatch):
     # three balanced classes: chance errs on ~2/3; the distance between two pulses is learnable in seconds
     assert 55 < res["chance"] < 75
     assert res["dash"] < res["chance"] - 25 and res["baseline"] < res["chance"] - 15
+    assert res["classes"] == [0, 1, 2] and res["plan"]["retrain"]["steps"] == 60
+    printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+    assert "predicted labels of the first test examples: [" in printed
 
 
 @pytest.mark.notebook
@@ -165,7 +178,8 @@ def test_06_reads_npy_files(tmp_path, monkeypatch):
     x[:, 0] += 1.5 * y[:, None]  # class 1 shifts the first channel: easy for any network
     np.save(data / "x.npy", x)
     np.save(data / "y.npy", y)
-    _, res = execute("06_bring_your_own_data", tmp_path, monkeypatch, tag="npy", data_path=str(data))
+    _, res = execute("06_bring_your_own_data", tmp_path, monkeypatch, tag="npy", data_path=str(data), preset="smoke",
+                     overrides=LEARNS)
     assert res["data"] == str(data) and res["samples"] == 800
     assert "in (2, 24), outputs 2, train/val/test 640/80/80" in res["task"]
     assert 40 < res["chance"] < 60

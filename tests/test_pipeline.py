@@ -330,9 +330,9 @@ def test_run_with_another_config_in_the_folder_is_refused(tmp_path):
     task = tiny_task()
     RunDir.create(tmp_path / "run", run_config_dict(task, tiny_cfg(task), "smoke"))
     with pytest.raises(ValueError, match=r"another config \(config\.search\.epochs: 2 -> 3\)"):
-        pipeline.run(task, out=tmp_path / "run", verbose=False, **{**TINY, "search_epochs": 3})
+        pipeline.run(task, preset="smoke", out=tmp_path / "run", verbose=False, **{**TINY, "search_epochs": 3})
     with pytest.raises(ValueError, match=r"already holds a run; pass resume=True"):
-        pipeline.run(task, out=tmp_path / "run", resume=False, verbose=False, **TINY)
+        pipeline.run(task, preset="smoke", out=tmp_path / "run", resume=False, verbose=False, **TINY)
 
 
 def test_non_finite_loss_stops_with_the_checkpoint_kept(tmp_path, monkeypatch):

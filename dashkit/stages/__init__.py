@@ -9,6 +9,7 @@
 ``tune``            the ``tune`` stage: DASH's grid, walked lr block by lr block
 ``queue``           the tuning queue of ``tune_parallel=True`` and ``tune_worker``
 ``retrain``         the ``retrain`` stage and the ``baseline``
+``costs``           ``measure_costs``: one step of each network, timed, for a time budget (`dashkit.budget`)
 ==================  ================================================================================
 
 The stage functions keep their modules' names (``dashkit.stages.search.search``); ``dashkit.pipeline.search``
@@ -17,7 +18,7 @@ etc. are the same functions.
 from .common import StageContext
 from .search import search_step
 from .training import NonFiniteLossError, evaluate, train_step
-from .tune import TuningUndecidedWarning, tuning_decided
+from .tune import SmallValidationWarning, TuningUndecidedWarning, tuning_decided
 
 __all__ = ["StageContext", "search_step", "train_step", "evaluate", "NonFiniteLossError", "TuningUndecidedWarning",
-           "tuning_decided"]
+           "SmallValidationWarning", "tuning_decided"]

@@ -7,6 +7,7 @@ helpers of one stage.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import random
@@ -24,6 +25,7 @@ from ..progress import PlainProgress, progress
 from ..rundir import PathLike, RunDir
 
 if TYPE_CHECKING:  # type hints only: the tasks package loads data modules, and the card needs the supernet
+    from ..budget import StagePlan
     from ..supernet import ArchCard
     from ..tasks.base import Task
 
@@ -63,6 +65,13 @@ class StageContext:
         """The stage's seed (`stage_seed` of the run's seed)."""
         return stage_seed(self.cfg.seed, self.stage)
 
+    @functools.cached_property
+    def plan(self) -> "StagePlan":
+        """The stage's steps, epochs and batch size on this task (`dashkit.budget.stage_plan`)."""
+        from ..budget import stage_plan
+
+        return stage_plan(self.task, self.cfg, self.stage)
+
     @property
     def budget(self) -> Union[SearchConfig, TuneConfig, RetrainConfig]:
         """The stage's part of the config: ``cfg.search``, ``cfg.tune`` or ``cfg.retrain`` (baseline stages too)."""
@@ -89,20 +98,49 @@ def check_cfg(cfg: Any) -> RunConfig:
     return cfg
 
 
-def run_config_dict(task: "Task", cfg: RunConfig, preset: Optional[str] = None) -> Dict[str, Any]:
-    """What config.json holds: the task's name and summary, the preset and the full config."""
-    return {"task": task.name, "task_summary": task.summary(), "preset": preset, "config": cfg.to_dict()}
+def run_config_dict(task: "Task", cfg: RunConfig, preset: Optional[str] = None,
+                    budget: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """What config.json holds: the task's name, summary and classes, the preset, the full config, the plan of each
+    stage on this task's data (`dashkit.budget.run_plan`) and, for a run with a time budget, its record."""
+    from ..budget import run_plan
+
+    data = {"task": task.name, "task_summary": task.summary(), "task_info": task_record(task), "preset": preset,
+            "config": cfg.to_dict(), "plan": run_plan(task, cfg)}
+    if budget is not None:
+        data["budget"] = budget
+    return data
+
+
+def task_record(task: "Task") -> Dict[str, Any]:
+    """The task's labels as config.json records them: for classification ``classes`` (the user's labels in
+    class-index order, ``task.info["classes"]``, else 0..K-1) and ``class_counts``, the training split's examples
+    per class (the validation and test splits are not read here: they are read where a stage needs them); empty
+    otherwise."""
+    if task.kind != "classification":
+        return {}
+    from ..tasks.base import split_targets
+
+    classes = list(task.info.get("classes", range(task.num_outputs)))
+    counts = torch.bincount(split_targets(task.train).long(), minlength=task.num_outputs).tolist()
+    return {"classes": [c.item() if hasattr(c, "item") else c for c in classes], "class_counts": counts}
 
 
 def open_run_dir(out: PathLike, task: "Task", cfg: RunConfig, resume: bool = True, overwrite: bool = False,
-                 preset: Optional[str] = None) -> RunDir:
+                 preset: Optional[str] = None, budget: Optional[Dict[str, Any]] = None) -> RunDir:
     """Create or reopen the run directory for `task` and `cfg` (another config there is refused).
 
     Under torchrun rank 0 creates or checks it; the other ranks get a read-only view once rank 0 is done (or
     raise rank 0's error).
+
+    Args:
+        budget: a time budget's record (`dashkit.budget.plan_budget`), stored in config.json; without one, a
+            folder's stored record is not compared (a stage called on its own reopens a budgeted run).
     """
-    rd = distributed.on_main(RunDir.create, out, run_config_dict(task, cfg, preset), overwrite=overwrite,
-                             resume=resume, ignore=RESUMABLE_KEYS)
+    # the plan follows from the config and the task (compared through its summary): its lines would only repeat
+    # the config's in a message
+    ignore = RESUMABLE_KEYS + ("plan",) + (() if budget is not None else ("budget",))
+    rd = distributed.on_main(RunDir.create, out, run_config_dict(task, cfg, preset, budget), overwrite=overwrite,
+                             resume=resume, ignore=ignore)
     return rd if rd is not None else RunDir(out, writable=False)
 
 

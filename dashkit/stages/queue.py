@@ -14,6 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from .. import distributed
+from ..budget import stage_plan
 from ..config import RunConfig, TuneConfig, storage_spec
 from ..rundir import PathLike, RunDir
 from .common import StageContext, progress_bar, read_run, stage_device
@@ -66,7 +67,8 @@ def open_queue(task: "Task", cfg: RunConfig, rd: RunDir, stage: str) -> "optuna.
     tc = cfg.tune
     grid = tc.grid()
     study = optuna.create_study(storage=storage(tc.storage, rd), study_name=study_name(task, cfg, stage),
-                                sampler=optuna.samplers.RandomSampler(seed=cfg.seed), pruner=pruner(tc),
+                                sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+                                pruner=pruner(tc, stage_plan(task, cfg, "tune").epochs),
                                 direction="minimize", load_if_exists=True)
     if study.user_attrs.get(_QUEUE_ATTR) != len(grid):  # queued before an interruption: do not queue twice
         queued = {t.user_attrs.get(_GRID_ATTR) for t in study.get_trials(deepcopy=False)}
@@ -94,7 +96,8 @@ def _wait_for_queue(task: "Task", cfg: RunConfig, rd: RunDir, stage: str, deadli
         try:
             if store is not None:
                 study = optuna.load_study(study_name=name, storage=store,
-                                          sampler=optuna.samplers.RandomSampler(), pruner=pruner(tc))
+                                          sampler=optuna.samplers.RandomSampler(),
+                                          pruner=pruner(tc, stage_plan(task, cfg, "tune").epochs))
                 if study.user_attrs.get(_QUEUE_ATTR) == len(tc.grid()):
                     return study
         except KeyError:  # the run has not created the study yet

@@ -12,7 +12,7 @@ from ..rundir import PathLike, RunDir
 from .common import StageContext, as_run_dir, check_cfg, progress_bar, resolve_task, seed_everything, \
     stage_device, stage_done
 from .models import build_model, initial_state
-from .training import evaluate, n_batches, sgd, train_epoch, train_loader
+from .training import evaluate, sgd, train_epoch
 from .tune import stage_names, tune
 
 if TYPE_CHECKING:
@@ -57,10 +57,9 @@ def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, Pat
         rows, best_val, best_epoch, seconds_before = (extra["history"], extra["best_val"], extra["best_epoch"],
                                                       extra["seconds"])
     net = distributed.wrap(model, device)
-    n = n_batches(train_loader(task.train, rc.batch_size, cfg, device, ctx.seed), rc.batches_per_epoch,
-                  rc.max_batches)
-    bar = progress_bar(total=rc.epochs * n, initial=start * n, desc=stage)
-    for epoch in range(start, rc.epochs):
+    plan = ctx.plan
+    bar = progress_bar(total=plan.steps, initial=plan.steps_before(start), desc=stage)
+    for epoch in range(start, plan.epochs):
         t_epoch = time.perf_counter()
         train_loss = train_epoch(ctx, model, net, opt, epoch, hp["lr"], bar)
         val_metric, val_loss = evaluate(model, task.val, task, device, 2 * rc.batch_size, cfg.num_workers)

@@ -12,7 +12,6 @@ records of alpha, and data parallelism around it. On a plain supernet, without a
 """
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -23,11 +22,11 @@ from torch import nn
 from .. import distributed, supernet
 from ..rundir import PathLike, RunDir
 from ..space import SearchSpace
+from ..budget import stage_plan
 from .common import as_run_dir, check_cfg, progress_bar, resolve_task, seed_everything, stage_device, stage_done, \
     stage_seed
 from .models import build_backbone, net_spec
-from .training import batch_loss, check_finite, cycle, lr_factor, mean_over_ranks, n_batches, set_lr, sgd, \
-    train_loader
+from .training import batch_loss, check_finite, cycle, epoch_batches, lr_factor, mean_over_ranks, set_lr, sgd
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -124,22 +123,23 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
         start, extra = ck[0] + 1, ck[1]
         rows, alphas, seconds_before = extra["history"], extra["alphas"], extra["seconds"]
     net = distributed.wrap(model, device)  # forward and backward through DDP; everything else uses `model`
-    n = n_batches(train_loader(task.train, sc.batch_size, cfg, device, seed), sc.batches_per_epoch, sc.max_batches)
+    plan = stage_plan(task, cfg, "search")  # steps, epochs and batch size on this task's data
     hint = "Try a smaller search_lr / search_arch_lr, or search_grad_clip > 0."
-    bar = progress_bar(total=sc.epochs * n, initial=start * n, desc="search")
+    bar = progress_bar(total=plan.steps, initial=plan.steps_before(start), desc="search")
     check_every_step = distributed.is_distributed() and distributed.sync_check_every_step()
     alpha_bits: List[Dict[str, List[str]]] = []
-    for epoch in range(start, sc.epochs):
+    for epoch in range(start, plan.epochs):
         t_epoch = time.perf_counter()
-        factor = lr_factor(epoch, sc.epochs, sc.milestones, sc.gamma)
+        factor = lr_factor(epoch, plan.epochs, sc.milestones, sc.gamma)
         set_lr(w_opt, sc.lr * factor)
         set_lr(a_opt, sc.arch_lr * factor)
         model.train()
-        loader = train_loader(task.train, sc.batch_size, cfg, device, seed + 1 + epoch)
+        n = plan.steps_in_epoch(epoch)
+        batches = epoch_batches(task.train, plan.batch_size, cfg, device, seed + 1 + epoch, n)
         val_batches = (cycle(task.val, sc.batch_size, cfg, device, stage_seed(cfg.seed, f"search_val_{epoch}"))
                        if sc.scheme == "bilevel" else None)
         total = 0.0
-        for step, (x, y) in enumerate(itertools.islice(loader, n)):
+        for step, (x, y) in enumerate(batches):
             loss = search_step(model, task, x, y, w_opt, a_opt, grad_clip=sc.grad_clip, net=net, device=device,
                                val_batch=next(val_batches) if val_batches is not None else None,
                                check=lambda value: check_finite(value, "search", epoch, step, rd, hint))
@@ -166,7 +166,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     bar.close()
     _, card = supernet.discretize(model)
     card.backbone = name
-    card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": sc.epochs})
+    card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": plan.epochs,
+                      "steps": plan.steps})
     rd.write_json("alphas.json", {"layers": layer_names, "candidates": [list(c) for c in space.candidates],
                                   "epochs": [[a[ln] for ln in layer_names] for a in alphas]})
     if rd.writable:

@@ -24,7 +24,8 @@ from .common import StageContext
 if TYPE_CHECKING:
     from ..tasks.base import Task
 
-__all__ = ["NonFiniteLossError", "lr_factor", "set_lr", "sgd", "autocast", "train_loader", "cycle", "n_batches",
+__all__ = ["NonFiniteLossError", "lr_factor", "set_lr", "sgd", "autocast", "train_loader", "cycle", "epoch_batches",
+           "n_batches",
            "to_device", "batch_loss", "check_finite", "mean_over_ranks", "evaluate", "train_step", "train_epoch"]
 
 
@@ -87,6 +88,16 @@ def cycle(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.device, se
     """Shuffled batches of `ds` without end; the order depends only on `seed`."""
     for i in itertools.count():
         yield from train_loader(ds, batch_size, cfg, device, seed + 104729 * i)
+
+
+def epoch_batches(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.device, seed: int, n: int
+                  ) -> Iterator[List[torch.Tensor]]:
+    """The `n` batches of one epoch: shuffled passes over `ds` one after another (the first from `seed`), cut at `n`.
+
+    An epoch of at most one pass is the first `n` batches of ``train_loader(..., seed)``; a longer one (a small
+    dataset, see `dashkit.budget`) goes on with freshly shuffled passes.
+    """
+    return itertools.islice(cycle(ds, batch_size, cfg, device, seed), n)
 
 
 def n_batches(loader: DataLoader, fraction: float, cap: Optional[int]) -> int:
@@ -166,19 +177,20 @@ def train_step(model: nn.Module, task: "Task", x: torch.Tensor, y: torch.Tensor,
 
 def train_epoch(ctx: StageContext, model: nn.Module, net: nn.Module, opt: torch.optim.Optimizer, epoch: int,
                 lr: float, bar: Any = None) -> float:
-    """One epoch of `train_step`s on the training split, on the budget of ``ctx``'s stage (tune or retrain).
+    """One epoch of `train_step`s on the training split, on the plan of ``ctx``'s stage (tune or retrain).
 
     The learning rate follows the retrain schedule (``retrain_milestones``, ``retrain_gamma``) over the stage's
-    epochs; the batches depend only on the stage's seed and the epoch. Returns the mean training loss.
+    epochs; the epoch's steps and batch size are ``ctx.plan``'s (`dashkit.budget.stage_plan`); the batches depend
+    only on the stage's seed and the epoch. Returns the mean training loss.
     """
-    budget, rc = ctx.budget, ctx.cfg.retrain
-    set_lr(opt, lr * lr_factor(epoch, budget.epochs, rc.milestones, rc.gamma))
+    plan, rc = ctx.plan, ctx.cfg.retrain
+    set_lr(opt, lr * lr_factor(epoch, plan.epochs, rc.milestones, rc.gamma))
     net.train()
-    loader = train_loader(ctx.task.train, budget.batch_size, ctx.cfg, ctx.device, ctx.seed + 1 + epoch)
-    n = n_batches(loader, budget.batches_per_epoch, budget.max_batches)
+    n = plan.steps_in_epoch(epoch)
+    batches = epoch_batches(ctx.task.train, plan.batch_size, ctx.cfg, ctx.device, ctx.seed + 1 + epoch, n)
     hint = f"Try a smaller learning rate ({ctx.stage.split('_')[-1]}_lr)."
     total = 0.0
-    for step, (x, y) in enumerate(itertools.islice(loader, n)):
+    for step, (x, y) in enumerate(batches):
         loss = train_step(model, ctx.task, x, y, opt, grad_clip=rc.grad_clip, net=net, device=ctx.device,
                           check=lambda value: check_finite(value, ctx.stage, epoch, step, ctx.rd, hint))
         total += loss.item()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from .. import distributed
+from ..budget import stage_plan
 from ..config import RunConfig, TuneConfig, storage_spec
 from ..rundir import RunDir
 from .common import StageContext, seed_everything
@@ -85,11 +86,12 @@ def grid_space(tc: TuneConfig) -> Dict[str, list]:
             "momentum": list(tc.momentums)}
 
 
-def pruner(tc: TuneConfig) -> "optuna.pruners.BasePruner":
-    """``tune_pruner``: a median pruner on the per-epoch validation metric, or none."""
+def pruner(tc: TuneConfig, epochs: int) -> "optuna.pruners.BasePruner":
+    """``tune_pruner``: a median pruner on the per-epoch validation metric (after a quarter of a trial's `epochs`),
+    or none."""
     import optuna
 
-    return (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, tc.epochs // 4))
+    return (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=max(1, epochs // 4))
             if tc.pruner == "median" else optuna.pruners.NopPruner())
 
 
@@ -133,7 +135,8 @@ def open_sequential_study(task: "Task", cfg: RunConfig, rd: RunDir, stage: str
     tc = cfg.tune
     study = optuna.create_study(storage=storage(tc.storage, rd), study_name=study_name(task, cfg, stage),
                                 sampler=queued_grid_sampler(grid_space(tc), cfg.seed),
-                                pruner=pruner(tc), direction="minimize", load_if_exists=True)
+                                pruner=pruner(tc, stage_plan(task, cfg, "tune").epochs), direction="minimize",
+                                load_if_exists=True)
     finished = {trial_key(t.params): (t.state, t.value) for t in study.trials  # not the abandoned ones (no params)
                 if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and all(k in t.params
                                                                                                 for k in HP_NAMES)}
@@ -166,7 +169,8 @@ def run_trial(study: Optional["optuna.Study"], params: Dict[str, float], space: 
 
 def train_trial(study: Optional["optuna.Study"], trial: Optional["optuna.trial.Trial"], hp: Dict[str, float],
                 ctx: StageContext) -> Tuple[Any, Optional[float]]:
-    """Train ``hp`` from ``ctx.init`` for tune_epochs and tell the study; returns (state, best validation metric).
+    """Train ``hp`` from ``ctx.init`` for the tuning plan's steps and tell the study; returns (state, best validation
+    metric).
 
     A diverging configuration ends as a failed trial (not a failed run), a pruned one as pruned.
     """
@@ -190,7 +194,7 @@ def train_trial(study: Optional["optuna.Study"], trial: Optional["optuna.trial.T
                        state=None if state == TrialState.COMPLETE else state)
 
     try:
-        for epoch in range(tc.epochs):
+        for epoch in range(ctx.plan.epochs):
             train_epoch(ctx, model, net, opt, epoch, hp["lr"])
             value, _ = evaluate(model, task.val, task, device, 2 * tc.batch_size, cfg.num_workers)
             best = min(best, value)

@@ -11,6 +11,8 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
+import torch
+
 from .. import distributed
 from ..config import RunConfig, TuneConfig
 from ..progress import PlainProgress
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from ..tasks.base import Task
 
 __all__ = ["tune", "tuning_decided", "walk_lr_blocks", "stage_names", "retrain_hparams", "UNDECIDED_MARGIN",
-           "TuningUndecidedWarning"]
+           "TuningUndecidedWarning", "SmallValidationWarning"]
 
 # the best tuning trial must beat the input-ignoring guess by this share of it to count as a decision
 UNDECIDED_MARGIN = 0.02
@@ -37,6 +39,11 @@ UNDECIDED_MARGIN = 0.02
 
 class TuningUndecidedWarning(UserWarning):
     """No tuning configuration beat the input-ignoring guess on validation: the choice among them was noise."""
+
+
+class SmallValidationWarning(UserWarning):
+    """The validation split is too small to rank tuning configurations (``Task.too_small("val")``): tuning was
+    skipped and the retrain_* hyper-parameters used (``tune_small_val="skip"``)."""
 
 
 def tuning_decided(best_value: float, chance: Optional[float], margin: float = UNDECIDED_MARGIN) -> bool:
@@ -90,7 +97,13 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
     Returns:
         The chosen ``{"lr", "dropout", "weight_decay", "momentum"}``; also written to ``tune.json`` (or
         ``baseline_tune.json``) as "best", with the best-scoring trial ("best_trial", "best_val"), the chance
-        level ("chance_val"), whether the tuning decided ("decided") and every trial.
+        level ("chance_val"), whether the tuning decided ("decided"), why it was skipped ("skipped", or None) and
+        every trial.
+
+    A validation split too small to rank configurations (``task.too_small("val")``: fewer than 30 examples, or
+    fewer than 5 of a class) skips the tuning with ``tune_small_val="skip"`` (the default): a
+    `SmallValidationWarning` says so and the retrain_* hyper-parameters are used. Repeated hold-outs or k-fold over
+    the training split would be the statistician's alternative; they are not done here.
     """
     import optuna
 
@@ -102,6 +115,8 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
     name, stage, _ = stage_names(card)
     if stage_done(rd, stage, (f"{stage}.json",)):
         return dict(rd.read_json(f"{stage}.json")["best"])
+    if tc.small_val == "skip" and task.too_small("val"):
+        return _skip_small_val(task, cfg, rd, stage)
     device = stage_device(cfg)
     t0 = time.perf_counter()
     ctx = StageContext(task, cfg, rd, device, stage, card, initial_state(task, cfg, rd, card, name))
@@ -131,13 +146,37 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
                 f"'retrain_defaults')")
         warnings.warn(f"{stage}: no configuration beat the input-ignoring guess on validation ({task.metric_name} "
                       f"{best_value:.4g} at best, chance level {chance:.4g}), so their order is noise; the best one, "
-                      f"{best}, is {then}. Give every configuration more steps (tune_epochs, tune_max_batches) for a "
-                      f"tuning that decides.", TuningUndecidedWarning, stacklevel=caller_stacklevel())
+                      f"{best}, is {then}. Give every configuration more steps (tune_steps) for a tuning that "
+                      f"decides.", TuningUndecidedWarning, stacklevel=caller_stacklevel())
     rd.write_history(stage, [{"trial": i, **t} for i, t in enumerate(tried)])
     rd.write_json(f"{stage}.json", {"best": chosen, "best_trial": best, "best_val": best_value,
                                     "metric": task.metric_name, "chance_val": chance, "decided": decided,
-                                    "study": trials.study_name(task, cfg, stage), "trials": tried})
+                                    "skipped": None, "study": trials.study_name(task, cfg, stage), "trials": tried})
     rd.mark_done(stage, {"seconds": time.perf_counter() - t0, "best": chosen, "best_val": best_value})
+    return dict(chosen)
+
+
+def _skip_small_val(task: "Task", cfg: RunConfig, rd: RunDir, stage: str) -> Dict[str, float]:
+    """No tuning on a validation split too small to rank configurations: the retrain_* hyper-parameters, a
+    `SmallValidationWarning` and ``"skipped"`` in the stage's JSON say so."""
+    from ..tasks.base import small_split_note, split_targets
+
+    chosen = retrain_hparams(cfg)
+    per_class = None
+    if task.kind == "classification":
+        counts = torch.bincount(split_targets(task.val).long(), minlength=task.num_outputs)
+        trained = torch.bincount(split_targets(task.train).long(), minlength=task.num_outputs) > 0
+        per_class = {i: int(counts[i]) for i in range(task.num_outputs) if trained[i]}
+    note = small_split_note("val", len(task.val), per_class) or "the validation split is too small"
+    reason = (f"{stage}: skipped, {note}; retraining with the retrain_* hyper-parameters {chosen} (tune_small_val="
+              f"'skip'; 'tune' tunes anyway)")
+    if distributed.is_main():
+        warnings.warn(reason, SmallValidationWarning, stacklevel=caller_stacklevel())
+    rd.write_history(stage, [])
+    rd.write_json(f"{stage}.json", {"best": chosen, "best_trial": None, "best_val": None, "metric": task.metric_name,
+                                    "chance_val": task.chance_metric("val"), "decided": False, "skipped": reason,
+                                    "trials": []})
+    rd.mark_done(stage, {"seconds": 0.0, "best": chosen, "best_val": None, "skipped": True})
     return dict(chosen)
 
 

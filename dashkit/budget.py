@@ -1,0 +1,336 @@
+"""Budgets that fit the data and the clock: optimiser steps per stage, epochs derived from the data's size, and
+a wall-time budget turned into steps by measuring what one step costs (the measuring is
+`dashkit.stages.costs.measure_costs`; this module is the arithmetic).
+
+**Steps.** A preset gives each stage a number of optimiser steps (``search_steps``; ``tune_steps`` per
+configuration; ``retrain_steps``, which the baseline gets too), so a 40-example dataset and a 60,000-example one
+both train for the same number of steps. What follows from the data (`stage_plan`):
+
+- the batch size is the configured one, but never larger than the training split (under torchrun, rounded down
+  to a multiple of the processes); the loaders drop a last partial batch, so BatchNorm never sees one example;
+- batches per pass: how many such batches one shuffled pass over the training split gives;
+- epochs, the unit of checkpoints, history rows, lr milestones and tuning's pruning reports::
+
+      epochs = min(EPOCHS_MAX, ceil(steps / batches per pass)),
+               raised to min(EPOCHS_MIN, ceil(steps / MIN_EPOCH_STEPS)) when below it
+
+  and epoch ``e`` (0-based) takes ``floor((e + 1) steps / epochs) - floor(e steps / epochs)`` steps, so the steps
+  add up exactly. Between the bounds an epoch is about one pass; a large dataset gets chunks of a pass (at least
+  ``EPOCHS_MIN`` = 10 epochs, so the lr milestones fall where they should, unless that would leave fewer than
+  ``MIN_EPOCH_STEPS`` = 4 steps per epoch), a small one several passes per epoch (at most ``EPOCHS_MAX`` = 50
+  checkpoints and validation passes). Every pass is reshuffled from the epoch's seed, as one pass per epoch always
+  was. E.g. 1000 steps of batch 64: 4,000 examples (62 batches a pass) get 17 epochs of about one pass; 40
+  examples (one batch of 40) get 50 epochs of 20 passes; 60,000 examples get 10 epochs of a tenth of a pass.
+
+``steps=None`` is the ``paper`` path: ``epochs`` epochs of ``batches_per_epoch`` of the batches (at most
+``max_batches``), as DASH counts them. Overriding a stage's ``epochs`` (or ``batches_per_epoch``,
+``max_batches``) without its ``steps`` puts that stage on this path too (see `dashkit.config.make_config`).
+
+**Time.** ``dashkit.run(task, budget="5min")`` measures (on rank 0) a few timed steps of the three networks it
+will train (the search's supernet, DASH's discrete network at the space's middle candidate, the baseline), one
+validation pass of each trained network and one checkpoint write, then shares the time left (`plan_budget`):
+
+======================  =========================================================================================
+search                  ``SEARCH_SHARE`` (40%) of the time left
+tuning                  ``TUNE_SHARE`` (20%): DASH's and the baseline's grids, the same steps per configuration;
+                        fewer configurations (``tune_n_trials``) when each would get fewer than
+                        ``MIN_TUNE_STEPS`` steps, none (and its share to retraining) when fewer than two fit
+retraining              the rest (40%): DASH's network and the baseline, the *same* number of steps, so the control
+                        is fair
+======================  =========================================================================================
+
+The time left is the budget less what was spent before the plan (building the task, measuring) and the work
+after the stages (testing, figures). The plan (budget, measured costs, shares, steps) is written to config.json;
+a resumed run reads it back and does not measure again.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .tasks.base import Task
+
+__all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
+           "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget", "BudgetTooSmallError", "format_plan",
+           "batches_per_pass", "effective_batch", "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES",
+           "RETRAIN_EPOCH_WRITES"]
+
+EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
+EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
+MIN_EPOCH_STEPS = 4  # EPOCHS_MIN gives way when it would leave fewer steps than this per epoch (a smoke run)
+SEARCH_SHARE = 0.4
+TUNE_SHARE = 0.2
+MIN_TUNE_STEPS = 20  # a tuning configuration with fewer steps says little: fewer configurations instead
+SEARCH_EPOCH_WRITES = 3  # atomic files a search epoch writes: checkpoint tensors and JSON, history
+RETRAIN_EPOCH_WRITES = 4  # a retraining epoch: checkpoint tensors and JSON, history, the best weights
+_STAGES = ("search", "tune", "retrain")
+
+
+# ------------------------------------------------------------------------------------------ the stage plan
+@dataclass(frozen=True)
+class StagePlan:
+    """How one stage spends its budget on one task.
+
+    Attributes:
+        stage: "search", "tune" (per configuration) or "retrain" (the baseline's too).
+        steps: optimiser steps of the stage (of one configuration, for tuning).
+        epochs: epochs (checkpoints, history rows, validation passes, lr milestones).
+        batch_size: examples per step (over all processes).
+        batches_per_pass: batches in one shuffled pass over the training split.
+        per_epoch: None when the steps are shared out over the epochs by `epochs_for`'s rule; a fixed number of
+            steps per epoch on the epochs path (``steps=None``).
+    """
+
+    stage: str
+    steps: int
+    epochs: int
+    batch_size: int
+    batches_per_pass: int
+    per_epoch: Optional[int] = None
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Steps of epoch ``epoch`` (0-based)."""
+        if self.per_epoch is not None:
+            return self.per_epoch
+        return (epoch + 1) * self.steps // self.epochs - epoch * self.steps // self.epochs
+
+    def steps_before(self, epoch: int) -> int:
+        """Steps of the epochs before ``epoch``: where a resumed stage's progress bar starts."""
+        if self.per_epoch is not None:
+            return epoch * self.per_epoch
+        return epoch * self.steps // self.epochs
+
+    @property
+    def passes(self) -> float:
+        """Passes over the training split (fractions of one for a large split)."""
+        return self.steps / self.batches_per_pass
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: steps, epochs, steps per epoch (min-max), batch size, batches per pass, passes."""
+        per = sorted({self.steps_in_epoch(e) for e in range(self.epochs)})
+        return {"steps": self.steps, "epochs": self.epochs,
+                "steps_per_epoch": per[0] if len(per) == 1 else [per[0], per[-1]], "batch_size": self.batch_size,
+                "batches_per_pass": self.batches_per_pass, "passes": round(self.passes, 2),
+                "counted_in": "epochs" if self.per_epoch is not None else "steps"}
+
+
+def epochs_for(steps: int, batches_per_pass: int) -> int:
+    """Epochs of a stage of ``steps`` steps: ceil(steps / batches per pass), at most EPOCHS_MAX, and at least
+    EPOCHS_MIN unless that would leave fewer than MIN_EPOCH_STEPS steps per epoch."""
+    if steps < 1 or batches_per_pass < 1:
+        raise ValueError(f"steps = {steps!r}, batches_per_pass = {batches_per_pass!r}: expected ints >= 1")
+    floor = min(EPOCHS_MIN, math.ceil(steps / MIN_EPOCH_STEPS))
+    return max(floor, min(EPOCHS_MAX, math.ceil(steps / batches_per_pass)))
+
+
+def effective_batch(batch_size: int, n_train: int, world: int = 1) -> int:
+    """The configured batch size, at most the training split's size, a multiple of the ``world`` processes."""
+    if n_train < 2:
+        raise ValueError(f"the training split has {n_train} example(s); expected at least 2 (BatchNorm needs two "
+                         f"examples per batch)")
+    b = min(batch_size, n_train)
+    return max(world, b - b % world)
+
+
+def batches_per_pass(n: int, batch_size: int, world: int = 1) -> int:
+    """Batches in one shuffled pass over ``n`` examples, as the training loaders make them: a last partial batch is
+    dropped unless it is the only one; under torchrun each of the ``world`` ranks takes ``batch_size / world`` per
+    step from its shard of ``ceil(n / world)`` examples."""
+    m, per = math.ceil(n / world), max(1, batch_size // world)
+    return m // per if m > per else 1
+
+
+def stage_plan(task: "Task", cfg: "RunConfig", stage: str) -> StagePlan:
+    """The plan of ``stage`` ("search", "tune" or "retrain"; "baseline_*" stages share tune's and retrain's)."""
+    from . import distributed
+
+    stage = stage.split("_")[-1]
+    if stage not in _STAGES:
+        raise ValueError(f"stage = {stage!r}: expected one of {', '.join(_STAGES)}")
+    budget = getattr(cfg, stage)
+    n = len(task.train)  # type: ignore[arg-type]
+    world = distributed.world_size()
+    batch = effective_batch(budget.batch_size, n, world)
+    per_pass = batches_per_pass(n, batch, world)
+    if budget.steps is None:  # the epochs path (paper): as DASH counts, a fraction of the batches per epoch
+        per = n_batches_of(per_pass, budget.batches_per_epoch, budget.max_batches)
+        return StagePlan(stage, budget.epochs * per, budget.epochs, batch, per_pass, per_epoch=per)
+    return StagePlan(stage, budget.steps, epochs_for(budget.steps, per_pass), batch, per_pass)
+
+
+def n_batches_of(per_pass: int, fraction: float, cap: Optional[int]) -> int:
+    """Batches in one epoch of the epochs path: `fraction` of a pass's (at least one), at most `cap`."""
+    n = max(1, round(fraction * per_pass))
+    return n if cap is None else min(n, cap)
+
+
+def run_plan(task: "Task", cfg: "RunConfig") -> Dict[str, Dict[str, Any]]:
+    """Every stage's plan as recorded in config.json: ``{"search": {...}, "tune": {...}, "retrain": {...}}``.
+
+    Tuning's entry adds the configurations it tries (``configs``) and whether it runs (``enabled``).
+    """
+    plan = {stage: stage_plan(task, cfg, stage).to_dict() for stage in _STAGES}
+    grid = len(cfg.tune.grid())
+    plan["tune"].update(enabled=cfg.tune.enabled,
+                        configs=min(grid, cfg.tune.n_trials) if cfg.tune.n_trials is not None else grid)
+    return plan
+
+
+def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[str, Any]] = None) -> str:
+    """A few lines describing a run's plan (`run_plan`) and its time budget, for summaries."""
+    lines = []
+    if budget:
+        lines.append(f"time budget {budget['text']} ({budget['seconds']:.0f} s): planned "
+                     f"{budget['planned_seconds']:.0f} s after {budget['spent_before']:.1f} s of planning")
+    for stage in _STAGES:
+        p = plan.get(stage)
+        if not p:
+            continue
+        what = "steps per configuration" if stage == "tune" else "steps"
+        extra = ""
+        if stage == "tune":
+            extra = f", {p['configs']} configurations" if p.get("enabled", True) else " (tuning off)"
+        elif stage == "retrain":
+            extra = ", the baseline the same"
+        per = p["steps_per_epoch"]
+        per = f"{per[0]}-{per[1]}" if isinstance(per, list) else per
+        lines.append(f"  {stage:<8} {p['steps']:>6} {what} in {p['epochs']} epochs of {per} (batch "
+                     f"{p['batch_size']}, {p['passes']:g} passes){extra}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- time budgets
+FIGURES_SECONDS = 4.0  # saving a run's five PNG figures (matplotlib), about, on a laptop CPU
+SETUP_SECONDS = 1.0  # initial weights, run files, model builds between stages, about
+
+_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "m": 60.0, "min": 60.0, "mins": 60.0,
+          "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0}
+
+
+class BudgetTooSmallError(ValueError):
+    """A time budget that cannot pay for one step of every stage."""
+
+
+def parse_budget(budget: Union[str, int, float]) -> float:
+    """Seconds of a time budget: a number of seconds, or text such as ``"90s"``, ``"5m"``, ``"5min"``, ``"1h"``,
+    ``"1.5 hours"``.
+
+    Raises:
+        ValueError: the text is not a positive number with one of the units s, m, min, h (or their long names).
+    """
+    accepted = "a number of seconds > 0 or text such as '90s', '5m', '5min', '1h'"
+    if isinstance(budget, bool) or not isinstance(budget, (str, int, float)):
+        raise TypeError(f"budget = {budget!r}: expected {accepted}")
+    if isinstance(budget, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*", budget)
+        unit = match.group(2).lower() if match else None
+        if match is None or (unit and unit not in _UNITS):
+            raise ValueError(f"budget = {budget!r}: expected {accepted} (units: s, m, min, h)")
+        seconds = float(match.group(1)) * (_UNITS[unit] if unit else 1.0)
+    else:
+        seconds = float(budget)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"budget = {budget!r}: expected {accepted}")
+    return seconds
+
+
+def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", per_pass: Mapping[str, int],
+                spent: float = 0.0, text: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Share a time budget among the stages and turn each share into steps (pure arithmetic).
+
+    Args:
+        seconds: the whole budget, from the call of ``dashkit.run``.
+        costs: measured seconds of ``search_step``, ``dash_step``, ``baseline_step`` (one optimiser step),
+            ``dash_eval``, ``baseline_eval`` (one validation pass), ``checkpoint`` (one atomic write of a
+            checkpoint-sized file: a search epoch makes ``SEARCH_EPOCH_WRITES``, a retraining epoch
+            ``RETRAIN_EPOCH_WRITES`` per network),
+            ``after`` (the test passes and figures after the stages).
+        cfg: the run's configuration (its grid, whether tuning and the baseline run).
+        per_pass: batches per pass of each stage ("search", "tune", "retrain"), for the epochs each gets.
+        spent: seconds already spent (building the task, measuring).
+        text: the budget as the user wrote it, for the record.
+
+    Returns:
+        (flat overrides: ``search_steps``, ``tune_steps``, ``tune_n_trials``, ``tune_enabled``, ``retrain_steps``;
+        the record for config.json: budget, measured costs, shares, planned seconds per stage).
+
+    Raises:
+        BudgetTooSmallError: the time left cannot pay for one step of the search and one of retraining.
+    """
+    for key in ("search_step", "dash_step", "baseline_step", "dash_eval", "baseline_eval", "checkpoint", "after"):
+        if not (isinstance(costs.get(key), (int, float)) and costs[key] >= 0):
+            raise ValueError(f"costs[{key!r}] = {costs.get(key)!r}: expected a measured number of seconds >= 0")
+    models = 2 if cfg.baseline else 1
+    step_rt = costs["dash_step"] + (costs["baseline_step"] if cfg.baseline else 0.0)
+    tune_epoch = costs["dash_eval"] + (costs["baseline_eval"] if cfg.baseline else 0.0)  # a validation pass each
+    eval_rt = tune_epoch + models * RETRAIN_EPOCH_WRITES * costs["checkpoint"]  # and the retraining's files
+    search_epoch = SEARCH_EPOCH_WRITES * costs["checkpoint"]
+    left = seconds - spent - costs["after"]
+    minimum = (costs["search_step"] + search_epoch) + (step_rt + eval_rt)
+    if left < minimum:
+        raise BudgetTooSmallError(
+            f"budget = {text if text is not None else seconds!r}: {seconds:.1f} s is too small to take one step of "
+            f"each stage: {spent:.1f} s went to planning, the test and figures take about {costs['after']:.1f} s, and "
+            f"one search step, one retraining step (DASH{' and the baseline' if cfg.baseline else ''}) and their "
+            f"checkpoints about {minimum:.2f} s; give at least {math.ceil(1.2 * (spent + costs['after'] + minimum))}"
+            f" s")
+
+    def fit(share: float, step: float, per_epoch: float, pass_len: int) -> int:
+        """Steps whose cost, with one `per_epoch` cost per epoch, fits `share` seconds."""
+        s = max(1, int(share / max(step, 1e-9)))
+        for _ in range(4):  # the epochs depend on the steps: a few rounds settle it
+            s = max(1, int((share - epochs_for(s, pass_len) * per_epoch) / max(step, 1e-9)))
+        return s
+
+    tc = cfg.tune
+    grid = len(tc.grid()) if tc.n_trials is None else min(tc.n_trials, len(tc.grid()))
+    tune_share = TUNE_SHARE * left if tc.enabled else 0.0
+    configs, tune_steps = 0, 0
+    if tc.enabled:
+        per_config = tune_share / grid
+        tune_steps = fit(per_config, step_rt, tune_epoch, per_pass["tune"])
+        configs = grid
+        if tune_steps < MIN_TUNE_STEPS:  # fewer configurations, each with enough steps to say something
+            one = MIN_TUNE_STEPS * step_rt + epochs_for(MIN_TUNE_STEPS, per_pass["tune"]) * tune_epoch
+            configs = min(grid, int(tune_share / one))
+            if configs >= 2:
+                tune_steps = fit(tune_share / configs, step_rt, tune_epoch, per_pass["tune"])
+    tuned = tc.enabled and configs >= 2
+    search_share = SEARCH_SHARE * left
+    retrain_share = left - search_share - (tune_share if tuned else 0.0)
+    search_steps = fit(search_share, costs["search_step"], search_epoch, per_pass["search"])
+    retrain_steps = fit(retrain_share, step_rt, eval_rt, per_pass["retrain"])
+    overrides: Dict[str, Any] = {"search_steps": search_steps, "retrain_steps": retrain_steps,
+                                 "tune_enabled": bool(tuned)}
+    if tuned:
+        overrides["tune_steps"] = tune_steps
+        if configs < grid:
+            overrides["tune_n_trials"] = configs
+
+    def planned(stage: str) -> float:
+        if stage == "search":
+            s = search_steps
+            return s * costs["search_step"] + epochs_for(s, per_pass["search"]) * search_epoch
+        if stage == "tune":
+            if not tuned:
+                return 0.0
+            e = epochs_for(tune_steps, per_pass["tune"])
+            return configs * (tune_steps * step_rt + e * tune_epoch)
+        return retrain_steps * step_rt + epochs_for(retrain_steps, per_pass["retrain"]) * eval_rt
+
+    stages = {stage: round(planned(stage), 2) for stage in _STAGES}
+    record = {"text": text if text is not None else f"{seconds:g}s", "seconds": seconds,
+              "spent_before": round(spent, 3), "costs": {k: float(f"{v:.4g}") for k, v in costs.items()},
+              "shares": {"search": SEARCH_SHARE, "tune": TUNE_SHARE if tuned else 0.0,
+                         "retrain": round(1 - SEARCH_SHARE - (TUNE_SHARE if tuned else 0.0), 6)},
+              "planned": stages, "planned_seconds": round(spent + costs["after"] + sum(stages.values()), 2),
+              "tune_configs": configs if tuned else 0,
+              "note": ("tuning reduced to %d of %d configurations to give each %d steps" % (configs, grid, tune_steps)
+                       if tuned and configs < grid else
+                       "tuning off: its share could not give two configurations %d steps each" % MIN_TUNE_STEPS
+                       if tc.enabled and not tuned else "")}
+    return overrides, record

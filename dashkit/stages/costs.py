@@ -1,0 +1,107 @@
+"""What one step of each network of a run costs, measured: the input of a time budget's plan (`dashkit.budget`).
+
+Rank 0 of a torchrun launch measures alone (no collectives here), on its own device, with whole batches.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Tuple
+
+import torch
+
+from .. import supernet
+from ..budget import FIGURES_SECONDS, SETUP_SECONDS, effective_batch
+from ..config import RunConfig
+from ..rundir import save_tensors
+from ..space import SearchSpace
+from ..timing import sync, timed_rounds
+from .models import build_backbone, build_model, net_spec
+from .search import search_step
+from .training import autocast, sgd, to_device, train_step
+
+if TYPE_CHECKING:
+    from ..tasks.base import Task
+
+__all__ = ["measure_costs"]
+
+
+def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: bool = True,
+                  rounds: int = 3) -> Dict[str, float]:
+    """Seconds of one step of each network a run trains, one validation pass and one checkpoint write.
+
+    DASH's discrete network is measured at the space's middle candidate (by receptive field) in every layer, as a
+    typical choice of the search, with the retrain conv backend (whose ``auto`` choice times the convolutions
+    itself; a first untimed call lets it choose). Steps are
+    timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
+    """
+    sc = cfg.search
+    _, _, ks, ds = net_spec(task, cfg)
+    space = SearchSpace(ks, ds, dims=task.dims)
+    sup = supernet.to_supernet(build_backbone(task, cfg, "search"), space, backend=sc.backend,
+                               depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
+                               grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty).to(device)
+    # DASH's network before the search has chosen: the middle candidate by receptive field, in every layer
+    field = lambda i: ((space.candidates[i][0] - 1) * space.candidates[i][1], space.candidates[i])  # noqa: E731
+    by_field = sorted(range(len(space.candidates)), key=field)
+    middle = by_field[len(by_field) // 2]
+    with torch.no_grad():
+        for _, m in supernet.dash_layers(sup):
+            m.alpha.zero_()
+            m.alpha[middle] = 1.0
+    _, card = supernet.discretize(sup)
+    dash = build_model(task, cfg, card).to(device)
+    base = build_model(task, cfg, None).to(device)
+    n = len(task.train)  # type: ignore[arg-type]
+
+    def batch(size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        idx = list(range(min(size, n)))
+        xs, ys = zip(*(task.train[i] for i in idx))
+        return torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
+
+    xs, ys = batch(effective_batch(sc.batch_size, n))
+    xr, yr = batch(effective_batch(cfg.retrain.batch_size, n))
+    w_opt = sgd(supernet.weight_parameters(sup), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
+    a_opt = sgd(supernet.arch_parameters(sup), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
+    opts = {name: sgd(model.parameters(), 1e-4, 0.9, True, 0.0) for name, model in (("dash", dash), ("base", base))}
+    sup.train(), dash.train(), base.train()
+    steps = {"search_step": lambda: search_step(sup, task, xs, ys, w_opt, a_opt, grad_clip=sc.grad_clip),
+             "dash_step": lambda: train_step(dash, task, xr, yr, opts["dash"], grad_clip=1.0),
+             "baseline_step": lambda: train_step(base, task, xr, yr, opts["base"], grad_clip=1.0)}
+    timed = timed_rounds(steps, device=device, rounds=rounds, warmup=1, progress=False)
+    costs = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
+    eval_batch = 2 * cfg.retrain.batch_size
+    for name, model in (("dash_eval", dash), ("baseline_eval", base)):
+        _forward_pass(model, task, device, eval_batch)  # untimed: the measured conv choice of a new batch shape
+        t0 = time.perf_counter()
+        _forward_pass(model, task, device, eval_batch)
+        sync(device)
+        costs[name] = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        state = {f"model/{k}": v for k, v in sup.state_dict().items()}
+        state.update({f"opt/{k}": v.clone() for k, v in sup.state_dict().items()})  # about a checkpoint's size
+        save_tensors(Path(tmp) / "probe.safetensors", state)
+        costs["checkpoint"] = time.perf_counter() - t0
+    n_val, n_test = len(task.val), len(task.test)  # type: ignore[arg-type]
+    test_passes = (costs["dash_eval"] + costs["baseline_eval"]) * n_test / max(n_val, 1)
+    costs["after"] = test_passes + (FIGURES_SECONDS if figures else 0.0) + SETUP_SECONDS
+    return costs
+
+
+@torch.no_grad()
+def _forward_pass(model: torch.nn.Module, task: "Task", device: torch.device, batch_size: int) -> None:
+    """One pass of `model` over the validation split, as ``evaluate`` makes it, without its collectives (rank 0
+    measures alone under torchrun)."""
+    from torch.utils.data import DataLoader
+
+    model.eval()
+    outs, ys = [], []
+    for x, y in DataLoader(task.val, batch_size=batch_size, shuffle=False):
+        (x,) = to_device(device, x)
+        with autocast(device):
+            outs.append(model(x).float().cpu())
+        ys.append(y)
+    task.metric(torch.cat(outs), torch.cat(ys))
+    model.train()

@@ -1,0 +1,264 @@
+"""Budgets in optimiser steps and in wall time (dashkit.budget), the plan a run records, tuning on a validation
+split too small to decide, and predictions in the user's labels.
+
+No test here times anything: the time planner is checked on made-up step costs (``measure_costs`` is replaced),
+so its arithmetic is what is tested; how close a real run comes to its budget is measured in RESULTS.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import dashkit
+from dashkit import budget as B
+from dashkit import pipeline
+from dashkit.__main__ import show
+from dashkit.progress import PlainProgress, set_deadline
+from dashkit.stages import costs
+from dashkit.config import make_config
+from dashkit.tasks.base import SmallSplitWarning, Task, TaskDefaults
+
+from test_pipeline import spikes, tiny_task
+
+STEPS = dict(search_backend="fft", retrain_conv_backend="direct", search_steps=6, search_batch_size=32,
+             tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,), tune_momentums=(0.9,),
+             tune_steps=4, tune_batch_size=32, tune_pruner="none", retrain_steps=8, retrain_batch_size=32)
+FAKE_COSTS = {"search_step": 0.1, "dash_step": 0.05, "baseline_step": 0.05, "dash_eval": 0.01,
+              "baseline_eval": 0.01, "checkpoint": 0.001, "after": 0.5}
+
+
+def sized_task(n: int) -> Task:
+    """A task whose training split has ``n`` examples (x (n, 1, 16)); only sizes matter to a plan."""
+    ds = TensorDataset(torch.zeros(n, 1, 16), torch.arange(n) % 2)
+    small = TensorDataset(torch.zeros(40, 1, 16), torch.arange(40) % 2)
+    return Task(name=f"sized{n}", kind="classification", train=ds, val=small, test=small, in_shape=(1, 16),
+                num_outputs=2, metric_name="error_pct", defaults=TaskDefaults(backbone_kwargs={"width": 2}))
+
+
+# ------------------------------------------------------------------------------------------------ steps
+@pytest.mark.parametrize("preset", ["smoke", "standard"])
+def test_a_preset_gives_small_and_large_data_the_same_steps_and_different_epochs(preset):
+    small, large = sized_task(40), sized_task(4000)
+    cfg = make_config(preset)
+    for stage in ("search", "tune", "retrain"):
+        a, b = B.stage_plan(small, cfg, stage), B.stage_plan(large, cfg, stage)
+        assert a.steps == b.steps == getattr(cfg, stage).steps
+        assert sum(a.steps_in_epoch(e) for e in range(a.epochs)) == a.steps  # the epochs add up to the steps
+        assert sum(b.steps_in_epoch(e) for e in range(b.epochs)) == b.steps
+        size = getattr(cfg, stage).batch_size
+        assert a.batch_size == min(size, 40) and b.batch_size == size  # never more than the training split
+        assert a.batches_per_pass == 40 // a.batch_size and b.batches_per_pass == 4000 // b.batch_size
+        assert a.passes > b.passes
+    standard = make_config("standard")
+    a, b = B.stage_plan(small, standard, "search"), B.stage_plan(large, standard, "search")
+    assert a.epochs != b.epochs and (a.epochs, b.epochs) == (B.EPOCHS_MAX, math.ceil(a.steps / (4000 // 64)))
+
+
+def test_the_epoch_rule_and_the_batch_size_cap():
+    assert B.epochs_for(1000, 62) == 17  # about one pass per epoch
+    assert B.epochs_for(1000, 1) == B.EPOCHS_MAX  # a tiny split: many passes per epoch
+    assert B.epochs_for(1000, 937) == B.EPOCHS_MIN  # a large split: a chunk of a pass per epoch
+    assert B.epochs_for(8, 225) == 2 and B.epochs_for(3, 225) == 1  # not fewer than MIN_EPOCH_STEPS per epoch
+    plan = B.StagePlan("search", steps=10, epochs=3, batch_size=8, batches_per_pass=4)
+    assert [plan.steps_in_epoch(e) for e in range(3)] == [3, 3, 4] and plan.steps_before(2) == 6
+    assert B.effective_batch(64, 40) == 40 and B.effective_batch(64, 41, world=2) == 40
+    with pytest.raises(ValueError, match=r"the training split has 1 example\(s\); expected at least 2"):
+        B.effective_batch(64, 1)
+
+
+def test_an_epoch_override_counts_that_stage_in_epochs():
+    cfg = make_config("standard", search_epochs=3)
+    assert cfg.search.steps is None and cfg.search.epochs == 3
+    assert cfg.retrain.steps == make_config("standard").retrain.steps  # the other stages keep counting steps
+    plan = B.stage_plan(sized_task(4000), cfg, "search")
+    assert plan.epochs == 3 and plan.steps_in_epoch(0) == min(round(0.5 * 62), 15)  # the preset's epoch fields
+    assert make_config("paper").search.steps is None
+    with pytest.raises(ValueError, match=r"search_steps = 0: expected None \(count in epochs\) or an int >= 1"):
+        make_config("smoke", search_steps=0)
+
+
+def test_a_run_in_steps_records_its_plan_and_reads_it_back(tmp_path):
+    task = tiny_task()  # 96 training examples: 3 batches of 32 per pass
+    res = pipeline.run(task, preset="smoke", out=tmp_path / "run", figures=False, verbose=False, **STEPS)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["plan"]["search"] == {"steps": 6, "epochs": 2, "steps_per_epoch": 3, "batch_size": 32,
+                                      "batches_per_pass": 3, "passes": 2.0, "counted_in": "steps"}
+    assert meta["plan"]["retrain"]["steps"] == 8 and meta["plan"]["tune"]["configs"] == 2
+    assert meta["task_info"]["classes"] == [0, 1] and sum(meta["task_info"]["class_counts"]) == 96
+    assert res.plan == meta["plan"] and pipeline.load_result(tmp_path / "run").plan == meta["plan"]
+    assert "search        6 steps in 2 epochs of 3 (batch 32, 2 passes)" in res.summary()
+    rd = dashkit.rundir.RunDir(tmp_path / "run")
+    assert len(rd.read_history("search")) == 2 and len(rd.read_history("retrain")) == meta["plan"]["retrain"]["epochs"]
+
+
+# ------------------------------------------------------------------------------------------------ time
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("5m", 300), ("5min", 300), ("1h", 3600), ("1.5 hours", 5400),
+                                           ("45", 45), (60, 60), (2.5, 2.5), (" 2 minutes ", 120)])
+def test_a_budget_is_read_from_text_or_seconds(text, seconds):
+    assert B.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text, error, message", [
+    ("5 parsecs", ValueError, r"budget = '5 parsecs': expected a number of seconds > 0 or text such as '90s', '5m', "
+                              r"'5min', '1h' \(units: s, m, min, h\)"),
+    ("fast", ValueError, r"budget = 'fast': expected a number of seconds > 0"),
+    ("0s", ValueError, r"budget = '0s': expected a number of seconds > 0"),
+    (-5, ValueError, r"budget = -5: expected a number of seconds > 0"),
+    (True, TypeError, r"budget = True: expected a number of seconds > 0"),
+    ([60], TypeError, r"budget = \[60\]: expected"),
+])
+def test_a_bad_budget_names_itself_and_what_is_accepted(text, error, message):
+    with pytest.raises(error, match=message):
+        B.parse_budget(text)
+
+
+def test_the_planner_shares_the_time_by_its_rule():
+    cfg = make_config("standard")
+    per_pass = {"search": 56, "tune": 56, "retrain": 56}
+    overrides, record = B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, spent=10.0, text="5m")
+    left = 300.0 - 10.0 - FAKE_COSTS["after"]
+    # search: 40% of the time left, less the files each epoch writes
+    s, writes = overrides["search_steps"], B.SEARCH_EPOCH_WRITES * 0.001
+    cost = lambda n: n * 0.1 + B.epochs_for(n, 56) * writes  # noqa: E731
+    assert cost(s) <= B.SEARCH_SHARE * left < cost(s + 1)
+    # tuning: 20% over the 4 configurations of DASH and the baseline, each a validation pass per epoch
+    t = overrides["tune_steps"]
+    assert overrides["tune_enabled"] and "tune_n_trials" not in overrides and t >= B.MIN_TUNE_STEPS
+    assert 4 * (t * 0.1 + B.epochs_for(t, 56) * 0.02) <= B.TUNE_SHARE * left
+    # retraining: the rest, the same steps for DASH and the baseline
+    r = overrides["retrain_steps"]
+    per_epoch = 0.02 + 2 * B.RETRAIN_EPOCH_WRITES * 0.001  # two validation passes, each network's files
+    assert r * 0.1 + B.epochs_for(r, 56) * per_epoch <= 0.4 * left < (r + 1) * 0.1 + B.epochs_for(r, 56) * per_epoch
+    assert record["shares"] == {"search": 0.4, "tune": 0.2, "retrain": 0.4} and record["text"] == "5m"
+    assert record["planned_seconds"] == pytest.approx(300.0, rel=0.02)  # what is left over is under one step
+
+
+def test_the_planner_tunes_fewer_configurations_or_none_when_its_share_is_small():
+    cfg = make_config("standard")  # a grid of 4
+    per_pass = {"search": 56, "tune": 56, "retrain": 56}
+    overrides, record = B.plan_budget(30.0, FAKE_COSTS, cfg, per_pass, text="30s")
+    assert overrides["tune_n_trials"] == 2 and overrides["tune_steps"] >= B.MIN_TUNE_STEPS
+    assert record["tune_configs"] == 2 and "reduced to 2 of 4" in record["note"]
+    overrides, record = B.plan_budget(10.0, FAKE_COSTS, cfg, per_pass, text="10s")
+    assert overrides["tune_enabled"] is False and record["shares"]["tune"] == 0.0 and "tuning off" in record["note"]
+    no_base = make_config("standard", baseline=False)
+    more, _ = B.plan_budget(10.0, FAKE_COSTS, no_base, per_pass)
+    assert more["retrain_steps"] > overrides["retrain_steps"]  # one network to retrain instead of two
+
+
+def test_a_budget_too_small_for_one_step_of_each_stage_is_an_error_before_any_work(tmp_path, monkeypatch):
+    with pytest.raises(B.BudgetTooSmallError, match=r"budget = '1s': 1.0 s is too small to take one step of each "
+                                                    r"stage: .* give at least \d+ s"):
+        B.plan_budget(1.0, FAKE_COSTS, make_config("smoke"), {"search": 1, "tune": 1, "retrain": 1}, spent=0.8,
+                      text="1s")
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: {**FAKE_COSTS, "after": 30.0})
+    with pytest.raises(ValueError, match=r"budget = '20s': 20.0 s is too small"):
+        pipeline.run(tiny_task(), preset="smoke", out=tmp_path / "run", budget="20s", verbose=False,
+                     **{k: v for k, v in STEPS.items() if not k.endswith("_steps")})
+    assert not (tmp_path / "run").exists()  # nothing was written
+    with pytest.raises(ValueError, match=r"budget = 'soon': expected"):
+        pipeline.run(tiny_task(), out=tmp_path / "run", budget="soon")
+    with pytest.raises(ValueError, match=r"budget = '5m' decides the steps of every stage, so retrain_epochs, "
+                                         r"search_steps cannot be set with it; drop them or the budget"):
+        pipeline.run(tiny_task(), out=tmp_path / "run", budget="5m", search_steps=3, retrain_epochs=2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(task, cfg, device, figures=True):
+        calls.append(task.name)
+        return dict(FAKE_COSTS)
+
+    monkeypatch.setattr(costs, "measure_costs", fake)
+    task = tiny_task()
+    settings = {k: v for k, v in STEPS.items() if not k.endswith("_steps")}
+    res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="8s", figures=False, verbose=False,
+                       **settings)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    record = meta["budget"]
+    assert calls == ["tiny"] and record["text"] == "8s" and record["seconds"] == 8.0
+    assert record["costs"] == FAKE_COSTS and set(record["planned"]) == {"search", "tune", "retrain"}
+    assert meta["config"]["search"]["steps"] == meta["plan"]["search"]["steps"] == res.plan["search"]["steps"] > 1
+    assert meta["config"]["tune"]["enabled"] is False  # too little time for two configurations of 20 steps
+    assert res.budget == record and "time budget 8s (8 s)" in res.summary()
+
+    def no_measuring(*a, **k):
+        raise AssertionError("a resumed run must keep its plan, not measure again")
+
+    monkeypatch.setattr(costs, "measure_costs", no_measuring)
+    again = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="8s", figures=False, verbose=False,
+                         **settings)
+    assert again.metrics == res.metrics and again.plan == res.plan
+    with pytest.raises(ValueError, match=r"made with another config"):  # another budget is another plan
+        monkeypatch.setattr(costs, "measure_costs", fake)
+        pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="9s", figures=False, verbose=False,
+                     **settings)
+
+
+def test_progress_lines_show_the_time_left_while_a_deadline_is_set(capsys):
+    set_deadline(time.monotonic() + 90)
+    try:
+        bar = PlainProgress(total=2, desc="search")
+        bar.set_postfix(loss=0.5)
+        bar.close()
+    finally:
+        set_deadline(None)
+    assert re.search(r"^search: 0/2 \(0%\) \d+\.\ds loss=0\.5 left=(89|90)s$", capsys.readouterr().out.strip())
+    PlainProgress(total=1, desc="after").close()
+    assert "left=" not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- small data
+def test_tuning_is_skipped_on_a_validation_split_too_small_to_decide(tmp_path):
+    make = lambda n, seed: spikes(n, seed, 32, (6, 12), (4, 14))  # noqa: E731
+    task = tiny_task(val=make(12, 1))
+    assert task.too_small("val")
+    with pytest.warns(pipeline.SmallValidationWarning, match=r"tune: skipped, the val split has 12 samples .* "
+                                                             r"retraining with the retrain_\* hyper-parameters"):
+        res = pipeline.run(task, preset="smoke", out=tmp_path / "run", figures=False, verbose=False, **STEPS)
+    report = json.loads((tmp_path / "run" / "tune.json").read_text())
+    assert report["skipped"].startswith("tune: skipped") and report["trials"] == [] and report["decided"] is False
+    assert report["best"] == res.hparams["dash"] == {"lr": 0.1, "dropout": 0.0, "weight_decay": 5e-4,
+                                                     "momentum": 0.9}
+    assert json.loads((tmp_path / "run" / "baseline_tune.json").read_text())["skipped"].startswith("baseline_tune")
+    assert "tune: skipped, the val split has 12 samples" in show(tmp_path / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuned = pipeline.run(task, preset="smoke", out=tmp_path / "tuned", figures=False, verbose=False,
+                             tune_small_val="tune", **STEPS)
+    assert len(json.loads((tmp_path / "tuned" / "tune.json").read_text())["trials"]) == 2 and tuned.metrics
+
+
+def test_predictions_come_back_in_the_users_string_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    names = np.array(["calm", "spiky"])
+    ds = spikes(200, 0, 32, (6, 12), (4, 14))
+    x, y = ds.tensors[0].numpy(), names[ds.tensors[1].numpy()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSplitWarning)
+        task = dashkit.tasks.from_arrays(x[:160], y[:160], x_test=x[160:], y_test=y[160:], name="strings", seed=0)
+        res = pipeline.run(task, preset="smoke", out=tmp_path / "run", figures=False, verbose=False,
+                           backbone_kwargs={"width": 2}, **STEPS)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["task_info"]["classes"] == ["calm", "spiky"] == res.classes
+    assert sum(meta["task_info"]["class_counts"]) == len(task.train)
+    new = x[rng.permutation(200)[:17]]
+    labels = pipeline.predict(tmp_path / "run", new, task=task)
+    model = pipeline.load_model(tmp_path / "run", task=task)
+    with torch.no_grad():
+        expected = task.to_labels(model(torch.from_numpy(new)))
+    assert labels.shape == (17,) and set(labels) <= {"calm", "spiky"} and list(labels) == list(expected)
+    assert list(res.predict(new, task=task, which="baseline")) == list(
+        pipeline.predict(tmp_path / "run", new[:, 0, :], task=task, which="baseline"))  # (N, L): one channel
+    with pytest.raises(ValueError, match=r"x has shape \(17, 1, 30\); expected \(N, 1, 32\)"):
+        pipeline.predict(tmp_path / "run", new[:, :, :30], task=task)

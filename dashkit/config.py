@@ -61,6 +61,8 @@ class SearchConfig:
     tau: float = 1.0  # temperature of the relaxation
     grad_scale: float = 100.0  # arch-gradient normalisation g / (grad_scale * ||g||) (DASH: 100; CIFAR 5000)
     rf_penalty: float = 1e-5  # added to alpha's gradient per unit of receptive field: a push to small fields
+    init_std: float = 0.01  # candidate weights start as N(0, init_std^2) (DASH: 0.01, which backbones with
+    # BatchNorm rescale; a network without normalisation, such as the planted tasks' plain stack, needs more)
     depthwise: bool = True  # search convs with in == out channels depthwise (retrained as full convs)
     backend: str = "auto"  # "fft", "direct", "mixed_results" (DARTS), or "auto": measured per layer, so it may differ
     # between machines and runs; fix it for bit-reproducible resumes
@@ -73,7 +75,7 @@ class SearchConfig:
         _fraction(self, "batches_per_epoch")
         _non_negative(self, "lr", "arch_lr", "momentum", "weight_decay", "arch_weight_decay", "grad_clip",
                       "rf_penalty")
-        _positive(self, "gamma", "tau", "grad_scale")
+        _positive(self, "gamma", "tau", "grad_scale", "init_std")
         _milestones(self)
         _choice(self, "relaxation", RELAXATIONS)
         _choice(self, "scheme", _SCHEMES)

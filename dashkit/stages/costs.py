@@ -15,9 +15,8 @@ from .. import supernet
 from ..budget import FIGURES_SECONDS, SETUP_SECONDS, effective_batch
 from ..config import RunConfig
 from ..rundir import save_tensors
-from ..space import SearchSpace
 from ..timing import sync, timed_rounds
-from .models import build_backbone, build_model, net_spec
+from .models import build_model, build_supernet
 from .search import search_step
 from .training import autocast, sgd, to_device, train_step
 
@@ -37,11 +36,8 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
     """
     sc = cfg.search
-    _, _, ks, ds = net_spec(task, cfg)
-    space = SearchSpace(ks, ds, dims=task.dims)
-    sup = supernet.to_supernet(build_backbone(task, cfg, "search"), space, backend=sc.backend,
-                               depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
-                               grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty).to(device)
+    sup = build_supernet(task, cfg).to(device)
+    space = sup.dash_space
     # DASH's network before the search has chosen: the middle candidate by receptive field, in every layer
     field = lambda i: ((space.candidates[i][0] - 1) * space.candidates[i][1], space.candidates[i])  # noqa: E731
     by_field = sorted(range(len(space.candidates)), key=field)

@@ -65,6 +65,22 @@ def build_backbone(task: "Task", cfg: RunConfig, stage: str = "retrain", dropout
     return model
 
 
+def build_supernet(task: "Task", cfg: RunConfig) -> nn.Module:
+    """The search backbone made a supernet over the task's space with the ``search_*`` settings (on the CPU).
+
+    Its ``dash_space`` attribute is the `SearchSpace`. The search stage and the time budget's cost measurement
+    build the same network this way.
+    """
+    from .. import supernet
+    from ..space import SearchSpace
+
+    sc = cfg.search
+    _, _, ks, ds = net_spec(task, cfg)
+    return supernet.to_supernet(build_backbone(task, cfg, "search"), SearchSpace(ks, ds, dims=task.dims),
+                                backend=sc.backend, depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
+                                grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty, init_std=sc.init_std)
+
+
 def build_model(task: "Task", cfg: RunConfig, card: Optional["ArchCard"] = None, dropout: Optional[float] = None
                 ) -> nn.Module:
     """The network that is tuned and retrained: the retrain backbone, with the card's kernels if a card is given.

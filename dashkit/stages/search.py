@@ -21,11 +21,10 @@ from torch import nn
 
 from .. import distributed, supernet
 from ..rundir import PathLike, RunDir
-from ..space import SearchSpace
 from ..budget import stage_plan
-from .common import as_run_dir, check_cfg, progress_bar, resolve_task, seed_everything, stage_device, stage_done, \
-    stage_seed
-from .models import build_backbone, net_spec
+from .common import as_run_dir, caller_stacklevel, check_cfg, progress_bar, resolve_task, seed_everything, \
+    stage_device, stage_done, stage_seed
+from .models import build_supernet, net_spec
 from .training import batch_loss, check_finite, cycle, epoch_batches, lr_factor, mean_over_ranks, set_lr, sgd
 
 if TYPE_CHECKING:
@@ -106,11 +105,9 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     t0 = time.perf_counter()
     seed = stage_seed(cfg.seed, "search")
     seed_everything(seed)
-    name, _, ks, ds = net_spec(task, cfg)
-    space = SearchSpace(ks, ds, dims=task.dims)
-    model = supernet.to_supernet(build_backbone(task, cfg, "search"), space, backend=sc.backend,
-                                 depthwise=sc.depthwise, relaxation=sc.relaxation, tau=sc.tau,
-                                 grad_scale=sc.grad_scale, rf_penalty=sc.rf_penalty)
+    name = net_spec(task, cfg)[0]
+    model = build_supernet(task, cfg)
+    space = model.dash_space
     model.to(device)
     w_opt = sgd(supernet.weight_parameters(model), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
     a_opt = sgd(supernet.arch_parameters(model), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
@@ -172,6 +169,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
                                   "epochs": [[a[ln] for ln in layer_names] for a in alphas]})
     if rd.writable:
         card.save(rd.file("archcard.json"))
+    if distributed.is_main():  # most layers' choices no larger than gradient noise: say so, and what to change
+        supernet.warn_if_undecided(card, stacklevel=caller_stacklevel())
     rd.mark_done("search", {"seconds": seconds_before + time.perf_counter() - t0, "layers": len(layer_names)})
     return card
 

@@ -121,10 +121,8 @@ class TuneConfig:
             raise ValueError(f"tune_lrs = {self.lrs!r}: every learning rate must be > 0")
         if any(v >= 1 for v in self.dropouts):
             raise ValueError(f"tune_dropouts = {self.dropouts!r}: every dropout must be in [0, 1)")
-        if self.lr_block_patience < 0:
-            raise ValueError(f"tune_lr_block_patience = {self.lr_block_patience!r}: expected an int >= 0")
-        if self.n_trials is not None and self.n_trials < 1:
-            raise ValueError(f"tune_n_trials = {self.n_trials!r}: expected None or an int >= 1")
+        _int_setting(self, "lr_block_patience", 0)
+        _int_setting(self, "n_trials", none="")
         _choice(self, "pruner", _PRUNERS)
         _choice(self, "undecided", _UNDECIDED)
         _choice(self, "small_val", _SMALL_VAL)
@@ -498,26 +496,30 @@ def _stage_name(obj: Any) -> str:
     return type(obj).__name__.replace("Config", "").lower()
 
 
+def _int_setting(obj: Any, name: str, low: int = 1, none: Optional[str] = None) -> None:
+    """An integer setting >= ``low`` (bool refused); ``none`` not None: None is accepted too, and means that."""
+    value = getattr(obj, name)
+    if value is None and none is not None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        accepted = "" if none is None else ("None or " if not none else f"None ({none}) or ")
+        raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected {accepted}an int >= {low}")
+
+
 def _positive_int(obj: Any, *names: str) -> None:
     for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected an int >= 1")
+        _int_setting(obj, name)
 
 
 def _steps(obj: Any) -> None:
-    value = obj.steps
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ValueError(f"{_stage_name(obj)}_steps = {value!r}: expected None (count in epochs) or an int >= 1")
+    _int_setting(obj, "steps", none="count in epochs")
 
 
 def _fraction(obj: Any, name: str) -> None:
     value = getattr(obj, name)
     if not 0 < value <= 1:
         raise ValueError(f"{_stage_name(obj)}_{name} = {value!r}: expected a fraction in (0, 1]")
-    cap = obj.max_batches
-    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-        raise ValueError(f"{_stage_name(obj)}_max_batches = {cap!r}: expected None or an int >= 1")
+    _int_setting(obj, "max_batches", none="")
 
 
 def _non_negative(obj: Any, *names: str) -> None:

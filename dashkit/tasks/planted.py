@@ -166,7 +166,10 @@ def _generate(planted: Mapping[str, Tuple[int, int]], in_channels: int, spatial:
 def _planted_task(name: str, planted: Mapping[str, Tuple[int, int]], space: Tuple[Tuple[int, ...], Tuple[int, ...]],
                   in_channels: int, spatial: Tuple[int, ...], width: int, n_train: int, n_val: int, n_test: int,
                   noise: float, seed: int, search: Dict[str, Any]) -> Task:
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    """The task of a teacher with ``planted`` pairs on inputs (in_channels, *spatial); the parameters checked here."""
+    sizes = {"train": check_int("n_train", n_train, 1), "val": check_int("n_val", n_val, 1),
+             "test": check_int("n_test", n_test, 1)}
+    noise, width, seed = check_float("noise", noise, 0.0), check_int("width", width, 1), check_seed(seed)
     params = {"version": _GENERATOR_VERSION, "planted": {k: list(v) for k, v in planted.items()},
               "in_channels": in_channels, "spatial": list(spatial), "sizes": sizes, "noise": noise, "seed": seed,
               "teacher_width": _TEACHER_WIDTH, "preact_std": _PREACT_STD, "reference_n": _REFERENCE_N}
@@ -214,12 +217,6 @@ def planted1d(length: int = 128, n_train: int = 2000, n_val: int = 500, n_test: 
         to [k, d].
     """
     length = check_int("length", length, 8, 4096)
-    n_train = check_int("n_train", n_train, 1)
-    n_val = check_int("n_val", n_val, 1)
-    n_test = check_int("n_test", n_test, 1)
-    noise = check_float("noise", noise, 0.0)
-    width = check_int("width", width, 1)
-    seed = check_seed(seed)
     return _planted_task("planted1d", PLANTED_1D, SPACE_1D, 2, (length,), width, n_train, n_val, n_test, noise,
                          seed, search={})
 
@@ -244,12 +241,6 @@ def planted2d(size: int = 24, n_train: int = 1000, n_val: int = 250, n_test: int
         "convs.i" to [k, d].
     """
     size = check_int("size", size, 8, 256)
-    n_train = check_int("n_train", n_train, 1)
-    n_val = check_int("n_val", n_val, 1)
-    n_test = check_int("n_test", n_test, 1)
-    noise = check_float("noise", noise, 0.0)
-    width = check_int("width", width, 1)
-    seed = check_seed(seed)
     return _planted_task("planted2d", PLANTED_2D, SPACE_2D, 1, (size, size), width, n_train, n_val, n_test, noise,
                          seed, search={})
 

@@ -197,17 +197,10 @@ class DashConv(nn.Module):
             g.div_(self.grad_scale * (g.norm() + 1e-8))
         if self.rf_penalty > 0:
             g.add_(self.rf_penalty * self.receptive_fields.to(g.dtype))
-        gr = g.detach().to(self.decision_sum.dtype)
+        gr = g.to(self.decision_sum.dtype)
         self.decision_sum.add_(gr)
-        self.decision_sq.add_(torch.outer(gr, gr))
+        self.decision_sq.addr_(gr, gr)  # += g g^T, in place
         self.decision_steps.add_(1)
-
-    @torch.no_grad()
-    def reset_decision(self) -> None:
-        """Empty the decision record (e.g. to judge only the steps after a warm-up)."""
-        self.decision_sum.zero_()
-        self.decision_sq.zero_()
-        self.decision_steps.zero_()
 
     def decision(self, threshold: float = DECISION_Z) -> Dict[str, Any]:
         """Whether the search's gradients chose this layer's candidate, or alpha's argmax is what noise gave.
@@ -384,6 +377,9 @@ class DashConv(nn.Module):
         grad = conv_choice.needs_grad(x, params)
         key = ("dashconv", x.device.type, x.dtype, self.space.dims, x.shape[0], self.in_channels, self.out_channels,
                self.groups, n, self.stride, self.causal, plan.reach, plan.n_offsets, plan.tap_src.numel(), grad)
+        hit = conv_choice.backend_choice(key)  # every forward after the first of a shape: skip the estimates
+        if hit is not None:
+            return hit
         ci = self.in_channels // self.groups
         # the FFT path also builds the kernel's spectrum from its taps: one DFT-table matmul per offset
         estimates = conv_choice.conv_costs(

@@ -427,4 +427,4 @@ def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:
                       f"others). Search longer: more search steps (a larger preset or budget, more search_epochs "
                       f"or search_max_batches), or a larger search_arch_lr.",
                       SearchUndecidedWarning, stacklevel=stacklevel)
-    return decided / total
+    return card.decided_fraction()

@@ -748,3 +748,5 @@ def test_string_labels_train_through_the_pipeline(tmp_path):
     labels = task.to_labels(logits)
     assert labels.shape == (48,) and set(labels.tolist()) <= {"near", "mid", "far"}
     assert all(isinstance(v, str) for v in labels.tolist())
+    # the labels are the predictions the recorded test error was computed from, in the user's words
+    assert 100 * np.mean(labels != yt) == pytest.approx(result.metrics["dash"], abs=1e-3)

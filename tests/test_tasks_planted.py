@@ -65,7 +65,9 @@ def test_planted_names_are_the_searched_layers(small):
     _, card = discretize(net)
     assert [layer.name for layer in card.layers] == list(small.info["planted"])
     # The retrain backbone has the same convs, so the planted card applies to it.
-    assert planted.planted_card(small).apply(build_backbone(small, cfg, "retrain")) is not None
+    built = dict(planted.planted_card(small).apply(build_backbone(small, cfg, "retrain")).named_modules())
+    assert {name: [built[name].kernel_size[0], built[name].dilation[0]] for name in small.info["planted"]} == \
+        {name: list(kd) for name, kd in small.info["planted"].items()}
 
 
 def test_planted_pairs_are_in_the_space_uncontained_and_differ_by_layer(small):

@@ -15,7 +15,7 @@ from .. import supernet
 from ..budget import FIGURES_SECONDS, SETUP_SECONDS, effective_batch
 from ..config import RunConfig
 from ..rundir import save_tensors
-from ..timing import sync, timed_rounds
+from ..timing import best_time, timed_rounds
 from .models import build_model, build_supernet
 from .search import search_step
 from .training import autocast, sgd, to_device, train_step
@@ -69,11 +69,8 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     costs = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
     eval_batch = 2 * cfg.retrain.batch_size
     for name, model in (("dash_eval", dash), ("baseline_eval", base)):
-        _forward_pass(model, task, device, eval_batch)  # untimed: the measured conv choice of a new batch shape
-        t0 = time.perf_counter()
-        _forward_pass(model, task, device, eval_batch)
-        sync(device)
-        costs[name] = time.perf_counter() - t0
+        # the untimed warm-up call makes the measured conv choice of the new batch shape
+        costs[name] = best_time(lambda: _forward_pass(model, task, device, eval_batch), device, repeats=1, warmup=1)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         state = {f"model/{k}": v for k, v in sup.state_dict().items()}

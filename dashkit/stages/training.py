@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from ..tasks.base import Task
 
 __all__ = ["NonFiniteLossError", "lr_factor", "set_lr", "sgd", "autocast", "train_loader", "cycle", "epoch_batches",
-           "n_batches",
            "to_device", "batch_loss", "check_finite", "mean_over_ranks", "evaluate", "train_step", "train_epoch"]
 
 
@@ -98,12 +97,6 @@ def epoch_batches(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.de
     dataset, see `dashkit.budget`) goes on with freshly shuffled passes.
     """
     return itertools.islice(cycle(ds, batch_size, cfg, device, seed), n)
-
-
-def n_batches(loader: DataLoader, fraction: float, cap: Optional[int]) -> int:
-    """Batches in one epoch: `fraction` of the loader's (at least one), at most `cap`."""
-    n = max(1, round(fraction * len(loader)))
-    return n if cap is None else min(n, cap)
 
 
 def to_device(device: torch.device, *tensors: torch.Tensor) -> List[torch.Tensor]:

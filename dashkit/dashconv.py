@@ -199,7 +199,7 @@ class DashConv(nn.Module):
             g.add_(self.rf_penalty * self.receptive_fields.to(g.dtype))
         gr = g.to(self.decision_sum.dtype)
         self.decision_sum.add_(gr)
-        self.decision_sq.addr_(gr, gr)  # += g g^T, in place
+        self.decision_sq.add_(torch.outer(gr, gr))  # += g g^T (addr_ would round differently: recorded z moves)
         self.decision_steps.add_(1)
 
     def decision(self, threshold: float = DECISION_Z) -> Dict[str, Any]:

@@ -18,6 +18,12 @@ Build the student edition of the whole course (or of some lessons) from a shell:
     python -m dashkit.course student out/ 02_mixed_weights 04_fourier_convolution --notebooks notebooks/
     python -m dashkit.course check                                  # every lesson has the course's shape
 
+Run the whole course headless (papermill), one notebook after another, with the same parameters for every notebook
+that declares them, and collect each notebook's recorded results and wall time into one JSON file::
+
+    python -m dashkit.course run runs/course -p seed 1                # -> runs/course/course.json
+    python -m dashkit.course run runs/course --student -p smoke True  # the student edition, in seconds
+
 Notebooks are handled as plain JSON (nbformat 4), so this module needs neither nbformat nor Jupyter.
 """
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = ["SOLUTION_TAG", "EXERCISE_TAG", "Exercise", "tags", "source", "exercises", "check_lesson",
-           "student_edition", "write_student_edition", "lessons", "main"]
+           "student_edition", "write_student_edition", "lessons", "run_course", "main"]
 
 SOLUTION_TAG = "solution"
 EXERCISE_TAG = "exercise"
@@ -224,17 +230,97 @@ def write_student_edition(out_dir: Any, notebooks: Any = "notebooks", names: Seq
     return written
 
 
+def _parameter(text: str) -> Any:
+    """A command-line parameter value: JSON when it parses (``3``, ``true``, ``[1, 2]``), else the string."""
+    lowered = {"True": True, "False": False, "None": None}
+    if text in lowered:
+        return lowered[text]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def run_course(out_dir: Any, notebooks: Any = "notebooks", names: Sequence[str] = (), student: bool = False,
+               parameters: Optional[Dict[str, Any]] = None, timeout: int = 1800) -> Dict[str, Any]:
+    """Execute the lessons one after another with papermill; collect their results and wall times.
+
+    Each notebook runs in ``out_dir/<name>/`` (its runs and results go there), its executed copy is
+    ``out_dir/<name>.ipynb``, and ``out_dir/course.json`` gathers, per notebook, the seconds it took, the results it
+    recorded (``dashkit.notebook.record``) and the error if it failed; a failing notebook does not stop the others.
+
+    Args:
+        out_dir: where everything goes.
+        notebooks: the teacher's folder.
+        names: the lessons to run (default: all, in order).
+        student: run the student edition (solutions removed) instead of the teacher's.
+        parameters: papermill parameters; each notebook gets those it declares (``results_path`` is set here).
+        timeout: seconds one cell may take.
+
+    Returns:
+        The content of ``course.json``: ``{"notebooks": {name: {"seconds", "results", "error"}}, "seconds": total}``.
+    """
+    import time
+
+    try:
+        import papermill
+    except ImportError as exc:  # pragma: no cover - papermill is in the notebooks and dev extras
+        raise ImportError("running the course needs papermill: pip install -e '.[notebooks]'") from exc
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = lessons(notebooks, names)
+    if student:
+        sources = write_student_edition(out / "student", notebooks, [p.stem for p in sources])
+    report: Dict[str, Any] = {"student": student, "parameters": dict(parameters or {}), "notebooks": {}}
+    total = 0.0
+    for path in sources:
+        name = path.stem
+        workdir = out / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        declared = papermill.inspect_notebook(str(path))
+        given = {k: v for k, v in (parameters or {}).items() if k in declared}
+        results = (workdir / "results" / f"{name}.json").resolve()
+        given["results_path"] = str(results)
+        start = time.perf_counter()
+        error = None
+        try:
+            papermill.execute_notebook(str(path), str(out / f"{name}.ipynb"), parameters=given,
+                                       kernel_name="python3", cwd=str(workdir), execution_timeout=timeout,
+                                       progress_bar=False)
+        except Exception as exc:  # a failing lesson is reported, and the course goes on
+            error = f"{type(exc).__name__}: {str(exc)[:2000]}"
+        seconds = time.perf_counter() - start
+        total += seconds
+        recorded = json.loads(results.read_text()) if results.is_file() else None
+        report["notebooks"][name] = {"seconds": round(seconds, 1), "results": recorded, "error": error}
+        print(f"{name}: {seconds:.1f} s" + (f"  FAILED {error.splitlines()[0]}" if error else ""), flush=True)
+        (out / "course.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    report["seconds"] = round(total, 1)
+    (out / "course.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print(f"the course: {total / 60:.1f} min; results in {out / 'course.json'}")
+    return report
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m dashkit.course student OUT [names...]`` or ``python -m dashkit.course check [names...]``."""
+    """``python -m dashkit.course student OUT [names...]``, ``check [names...]`` or ``run OUT [names...]``."""
     parser = argparse.ArgumentParser(prog="python -m dashkit.course", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     student = sub.add_parser("student", help="write the student edition (solutions removed)")
     student.add_argument("out", help="folder for the student edition")
     check = sub.add_parser("check", help="check that every lesson has the course's shape")
-    for p in (student, check):
+    run = sub.add_parser("run", help="execute the lessons headless and collect their results and times")
+    run.add_argument("out", help="folder for the executed notebooks, their runs and course.json")
+    run.add_argument("--student", action="store_true", help="run the student edition")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a papermill parameter for every notebook that declares it (VALUE as JSON, or a string)")
+    for p in (student, check, run):
         p.add_argument("names", nargs="*", help="notebooks (default: all)")
         p.add_argument("--notebooks", default="notebooks", help="the teacher's folder (default: notebooks)")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        report = run_course(args.out, args.notebooks, args.names, student=args.student,
+                            parameters={k: _parameter(v) for k, v in args.parameter})
+        return 1 if any(v["error"] for v in report["notebooks"].values()) else 0
     if args.command == "student":
         for path in write_student_edition(args.out, args.notebooks, args.names):
             print(path)

@@ -30,7 +30,7 @@ def _code(text: str, tags=()) -> Dict[str, Any]:
 
 
 def lesson() -> Dict[str, Any]:
-    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+    book = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
         _md("# 02 · Mixed weights\n\n**What you will learn.** Why one convolution is enough."),
         _code("smoke: bool = False\nresults_path: str = \"\"", tags=["parameters"]),
         _md("### Exercise 1: predict the ratio\n\nPredict it."),
@@ -42,6 +42,9 @@ def lesson() -> Dict[str, Any]:
         _code("assert n == 7", tags=["solution"]),
         _md("## What you learned\n\n- one thing\n\n**What to try next.** Another."),
     ]}
+    for i, cell in enumerate(book["cells"]):
+        cell["id"] = f"cell-{i}"
+    return book
 
 
 def test_a_lesson_of_the_right_shape_passes():
@@ -160,3 +163,36 @@ def test_student_edition_runs(name, tmp_path, monkeypatch):
     assert not any("solution" in course.tags(c) for c in executed["cells"])
     assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert json.loads(Path(params["results_path"]).read_text()), f"{name}: the student edition recorded nothing"
+
+
+@pytest.mark.notebook
+def test_run_course_collects_results_and_times_and_reports_a_failure(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("papermill", reason="running the course needs papermill (pip install -e .[dev])")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    book = lesson()
+    book["metadata"] = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                        "language_info": {"name": "python"}}
+    for cell in book["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    book["cells"].insert(-1, dict(id="record", **_code("from dashkit import notebook as nb\nnb.record(results_path, smoke=smoke, n=n if "
+                                   "'n' in dir() else None)")))
+    for cell in book["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
+    (teacher / "02_good.ipynb").write_text(json.dumps(book))
+    broken = copy.deepcopy(book)
+    broken["cells"][3]["source"] = "raise RuntimeError('the student broke it')"
+    (teacher / "03_broken.ipynb").write_text(json.dumps(broken))
+    assert course.main(["run", str(tmp_path / "out"), "--notebooks", str(teacher), "-p", "smoke", "True",
+                        "-p", "not_declared", "1"]) == 1
+    report = json.loads((tmp_path / "out" / "course.json").read_text())
+    good, bad = report["notebooks"]["02_good"], report["notebooks"]["03_broken"]
+    assert good["error"] is None and good["results"] == {"smoke": True, "n": 7} and good["seconds"] > 0
+    assert "the student broke it" in bad["error"] and bad["results"] is None
+    assert report["seconds"] == pytest.approx(good["seconds"] + bad["seconds"], abs=0.11)
+    # the student edition has no solution, so n is never defined
+    student = course.run_course(tmp_path / "student_out", teacher, ["02_good"], student=True)
+    assert student["notebooks"]["02_good"]["results"] == {"smoke": False, "n": None}

@@ -141,6 +141,7 @@ CASES: Dict[str, NotebookCase] = {c.name: c for c in [
     NotebookCase("04_fourier_convolution", _check_04, figures=3),
     NotebookCase("08_speed", _check_08, figures=1),
     NotebookCase("10_scale_out", _check_10),
+    NotebookCase("04b_the_search", covered_by="test_notebook_04b.py"),
 ] + [NotebookCase(name, covered_by="test_notebooks_pipeline.py") for name in (
     "00_quickstart", "05_search_tune_retrain", "06_bring_your_own_data", "07_results_explorer", "09_nas_bench_360")]}
 

@@ -340,8 +340,8 @@ def load_model(run_dir: Union[RunDir, PathLike], which: str = "dash", task: Unio
 
     draw = which[len("random_"):] if isinstance(which, str) and which.startswith("random_") else None
     if which not in ("dash", "baseline") and not (draw is not None and draw.isdigit()):
-        raise ValueError(f"which = {which!r}: expected 'dash', 'baseline' or 'random_<i>' (a random architecture "
-                         f"of the control, i = 0, 1, ...)")
+        raise ValueError(f"which = {which!r}: expected 'dash' or 'baseline', or 'random_<i>' for draw i = 0, 1, ... "
+                         f"of the random-architecture control")
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     _, cfg, task = read_run(rd, task)
     card_file = "archcard.json" if which == "dash" else f"{which}_archcard.json" if draw is not None else None

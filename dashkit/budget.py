@@ -60,8 +60,8 @@ if TYPE_CHECKING:
     from .tasks.base import Task
 
 __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
-           "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget", "BudgetTooSmallError", "format_plan",
-           "batches_per_pass", "effective_batch", "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES",
+           "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
+           "BudgetTooSmallError", "format_plan", "batches_per_pass", "effective_batch", "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES",
            "RETRAIN_EPOCH_WRITES"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints

@@ -225,7 +225,7 @@ def test_a_run_with_two_draws_records_each_draw_and_their_mean(control_run):
     assert [(convs[layer.name].kernel_size, convs[layer.name].dilation) for layer in card.layers] == \
         [((layer.k,), (layer.d,)) for layer in card.layers]
     assert pipeline.predict(out, x, which="random_1", task=tiny_task()).shape == (5,)
-    with pytest.raises(ValueError, match=r"which = 'random': expected 'dash' or 'baseline', or 'random_<i>' for draw i"):
+    with pytest.raises(ValueError, match=r"which = 'random': expected 'dash' or 'baseline', or 'random_<i>'"):
         pipeline.load_model(out, which="random", task=tiny_task())
 
 
@@ -273,3 +273,29 @@ def test_no_draws_leave_the_run_as_it_was(tmp_path):
     assert set(metrics) == {"metric", "dash", "baseline"} and set(res.metrics) == {"dash", "baseline"}
     assert res.random is None and not list((tmp_path / "run").glob("*random*"))
     assert "random" not in "\n".join(show(tmp_path / "run").splitlines()[1:])  # the first line is the folder
+
+
+def test_a_budgeted_run_pays_for_its_draws_and_a_resumed_one_keeps_their_plan(tmp_path, monkeypatch):
+    from dashkit.stages import costs
+
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(FAKE_COSTS))
+    task = tiny_task()
+    settings = {k: v for k, v in SMOKE.items() if k != "preset"}
+    res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="15s", random_draws=1, **settings)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["config"]["random_draws"] == meta["budget"]["random_draws"] == 1
+    assert meta["plan"]["retrain"]["random_draws"] == 1
+    r = meta["plan"]["retrain"]["steps"]
+    assert r == meta["config"]["retrain"]["steps"] >= B.MIN_CONTROL_STEPS
+    step = FAKE_COSTS["dash_step"] * 2 + FAKE_COSTS["baseline_step"]  # DASH, the draw (costed as DASH) and the baseline
+    assert meta["budget"]["planned"]["retrain"] >= r * step
+    assert res.random["draws"] == 1 and len(RunDir(tmp_path / "run").read_history("random_0_retrain")) == \
+        meta["plan"]["retrain"]["epochs"]
+
+    def no_measuring(*a, **k):
+        raise AssertionError("a resumed run must keep its plan, not measure again")
+
+    monkeypatch.setattr(costs, "measure_costs", no_measuring)
+    monkeypatch.setattr(control, "train_and_test", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    again = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="15s", random_draws=1, **settings)
+    assert again.metrics == res.metrics and again.random == res.random

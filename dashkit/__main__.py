@@ -172,12 +172,16 @@ def show(run_dir: Any) -> str:
     if rd.exists("environment.json"):
         env = rd.read_json("environment.json")
         lines.append(f"  device  {env.get('device')}, torch {env.get('torch')}, dashkit {env.get('dashkit')}")
-    order = ("search", "tune", "retrain", "baseline_tune", "baseline_retrain")
+    draws = cfg.get("random_draws", 0) if isinstance(cfg.get("random_draws", 0), int) else 0
+    order = ("search", "tune", "retrain", "baseline_tune", "baseline_retrain",
+             *(f"random_{i}_retrain" for i in range(draws)))
     done = rd.done_stages()
     lines.append("stages:")
     for stage in order:
         if stage in done:
-            lines.append(f"  {stage:<17} done in {float(rd.done_info(stage).get('seconds', float('nan'))):8.1f} s")
+            lines.append(f"  {stage:<17} done in {float(rd.done_info(stage).get('seconds', float('nan'))):8.1f} s"
+                         + (f"   ({stage[:-len('_retrain')]}: a random architecture of the space, DASH's "
+                            f"hyper-parameters)" if stage.startswith("random_") else ""))
         elif rd.has_checkpoint(stage):
             epoch = rd.read_json(f"checkpoints/{stage}.json").get("epoch", -1) + 1
             lines.append(f"  {stage:<17} stopped after epoch {epoch} (resume with --resume)")
@@ -202,6 +206,11 @@ def show(run_dir: Any) -> str:
                 m = metrics[model]
                 lines.append(f"  {model:<9} {m['test']:10.4f}   validation {m['val']:.4f} at epoch {m['best_epoch']}"
                              f"   {m['hparams']}")
+        if isinstance(metrics.get("random"), dict):
+            from .stages.control import random_line
+
+            r = metrics["random"]
+            lines.append(f"  {'random':<9} {r['test']:10.4f}   validation {r['val']:.4f} (means)   {random_line(r)}")
     if rd.exists("archcard.json"):
         from .supernet import ArchCard
 

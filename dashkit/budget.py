@@ -35,8 +35,12 @@ search                  ``SEARCH_SHARE`` (40%) of the time left
 tuning                  ``TUNE_SHARE`` (20%): DASH's and the baseline's grids, the same steps per configuration;
                         fewer configurations (``tune_n_trials``) when each would get fewer than
                         ``MIN_TUNE_STEPS`` steps, none (and its share to retraining) when fewer than two fit
-retraining              the rest (40%): DASH's network and the baseline, the *same* number of steps, so the control
-                        is fair
+retraining              the rest (40%): DASH's network, the baseline and the ``random_draws`` random architectures
+                        (`dashkit.stages.control`), the *same* number of steps each, so the controls are fair; a
+                        random draw's step is costed as DASH's (a typical architecture of the space). Draws that
+                        would leave the retraining fewer than ``MIN_CONTROL_STEPS`` steps are dropped, with a
+                        warning and a note in the record (``random_draws`` there and in the config is the count
+                        kept)
 ======================  =========================================================================================
 
 The time left is the budget less what was spent before the plan (building the task, measuring) and the work
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -55,9 +60,9 @@ if TYPE_CHECKING:
     from .tasks.base import Task
 
 __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
-           "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget", "BudgetTooSmallError", "format_plan",
-           "batches_per_pass", "effective_batch", "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES",
-           "RETRAIN_EPOCH_WRITES"]
+           "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
+           "BudgetTooSmallError", "format_plan", "batches_per_pass", "effective_batch", "FIGURES_SECONDS",
+           "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -65,6 +70,7 @@ MIN_EPOCH_STEPS = 4  # EPOCHS_MIN gives way when it would leave fewer steps than
 SEARCH_SHARE = 0.4
 TUNE_SHARE = 0.2
 MIN_TUNE_STEPS = 20  # a tuning configuration with fewer steps says little: fewer configurations instead
+MIN_CONTROL_STEPS = 20  # random draws that would leave the retraining fewer steps than this are dropped
 SEARCH_EPOCH_WRITES = 3  # atomic files a search epoch writes: checkpoint tensors and JSON, history
 RETRAIN_EPOCH_WRITES = 4  # a retraining epoch: checkpoint tensors and JSON, history, the best weights
 _STAGES = ("search", "tune", "retrain")
@@ -171,12 +177,14 @@ def n_batches_of(per_pass: int, fraction: float, cap: Optional[int]) -> int:
 def run_plan(task: "Task", cfg: "RunConfig") -> Dict[str, Dict[str, Any]]:
     """Every stage's plan as recorded in config.json: ``{"search": {...}, "tune": {...}, "retrain": {...}}``.
 
-    Tuning's entry adds the configurations it tries (``configs``) and whether it runs (``enabled``).
+    Tuning's entry adds the configurations it tries (``configs``) and whether it runs (``enabled``); retraining's
+    adds the random architectures retrained on its plan beside DASH (``random_draws``, `dashkit.stages.control`).
     """
     plan = {stage: stage_plan(task, cfg, stage).to_dict() for stage in _STAGES}
     grid = len(cfg.tune.grid())
     plan["tune"].update(enabled=cfg.tune.enabled,
                         configs=min(grid, cfg.tune.n_trials) if cfg.tune.n_trials is not None else grid)
+    plan["retrain"]["random_draws"] = cfg.random_draws
     return plan
 
 
@@ -195,7 +203,9 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
         if stage == "tune":
             extra = f", {p['configs']} configurations" if p.get("enabled", True) else " (tuning off)"
         elif stage == "retrain":
-            extra = ", the baseline the same"
+            draws = p.get("random_draws", 0)
+            extra = ", the baseline the same" + (f", {draws} random architecture{'s' if draws != 1 else ''} too"
+                                                 if draws else "")
         per = p["steps_per_epoch"]
         per = f"{per[0]}-{per[1]}" if isinstance(per, list) else per
         lines.append(f"  {stage:<8} {p['steps']:>6} {what} in {p['epochs']} epochs of {per} (batch "
@@ -248,15 +258,21 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
             ``dash_eval``, ``baseline_eval`` (one validation pass), ``checkpoint`` (one atomic write of a
             checkpoint-sized file: a search epoch makes ``SEARCH_EPOCH_WRITES``, a retraining epoch
             ``RETRAIN_EPOCH_WRITES`` per network),
-            ``after`` (the test passes and figures after the stages).
-        cfg: the run's configuration (its grid, whether tuning and the baseline run).
+            ``after`` (the test passes and figures after the stages); optionally ``random_step`` and
+            ``random_eval`` for a random draw of the control (default: DASH's ``dash_step`` and ``dash_eval``).
+        cfg: the run's configuration (its grid, whether tuning and the baseline run, ``random_draws``).
         per_pass: batches per pass of each stage ("search", "tune", "retrain"), for the epochs each gets.
         spent: seconds already spent (building the task, measuring).
         text: the budget as the user wrote it, for the record.
 
     Returns:
-        (flat overrides: ``search_steps``, ``tune_steps``, ``tune_n_trials``, ``tune_enabled``, ``retrain_steps``;
-        the record for config.json: budget, measured costs, shares, planned seconds per stage).
+        (flat overrides: ``search_steps``, ``tune_steps``, ``tune_n_trials``, ``tune_enabled``, ``retrain_steps``,
+        ``random_draws``; the record for config.json: budget, measured costs, shares, planned seconds per stage
+        (the draws' retraining counted in "retrain"), ``random_draws`` kept).
+
+    The retraining share pays for DASH, the baseline and the random draws, the same steps each. When that would
+    leave fewer than ``MIN_CONTROL_STEPS`` retraining steps, draws are dropped one by one until it does not (or
+    none is left): a ``UserWarning`` and the record's note say how many were kept.
 
     Raises:
         BudgetTooSmallError: the time left cannot pay for one step of the search and one of retraining.
@@ -269,6 +285,9 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     tune_epoch = costs["dash_eval"] + (costs["baseline_eval"] if cfg.baseline else 0.0)  # a validation pass each
     eval_rt = tune_epoch + models * RETRAIN_EPOCH_WRITES * costs["checkpoint"]  # and the retraining's files
     search_epoch = SEARCH_EPOCH_WRITES * costs["checkpoint"]
+    asked = cfg.random_draws
+    random_rt = float(costs.get("random_step", costs["dash_step"]))  # one retraining step of one random draw
+    random_epoch = float(costs.get("random_eval", costs["dash_eval"])) + RETRAIN_EPOCH_WRITES * costs["checkpoint"]
     left = seconds - spent - costs["after"]
     minimum = (costs["search_step"] + search_epoch) + (step_rt + eval_rt)
     if left < minimum:
@@ -303,9 +322,22 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     search_share = SEARCH_SHARE * left
     retrain_share = left - search_share - (tune_share if tuned else 0.0)
     search_steps = fit(search_share, costs["search_step"], search_epoch, per_pass["search"])
-    retrain_steps = fit(retrain_share, step_rt, eval_rt, per_pass["retrain"])
+    draws = asked
+    while True:  # DASH, the baseline and the draws, the same steps each; fewer draws when the steps would be too few
+        all_rt, all_epoch = step_rt + draws * random_rt, eval_rt + draws * random_epoch
+        retrain_steps = fit(retrain_share, all_rt, all_epoch, per_pass["retrain"])
+        if draws == 0 or retrain_steps >= MIN_CONTROL_STEPS:
+            break
+        draws -= 1
+    draws_note = ""
+    if draws < asked:
+        draws_note = (f"random_draws reduced from {asked} to {draws}: with more, the retraining would get fewer than "
+                      f"{MIN_CONTROL_STEPS} steps")
+        warnings.warn(f"budget = {text if text is not None else seconds!r}: {draws_note} (of DASH, the baseline and "
+                      f"each random architecture alike); give a larger budget for the random-architecture control",
+                      stacklevel=2)
     overrides: Dict[str, Any] = {"search_steps": search_steps, "retrain_steps": retrain_steps,
-                                 "tune_enabled": bool(tuned)}
+                                 "tune_enabled": bool(tuned), "random_draws": draws}
     if tuned:
         overrides["tune_steps"] = tune_steps
         if configs < grid:
@@ -320,7 +352,7 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
                 return 0.0
             e = epochs_for(tune_steps, per_pass["tune"])
             return configs * (tune_steps * step_rt + e * tune_epoch)
-        return retrain_steps * step_rt + epochs_for(retrain_steps, per_pass["retrain"]) * eval_rt
+        return retrain_steps * all_rt + epochs_for(retrain_steps, per_pass["retrain"]) * all_epoch
 
     stages = {stage: round(planned(stage), 2) for stage in _STAGES}
     record = {"text": text if text is not None else f"{seconds:g}s", "seconds": seconds,
@@ -328,9 +360,10 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
               "shares": {"search": SEARCH_SHARE, "tune": TUNE_SHARE if tuned else 0.0,
                          "retrain": round(1 - SEARCH_SHARE - (TUNE_SHARE if tuned else 0.0), 6)},
               "planned": stages, "planned_seconds": round(spent + costs["after"] + sum(stages.values()), 2),
-              "tune_configs": configs if tuned else 0,
-              "note": ("tuning reduced to %d of %d configurations to give each %d steps" % (configs, grid, tune_steps)
-                       if tuned and configs < grid else
-                       "tuning off: its share could not give two configurations %d steps each" % MIN_TUNE_STEPS
-                       if tc.enabled and not tuned else "")}
+              "tune_configs": configs if tuned else 0, "random_draws": draws,
+              "note": "; ".join(n for n in (
+                  ("tuning reduced to %d of %d configurations to give each %d steps" % (configs, grid, tune_steps)
+                   if tuned and configs < grid else
+                   "tuning off: its share could not give two configurations %d steps each" % MIN_TUNE_STEPS
+                   if tc.enabled and not tuned else ""), draws_note) if n)}
     return overrides, record

@@ -187,6 +187,9 @@ class RunConfig:
     device: str = "auto"  # "auto" -> cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
     num_workers: int = 0  # DataLoader workers; 0 loads in the main process (fastest for small tensors)
     baseline: bool = True  # also train the backbone with its default kernels on the same budget
+    random_draws: int = 2  # the random-architecture control: this many architectures drawn uniformly from the
+    # search space, retrained with DASH's tuned hyper-parameters on DASH's retraining steps (dashkit.stages.control);
+    # 0 turns it off (the smoke preset's value)
     backbone: Optional[str] = None  # a name in dashkit.backbones; None: the task's
     backbone_kwargs: Optional[Dict[str, Any]] = None  # None: the task's
     kernel_sizes: Optional[Tuple[int, ...]] = None  # the search space; None: the task's
@@ -195,6 +198,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.num_workers < 0:
             raise ValueError(f"num_workers = {self.num_workers!r}: expected an int >= 0")
+        if not isinstance(self.random_draws, int) or isinstance(self.random_draws, bool) or self.random_draws < 0:
+            raise ValueError(f"random_draws = {self.random_draws!r}: expected an int >= 0 (how many random "
+                             f"architectures to retrain beside DASH; 0 turns the control off)")
         resolve_device(self.device, check_available=False)
         for name in ("kernel_sizes", "dilations"):
             values = getattr(self, name)
@@ -259,6 +265,7 @@ STANDARD_STEPS = {"search": 2000, "tune": 300, "retrain": 2000}  # see the stand
 # smoke and standard count optimiser steps per stage (tune: per configuration; the baseline gets retrain's), so the
 # budget does not depend on the dataset's size; epochs follow from the data (dashkit.budget.stage_plan). Their
 # epoch fields (epochs, max_batches) are what a stage uses when an override puts it back on the epochs path.
+# A preset's "run" entry sets run-wide fields (smoke trains no random-architecture control: CI stays fast).
 PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
     # Seconds per offline task on 2 CPU cores: a check that everything runs end to end, not a result.
     "smoke": {
@@ -266,6 +273,7 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
         "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0,), weight_decays=(5e-4,), momentums=(0.9,), steps=4, epochs=1,
                      batch_size=16, max_batches=3, pruner="none"),
         "retrain": dict(steps=12, epochs=2, batch_size=16, max_batches=6, milestones=(0.5,)),
+        "run": dict(random_draws=0),
     },
     # About 5 minutes a run on 2 CPU cores for the offline 1D tasks and small real datasets (measured: RESULTS.md,
     # "Budgets in steps"), with results worth looking at (the dense 2D tasks need a GPU or the time).
@@ -292,8 +300,9 @@ def make_config(preset: str = "smoke", task_defaults: Any = None, **overrides: A
     """Build a RunConfig: preset, then a task's ``TaskDefaults``, then flat user overrides.
 
     Args:
-        preset: "smoke" (seconds: a check that everything runs), "standard" (minutes: a result) or "paper"
-            (DASH's published epochs).
+        preset: "smoke" (seconds: a check that everything runs; no random-architecture control,
+            ``random_draws=0``), "standard" (minutes: a result) or "paper" (DASH's published epochs); both of these
+            retrain ``random_draws=2`` random architectures beside DASH.
         task_defaults: a ``dashkit.tasks.TaskDefaults`` or None; its ``search`` / ``tune`` / ``retrain`` dicts
             (stage field names) apply on top of the preset, and its backbone and search space fill ``backbone``,
             ``backbone_kwargs``, ``kernel_sizes`` and ``dilations``.
@@ -309,6 +318,9 @@ def make_config(preset: str = "smoke", task_defaults: Any = None, **overrides: A
     data = RunConfig().to_dict()
     for layer in layers:
         for stage, values in layer.items():
+            if stage == "run":  # a preset's run-wide fields
+                data.update(values)
+                continue
             for name, value in values.items():
                 key = f"{stage}_{name}"
                 _split_key(key)  # a task default with a misspelled name is an error, too

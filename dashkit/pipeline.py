@@ -6,12 +6,18 @@ DASH (Shen, Khodak, Talwalkar et al., "Efficient Architecture Search for Diverse
     hp = tune(task, cfg, run_dir, card)      # hyper-parameter grid on the discrete net, validation split only
     res = retrain(task, cfg, run_dir, card)  # from scratch with hp; best epoch on validation; test once
     base = baseline(task, cfg, run_dir)      # the same backbone, default kernels, same tune + retrain budget
+    ctrl = random_control(task, cfg, run_dir, card)  # random architectures of the space, DASH's hp and steps
 
 or all of it, resumable, in one call::
 
     result = dashkit.run("mnist1d")                   # the standard preset: optimiser steps per stage
     result = dashkit.run("mnist1d", budget="5min")    # a time budget, measured and shared among the stages
     labels = result.predict(x)                        # predictions in the task's own labels
+
+The random-architecture control (`dashkit.stages.control`; ``random_draws``, 2 by default, 0 at the smoke
+preset and to turn it off) retrains architectures drawn uniformly from DASH's own search space with the
+hyper-parameters DASH's tuning chose, for DASH's retraining steps: ``result.metrics["random"]`` is their mean test
+metric, ``result.random`` the per-draw detail.
 
 A preset counts optimiser steps per stage, whatever the size of the data; the epochs, batch sizes and, with a
 time budget, the steps themselves are derived once (`dashkit.budget`) and recorded in config.json as the run's
@@ -48,6 +54,7 @@ from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
 from .stages.common import open_run_dir, read_run, resolve_task, stage_device
+from .stages.control import random_card, random_control, random_line
 from .stages.models import build_backbone, build_model, net_spec
 from .stages.queue import tune_worker
 from .stages.retrain import baseline, retrain
@@ -61,7 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
            "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "predict", "time_plan",
-           "tune_worker",
+           "tune_worker", "random_control", "random_card",
            "NonFiniteLossError", "TuningUndecidedWarning", "SmallValidationWarning", "tuning_decided",
            "UNDECIDED_MARGIN"]
 
@@ -74,16 +81,20 @@ class RunResult:
     Attributes:
         task: the task's name.
         metric: the metric's name (lower is better).
-        metrics: test metric per model, ``{"dash": ..., "baseline": ...}``, each computed once over the split.
-        val_metrics: the best validation metric per model (the epoch it picked).
+        metrics: test metric per model, ``{"dash": ..., "baseline": ..., "random": ...}``, each computed once over
+            the split; "random" (present when the run trained the random-architecture control) is the mean over
+            the random architectures.
+        val_metrics: the best validation metric per model (the epoch it picked; "random": the mean over the draws).
         card: the searched architecture.
-        hparams: the tuned (or configured) hyper-parameters per model.
-        times: wall seconds per stage.
+        hparams: the tuned (or configured) hyper-parameters per model ("random": DASH's, which the draws used).
+        times: wall seconds per stage (``random_<i>_retrain`` per random draw).
         paths: where the files are (run_dir, config, archcard, metrics, weights, figures).
         config: the full configuration.
         plan: per stage the steps, epochs, steps per epoch and batch size it had on this task (config.json's plan).
         budget: the time budget's record (budget, measured costs, shares, planned seconds), or None.
         classes: a classification task's labels in class-index order (config.json's task_info), or None.
+        random: the random-architecture control as metrics.json records it (``"test"``, ``"test_sd"``, ``"val"``,
+            ``"draws"``, ``"per_draw"``, ...; `dashkit.stages.control.summarise`), or None when it was not run.
     """
 
     task: str
@@ -98,6 +109,7 @@ class RunResult:
     plan: Dict[str, Dict[str, Any]] = field(default_factory=dict, repr=False)
     budget: Optional[Dict[str, Any]] = field(default=None, repr=False)
     classes: Optional[list] = field(default=None, repr=False)
+    random: Optional[Dict[str, Any]] = field(default=None, repr=False)
 
     def predict(self, x: Any, which: str = "dash", task: Union["Task", str, None] = None,
                 device: Union[torch.device, str] = "cpu") -> np.ndarray:
@@ -109,7 +121,10 @@ class RunResult:
         lines = [f"task {self.task}: test {self.metric} (lower is better)"]
         for name, value in self.metrics.items():
             val = self.val_metrics.get(name, float("nan"))
-            lines.append(f"  {name:<9} {value:10.4f}   (best validation {val:.4f})")
+            line = f"  {name:<9} {value:10.4f}   (best validation {val:.4f})"
+            if name == "random" and self.random:
+                line += "   " + random_line(self.random)
+            lines.append(line)
         lines.append("architecture (kernel size k, dilation d per searched layer):")
         lines += ["  " + row for row in self.card.summary().splitlines()]
         if self.plan:
@@ -143,6 +158,11 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             step cost of each network is measured and the time shared among the stages (`dashkit.budget`); the
             preset still gives batch sizes, learning rates and the tuning grid. A resumed run keeps its plan.
         **overrides: flat settings such as ``search_steps=500`` (see ``dashkit.config.setting_names()``).
+            ``random_draws=N`` sets the random-architecture control: N architectures drawn uniformly from the search
+            space, retrained after DASH and the baseline with DASH's tuned hyper-parameters and its retraining
+            steps (default 2; 0 at the smoke preset; 0 turns it off). With a time budget the retraining share is
+            split among DASH, the baseline and the draws (the same steps each), and draws the time cannot pay for
+            are dropped with a warning (`dashkit.budget.plan_budget`).
 
     Returns:
         A RunResult.
@@ -151,6 +171,8 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
         >>> result = dashkit.run("mnist1d", preset="smoke", out="runs/mnist1d")
         >>> result.metrics
         {'dash': ..., 'baseline': ...}
+        >>> dashkit.run("mnist1d").metrics      # the standard preset: with the random-architecture control
+        {'dash': ..., 'baseline': ..., 'random': ...}
     """
     t_call = time.monotonic()
     seconds = parse_budget(budget) if budget is not None else None
@@ -199,6 +221,10 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
         base = baseline(task, cfg, rd)
         say(f"baseline: test {task.metric_name} {base['test']:.4f} (validation {base['val']:.4f}, "
             f"{base['hparams']})")
+    if cfg.random_draws:
+        ctrl = random_control(task, cfg, rd, card)
+        say(f"random: test {task.metric_name} {ctrl['test']:.4f} (validation {ctrl['val']:.4f}), "
+            + random_line(ctrl))
     rd.write_json("environment.json", env)  # the session that finished the run
     if figures and rd.writable:
         from .viz import save_run_figures
@@ -237,18 +263,20 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
     A run resumed in ``out`` with the same budget keeps the plan in its config.json (nothing is measured again).
     Under torchrun rank 0 measures and decides, and every rank gets the steps.
     """
-    keys = ("search_steps", "tune_steps", "tune_n_trials", "tune_enabled", "retrain_steps")
+    keys = ("search_steps", "tune_steps", "tune_n_trials", "tune_enabled", "retrain_steps", "random_draws")
 
     def decide() -> Tuple[Dict[str, Any], Dict[str, Any]]:
         stored = _stored_budget(out, seconds) if resume else None
         if stored is not None:
             old, record = stored
             return ({"search_steps": old.search.steps, "tune_steps": old.tune.steps, "tune_n_trials": old.tune.n_trials,
-                     "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps}, record)
+                     "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps,
+                     "random_draws": old.random_draws}, record)
         costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
         overrides, record = plan_budget(seconds, costs, cfg, per_pass, spent=time.monotonic() - t_call, text=text)
-        full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, **overrides}
+        full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, "random_draws": cfg.random_draws,
+                **overrides}
         return full, record
 
     decided = distributed.on_main(decide)
@@ -300,7 +328,8 @@ def load_model(run_dir: Union[RunDir, PathLike], which: str = "dash", task: Unio
 
     Args:
         run_dir: a run directory whose retraining finished.
-        which: "dash" (the searched architecture) or "baseline" (default kernels).
+        which: "dash" (the searched architecture), "baseline" (default kernels) or "random_<i>" (draw i of the
+            random-architecture control).
         task: the Task or its registered name; default the name in config.json.
         device: where to put the model.
 
@@ -309,11 +338,14 @@ def load_model(run_dir: Union[RunDir, PathLike], which: str = "dash", task: Unio
     """
     from .supernet import ArchCard
 
-    if which not in ("dash", "baseline"):
-        raise ValueError(f"which = {which!r}: expected 'dash' or 'baseline'")
+    draw = which[len("random_"):] if isinstance(which, str) and which.startswith("random_") else None
+    if which not in ("dash", "baseline") and not (draw is not None and draw.isdigit()):
+        raise ValueError(f"which = {which!r}: expected 'dash' or 'baseline', or 'random_<i>' for draw i = 0, 1, ... "
+                         f"of the random-architecture control")
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     _, cfg, task = read_run(rd, task)
-    card = ArchCard.load(rd.file("archcard.json")) if which == "dash" else None
+    card_file = "archcard.json" if which == "dash" else f"{which}_archcard.json" if draw is not None else None
+    card = ArchCard.load(rd.file(card_file)) if card_file is not None else None
     model = build_model(task, cfg, card)
     state = rd.load_weights(f"{which}.safetensors")
     try:
@@ -332,7 +364,7 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
         run_dir: a run directory whose retraining finished.
         x: inputs (N, *task.in_shape) as a numpy array or torch tensor, prepared as the task's inputs were (for a
             ``from_arrays`` task: the same length policy and mask channel); (N, L) is read as one channel.
-        which: "dash" or "baseline".
+        which: "dash", "baseline" or "random_<i>".
         task: the Task or its registered name; default the name in config.json (a ``from_arrays`` task is not
             registered: pass it).
         device: where the model runs.
@@ -378,19 +410,24 @@ def load_result(run_dir: Union[RunDir, PathLike]) -> RunResult:
     meta, cfg, _ = read_run(rd, resolve=False)  # a run of an unregistered task reads back too
     metrics = rd.read_json("metrics.json") if rd.exists("metrics.json") else {}
     card = ArchCard.load(rd.file("archcard.json")) if rd.exists("archcard.json") else None
-    models = [m for m in ("dash", "baseline") if isinstance(metrics, dict) and m in metrics]
+    models = [m for m in ("dash", "baseline", "random") if isinstance(metrics, dict) and m in metrics]
+    done = rd.done_stages()
+    draws = sorted((s for s in done if s.startswith("random_") and s.endswith("_retrain")),
+                   key=lambda s: int(s.split("_")[1]) if s.split("_")[1].isdigit() else -1)
     times = {stage: float(rd.done_info(stage).get("seconds", float("nan"))) for stage in
-             ("search", "tune", "retrain", "baseline_tune", "baseline_retrain") if stage in rd.done_stages()}
+             ("search", "tune", "retrain", "baseline_tune", "baseline_retrain", *draws) if stage in done}
     paths = {"run_dir": rd.path, "config": rd.file(RunDir.CONFIG), "archcard": rd.file("archcard.json"),
              "metrics": rd.file("metrics.json"), "figures": rd.path / "figures"}
-    paths.update({f"weights_{m}": rd.file(f"{m}.safetensors") for m in models})
+    paths.update({f"weights_{m}": rd.file(f"{m}.safetensors") for m in models if m != "random"})
     try:
         return RunResult(task=meta["task"], metric=metrics.get("metric", ""),
                          metrics={m: float(metrics[m]["test"]) for m in models},
                          val_metrics={m: float(metrics[m]["val"]) for m in models}, card=card,
                          hparams={m: dict(metrics[m]["hparams"]) for m in models}, times=times, paths=paths,
                          config=cfg, plan=dict(meta.get("plan") or {}), budget=meta.get("budget"),
-                         classes=(meta.get("task_info") or {}).get("classes"))
+                         classes=(meta.get("task_info") or {}).get("classes"),
+                         random=dict(metrics["random"]) if "random" in models else None)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{str(rd.file('metrics.json'))!r} is not a dashkit metrics file ({type(e).__name__}: "
                          f"{e}); delete it and resume the run to recompute it") from e
+

@@ -9,7 +9,10 @@ Layout::
     tune.json, baseline_tune.json   tuning trials and the chosen hyper-parameters
     init_dash.safetensors, init_baseline.safetensors   the shared initial weights of tuning and retraining
     dash.safetensors, baseline.safetensors   final weights (best validation epoch)
-    metrics.json                test metrics of DASH and the baseline, computed once over the whole split
+    random_<i>_archcard.json    draw i of the random-architecture control (dashkit.stages.control); its weights
+                                init_random_<i>.safetensors, random_<i>.safetensors, its stage random_<i>_retrain
+    metrics.json                test metrics of DASH, the baseline and each random draw ("random_<i>"), computed
+                                once over the whole split, and the random draws' summary ("random")
     history_<stage>.csv         one row per epoch (or per trial, for tuning)
     figures/                    PNG figures
     checkpoints/                per-stage checkpoints (tensors in safetensors, the rest in JSON)

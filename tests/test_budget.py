@@ -121,7 +121,7 @@ def test_a_bad_budget_names_itself_and_what_is_accepted(text, error, message):
 
 
 def test_the_planner_shares_the_time_by_its_rule():
-    cfg = make_config("standard")
+    cfg = make_config("standard", random_draws=0)  # the random draws' part: tests/test_random_control.py
     per_pass = {"search": 56, "tune": 56, "retrain": 56}
     overrides, record = B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, spent=10.0, text="5m")
     left = 300.0 - 10.0 - FAKE_COSTS["after"]
@@ -142,14 +142,14 @@ def test_the_planner_shares_the_time_by_its_rule():
 
 
 def test_the_planner_tunes_fewer_configurations_or_none_when_its_share_is_small():
-    cfg = make_config("standard")  # a grid of 4
+    cfg = make_config("standard", random_draws=0)  # a grid of 4; no random draws to drop
     per_pass = {"search": 56, "tune": 56, "retrain": 56}
     overrides, record = B.plan_budget(30.0, FAKE_COSTS, cfg, per_pass, text="30s")
     assert overrides["tune_n_trials"] == 2 and overrides["tune_steps"] >= B.MIN_TUNE_STEPS
     assert record["tune_configs"] == 2 and "reduced to 2 of 4" in record["note"]
     overrides, record = B.plan_budget(10.0, FAKE_COSTS, cfg, per_pass, text="10s")
     assert overrides["tune_enabled"] is False and record["shares"]["tune"] == 0.0 and "tuning off" in record["note"]
-    no_base = make_config("standard", baseline=False)
+    no_base = make_config("standard", baseline=False, random_draws=0)
     more, _ = B.plan_budget(10.0, FAKE_COSTS, no_base, per_pass)
     assert more["retrain_steps"] > overrides["retrain_steps"]  # one network to retrain instead of two
 

@@ -229,7 +229,8 @@ def test_cli_tasks_run_and_show(task_module, tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert f"outputs in {out}" in ran.stdout and "search: 1/" in ran.stdout  # plain progress lines
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"metric", "dash", "baseline"}
+    # the standard preset trains the random-architecture control: two draws and their summary
+    assert set(metrics) == {"metric", "dash", "baseline", "random_0", "random_1", "random"}
     assert json.loads((out / "config.json").read_text())["config"]["seed"] == 1
 
     shown = dashkit_cmd("show", str(out))
@@ -238,6 +239,7 @@ def test_cli_tasks_run_and_show(task_module, tmp_path):
     assert "test error_pct (lower is better)" in text and "search            done in" in text
     assert f"  dash      {metrics['dash']['test']:10.4f}" in text
     assert f"  baseline  {metrics['baseline']['test']:10.4f}" in text
+    assert f"  random    {metrics['random']['test']:10.4f}" in text and "random_1_retrain  done in" in text
     assert text.count("blocks.") == 9  # the ArchCard table: one row per searched layer
     assert "plan (optimiser steps per stage on this task's data):" in text and "  search  " in text
 

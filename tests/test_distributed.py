@@ -199,7 +199,9 @@ def test_torchrun_run_agrees_on_every_rank_and_measures_whole_splits(task_module
     assert a0["epochs"][0] != a0["epochs"][1]  # alpha moved: the comparison is not between two initial values
 
     metrics = json.loads((out / "metrics.json").read_text())
-    for model, stage in (("dash", "retrain"), ("baseline", "baseline_retrain")):
+    # the standard preset's random-architecture control trains (and tests) its draws on every rank too
+    for model, stage in (("dash", "retrain"), ("baseline", "baseline_retrain"), ("random_0", "random_0_retrain"),
+                         ("random_1", "random_1_retrain")):
         d0, d1 = (json.loads((dump / f"{stage}.rank{r}.json").read_text()) for r in (0, 1))
         assert d0 == d1 and d0["test"] == metrics[model]["test"]
         # the metric is that of the saved weights over the whole test split, recomputed here in one process

@@ -56,7 +56,7 @@ TINY = dict(search_backend="fft", retrain_conv_backend="direct", search_epochs=2
             search_batches_per_epoch=1.0, tune_lrs=(0.1, 0.01), tune_dropouts=(0.0,), tune_weight_decays=(5e-4,),
             tune_momentums=(0.9,), tune_epochs=2, tune_batch_size=32, tune_batches_per_epoch=0.5, tune_pruner="none",
             retrain_epochs=3, retrain_batch_size=32, search_max_batches=None, tune_max_batches=None,
-            retrain_max_batches=None)
+            retrain_max_batches=None, random_draws=0)  # the random-architecture control: test_random_control.py
 
 
 def tiny_cfg(task, **kw):

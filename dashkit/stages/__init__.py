@@ -9,6 +9,7 @@
 ``tune``            the ``tune`` stage: DASH's grid, walked lr block by lr block
 ``queue``           the tuning queue of ``tune_parallel=True`` and ``tune_worker``
 ``retrain``         the ``retrain`` stage and the ``baseline``
+``control``         the random-architecture control: architectures drawn uniformly from the space, retrained
 ``costs``           ``measure_costs``: one step of each network, timed, for a time budget (`dashkit.budget`)
 ==================  ================================================================================
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..supernet import ArchCard
     from ..tasks.base import Task
 
-__all__ = ["retrain", "baseline"]
+__all__ = ["retrain", "baseline", "train_and_test"]
 
 
 def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLike],
@@ -41,6 +41,24 @@ def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, Pat
     if stage_done(rd, stage, (f"{name}.safetensors",)):
         return rd.done_info(stage)
     hp = tune(task, cfg, rd, card)
+    return train_and_test(task, cfg, rd, card, hp, name, stage)
+
+
+def train_and_test(task: "Task", cfg: RunConfig, rd: RunDir, card: Optional["ArchCard"], hp: Dict[str, float],
+                   name: str, stage: str) -> Dict[str, Any]:
+    """The retraining itself, for any network and hyper-parameters: DASH's, the baseline's and the random control's
+    (`dashkit.stages.control`) networks are all trained by this one function.
+
+    Args:
+        card: the network's ArchCard; None: the baseline.
+        hp: ``{"lr", "dropout", "weight_decay", "momentum"}``.
+        name: the model's name in files and metrics.json: weights ``<name>.safetensors``, initial weights
+            ``init_<name>.safetensors``, ``metrics.json[name]``.
+        stage: the stage's name (history, checkpoint, done marker, seed); its plan is retrain's.
+
+    Returns:
+        As `retrain`. Resumes from the stage's checkpoint; does not look at the done marker (its callers do).
+    """
     rc, device = cfg.retrain, stage_device(cfg)
     t0 = time.perf_counter()
     ctx = StageContext(task, cfg, rd, device, stage, card, initial_state(task, cfg, rd, card, name))

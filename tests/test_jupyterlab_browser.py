@@ -117,6 +117,17 @@ def _set_parameters(path: Path, values: Dict[str, Any]) -> None:
     path.write_text(json.dumps(book, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _die_with_parent() -> None:
+    """In the server's process (Linux): SIGTERM when the test process dies, so that a killed test run (a timeout)
+    leaves no server behind; the server shuts its kernels down on SIGTERM."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Lab:
     """A JupyterLab server on 127.0.0.1 over ``root``, its settings and runtime files under ``home``."""
 
@@ -169,7 +180,8 @@ class Lab:
                    "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate"]
             with open(self.log, "ab") as log:
                 self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
+                                             stdin=subprocess.DEVNULL, start_new_session=True,
+                                             preexec_fn=_die_with_parent)
             deadline = time.monotonic() + STARTUP_S
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:

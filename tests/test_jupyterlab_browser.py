@@ -113,6 +113,8 @@ def _set_parameters(path: Path, values: Dict[str, Any]) -> None:
     book = json.loads(path.read_text(encoding="utf-8"))
     cell = next(c for c in book["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     source = "".join(cell["source"]).rstrip("\n")
+    unknown = [name for name in values if not re.search(rf"^{name}\s*:", source, re.M)]
+    assert not unknown, f"{path.name}: parameters {unknown} are not declared in its parameters cell"
     cell["source"] = source + "\n" + "".join(f"\n{name} = {value!r}" for name, value in values.items())
     path.write_text(json.dumps(book, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -218,7 +218,7 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], metric
 
 
 def comparison(metrics: Mapping[str, Any], metric: str = "") -> Figure:
-    """Bars of the test (and best validation) metric of DASH beside the baseline.
+    """Bars of the test (and best validation) metric of DASH beside the baseline, on a value axis from zero.
 
     Args:
         metrics: ``{model: {"test": x, "val": y}}`` (a run's metrics.json) or ``{model: x}``.
@@ -242,6 +242,15 @@ def comparison(metrics: Mapping[str, Any], metric: str = "") -> Figure:
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} (lower is better)".strip())
         ax.legend()
+        # the value axis starts at zero (ends there for negative values), whatever the autoscaling: bars cut off
+        # above zero exaggerate the differences they show
+        values = np.asarray(test + val, dtype=float)
+        values = values[np.isfinite(values)]
+        low, high = (min(0.0, float(values.min())), max(0.0, float(values.max()))) if values.size else (0.0, 0.0)
+        if low == high:  # all zero (or no value): an axis from 0 to 1 rather than one centred on 0
+            high = 1.0
+        pad = 0.08 * (high - low)  # room for the bar labels
+        ax.set_ylim(low - pad if low < 0 else 0.0, high + pad if high > 0 else 0.0)
     return fig
 
 

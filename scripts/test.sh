@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup_venv.sh dev
 python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+# Debian's chromium for the JupyterLab browser test (jupyterlab and playwright come with the dev extra); without
+# it that test skips, saying why, or fails under CI=true
+bash scripts/install_browser.sh || true
 set +e
 python -m pytest -n "${DASHKIT_TEST_WORKERS:-2}" --durations=15 "$@"
 rc=$?

@@ -331,3 +331,39 @@ def test_explorer_displays_as_its_widget(explorer):
     bundle = explorer._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id
+
+
+# ------------------------------------------------------------------------------ the metrics bar chart's axis
+def test_metrics_bars_start_at_zero(explorer, root, monkeypatch):
+    """The bar chart that "show" draws for the metrics view (viz.comparison) has its value axis from zero: bars
+    cut off above zero would exaggerate the differences between DASH and the baseline."""
+    from dashkit import viz
+
+    drawn = []
+
+    def recording(*args, **kwargs):
+        drawn.append(real(*args, **kwargs))
+        return drawn[-1]
+
+    real = viz.comparison
+    monkeypatch.setattr(viz, "comparison", recording)
+    explorer.select(runs=["a", "group/b"], view="metrics").show()
+    assert len(drawn) == 2  # one chart per run, as "show" displays them
+    for fig, run in zip(drawn, ("a", "group/b")):
+        m = metrics_of(root / run)
+        low, high = fig.axes[0].get_ylim()
+        assert low == 0.0 and high >= max(v["test"] for k, v in m.items() if k != "metric")
+
+    # close values (where a zoomed axis would make a small gap look large), the reference runs' shape, all-zero
+    # errors (matplotlib's autoscale centres those on 0) and a metric below zero (the axis then ends at zero)
+    cases = [({"metric": "error_pct", "dash": {"test": 76.4, "val": 78.5}, "baseline": {"test": 69.6, "val": 70.0}},
+              (0.0, 78.5)),
+             ({"dash": 0.1228, "baseline": 0.1591}, (0.0, 0.1591)),
+             ({"dash": {"test": 0.0, "val": 0.0}, "baseline": {"test": 0.0, "val": 0.0}}, (0.0, 1.0)),
+             ({"dash": -2.5, "baseline": -1.5}, (-2.5, 0.0))]
+    for metrics, (lowest, highest) in cases:
+        low, high = real(metrics).axes[0].get_ylim()
+        if lowest >= 0:
+            assert low == 0.0 and high >= highest, (metrics, low, high)
+        else:
+            assert high == 0.0 and low <= lowest, (metrics, low, high)

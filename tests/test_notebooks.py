@@ -96,6 +96,15 @@ def _check_08(r: Dict[str, Any]) -> None:
     assert rows["1D full supernet / plain"]["DASH code"] == 5.0
     assert rows["1D full supernet / plain"]["this machine"] == pytest.approx(r["1d_full_auto_over_plain"], abs=0.01)
     assert rows["2D supernet / plain"]["this machine"] is None  # not measured in smoke
+    # exercise 1: one layer, mixed results (M convolutions) against one FFT convolution for M = 1, 4, 16
+    assert sorted(r["mixing_ratio"], key=int) == ["1", "4", "16"] and all(v > 0 for v in r["mixing_ratio"].values())
+    assert r["mixing_ratio"]["16"] > 2 * r["mixing_ratio"]["1"]  # mixed results fall behind as M grows
+    # exercise 2: direct (kernel cropped to min(S, 2n - 1) taps) against FFT as the input grows, S = 121
+    assert [(row["n"], row["taps kept"]) for row in r["crossing"]] == [(8, 15), (32, 63), (128, 121)]
+    assert r["crossing"][1]["direct / FFT"] > r["crossing"][0]["direct / FFT"]
+    assert r["fft_faster_from"] in (None, 8, 32, 128)
+    if r["fft_faster_from"] is not None:
+        assert all(row["direct / FFT"] > 1 for row in r["crossing"] if row["n"] >= r["fft_faster_from"])
 
 
 def _recorded_something(r: Dict[str, Any]) -> None:
@@ -108,6 +117,8 @@ def _check_10(r: Dict[str, Any]) -> None:
     assert "torch.distributed.run" in r["command"] and "--nproc_per_node" in r["command"]
     assert len(r["architecture"]) == 9  # ResNet1D's nine searched convolutions, each with a (k, d)
     assert r["dash"] < r["chance"] - 5, (r["dash"], r["chance"])  # clearly better than guessing
+    # exercise 1 read every rank's alpha (DASHKIT_RANK_DUMP): the same bits on both, for the one search epoch
+    assert r["alpha_same_on_every_rank"] is True and r["search_epochs_dumped"] == 1
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,11 @@ def test_07_results_explorer_saves_the_driven_widgets(tmp_path, monkeypatch):
     for row in metrics_step["rows"]:
         m = json.loads((demo / row["run"] / "metrics.json").read_text())
         assert (row["dash"], row["baseline"]) == (m["dash"]["test"], m["baseline"]["test"])
+    # the gains the notebook read and recorded are baseline - DASH of each run's own metrics.json
+    assert sorted(res["gains"]) == res["runs"]
+    for run, gain in res["gains"].items():
+        m = json.loads((demo / run / "metrics.json").read_text())
+        assert gain == pytest.approx(m["baseline"]["test"] - m["dash"]["test"], abs=1e-12)
     card = json.loads((demo / "digits-tiny" / "archcard.json").read_text())
     assert arch_step["runs"] == ["digits-tiny"]
     assert [[r["layer"], r["k"], r["d"]] for r in arch_step["rows"]] == [[l["name"], l["k"], l["d"]]
@@ -251,6 +256,10 @@ def test_09_nas_bench_360(tmp_path, monkeypatch):
     assert run["task"] == "nb360_ninapro" and run["comparable"] is False and set(run["metrics"]) == {"dash",
                                                                                                     "baseline"}
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["dash"]["test"] == run["metrics"]["dash"]
+    # the published numbers are NAS-Bench-360's own (sourced); no unverified row is quoted
+    assert {m for row in res["published"].values() for m in row} == {"WRN default", "DARTS (GAEA)"}
+    assert res["published"]["nb360_ninapro"] == {"WRN default": 6.78, "DARTS (GAEA)": 17.67}
+    assert res["published"]["nb360_cosmic"] == {}  # published as FNR %, dashkit reports 1 - AUROC
 
 
 @pytest.mark.notebook
@@ -259,4 +268,5 @@ def test_09_without_data_lists_what_each_loader_expects(tmp_path, monkeypatch):
     assert res["found"] == {} and res["run"] is None and len(res["expected"]) == 10
     assert "ninapro_train.npy, label_train.npy" in res["expected"]["nb360_ninapro"]
     assert all("'<data_root>/" in message for message in res["expected"].values())
+    assert sorted(res["published"]) == sorted(res["expected"])  # a published row (maybe empty) for every loader
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -220,31 +221,39 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], metric
 def comparison(metrics: Mapping[str, Any], metric: str = "") -> Figure:
     """Bars of the test (and best validation) metric of DASH beside the baseline, on a value axis from zero.
 
+    The random-architecture control (``"random"``: the mean over its draws) is drawn as one bar with the draws'
+    standard deviation as an error bar; the single draws (``"random_<i>"``) are not drawn.
+
     Args:
         metrics: ``{model: {"test": x, "val": y}}`` (a run's metrics.json) or ``{model: x}``.
         metric: the metric's name (defaults to ``metrics["metric"]`` when present).
     """
     metric = metric or str(metrics.get("metric", ""))
-    models = [m for m, v in metrics.items() if m != "metric"]
+    models = [m for m, v in metrics.items() if m != "metric" and not re.fullmatch(r"random_\d+", str(m))]
     if not models:
         raise ValueError(f"metrics = {dict(metrics)!r}: expected entries such as {{'dash': 1.2, 'baseline': 1.5}}")
     test = [float(metrics[m]["test"] if isinstance(metrics[m], Mapping) else metrics[m]) for m in models]
-    val = [float(metrics[m]["val"]) if isinstance(metrics[m], Mapping) and "val" in metrics[m] else np.nan
-           for m in models]
+    val = [float(metrics[m]["val"]) if isinstance(metrics[m], Mapping) and metrics[m].get("val") is not None
+           else np.nan for m in models]
+    spread = [float(metrics[m]["test_sd"]) if isinstance(metrics[m], Mapping) and metrics[m].get("test_sd") is not None
+              else 0.0 for m in models]
+    labels = [f"random\n(mean of {metrics[m].get('draws')})" if m == "random" and isinstance(metrics[m], Mapping)
+              and metrics[m].get("draws") else m for m in models]
     x = np.arange(len(models))
     with style():
         fig = Figure(figsize=(2.2 * len(models) + 2, 3.8), layout="constrained")
         ax = fig.subplots()
-        bars = ax.bar(x - 0.2, test, width=0.4, label="test", color="#4c72b0")
+        bars = ax.bar(x - 0.2, test, width=0.4, label="test", color="#4c72b0",
+                      yerr=spread if any(spread) else None, capsize=4)
         ax.bar(x + 0.2, val, width=0.4, label="validation (best epoch)", color="#b0c4de")
         ax.bar_label(bars, fmt="%.4g", fontsize=8)
-        ax.set_xticks(x, models)
+        ax.set_xticks(x, labels)
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} (lower is better)".strip())
         ax.legend()
         # the value axis starts at zero (ends there for negative values), whatever the autoscaling: bars cut off
         # above zero exaggerate the differences they show
-        values = np.asarray(test + val, dtype=float)
+        values = np.asarray(test + val + [t + e for t, e in zip(test, spread)], dtype=float)
         values = values[np.isfinite(values)]
         low, high = (min(0.0, float(values.min())), max(0.0, float(values.max()))) if values.size else (0.0, 0.0)
         if low == high:  # all zero (or no value): an axis from 0 to 1 rather than one centred on 0

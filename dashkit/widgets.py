@@ -99,10 +99,10 @@ def run_info(run_dir: Union[RunDir, PathLike]) -> Dict[str, Any]:
     """What a run directory holds, read from its files; a partly finished run gives what it has.
 
     Returns:
-        ``{"task", "preset", "seed", "metric", "dash", "baseline", "dash_val", "baseline_val", "layers",
-        "stages", "seconds"}``: test and best-validation metrics per model (None where that model has not been
-        tested), the number of searched layers (None before the search ends), the finished stages and the
-        seconds they took.
+        ``{"task", "preset", "seed", "metric", "dash", "baseline", "random", "dash_val", "baseline_val",
+        "random_val", "layers", "stages", "seconds"}``: test and best-validation metrics per model (None where that
+        model has not been tested; ``random`` is the mean over the random-architecture control's draws), the number
+        of searched layers (None before the search ends), the finished stages and the seconds they took.
     """
     rd = _run_dir(run_dir)
     meta = rd.read_json(RunDir.CONFIG)
@@ -111,10 +111,10 @@ def run_info(run_dir: Union[RunDir, PathLike]) -> Dict[str, Any]:
     card = _card(rd)
     info: Dict[str, Any] = {"task": meta.get("task"), "preset": meta.get("preset"),
                             "seed": (meta.get("config") or {}).get("seed"), "metric": metrics.get("metric")}
-    for model, _ in _MODEL_STAGES:
+    for model in [m for m, _ in _MODEL_STAGES] + ["random"]:
         entry = metrics.get(model) or {}
         info[model] = float(entry["test"]) if "test" in entry else None
-        info[f"{model}_val"] = float(entry["val"]) if "val" in entry else None
+        info[f"{model}_val"] = float(entry["val"]) if entry.get("val") is not None else None
     info["layers"] = len(card.layers) if card is not None else None
     info["stages"] = stages
     info["seconds"] = round(sum(float(rd.done_info(s).get("seconds", 0.0)) for s in stages), 1)
@@ -129,8 +129,9 @@ def metrics_rows(runs: Mapping[str, Union[RunDir, PathLike]]) -> List[Dict[str, 
         runs: ``{label: run directory}``.
 
     Returns:
-        Rows with ``run, task, preset, seed, metric, dash, baseline, gain, dash_val, baseline_val, seconds``;
-        ``gain`` is baseline - dash (positive: the search helped, since every metric is lower-is-better).
+        Rows with ``run, task, preset, seed, metric, dash, baseline, random, gain, dash_val, baseline_val,
+        seconds``; ``random`` is the mean test metric of the random architectures (None without them); ``gain``
+        is baseline - dash (positive: the search helped, since every metric is lower-is-better).
     """
     rows = []
     for label, path in runs.items():
@@ -138,7 +139,8 @@ def metrics_rows(runs: Mapping[str, Union[RunDir, PathLike]]) -> List[Dict[str, 
         gain = (info["baseline"] - info["dash"]) if info["dash"] is not None and info["baseline"] is not None \
             else None
         rows.append({"run": label, "task": info["task"], "preset": info["preset"], "seed": info["seed"],
-                     "metric": info["metric"], "dash": info["dash"], "baseline": info["baseline"], "gain": gain,
+                     "metric": info["metric"], "dash": info["dash"], "baseline": info["baseline"],
+                     "random": info["random"], "gain": gain,
                      "dash_val": info["dash_val"], "baseline_val": info["baseline_val"],
                      "seconds": info["seconds"]})
     return rows

@@ -367,3 +367,39 @@ def test_metrics_bars_start_at_zero(explorer, root, monkeypatch):
             assert low == 0.0 and high >= highest, (metrics, low, high)
         else:
             assert high == 0.0 and low <= lowest, (metrics, low, high)
+
+
+def test_comparison_draws_the_random_control_as_one_bar_with_its_spread():
+    from dashkit import viz
+
+    metrics = {"metric": "error_pct", "dash": {"test": 2.0, "val": 1.5}, "baseline": {"test": 3.0, "val": 2.5},
+               "random_0": {"test": 4.0, "val": 3.0}, "random_1": {"test": 6.0, "val": 5.0},
+               "random": {"test": 5.0, "test_sd": 1.4142, "val": 4.0, "draws": 2}}
+    fig = viz.comparison(metrics)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["dash", "baseline", "random\n(mean of 2)"]  # the single draws are not drawn
+    from matplotlib.container import BarContainer
+
+    test_bars = [c for c in ax.containers if isinstance(c, BarContainer)][0]
+    assert [round(b.get_height(), 6) for b in test_bars] == [2.0, 3.0, 5.0]
+    assert test_bars.errorbar is not None  # the draws' sd on the random bar
+    low, high = ax.get_ylim()
+    assert low == 0 and high >= 5.0 + 1.4142  # the error bar fits on the axis
+
+
+def test_metrics_rows_carry_the_random_mean(tmp_path):
+    import json
+
+    from dashkit import widgets
+    from dashkit.rundir import RunDir
+
+    rd = RunDir(tmp_path / "r")
+    rd.path.mkdir(parents=True, exist_ok=True)
+    (rd.path / RunDir.CONFIG).write_text(json.dumps({"task": "mnist1d", "preset": "standard", "config": {"seed": 1}}))
+    (rd.path / "metrics.json").write_text(json.dumps({
+        "metric": "error_pct", "dash": {"test": 2.0, "val": 1.0}, "baseline": {"test": 3.0, "val": 2.0},
+        "random": {"test": 4.5, "test_sd": 0.7, "val": 3.5, "draws": 2}}))
+    (row,) = widgets.metrics_rows({"r": rd.path})
+    assert (row["dash"], row["baseline"], row["random"], row["gain"]) == (2.0, 3.0, 4.5, 1.0)
+    assert widgets.run_info(rd.path)["random_val"] == 3.5

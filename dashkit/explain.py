@@ -1,9 +1,15 @@
 """Measurements and figures that explain DASH, one idea at a time (used by the teaching notebooks 01-04).
 
-Every function here works on its own, on small tensors, in seconds on a laptop CPU: the notebooks only call them
-and show what they return. Figures are ``matplotlib.figure.Figure`` objects built without pyplot (a notebook shows
+Every function here works on its own, on small tensors, in seconds on a laptop CPU. The notebooks write each
+trick's arithmetic out themselves (the aggregation, the Kronecker dilation, the textbook FFT convolution, the tap
+spectrum) and assert it equal to the fast versions in `dashkit.ops` and `dashkit.spectral`; they call this module
+for figures, tables and timings. `mixed_weights_error`, `dilation_errors` and `fft_errors` remain as compact
+checks of the same identities (the tests use them). Figures are ``matplotlib.figure.Figure`` objects built without pyplot (a notebook shows
 one as a cell's value once ``%matplotlib inline`` is on); tables are lists of dicts (``dashkit.notebook.table``
 turns them into a DataFrame).
+
+Notation, as in the notebooks: K the candidate kernel sizes, k one kernel size, d a dilation, S the aggregated
+kernel's size per axis, N the FFT length per axis, n the input size per axis, s the number of spatial axes.
 
 The ideas, in the order of the notebooks:
 
@@ -34,7 +40,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from . import conv_choice, ops
-from .checks import check_float, check_int, check_ints, check_seed
+from .checks import check_bool, check_float, check_int, check_ints, check_seed
 from .dashconv import DashConv
 from .progress import progress as _progress
 from .space import SearchSpace
@@ -379,10 +385,11 @@ def plot_aggregated_kernel(space: SearchSpace, seed: int = 0) -> Figure:
 
 def mixing_cost(space: SearchSpace, channels: int = 16, size: int = 1000, batch: int = 8,
                 counts: Optional[Sequence[int]] = None, repeats: int = 3, include_direct: bool = True,
-                seed: int = 0, progress: bool = True) -> List[Dict[str, float]]:
+                seed: int = 0, progress: bool = True, include_fft: bool = True,
+                order: str = "k-major") -> List[Dict[str, float]]:
     """Forward time of mixed results vs mixed weights as the number of candidates M grows.
 
-    For each M, the first M candidates of ``space`` (k-major order) are mixed three ways:
+    For each M, the first M candidates of ``space`` (in ``order``) are mixed up to three ways:
     ``mixed_results`` (M convolutions), ``aggregate_direct`` (build W, one direct convolution of size S) and
     ``aggregate_fft`` (build W, one FFT convolution), float32, no gradient.
 
@@ -393,10 +400,14 @@ def mixing_cost(space: SearchSpace, channels: int = 16, size: int = 1000, batch:
         repeats: timed runs per point (the best is kept).
         include_direct: also time the aggregated kernel by direct convolution (slow when S is large).
         progress: print progress lines (or a bar in a live notebook).
+        include_fft: also time the aggregated kernel by FFT convolution.
+        order: "k-major" (the space's own order) or "field" (by receptive field, smallest first, so that S grows
+            with M).
 
     Returns:
-        One row per M: ``candidates``, ``S`` (aggregated kernel size), ``mixed_results_ms``,
-        ``aggregate_direct_ms`` (when measured), ``aggregate_fft_ms``.
+        One row per M: ``candidates``, ``S`` (aggregated kernel size), ``taps`` (sum of k_i^s over the M
+        candidates: the multiply-adds per output of mixed results, against S^s for mixed weights),
+        ``mixed_results_ms``, ``aggregate_direct_ms`` and ``aggregate_fft_ms`` (when measured).
     """
     space = _check_space(space)
     for name, v in (("channels", channels), ("size", size), ("batch", batch), ("repeats", repeats)):
@@ -404,7 +415,15 @@ def mixing_cost(space: SearchSpace, channels: int = 16, size: int = 1000, batch:
     counts = tuple(range(1, len(space) + 1)) if counts is None else check_ints("counts", counts, 1)
     if max(counts) > len(space):
         raise ValueError(f"counts must be at most len(space) = {len(space)}, got {counts!r}")
+    if order not in ("k-major", "field"):
+        raise ValueError(f"order must be 'k-major' or 'field', got {order!r}")
+    check_bool("include_fft", include_fft)
+    if not (include_direct or include_fft):
+        raise ValueError("include_direct and include_fft are both False: nothing to compare mixed results with")
     cand = random_candidates(space, channels, channels, dtype=torch.float32, seed=seed)
+    if order == "field":  # stable: candidates of equal field keep their k-major order
+        perm = sorted(range(len(space)), key=lambda i: space.receptive_fields[i])
+        cand = Candidates([cand.weights[i] for i in perm], cand.coeffs[perm], [cand.dilations[i] for i in perm])
     x = _input(batch, channels, size, space.dims, torch.float32, _generator(seed + 1))
     rows = []
     it = _progress(counts, desc="candidates") if progress else counts
@@ -412,20 +431,26 @@ def mixing_cost(space: SearchSpace, channels: int = 16, size: int = 1000, batch:
         for m in it:
             w, d = cand.weights[:m], cand.dilations[:m]
             c = cand.coeffs[:m] / cand.coeffs[:m].sum()
-            row = {"candidates": m, "S": max(dd * (ww.shape[-1] - 1) + 1 for ww, dd in zip(w, d))}
+            row = {"candidates": m, "S": max(dd * (ww.shape[-1] - 1) + 1 for ww, dd in zip(w, d)),
+                   "taps": sum(ww.shape[-1] ** space.dims for ww in w)}
             row["mixed_results_ms"] = 1e3 * best_time(lambda: ops.mixed_results(x, w, c, d), repeats=repeats)
             if include_direct:
                 row["aggregate_direct_ms"] = 1e3 * best_time(
                     lambda: ops.direct_conv(x, ops.aggregate_kernel(w, c, d)), repeats=repeats)
-            row["aggregate_fft_ms"] = 1e3 * best_time(
-                lambda: ops.fft_conv(x, ops.aggregate_kernel(w, c, d)), repeats=repeats)
+            if include_fft:
+                row["aggregate_fft_ms"] = 1e3 * best_time(
+                    lambda: ops.fft_conv(x, ops.aggregate_kernel(w, c, d)), repeats=repeats)
             rows.append(row)
     return rows
 
 
 def plot_mixing_cost(rows: Sequence[Mapping[str, float]]) -> Figure:
-    """Milliseconds per forward pass against the number of candidates, one line per method (from `mixing_cost`)."""
-    if not rows or "candidates" not in rows[0]:
+    """Milliseconds per forward pass against the aggregated size S, one line per method (from `mixing_cost`).
+
+    S drives the cost of mixed weights with a direct convolution; each point is labelled with its number of
+    candidates M, which drives the cost of mixed results.
+    """
+    if not rows or "candidates" not in rows[0] or "S" not in rows[0]:
         raise ValueError(f"rows must be the non-empty output of mixing_cost(), got {rows!r:.200}")
     names = {"mixed_results_ms": "mixed results (M convolutions)",
              "aggregate_direct_ms": "mixed weights + direct conv (size S)",
@@ -433,14 +458,19 @@ def plot_mixing_cost(rows: Sequence[Mapping[str, float]]) -> Figure:
     with style(font_scale=_FONT_SCALE):
         fig = Figure(figsize=(7.5, 4.2), layout="constrained")
         ax = fig.subplots()
-        m = [r["candidates"] for r in rows]
+        S = [r["S"] for r in rows]
         for i, (key, label) in enumerate(names.items()):
             if key in rows[0]:
-                ax.plot(m, [r[key] for r in rows], marker="o", ms=4, label=label, color=f"C{i}")
+                ax.plot(S, [r[key] for r in rows], marker="o", ms=4, label=label, color=f"C{i}")
+        top = max(r[key] for r in rows for key in names if key in r)
+        for r in rows:  # M above each point of mixed results
+            ax.annotate(f"{r['candidates']}", (r["S"], r["mixed_results_ms"]), xytext=(0, 5),
+                        textcoords="offset points", ha="center", fontsize=7, color="C0")
         ax.set_yscale("log")
-        ax.set_xlabel("candidates per layer M = |K x D|")
+        ax.set_ylim(top=2 * top)
+        ax.set_xlabel("aggregated kernel size S (taps; the numbers over mixed results are M, the candidates mixed)")
         ax.set_ylabel("ms per forward pass (log)")
-        ax.set_title("cost as the candidates grow")
+        ax.set_title("cost as the candidates, and with them S, grow")
         ax.legend()
     return fig
 
@@ -527,26 +557,41 @@ def dilation_errors(kernel_sizes: Sequence[int] = (3, 5, 7, 9), dilations: Seque
 
 
 def dilation_cost(k: int = 9, dilations: Sequence[int] = (1, 3, 7, 15), channels: int = 16, dims: int = 2,
-                  repeats: int = 5, seed: int = 0) -> List[Dict[str, float]]:
+                  repeats: int = 5, seed: int = 0, conv_size: Optional[int] = None,
+                  batch: int = 8) -> List[Dict[str, float]]:
     """Time to dilate a (channels, channels, k, k) kernel by Kronecker product vs strided scatter.
+
+    Args:
+        conv_size: when given, also time the convolution that uses the kernel: PyTorch's convolution with
+            ``dilation=d`` of a (batch, channels, conv_size[, conv_size]) input (forward), for a comparison.
+        batch: the batch of that convolution.
 
     Returns:
         One row per d: ``d``, ``field`` (d (k-1) + 1), ``kron_intermediate`` (elements of the k d-wide
         Kronecker product before the crop), ``output`` (elements of the dilated kernel), ``kron_ms``,
-        ``scatter_ms``.
+        ``scatter_ms``, and ``conv_ms`` when ``conv_size`` is given.
     """
     check_int("k", k, 1)
     ds = check_ints("dilations", dilations, 1)
     dims = check_int("dims", dims, 1, 2)
     check_int("channels", channels, 1)
     check_int("repeats", repeats, 1)
-    w = torch.randn((channels, channels) + (k,) * dims, generator=_generator(seed))
+    check_int("batch", batch, 1)
+    if conv_size is not None:
+        check_int("conv_size", conv_size, 1)
+    g = _generator(seed)
+    w = torch.randn((channels, channels) + (k,) * dims, generator=g)
+    x = None if conv_size is None else _input(batch, channels, conv_size, dims, torch.float32, g)
     rows = []
-    for d in ds:
-        rows.append({"d": d, "field": d * (k - 1) + 1, "kron_intermediate": channels ** 2 * (k * d) ** dims,
-                     "output": channels ** 2 * (d * (k - 1) + 1) ** dims,
-                     "kron_ms": 1e3 * best_time(lambda: ops.dilate(w, d, method="kron"), repeats=repeats),
-                     "scatter_ms": 1e3 * best_time(lambda: ops.dilate(w, d, method="scatter"), repeats=repeats)})
+    with torch.no_grad():
+        for d in ds:
+            row = {"d": d, "field": d * (k - 1) + 1, "kron_intermediate": channels ** 2 * (k * d) ** dims,
+                   "output": channels ** 2 * (d * (k - 1) + 1) ** dims,
+                   "kron_ms": 1e3 * best_time(lambda: ops.dilate(w, d, method="kron"), repeats=repeats),
+                   "scatter_ms": 1e3 * best_time(lambda: ops.dilate(w, d, method="scatter"), repeats=repeats)}
+            if x is not None:
+                row["conv_ms"] = 1e3 * best_time(lambda: _torch_dilated_conv(x, w, d), repeats=repeats)
+            rows.append(row)
     return rows
 
 
@@ -557,7 +602,7 @@ def wraparound_table(length: int = 64, kernel_size: int = 15, pads: Sequence[int
                      seed: int = 0) -> List[Dict[str, float]]:
     """Error of FFT convolution with N = length + pad, against direct convolution (float64, 1D).
 
-    Exact from pad >= (K - 1) / 2 on: the wrapped-around taps then fall on the zero padding.
+    Exact from pad >= (S - 1) / 2 (S = kernel_size) on: the wrapped-around taps then fall on the zero padding.
 
     Returns:
         One row per pad: ``pad``, ``N``, ``max_error``, ``wrong_outputs`` (outputs off by more than 1e-9).
@@ -599,8 +644,8 @@ def plot_wraparound(length: int = 64, kernel_size: int = 15, pad: int = 0, seed:
         ax2.bar(t, (circ - ref).abs().tolist(), color="C3")
         ax2.set_ylabel("|error|")
         ax2.set_xlabel("output position")
-        state = "exact" if pad >= need else f"wrong near both ends: pad {pad} < (K-1)/2 = {need}"
-        fig.suptitle(f"circular vs linear convolution, n={length}, K={kernel_size}: {state}")
+        state = "exact" if pad >= need else f"wrong near both ends: pad {pad} < (S-1)/2 = {need}"
+        fig.suptitle(f"circular vs linear convolution, n={length}, S={kernel_size}: {state}")
     return fig
 
 
@@ -749,8 +794,8 @@ def fft_crossover(kernel_sizes: Sequence[int] = (3, 5, 9, 15, 25, 41, 63), size:
                   repeats: int = 3, seed: int = 0, progress: bool = True) -> Crossover:
     """Time direct and FFT convolution of one input across kernel sizes; find where the FFT overtakes.
 
-    Direct convolution costs about K^dims multiply-adds per output and input channel; the FFT's cost depends
-    on the kernel only through the FFT length n + (K - 1) / 2. So the FFT wins from some K on: where depends on
+    Direct convolution costs about S^s multiply-adds per output and input channel; the FFT's cost depends
+    on the kernel only through the FFT length n + (S - 1) / 2. So the FFT wins from some S on: where depends on
     the machine, the input size and the channels.
 
     Args:
@@ -825,9 +870,9 @@ def plot_crossover(result: Crossover) -> Figure:
         if result.crossover is not None:
             at = next(r for r in result.rows if r["kernel_size"] == result.crossover)
             ax.axvline(result.crossover, color="k", ls="--", lw=1)
-            ax.annotate(f"FFT faster from K = {result.crossover}", (result.crossover, at["fft_ms"]),
+            ax.annotate(f"FFT faster from S = {result.crossover}", (result.crossover, at["fft_ms"]),
                         xytext=(-8, 12), textcoords="offset points", ha="right", fontsize=9)
-        ax.set_xlabel("kernel size K" + (" (K x K)" if s["dims"] == 2 else ""))
+        ax.set_xlabel("kernel size S (taps" + (", S x S)" if s["dims"] == 2 else ")"))
         ax.set_ylabel("ms (log)")
         shape = f"{s['size']}" if s["dims"] == 1 else f"{s['size']}x{s['size']}"
         mode = "depthwise" if s["depthwise"] else "full"

@@ -167,6 +167,7 @@ def test_mixing_cost_rows():
     rows = explain.mixing_cost(SMALL_1D, channels=2, size=64, batch=2, counts=[1, 4], repeats=1, progress=False)
     assert [r["candidates"] for r in rows] == [1, 4]
     assert [r["S"] for r in rows] == [3, 13]
+    assert [r["taps"] for r in rows] == [3, 3 + 3 + 5 + 5]  # sum of k_i over the candidates mixed
     for r in rows:
         assert all(r[k] > 0 for k in ("mixed_results_ms", "aggregate_direct_ms", "aggregate_fft_ms"))
     rows = explain.mixing_cost(SMALL_1D, channels=2, size=64, batch=2, counts=[2], repeats=1,
@@ -176,6 +177,16 @@ def test_mixing_cost_rows():
         explain.mixing_cost(SMALL_1D, counts=[5], progress=False)
     fig = explain.plot_mixing_cost(rows)
     assert len(fig.axes[0].lines) == 2
+    assert fig.axes[0].lines[0].get_xdata().tolist() == [r["S"] for r in rows]  # x is S, not M
+    # by receptive field: (3, 1), (5, 1), (3, 3), (5, 3) -> S grows with M
+    rows = explain.mixing_cost(SMALL_1D, channels=2, size=64, batch=2, repeats=1, include_fft=False,
+                               order="field", progress=False)
+    assert [r["S"] for r in rows] == [3, 5, 7, 13] and "aggregate_fft_ms" not in rows[0]
+    assert len(explain.plot_mixing_cost(rows).axes[0].lines) == 2
+    with pytest.raises(ValueError, match=r"^order must be 'k-major' or 'field', got 'size'$"):
+        explain.mixing_cost(SMALL_1D, order="size", progress=False)
+    with pytest.raises(ValueError, match=r"include_direct and include_fft are both False"):
+        explain.mixing_cost(SMALL_1D, include_direct=False, include_fft=False, progress=False)
     with pytest.raises(ValueError, match=r"rows must be the non-empty output of mixing_cost"):
         explain.plot_mixing_cost([])
 
@@ -204,7 +215,9 @@ def test_dilation_cost_rows():
     rows = explain.dilation_cost(k=3, dilations=(1, 4), channels=2, repeats=1)
     assert [(r["d"], r["field"], r["kron_intermediate"], r["output"]) for r in rows] == [
         (1, 3, 4 * 9, 4 * 9), (4, 9, 4 * 144, 4 * 81)]
-    assert all(r["kron_ms"] >= 0 and r["scatter_ms"] >= 0 for r in rows)
+    assert all(r["kron_ms"] >= 0 and r["scatter_ms"] >= 0 for r in rows) and "conv_ms" not in rows[0]
+    rows = explain.dilation_cost(k=3, dilations=(1, 4), channels=2, repeats=1, conv_size=12, batch=2)
+    assert all(r["conv_ms"] > 0 for r in rows)
 
 
 def test_plot_dilation():
@@ -320,7 +333,8 @@ def test_plot_crossover_marks_it():
                                                              "depthwise": False, "backward": False, "threads": 1}))
     ax = fig.axes[0]
     assert len(ax.lines) == 3  # two methods and the crossover line
-    assert "FFT faster from K = 5" in [t.get_text() for t in ax.texts]
+    assert "FFT faster from S = 5" in [t.get_text() for t in ax.texts]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "3", "5", "7"]  # a labelled tick per size
     with pytest.raises(TypeError, match=r"result must be a Crossover from fft_crossover\(\), got list"):
         explain.plot_crossover(rows)
 

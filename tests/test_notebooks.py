@@ -44,29 +44,39 @@ def _check_01(r: Dict[str, Any]) -> None:
     assert r["supernet_params_wrn"] > 10 * r["plain_params_wrn"]
     assert r["chosen"] == r["preferred"] == {"blocks.0.conv1": [11, 7], "blocks.2.conv3": [3, 15]}
     assert r["supernet_output_shape"] == r["discretized_output_shape"] == [4, 10]
+    # the discretised network's extra parameters are all in the searched layers' kernels
+    assert r["extra_params"] == r["extra_params_from_layers"] == r["discretized_params"] - r["plain_params_resnet1d"]
+    assert r["shared_fields_1d"] == {"7": [[3, 3], [7, 1]], "15": [[3, 7], [15, 1]], "19": [[7, 3], [19, 1]],
+                                     "31": [[3, 15], [11, 3]], "43": [[7, 7], [15, 3]]}
 
 
 def _check_02(r: Dict[str, Any]) -> None:
-    for key in ("max_abs_error_1d", "max_abs_error_2d", "fft_error_1d", "fft_error_2d"):
-        assert r[key] < 1e-10, key  # mixed weights == mixed results in float64
-    assert r["kron_vs_scatter"] == 0
-    assert r["float32_error_1d"] < 1e-5 * r["output_scale_1d"]
+    for key in ("max_abs_error_1d", "max_abs_error_2d", "dashconv_error_1d", "dashconv_error_2d",
+                "notebook_vs_ops_1d", "notebook_vs_ops_2d"):
+        assert r[key] < 1e-10, key  # the notebook's aggregation == ops.aggregate_kernel == DashConv, in float64
+    assert r["output_scale_1d"] > 1 and r["float32_error_1d"] < 1e-5 * r["output_scale_1d"]
     assert (r["kernel_size_1d"], r["kernel_size_2d"]) == (271, 121)
-    assert [row["candidates"] for row in r["cost"]] == [1, 4, 12, 20]
-    assert all(row[k] > 0 for row in r["cost"] for k in ("mixed_results_ms", "aggregate_direct_ms",
-                                                           "aggregate_fft_ms"))
-    # 20 convolutions against 1: mixed results grow with M, one FFT convolution hardly does
-    assert r["growth_mixed_results"] > 3
-    assert r["growth_mixed_results"] > r["growth_aggregate_fft"]
+    # candidates in order of receptive field: S grows with M
+    assert [(row["candidates"], row["S"], row["taps"]) for row in r["cost"]] == [(1, 3, 3), (4, 11, 24),
+                                                                                 (12, 43, 104), (20, 271, 220)]
+    assert all(row[k] > 0 for row in r["cost"] for k in ("mixed_results_ms", "aggregate_direct_ms"))
+    assert "aggregate_fft_ms" not in r["cost"][0]  # the FFT comes in notebook 04
+    assert r["taps_ratio"] == pytest.approx(271 / 220)
+    # 20 convolutions against 1, and a kernel of 271 taps against 3: both grow
+    assert r["growth_mixed_results"] > 3 and r["growth_aggregate_direct"] > 3
+    assert r["aggregate_direct_over_mixed_results"] > 0
 
 
 def _check_03(r: Dict[str, Any]) -> None:
-    assert r["kron_vs_scatter_1d"] == 0 and r["kron_vs_scatter_2d"] == 0
+    # the notebook's Kronecker dilation copies the same numbers as ops.dilate's two methods
+    assert r["kron_vs_scatter_1d"] == 0 and r["kron_vs_scatter_2d"] == 0 and r["notebook_vs_ops_kron"] == 0
     assert r["conv_error_1d"] < 1e-10 and r["conv_error_2d"] < 1e-10 and r["output_scale_2d"] > 1
     assert r["cases"] == 5 * 4 + 4 * 4
     assert r["example"] == [1, 0, 2, 0, 3]
     assert [(row["d"], row["field"]) for row in r["cost"]] == [(1, 9), (3, 25), (7, 57), (15, 121)]
     assert all(row["kron_intermediate"] >= row["output"] for row in r["cost"])
+    assert all(row["conv_ms"] > 0 for row in r["cost"])  # the convolution timed beside the building
+    assert r["build_over_conv_scatter"] > 0 and r["build_over_conv_kron"] > 0
 
 
 def _check_04(r: Dict[str, Any]) -> None:
@@ -82,6 +92,16 @@ def _check_04(r: Dict[str, Any]) -> None:
     assert r["growth_direct"] > r["growth_fft"]  # direct convolution grows with K, the FFT hardly
     assert [row["size"] for row in r["auto"]] == [32, 16, 8]
     assert {row["choice"] for row in r["auto"]} <= {"fft", "direct"}
+    # the notebook's textbook FFT convolution and DFT-table tap spectrum equal dashkit's fast ones in float64
+    for key in ("textbook_vs_circular", "textbook_vs_fft_conv", "textbook_vs_direct", "tap_spectrum_vs_rfft",
+                "tap_spectrum_vs_spectral"):
+        assert r[key] < 1e-10, key
+    assert (r["tap_offsets"], r["tap_kernel_size"]) == (61, 271)  # the 1D space's W: 61 non-zero taps of 271
+    assert r["kernel_transform_share"] == pytest.approx(0.5)  # C^2 / (2 B C + C^2) with B = 4, C = 8
+    assert [(row["n"], row["offsets per axis"]) for row in r["tables_cheaper"]] == [(1000, 61), (32, 27), (16, 21),
+                                                                                   (8, 13)]
+    assert (r["payoff"]["candidates"], r["payoff"]["S"]) == (20, 271)
+    assert all(r["payoff"][k] > 0 for k in ("mixed_results_ms", "aggregate_direct_ms", "aggregate_fft_ms"))
 
 
 def _check_08(r: Dict[str, Any]) -> None:

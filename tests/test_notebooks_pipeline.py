@@ -75,6 +75,24 @@ def widget_states(nb: nbformat.NotebookNode) -> Dict[str, Dict[str, Any]]:
     return nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
 
 
+def markdown_outputs(nb: nbformat.NotebookNode) -> str:
+    """The Markdown the executed notebook's code cells displayed (readings computed from the run), joined."""
+    return "\n".join(out["data"]["text/markdown"] for cell in nb.cells if cell.cell_type == "code"
+                     for out in cell.get("outputs", []) if "text/markdown" in out.get("data", {}))
+
+
+def card_record(run_dir: Path) -> Tuple[Any, list]:
+    """(decided count [decided, layers], p(choice) per layer in float64) read from a run's archcard.json."""
+    import numpy as np
+
+    layers = json.loads((run_dir / "archcard.json").read_text())["layers"]
+    p_choice = []
+    for layer in layers:
+        alpha = np.asarray(layer["alpha"], dtype=np.float64)
+        p_choice.append(float(np.exp(alpha - alpha.max()).max() / np.exp(alpha - alpha.max()).sum()))
+    return [sum(bool(layer["decided"]) for layer in layers), len(layers)], p_choice
+
+
 # ----------------------------------------------------------------------------------------- the sources
 @pytest.mark.parametrize("name", PIPELINE_NOTEBOOKS)
 def test_committed_notebook_is_clean_and_parameterised(name):
@@ -119,6 +137,20 @@ def test_00_quickstart(tmp_path, monkeypatch):
     plan = json.loads((run_dir / "config.json").read_text())["plan"]
     assert res["plan"] == plan and res["preset"] == "smoke" and res["budget"] == ""
     assert plan["search"]["steps"] == 8 and plan["retrain"]["steps"] == 60 and plan["retrain"]["batch_size"] == 64
+    # the recorded reading of the card: the steps taken, the decision test, p(choice) against 1/M
+    decided, p_choice = card_record(run_dir)
+    assert res["search_steps"] == 8 and res["candidates"] == len(card["space"]["kernel_sizes"]) * len(
+        card["space"]["dilations"]) == 16
+    assert res["decided"] == decided and res["p_choice"] == pytest.approx(p_choice, rel=1e-6)
+    readings = markdown_outputs(nb)
+    assert f"took **8 steps**, and **{decided[0]} of {decided[1]} layers** passed the decision test" in readings
+    assert f"p(choice) lies between {min(res['p_choice']):.4f} and {max(res['p_choice']):.4f}" in readings
+    gap = res["baseline"] - res["dash"]
+    if gap:
+        assert f"{'DASH' if gap > 0 else 'the baseline'} has the lower test error_pct" in readings
+        assert f"a difference of {abs(gap):.3g} points" in readings
+    # Exercise 1's bound held (its solution asserts it) and was printed from this run's numbers
+    assert "(a) In 8 steps alpha can travel at most" in readings
 
 
 @pytest.mark.notebook
@@ -145,6 +177,32 @@ def test_05_search_tune_retrain(tmp_path, monkeypatch):
     printed = "".join(out.get("text", "") for out in step_cell.outputs)
     assert [line.split(":")[0] for line in printed.splitlines()[:5]] == [f"step {i}" for i in range(1, 6)]
     assert "largest change of a layer's softmax(alpha) after 5 steps" in printed
+    decided, p_choice = card_record(run_dir)
+    assert res["decided"] == decided and res["p_choice"] == pytest.approx(p_choice, rel=1e-6)
+    assert res["search_steps"] == res["plan"]["search"]["steps"] == 12  # 3 epochs of 4 batches (the smoke cap)
+    # Exercise 2: three seeds on the same plan, and a verdict that follows from their numbers
+    seeds = res["seeds"]
+    assert seeds["seeds"] == [0, 1, 2] and len(seeds["run_dirs"]) == 3
+    plans = []
+    for i, folder in enumerate(seeds["run_dirs"]):
+        m = json.loads((tmp_path / folder / "metrics.json").read_text())
+        assert (seeds["dash"][i], seeds["baseline"][i]) == (m["dash"]["test"], m["baseline"]["test"])
+        config = json.loads((tmp_path / folder / "config.json").read_text())
+        assert config["config"]["seed"] == i
+        plans.append(config["plan"])
+    assert plans[0] == plans[1] == plans[2] == seeds["plan"]
+    import numpy as np
+    import scipy.stats
+
+    diffs = np.array(seeds["baseline"], dtype=np.float64) - np.array(seeds["dash"], dtype=np.float64)
+    assert seeds["mean"] == pytest.approx(diffs.mean(), abs=1e-12)
+    assert seeds["spread"] == pytest.approx(diffs.std(ddof=1), abs=1e-12)
+    crit = scipy.stats.t.ppf(0.975, df=2)
+    if seeds["spread"] > 0:
+        t = scipy.stats.ttest_1samp(diffs, 0.0).statistic
+        assert seeds["t"] == pytest.approx(t, rel=1e-9)
+        assert seeds["verdict"] == ("helped" if t > crit else "hurt" if t < -crit else "cannot tell")
+    assert f"**{seeds['verdict']}**" in markdown_outputs(nb)
 
 
 @pytest.mark.notebook
@@ -164,6 +222,13 @@ def test_06_bring_your_own_data(tmp_path, monkeypatch):
     assert res["classes"] == [0, 1, 2] and res["plan"]["retrain"]["steps"] == 60
     printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
     assert "predicted labels of the first test examples: [" in printed
+    run_dir = tmp_path / res["run_dir"]
+    decided, _ = card_record(run_dir)
+    assert res["decided"] == decided and res["search_steps"] == res["plan"]["search"]["steps"]
+    readings = markdown_outputs(nb)
+    assert f"After {res['search_steps']} search steps {decided[0]} of {decided[1]} layers passed" in readings
+    # the exercises' cells ran (their solutions assert the label numbering and the padding)
+    assert "first labels: ['" in printed and "1500 series of 1 channel(s), lengths" in printed
 
 
 @pytest.mark.notebook
@@ -184,6 +249,7 @@ def test_06_reads_npy_files(tmp_path, monkeypatch):
     assert "in (2, 24), outputs 2, train/val/test 640/80/80" in res["task"]
     assert 40 < res["chance"] < 60
     assert res["dash"] < res["chance"] - 30 and res["baseline"] < res["chance"] - 30
+    assert res["decided"] == card_record(tmp_path / res["run_dir"])[0] and res["budget"] == ""
 
 
 @pytest.mark.notebook

@@ -4,12 +4,10 @@ retraining that keeps its last epoch on such a split, and the time budget that c
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset

@@ -103,7 +103,8 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
     Returns:
         The chosen ``{"lr", "dropout", "weight_decay", "momentum"}``; also written to ``tune.json`` (or
         ``baseline_tune.json``) as "best", with the best-scoring trial ("best_trial", "best_val"), the chance
-        level ("chance_val"), whether the tuning decided ("decided"), why it was skipped ("skipped", or None) and
+        level ("chance_val"), whether the tuning decided ("decided"), why it was skipped ("skipped", or None), how
+        the trials were scored ("scored_by": "val" or "cv", with "folds", "fold_sizes" and "folds_digest") and
         every trial.
 
     A validation split too small to rank configurations (``task.too_small("val")``: fewer than 30 examples, or

@@ -34,7 +34,12 @@ validation pass of each trained network and one checkpoint write, then shares th
 search                  ``SEARCH_SHARE`` (40%) of the time left
 tuning                  ``TUNE_SHARE`` (20%): DASH's and the baseline's grids, the same steps per configuration;
                         fewer configurations (``tune_n_trials``) when each would get fewer than
-                        ``MIN_TUNE_STEPS`` steps, none (and its share to retraining) when fewer than two fit
+                        ``MIN_TUNE_STEPS`` steps, none (and its share to retraining) when fewer than two fit.
+                        A tuning that cross-validates (a too-small validation split, ``tune_small_val="cv"``)
+                        trains each configuration k times (``folds``): it gets the steps per configuration a
+                        tuning without folds would, and k times fewer configurations (fewer steps only when
+                        that would leave fewer than two; the lr-block walk keeps one configuration for each
+                        lr when it is capped, `dashkit.stages.tune.walk_lr_blocks`)
 retraining              the rest (40%): DASH's network, the baseline and the ``random_draws`` random architectures
                         (`dashkit.stages.control`), the *same* number of steps each, so the controls are fair; a
                         random draw's step is costed as DASH's (a typical architecture of the space). Draws that
@@ -52,17 +57,21 @@ from __future__ import annotations
 import math
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 
 if TYPE_CHECKING:
+    from torch.utils.data import ConcatDataset
+
     from .config import RunConfig
     from .tasks.base import Task
 
 __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
            "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
            "BudgetTooSmallError", "format_plan", "batches_per_pass", "effective_batch", "FIGURES_SECONDS",
-           "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES"]
+           "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds", "tuning_scoring",
+           "tuning_folds"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -177,13 +186,13 @@ def n_batches_of(per_pass: int, fraction: float, cap: Optional[int]) -> int:
 def run_plan(task: "Task", cfg: "RunConfig") -> Dict[str, Dict[str, Any]]:
     """Every stage's plan as recorded in config.json: ``{"search": {...}, "tune": {...}, "retrain": {...}}``.
 
-    Tuning's entry adds the configurations it tries (``configs``) and whether it runs (``enabled``); retraining's
-    adds the random architectures retrained on its plan beside DASH (``random_draws``, `dashkit.stages.control`).
+    Tuning's entry adds the configurations it tries (``configs``), whether it runs (``enabled``) and the trainings
+    per configuration (``folds``: k when it cross-validates, else 1, `tuning_folds`);
+    retraining's adds the random architectures retrained on its plan beside DASH (``random_draws``,
+    `dashkit.stages.control`).
     """
     plan = {stage: stage_plan(task, cfg, stage).to_dict() for stage in _STAGES}
-    grid = len(cfg.tune.grid())
-    plan["tune"].update(enabled=cfg.tune.enabled,
-                        configs=min(grid, cfg.tune.n_trials) if cfg.tune.n_trials is not None else grid)
+    plan["tune"].update(enabled=cfg.tune.enabled, configs=cfg.tune.n_configs(), folds=tuning_folds(task, cfg))
     plan["retrain"]["random_draws"] = cfg.random_draws
     return plan
 
@@ -201,7 +210,9 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
         what = "steps per configuration" if stage == "tune" else "steps"
         extra = ""
         if stage == "tune":
-            extra = f", {p['configs']} configurations" if p.get("enabled", True) else " (tuning off)"
+            folds = p.get("folds", 1)
+            extra = (f", {p['configs']} configurations" + (f", each {folds}-fold cross-validated" if folds > 1 else "")
+                     if p.get("enabled", True) else " (tuning off)")
         elif stage == "retrain":
             draws = p.get("random_draws", 0)
             extra = ", the baseline the same" + (f", {draws} random architecture{'s' if draws != 1 else ''} too"
@@ -211,6 +222,65 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
         lines.append(f"  {stage:<8} {p['steps']:>6} {what} in {p['epochs']} epochs of {per} (batch "
                      f"{p['batch_size']}, {p['passes']:g} passes){extra}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- how a tuning trial is scored
+def cv_pool(task: "Task") -> "ConcatDataset":
+    """train + val, one after the other: what the folds of `cv_folds` index."""
+    from torch.utils.data import ConcatDataset
+
+    return ConcatDataset([task.train, task.val])
+
+
+def _tune_cv_seed(seed: int) -> int:
+    """The folds' seed: ``dashkit.stages.common.stage_seed(seed, "tune_cv")`` (a CRC32; not imported from there,
+    which imports this module)."""
+    return zlib.crc32(f"{seed}/tune_cv".encode())
+
+
+def cv_folds(task: "Task", cfg: "RunConfig") -> Tuple[Optional[List[List[int]]], Optional[str]]:
+    """The ``tune_cv_folds`` folds over train + val (indices into `cv_pool`), or (None, why they cannot be made).
+
+    Stratified by class for classification, plain k-fold otherwise (`dashkit.tasks.base.kfold_indices`), from the
+    seed ``stage_seed(cfg.seed, "tune_cv")``: DASH's and the baseline's tunings, and a resumed run, get the same
+    folds. They cannot be made when a class of train + val has fewer than k examples (a fold without it), or when
+    a fold's k - 1 others hold fewer than two examples (a training batch needs two).
+    """
+    import torch
+
+    from .tasks.base import kfold_indices, split_targets
+
+    k, pool = cfg.tune.cv_folds, cv_pool(task)
+    n = len(pool)
+    labels = split_targets(pool).long() if task.kind == "classification" else None
+    if labels is not None:
+        counts = torch.bincount(labels, minlength=task.num_outputs)
+        short = {c: int(counts[c]) for c in range(len(counts)) if 0 < counts[c] < k}
+        if short:
+            return None, (f"train + val ({n} examples) cannot fill tune_cv_folds = {k} folds with every class in each: "
+                          f"{', '.join(f'class {c} has {m}' for c, m in short.items())}")
+    if n - math.ceil(n / k) < 2:
+        return None, (f"train + val has {n} examples: too few for tune_cv_folds = {k} folds whose training part "
+                      f"holds at least 2")
+    return kfold_indices(n, k, _tune_cv_seed(cfg.seed), labels), None
+
+
+def tuning_scoring(task: "Task", cfg: "RunConfig") -> Tuple[str, Optional[List[List[int]]], Optional[str]]:
+    """How this task's tuning scores a configuration: ("val", None, None) on the validation split; ("cv", folds,
+    None) by cross-validation (`cv_folds`); ("skip", None, why or None) not at all (`tune_small_val="skip"`, or
+    "cv" when the folds cannot be made: why)."""
+    tc = cfg.tune
+    if tc.small_val == "tune" or not task.too_small("val"):
+        return "val", None, None
+    if tc.small_val == "skip":
+        return "skip", None, None
+    folds, why = cv_folds(task, cfg)
+    return ("cv", folds, None) if folds is not None else ("skip", None, why)
+
+
+def tuning_folds(task: "Task", cfg: "RunConfig") -> int:
+    """Trainings per tuning configuration: ``tune_cv_folds`` when the tuning cross-validates, else 1."""
+    return cfg.tune.cv_folds if cfg.tune.enabled and tuning_scoring(task, cfg)[0] == "cv" else 1
 
 
 # ------------------------------------------------------------------------------------------- time budgets
@@ -249,7 +319,8 @@ def parse_budget(budget: Union[str, int, float]) -> float:
 
 
 def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", per_pass: Mapping[str, int],
-                spent: float = 0.0, text: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+                spent: float = 0.0, text: Optional[str] = None, folds: int = 1
+                ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Share a time budget among the stages and turn each share into steps (pure arithmetic).
 
     Args:
@@ -264,6 +335,9 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         per_pass: batches per pass of each stage ("search", "tune", "retrain"), for the epochs each gets.
         spent: seconds already spent (building the task, measuring).
         text: the budget as the user wrote it, for the record.
+        folds: trainings per tuning configuration: k when the tuning cross-validates
+            (`tuning_folds`), each of the tuning's steps and one validation pass at its end;
+            1: one training, a validation pass per epoch.
 
     Returns:
         (flat overrides: ``search_steps``, ``tune_steps``, ``tune_n_trials``, ``tune_enabled``, ``retrain_steps``,
@@ -306,18 +380,37 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         return s
 
     tc = cfg.tune
-    grid = len(tc.grid()) if tc.n_trials is None else min(tc.n_trials, len(tc.grid()))
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+        raise ValueError(f"folds = {folds!r}: expected an int >= 1 (trainings per tuning configuration)")
+    grid = tc.n_configs()
     tune_share = TUNE_SHARE * left if tc.enabled else 0.0
     configs, tune_steps = 0, 0
+
+    def config_cost(steps: int) -> float:
+        """Seconds of one configuration: one training with a validation pass per epoch, or `folds` trainings
+        with one pass each (on the held-out fold)."""
+        if folds == 1:
+            return steps * step_rt + epochs_for(steps, per_pass["tune"]) * tune_epoch
+        return folds * (steps * step_rt + tune_epoch)
+
+    def fit_config(share: float) -> int:
+        """Steps per configuration whose `config_cost` fits `share` seconds."""
+        if folds == 1:
+            return fit(share, step_rt, tune_epoch, per_pass["tune"])
+        return max(1, int((share / folds - tune_epoch) / max(step_rt, 1e-9)))
+
     if tc.enabled:
-        per_config = tune_share / grid
-        tune_steps = fit(per_config, step_rt, tune_epoch, per_pass["tune"])
+        # the steps a tuning without folds gives each configuration; with k folds, k times fewer configurations
+        # (at least two: fewer steps then)
+        tune_steps = fit(tune_share / grid, step_rt, tune_epoch, per_pass["tune"])
         configs = grid
+        if folds > 1:
+            configs = min(grid, max(2, int(tune_share / config_cost(max(tune_steps, MIN_TUNE_STEPS)))))
+            tune_steps = fit_config(tune_share / configs)
         if tune_steps < MIN_TUNE_STEPS:  # fewer configurations, each with enough steps to say something
-            one = MIN_TUNE_STEPS * step_rt + epochs_for(MIN_TUNE_STEPS, per_pass["tune"]) * tune_epoch
-            configs = min(grid, int(tune_share / one))
+            configs = min(grid, int(tune_share / config_cost(MIN_TUNE_STEPS)))
             if configs >= 2:
-                tune_steps = fit(tune_share / configs, step_rt, tune_epoch, per_pass["tune"])
+                tune_steps = fit_config(tune_share / configs)
     tuned = tc.enabled and configs >= 2
     search_share = SEARCH_SHARE * left
     retrain_share = left - search_share - (tune_share if tuned else 0.0)
@@ -350,8 +443,7 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         if stage == "tune":
             if not tuned:
                 return 0.0
-            e = epochs_for(tune_steps, per_pass["tune"])
-            return configs * (tune_steps * step_rt + e * tune_epoch)
+            return configs * config_cost(tune_steps)
         return retrain_steps * all_rt + epochs_for(retrain_steps, per_pass["retrain"]) * all_epoch
 
     stages = {stage: round(planned(stage), 2) for stage in _STAGES}
@@ -360,10 +452,12 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
               "shares": {"search": SEARCH_SHARE, "tune": TUNE_SHARE if tuned else 0.0,
                          "retrain": round(1 - SEARCH_SHARE - (TUNE_SHARE if tuned else 0.0), 6)},
               "planned": stages, "planned_seconds": round(spent + costs["after"] + sum(stages.values()), 2),
-              "tune_configs": configs if tuned else 0, "random_draws": draws,
+              "tune_configs": configs if tuned else 0, "tune_folds": folds, "random_draws": draws,
               "note": "; ".join(n for n in (
-                  ("tuning reduced to %d of %d configurations to give each %d steps" % (configs, grid, tune_steps)
+                  ("tuning reduced to %d of %d configurations to give each %d steps%s" % (
+                      configs, grid, tune_steps, " in each of %d folds" % folds if folds > 1 else "")
                    if tuned and configs < grid else
-                   "tuning off: its share could not give two configurations %d steps each" % MIN_TUNE_STEPS
+                   "tuning off: its share could not give two configurations %d steps each%s" % (
+                       MIN_TUNE_STEPS, " in each of %d folds" % folds if folds > 1 else "")
                    if tc.enabled and not tuned else ""), draws_note) if n)}
     return overrides, record

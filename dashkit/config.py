@@ -36,7 +36,7 @@ __all__ = ["SearchConfig", "TuneConfig", "RetrainConfig", "RunConfig", "PRESETS"
 _SCHEMES = ("single_level", "bilevel")
 _PRUNERS = ("median", "none")
 _UNDECIDED = ("retrain_defaults", "best")
-_SMALL_VAL = ("skip", "tune")
+_SMALL_VAL = ("cv", "skip", "tune")
 
 
 @dataclass
@@ -106,8 +106,11 @@ class TuneConfig:
     undecided: str = "retrain_defaults"  # when no configuration beats the input-ignoring guess on validation
     # (classification and multi-label tasks), their order is noise: "retrain_defaults" retrains with the retrain_*
     # hyper-parameters (DASH's defaults); "best" keeps the best-scoring configuration anyway
-    small_val: str = "skip"  # when the validation split is too small to rank configurations (Task.too_small("val")):
-    # "skip" retrains with the retrain_* hyper-parameters and says so; "tune" tunes anyway on the noisy ranking
+    small_val: str = "cv"  # when the validation split is too small to rank configurations (Task.too_small("val")):
+    # "cv" scores each configuration by stratified k-fold cross-validation over train + val (cv_folds folds; k times
+    # the tuning's training, which a time budget counts), falling back to "skip" when train + val cannot fill the
+    # folds; "skip" retrains with the retrain_* hyper-parameters and says so; "tune" tunes anyway on the noisy ranking
+    cv_folds: int = 5  # folds of tune_small_val="cv" (at least 2), stratified by class for classification
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
@@ -126,6 +129,7 @@ class TuneConfig:
         _choice(self, "pruner", _PRUNERS)
         _choice(self, "undecided", _UNDECIDED)
         _choice(self, "small_val", _SMALL_VAL)
+        _int_setting(self, "cv_folds", 2)
         kind, target = storage_spec(self.storage)
         if self.parallel and kind == "memory":
             raise ValueError("tune_parallel = True needs tune_storage: a journal file on a folder every worker can "
@@ -134,6 +138,12 @@ class TuneConfig:
             raise ValueError(f"tune_storage = {self.storage!r}: SQLite cannot be shared by several tuning workers "
                              f"(tune_parallel = True): its file locks fail under concurrent writers; use a journal "
                              f"file (tune_storage='tune.journal') or a server database (postgresql://, mysql://)")
+
+    def n_configs(self) -> int:
+        """Configurations a tuning tries at most: the grid's, capped by ``n_trials`` (the lr-block walk may stop
+        earlier)."""
+        n = len(self.grid())
+        return n if self.n_trials is None else min(self.n_trials, n)
 
     def grid(self) -> list:
         """The configurations in the order they are tried: lr-major, as in DASH."""

@@ -64,10 +64,13 @@ def tiny_cfg(task, **kw):
 
 
 class Guarded(Dataset):
-    """A dataset that counts reads and raises while it is locked."""
+    """A dataset that counts reads and raises while it is locked; with ``labels=True`` its targets may be counted
+    (``targets()``, as a run's plan counts the validation split's classes) without reading an example."""
 
-    def __init__(self, ds: Dataset):
+    def __init__(self, ds: Dataset, labels: bool = False):
         self.ds, self.locked, self.reads = ds, True, 0
+        if labels:
+            self.targets = lambda: ds.tensors[1]
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -108,7 +111,7 @@ def test_search_writes_card_alphas_history_and_is_skipped_when_done(tmp_path, mo
 
 
 def test_single_level_search_never_reads_validation_and_bilevel_does(tmp_path, monkeypatch):
-    val = Guarded(spikes(48, 1, 32, (6, 12), (4, 14)))
+    val = Guarded(spikes(48, 1, 32, (6, 12), (4, 14)), labels=True)  # the plan counts its classes (too_small)
     task = tiny_task(val=val)
     pipeline.search(task, tiny_cfg(task), tmp_path / "single")  # would raise on a validation read
     val.locked = False

@@ -1,19 +1,20 @@
 """The retrain stage, and the baseline: train from the saved initial weights with the tuned hyper-parameters,
-pick the best epoch on validation, test once."""
+pick the best epoch on validation (the last one when the validation split is too small to pick), test once."""
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 from .. import distributed
 from ..config import RunConfig
 from ..rundir import PathLike, RunDir
-from .common import StageContext, as_run_dir, check_cfg, progress_bar, resolve_task, seed_everything, \
-    stage_device, stage_done
+from .common import StageContext, as_run_dir, caller_stacklevel, check_cfg, progress_bar, resolve_task, \
+    seed_everything, stage_device, stage_done
 from .models import build_model, initial_state
 from .training import evaluate, sgd, train_epoch
-from .tune import stage_names, tune
+from .tune import SmallValidationWarning, stage_names, tune
 
 if TYPE_CHECKING:
     from ..supernet import ArchCard
@@ -27,13 +28,17 @@ def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, Pat
     """Train the network from its saved initial weights with the tuned hyper-parameters, then test once.
 
     Tunes first when the tuning has not been done. The best epoch is picked on the validation split; the test
-    split is read once, at the end, with the weights of that epoch.
+    split is read once, at the end, with the weights of that epoch. On a validation split too small to trust
+    (``task.too_small("val")``) the best epoch would be picked by noise: the last epoch is kept instead (a fixed
+    number of steps, as the tuning chose), metrics.json's entry says ``"selected_by": "last"`` (else
+    ``"best_val"``), and a `SmallValidationWarning` says so.
 
     Args:
         card: the ArchCard to retrain; None retrains the baseline (default kernels).
 
     Returns:
-        ``{"metric", "test", "val", "best_epoch", "hparams", "seconds"}``; also in metrics.json.
+        ``{"metric", "test", "val", "best_epoch", "selected_by", "hparams", "seconds"}``; also in metrics.json
+        ("val" and "best_epoch" are those of the epoch kept).
     """
     task, cfg = resolve_task(task), check_cfg(cfg)
     rd = as_run_dir(run_dir, task, cfg)
@@ -60,6 +65,14 @@ def train_and_test(task: "Task", cfg: RunConfig, rd: RunDir, card: Optional["Arc
         As `retrain`. Resumes from the stage's checkpoint; does not look at the done marker (its callers do).
     """
     rc, device = cfg.retrain, stage_device(cfg)
+    last = task.too_small("val")  # an epoch picked on a too-small split is picked by noise: keep the last one
+    if last and distributed.is_main():
+        from .tune import _val_note
+
+        # the same text for DASH, the baseline and the random draws: Python shows it once
+        warnings.warn(f"retraining: {_val_note(task)}; the last epoch is kept (a fixed number of steps), not the "
+                      f"best on validation (metrics.json: selected_by 'last')", SmallValidationWarning,
+                      stacklevel=caller_stacklevel())
     t0 = time.perf_counter()
     ctx = StageContext(task, cfg, rd, device, stage, card, initial_state(task, cfg, rd, card, name))
     seed_everything(ctx.seed)
@@ -81,7 +94,7 @@ def train_and_test(task: "Task", cfg: RunConfig, rd: RunDir, card: Optional["Arc
         t_epoch = time.perf_counter()
         train_loss = train_epoch(ctx, model, net, opt, epoch, hp["lr"], bar)
         val_metric, val_loss = evaluate(model, task.val, task, device, 2 * rc.batch_size, cfg.num_workers)
-        if val_metric < best_val:
+        if (epoch == plan.epochs - 1) if last else val_metric < best_val:
             best_val, best_epoch = val_metric, epoch
             rd.save_weights(f"{name}.safetensors", model.state_dict())
         rows.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
@@ -94,13 +107,14 @@ def train_and_test(task: "Task", cfg: RunConfig, rd: RunDir, card: Optional["Arc
         bar.set_postfix(epoch=epoch + 1, val=val_metric)
     bar.close()
     distributed.barrier()  # the best weights are rank 0's file
-    # the one and only look at the test split: the weights of the best validation epoch
+    # the one and only look at the test split: the weights of the best validation epoch (or the last one)
     model.load_state_dict(rd.load_weights(f"{name}.safetensors"))
     test_metric, test_loss = evaluate(model, task.test, task, device, 2 * rc.batch_size, cfg.num_workers)
     result = {"metric": task.metric_name, "test": test_metric, "test_loss": test_loss, "val": best_val,
-              "best_epoch": best_epoch + 1, "hparams": hp, "seconds": seconds_before + time.perf_counter() - t0}
+              "best_epoch": best_epoch + 1, "selected_by": "last" if last else "best_val", "hparams": hp,
+              "seconds": seconds_before + time.perf_counter() - t0}
     metrics = rd.read_json("metrics.json") if rd.exists("metrics.json") else {"metric": task.metric_name}
-    metrics[name] = {k: result[k] for k in ("test", "val", "best_epoch", "hparams")}
+    metrics[name] = {k: result[k] for k in ("test", "val", "best_epoch", "selected_by", "hparams")}
     rd.write_json("metrics.json", metrics)
     rd.mark_done(stage, result)
     distributed.debug_dump(stage, {k: result[k] for k in ("test", "test_loss", "val", "best_epoch", "hparams")})

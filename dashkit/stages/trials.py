@@ -2,19 +2,32 @@
 
 A trial trains one configuration of DASH's hyper-parameter grid from the stage's saved initial weights for
 ``tune_epochs`` and reports its best validation metric to the study (rank 0 alone talks to Optuna).
+
+On a validation split too small to rank configurations (``Task.too_small("val")``) with ``tune_small_val="cv"``
+(the default), a trial is scored by k-fold cross-validation instead (`cross_validate`; the folds come from
+`dashkit.budget.tuning_scoring` and `dashkit.budget.cv_folds`, re-exported here): train + val pooled, cut into
+``tune_cv_folds`` folds (stratified by class for classification) from a generator seeded by the run's seed alone,
+so every configuration, the baseline's tuning and a resumed run see the same folds. The
+configuration is trained k times, each time on k - 1 folds with the steps of a normal trial, and its metric on the
+held-out fold is taken at the last epoch (the retraining on such a split keeps its last epoch too, see
+`dashkit.stages.retrain`); the trial's value is the mean over the folds, and the fold values are stored with the
+trial (user attribute ``dashkit_folds``). Such a trial is not pruned.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from torch.utils.data import Subset
 
 from .. import distributed
-from ..budget import stage_plan
+from ..budget import cv_folds, cv_pool, stage_plan, tuning_folds, tuning_scoring
 from ..config import RunConfig, TuneConfig, storage_spec
 from ..rundir import RunDir
 from .common import StageContext, seed_everything
@@ -27,7 +40,8 @@ if TYPE_CHECKING:
     from ..tasks.base import Task
 
 __all__ = ["HP_NAMES", "storage", "journal_path", "grid_space", "pruner", "study_name", "trial_key",
-           "queued_grid_sampler", "open_sequential_study", "run_trial", "train_trial"]
+           "queued_grid_sampler", "open_sequential_study", "run_trial", "train_trial", "tuning_scoring", "cv_folds",
+           "cv_pool", "tuning_folds", "cross_validate"]
 
 HP_NAMES = ("lr", "dropout", "weight_decay", "momentum")  # the grid's axes, in DASH's order
 
@@ -170,12 +184,44 @@ def run_trial(study: Optional["optuna.Study"], params: Dict[str, float], space: 
 def train_trial(study: Optional["optuna.Study"], trial: Optional["optuna.trial.Trial"], hp: Dict[str, float],
                 ctx: StageContext) -> Tuple[Any, Optional[float]]:
     """Train ``hp`` from ``ctx.init`` for the tuning plan's steps and tell the study; returns (state, best validation
-    metric).
+    metric), or, when the tuning cross-validates (`tuning_scoring`), (state, mean of the folds' last-epoch metrics).
 
     A diverging configuration ends as a failed trial (not a failed run), a pruned one as pruned.
     """
     import optuna
     from optuna.trial import TrialState
+
+    mode, folds, _ = tuning_scoring(ctx.task, ctx.cfg)
+
+    def tell(state: TrialState, value: Optional[float], result: str) -> None:
+        if trial is not None:
+            trial.set_user_attr("dashkit_result", result)  # marks a result, as opposed to a trial abandoned
+            study.tell(trial, value if state == TrialState.COMPLETE else None,
+                       state=None if state == TrialState.COMPLETE else state)
+
+    try:
+        if mode == "cv":
+            values = cross_validate(hp, ctx, folds)
+            if trial is not None:
+                trial.set_user_attr("dashkit_folds", values)
+            best = math.fsum(values) / len(values)
+        else:
+            best = _fit(hp, ctx, trial)
+    except optuna.TrialPruned:
+        tell(TrialState.PRUNED, None, "pruned")
+        return TrialState.PRUNED, None
+    except FloatingPointError:  # a diverging configuration is a bad configuration, not a broken run
+        tell(TrialState.FAIL, None, "diverged")
+        return TrialState.FAIL, None
+    tell(TrialState.COMPLETE, best, "complete")
+    return TrialState.COMPLETE, best
+
+
+def _fit(hp: Dict[str, float], ctx: StageContext, trial: Optional["optuna.trial.Trial"] = None,
+         every_epoch: bool = True) -> float:
+    """Train ``hp`` from ``ctx.init`` on ``ctx.task.train`` for the plan's epochs; the best per-epoch metric on
+    ``ctx.task.val`` (reported to ``trial``, which may prune), or with ``every_epoch=False`` the last epoch's."""
+    import optuna
 
     task, cfg, device = ctx.task, ctx.cfg, ctx.device
     tc, rc = cfg.tune, cfg.retrain
@@ -186,30 +232,37 @@ def train_trial(study: Optional["optuna.Study"], trial: Optional["optuna.trial.T
     net = distributed.wrap(model, device)
     opt = sgd(model.parameters(), hp["lr"], hp["momentum"], rc.nesterov, hp["weight_decay"])
     best = math.inf
-
-    def tell(state: TrialState, value: Optional[float], result: str) -> None:
+    epochs = ctx.plan.epochs
+    for epoch in range(epochs):
+        train_epoch(ctx, model, net, opt, epoch, hp["lr"])
+        if not every_epoch and epoch < epochs - 1:
+            continue
+        value, _ = evaluate(model, task.val, task, device, 2 * tc.batch_size, cfg.num_workers)
+        if not every_epoch:
+            return value
+        best = min(best, value)
+        prune = False
         if trial is not None:
-            trial.set_user_attr("dashkit_result", result)  # marks a result, as opposed to a trial abandoned
-            study.tell(trial, value if state == TrialState.COMPLETE else None,
-                       state=None if state == TrialState.COMPLETE else state)
+            trial.report(value, epoch)
+            prune = trial.should_prune()
+        if distributed.main_decides(prune):
+            raise optuna.TrialPruned()
+    return best
 
-    try:
-        for epoch in range(ctx.plan.epochs):
-            train_epoch(ctx, model, net, opt, epoch, hp["lr"])
-            value, _ = evaluate(model, task.val, task, device, 2 * tc.batch_size, cfg.num_workers)
-            best = min(best, value)
-            prune = False
-            if trial is not None:
-                trial.report(value, epoch)
-                prune = trial.should_prune()
-            if distributed.main_decides(prune):
-                raise optuna.TrialPruned()
-    except optuna.TrialPruned:
-        tell(TrialState.PRUNED, None, "pruned")
-        return TrialState.PRUNED, None
-    except FloatingPointError:  # a diverging configuration is a bad configuration, not a broken run
-        tell(TrialState.FAIL, None, "diverged")
-        return TrialState.FAIL, None
-    tell(TrialState.COMPLETE, best, "complete")
-    return TrialState.COMPLETE, best
 
+def cross_validate(hp: Dict[str, float], ctx: StageContext, folds: List[List[int]]) -> List[float]:
+    """The metric of ``hp`` on each held-out fold, trained on the others (`cv_pool`'s indices) as a trial is: from
+    ``ctx.init``, with the stage's seed and the tuning plan's steps (its epochs follow from the fold's training
+    size), measured at the last epoch.
+
+    Raises:
+        FloatingPointError: a fold's training loss became NaN or infinite.
+    """
+    pool = cv_pool(ctx.task)
+    values = []
+    for i, held in enumerate(folds):
+        rest = sorted(j for f, fold in enumerate(folds) if f != i for j in fold)
+        fold_task = dataclasses.replace(ctx.task, train=Subset(pool, rest), val=Subset(pool, held))
+        fold_ctx = StageContext(fold_task, ctx.cfg, ctx.rd, ctx.device, ctx.stage, ctx.card, ctx.init)
+        values.append(_fit(hp, fold_ctx, every_epoch=False))
+    return values

@@ -2,11 +2,15 @@
 
 The grid is walked lr block by lr block (`walk_lr_blocks`); each configuration is one trial
 (`dashkit.stages.trials`), run here one after the other or, with ``tune_parallel=True``, taken from the tuning
-queue (`dashkit.stages.queue`) by this process and any number of workers.
+queue (`dashkit.stages.queue`) by this process and any number of workers. On a validation split too small to rank
+configurations, a trial is scored by k-fold cross-validation over train + val (``tune_small_val="cv"``), or the
+tuning is skipped (``"skip"``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
@@ -42,8 +46,10 @@ class TuningUndecidedWarning(UserWarning):
 
 
 class SmallValidationWarning(UserWarning):
-    """The validation split is too small to rank tuning configurations (``Task.too_small("val")``): tuning was
-    skipped and the retrain_* hyper-parameters used (``tune_small_val="skip"``)."""
+    """The validation split is too small to rank tuning configurations or pick an epoch (``Task.too_small("val")``):
+    the tuning cross-validated over train + val (``tune_small_val="cv"``) or was skipped and the retrain_*
+    hyper-parameters used (``"skip"``, or "cv" when train + val cannot fill the folds); the retraining keeps its
+    last epoch."""
 
 
 def tuning_decided(best_value: float, chance: Optional[float], margin: float = UNDECIDED_MARGIN) -> bool:
@@ -97,13 +103,20 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
     Returns:
         The chosen ``{"lr", "dropout", "weight_decay", "momentum"}``; also written to ``tune.json`` (or
         ``baseline_tune.json``) as "best", with the best-scoring trial ("best_trial", "best_val"), the chance
-        level ("chance_val"), whether the tuning decided ("decided"), why it was skipped ("skipped", or None) and
+        level ("chance_val"), whether the tuning decided ("decided"), why it was skipped ("skipped", or None), how
+        the trials were scored ("scored_by": "val" or "cv", with "folds", "fold_sizes" and "folds_digest") and
         every trial.
 
     A validation split too small to rank configurations (``task.too_small("val")``: fewer than 30 examples, or
-    fewer than 5 of a class) skips the tuning with ``tune_small_val="skip"`` (the default): a
-    `SmallValidationWarning` says so and the retrain_* hyper-parameters are used. Repeated hold-outs or k-fold over
-    the training split would be the statistician's alternative; they are not done here.
+    fewer than 5 of a class) cannot decide among them. With ``tune_small_val="cv"`` (the default) each configuration
+    is then scored by k-fold cross-validation (``tune_cv_folds``, 5; stratified by class for classification) over
+    train + val pooled, the same folds for every configuration (`dashkit.stages.trials.cv_folds`): trained on k - 1
+    folds with a normal trial's steps, measured on the held-out one at the last epoch; the trial's value is the mean
+    over the folds, and its record says ``"scored_by": "cv"`` with the ``"folds"``, ``"fold_values"`` and their
+    ``"sd"``. The decided rule compares that mean with the chance level of train + val. It costs k times the
+    tuning's training (a time budget counts it: `dashkit.budget.plan_budget`). When train + val cannot fill k folds
+    (a class with fewer than k examples), or with ``tune_small_val="skip"``, the tuning is skipped and the retrain_*
+    hyper-parameters used. A `SmallValidationWarning` says which, giving the split's size.
     """
     import optuna
 
@@ -115,8 +128,15 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
     name, stage, _ = stage_names(card)
     if stage_done(rd, stage, (f"{stage}.json",)):
         return dict(rd.read_json(f"{stage}.json")["best"])
-    if tc.small_val == "skip" and task.too_small("val"):
-        return _skip_small_val(task, cfg, rd, stage)
+    mode, folds, why = trials.tuning_scoring(task, cfg)
+    if mode == "skip":
+        return _skip_small_val(task, cfg, rd, stage, why)
+    if mode == "cv" and distributed.is_main():
+        pool = len(trials.cv_pool(task))
+        warnings.warn(f"{stage}: {_val_note(task)}; each configuration is scored by {len(folds)}-fold "
+                      f"cross-validation over train + val ({pool} examples) instead, at {len(folds)} times the "
+                      f"tuning's training (tune_small_val='cv'; 'skip' skips the tuning)", SmallValidationWarning,
+                      stacklevel=caller_stacklevel())
     device = stage_device(cfg)
     t0 = time.perf_counter()
     ctx = StageContext(task, cfg, rd, device, stage, card, initial_state(task, cfg, rd, card, name))
@@ -137,45 +157,89 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
     if best is None:
         raise NonFiniteLossError(f"{stage}: every configuration diverged or was pruned (the training loss became "
                                  f"NaN or infinite); try smaller learning rates (tune_lrs)")
-    chance = task.chance_metric("val")
+    where = "on validation"
+    if mode == "cv":  # the chance level of the data the folds are cut from
+        chance = dataclasses.replace(task, val=trials.cv_pool(task)).chance_metric("val")
+        where = f"in {len(folds)}-fold cross-validation"
+    else:
+        chance = task.chance_metric("val")
     decided = tuning_decided(best_value, chance)
+    tried = _scored(tried, mode, folds, study)
     chosen = best if decided or tc.undecided == "best" else retrain_hparams(cfg)
     if not decided and distributed.is_main():
         then = ("kept anyway (tune_undecided='best')" if tc.undecided == "best" else
                 f"not used: retraining with the retrain_* hyper-parameters {chosen} (tune_undecided="
                 f"'retrain_defaults')")
-        warnings.warn(f"{stage}: no configuration beat the input-ignoring guess on validation ({task.metric_name} "
+        warnings.warn(f"{stage}: no configuration beat the input-ignoring guess {where} ({task.metric_name} "
                       f"{best_value:.4g} at best, chance level {chance:.4g}), so their order is noise; the best one, "
                       f"{best}, is {then}. Give every configuration more steps (tune_steps) for a tuning that "
                       f"decides.", TuningUndecidedWarning, stacklevel=caller_stacklevel())
     rd.write_history(stage, [{"trial": i, **t} for i, t in enumerate(tried)])
     rd.write_json(f"{stage}.json", {"best": chosen, "best_trial": best, "best_val": best_value,
                                     "metric": task.metric_name, "chance_val": chance, "decided": decided,
-                                    "skipped": None, "study": trials.study_name(task, cfg, stage), "trials": tried})
+                                    "skipped": None, "study": trials.study_name(task, cfg, stage),
+                                    "scored_by": mode, **_fold_record(folds), "trials": tried})
     rd.mark_done(stage, {"seconds": time.perf_counter() - t0, "best": chosen, "best_val": best_value})
     return dict(chosen)
 
 
-def _skip_small_val(task: "Task", cfg: RunConfig, rd: RunDir, stage: str) -> Dict[str, float]:
-    """No tuning on a validation split too small to rank configurations: the retrain_* hyper-parameters, a
-    `SmallValidationWarning` and ``"skipped"`` in the stage's JSON say so."""
+def _val_note(task: "Task") -> str:
+    """Why the validation split is too small (`dashkit.tasks.base.small_split_note`): its size, per class too."""
     from ..tasks.base import small_split_note, split_targets
 
-    chosen = retrain_hparams(cfg)
     per_class = None
     if task.kind == "classification":
         counts = torch.bincount(split_targets(task.val).long(), minlength=task.num_outputs)
         trained = torch.bincount(split_targets(task.train).long(), minlength=task.num_outputs) > 0
         per_class = {i: int(counts[i]) for i in range(task.num_outputs) if trained[i]}
-    note = small_split_note("val", len(task.val), per_class) or "the validation split is too small"
-    reason = (f"{stage}: skipped, {note}; retraining with the retrain_* hyper-parameters {chosen} (tune_small_val="
-              f"'skip'; 'tune' tunes anyway)")
+    return small_split_note("val", len(task.val), per_class) or "the validation split is too small"
+
+
+def _fold_record(folds: Optional[List[List[int]]]) -> Dict[str, Any]:
+    """tune.json's description of the folds: their number, sizes and a digest of their indices (None without)."""
+    import hashlib
+
+    if folds is None:
+        return {"folds": None}
+    digest = hashlib.sha1(repr([list(f) for f in folds]).encode()).hexdigest()[:12]
+    return {"folds": len(folds), "fold_sizes": [len(f) for f in folds], "folds_digest": digest}
+
+
+def _scored(tried: List[Dict[str, Any]], mode: str, folds: Optional[List[List[int]]],
+            study: Optional["optuna.Study"]) -> List[Dict[str, Any]]:
+    """The trial records with how each was scored: ``"scored_by": "val"``, or ``"cv"`` with the number of
+    ``"folds"``, the ``"fold_values"`` (stored with the study's trial) and their sample ``"sd"``."""
+    if mode != "cv":
+        return [{**t, "scored_by": "val"} for t in tried]
+    stored: Dict[Tuple, List[float]] = {}
+    for t in (study.trials if study is not None else []):  # the completed ones; a resumed run's earlier ones too
+        values = t.user_attrs.get("dashkit_folds")
+        if values is not None and all(k in t.params for k in trials.HP_NAMES):
+            stored[trials.trial_key(t.params)] = [float(v) for v in values]
+    out = []
+    for t in tried:
+        values = stored.get(trials.trial_key(t)) if t["state"] == "complete" else None
+        sd = statistics.stdev(values) if values is not None and len(values) > 1 else None
+        out.append({**t, "scored_by": "cv", "folds": len(folds), "fold_values": values, "sd": sd})
+    return out
+
+
+def _skip_small_val(task: "Task", cfg: RunConfig, rd: RunDir, stage: str, why: Optional[str] = None
+                    ) -> Dict[str, float]:
+    """No tuning on a validation split too small to rank configurations: the retrain_* hyper-parameters, a
+    `SmallValidationWarning` and ``"skipped"`` in the stage's JSON say so. ``why``: why cross-validation could not
+    stand in (``tune_small_val="cv"``), or None (``"skip"``)."""
+    chosen = retrain_hparams(cfg)
+    note = _val_note(task)
+    how = ("tune_small_val='skip'; 'cv' cross-validates over train + val, 'tune' tunes anyway" if why is None else
+           f"tune_small_val='cv' could not cross-validate instead: {why}")
+    reason = f"{stage}: skipped, {note}; retraining with the retrain_* hyper-parameters {chosen} ({how})"
     if distributed.is_main():
         warnings.warn(reason, SmallValidationWarning, stacklevel=caller_stacklevel())
     rd.write_history(stage, [])
     rd.write_json(f"{stage}.json", {"best": chosen, "best_trial": None, "best_val": None, "metric": task.metric_name,
                                     "chance_val": task.chance_metric("val"), "decided": False, "skipped": reason,
-                                    "trials": []})
+                                    "scored_by": None, "folds": None, "trials": []})
     rd.mark_done(stage, {"seconds": 0.0, "best": chosen, "best_val": None, "skipped": True})
     return dict(chosen)
 
@@ -187,7 +251,7 @@ def _trier(study: Optional["optuna.Study"], lookup: Dict[Tuple, Tuple], ctx: Sta
     from optuna.trial import TrialState
 
     tc = ctx.cfg.tune
-    total = len(tc.grid()) if tc.n_trials is None else min(tc.n_trials, len(tc.grid()))
+    total = tc.n_configs()
     bar = progress_bar(total=total, desc=ctx.stage) if sequential else PlainProgress(total=total, silent=True)
 
     def try_config(params: Dict[str, float]) -> Tuple[str, Optional[float]]:
@@ -212,7 +276,10 @@ def walk_lr_blocks(tc: TuneConfig, try_config: Callable[[Dict[str, float]], Tupl
     """DASH's walk through the grid, one lr block after another.
 
     A block is left early when its first ``lr_block_patience`` configurations bring no improvement over the
-    best of the earlier blocks; at most ``n_trials`` configurations are tried.
+    best of the earlier blocks; at most ``n_trials`` configurations are tried, and when that cap cuts the grid
+    (e.g. a time budget's), a block is also left once the configurations left to try are only enough for one of
+    each later block: every learning rate is tried when the cap allows one configuration per lr. A configuration
+    not tried for the cap is not listed.
 
     Args:
         tc: the TuneConfig.
@@ -222,20 +289,23 @@ def walk_lr_blocks(tc: TuneConfig, try_config: Callable[[Dict[str, float]], Tupl
         (every configuration with its state and value, the best configuration or None, its value).
     """
     grid = tc.grid()
-    budget = len(grid) if tc.n_trials is None else min(tc.n_trials, len(grid))
+    budget = tc.n_configs()
     tried_configs: List[Dict[str, Any]] = []
     best, best_value, tried = None, math.inf, 0
-    for lr in tc.lrs:
-        before, improved, misses = best_value, False, 0
+    for b, lr in enumerate(tc.lrs):
+        before, improved, misses, in_block = best_value, False, 0, 0
+        reserve = len(tc.lrs) - 1 - b if budget < len(grid) else 0  # one configuration for each later block
         for params in (p for p in grid if p["lr"] == lr):
             if tried >= budget:
                 return tried_configs, best, best_value
+            if in_block and tried >= budget - reserve:  # the later blocks' turn
+                break
             if tc.lr_block_patience and math.isfinite(before) and not improved and misses >= tc.lr_block_patience:
                 tried_configs.append({**params, "value": None, "state": "skipped", "seconds": 0.0})
                 continue
             t0 = time.perf_counter()
             state, value = try_config(params)
-            tried += 1
+            tried, in_block = tried + 1, in_block + 1
             tried_configs.append({**params, "value": value, "state": state,
                                   "seconds": round(time.perf_counter() - t0, 3)})
             if value is not None and value < best_value:

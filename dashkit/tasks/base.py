@@ -8,13 +8,13 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
 from ..metrics import get_metric
 from ..registry import Registry
 
 __all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets", "tensor_dataset",
-           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "small_split_note"]
+           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "small_split_note", "kfold_indices"]
 
 KINDS = ("classification", "multilabel", "regression", "dense")
 
@@ -245,7 +245,8 @@ class Task:
 def split_targets(data: Dataset) -> torch.Tensor:
     """Every target of a split, stacked: (N, ...), without reading the inputs where the dataset allows it.
 
-    A ``TensorDataset`` gives its second tensor, a ``Subset`` its parent's targets at its indices, and a dataset
+    A ``TensorDataset`` gives its second tensor, a ``Subset`` its parent's targets at its indices, a
+    ``ConcatDataset`` its parts' targets one after the other, and a dataset
     with a ``targets()`` method (the NB360 loaders' datasets, which decode audio or cut windows when a sample is
     read) whatever that returns; any other dataset is read sample by sample.
     """
@@ -253,6 +254,8 @@ def split_targets(data: Dataset) -> torch.Tensor:
         return data.tensors[1]
     if isinstance(data, Subset):
         return split_targets(data.dataset)[torch.as_tensor(list(data.indices), dtype=torch.long)]
+    if isinstance(data, ConcatDataset):
+        return torch.cat([split_targets(part) for part in data.datasets])
     targets = getattr(data, "targets", None)
     if callable(targets):
         return targets()
@@ -267,3 +270,36 @@ def tensor_dataset(x: Union[torch.Tensor, np.ndarray], y: Union[torch.Tensor, np
         y: (N, ...) targets, likewise.
     """
     return TensorDataset(*(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in (x, y)))
+
+
+def kfold_indices(n: int, k: int, seed: int, labels: Optional[torch.Tensor] = None) -> list:
+    """``k`` disjoint folds covering ``range(n)``, drawn from a generator seeded with ``seed``.
+
+    Without ``labels``: a random permutation dealt out in turn (fold sizes differ by at most one). With ``labels``
+    (N,) class indices: stratified, each class's examples shuffled and dealt out in turn, one class after another,
+    so each fold holds ``floor`` or ``ceil`` of ``count / k`` of every class and the fold sizes still differ by at
+    most one. The same (n, k, seed, labels) give the same folds, every time.
+
+    Returns:
+        ``k`` sorted lists of indices.
+
+    Raises:
+        ValueError: ``k`` < 2 or ``n`` < ``k``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2 or n < k:
+        raise ValueError(f"k = {k!r} folds of n = {n} examples: expected an int with 2 <= k <= n")
+    g = torch.Generator().manual_seed(int(seed))
+    if labels is None:
+        order = torch.randperm(n, generator=g).tolist()
+    else:
+        labels = torch.as_tensor(labels).long().reshape(-1)
+        if len(labels) != n:
+            raise ValueError(f"labels has {len(labels)} entries; expected n = {n}")
+        order = []
+        for c in torch.unique(labels).tolist():  # ascending classes: the same order every time
+            members = torch.nonzero(labels == c).flatten()
+            order += members[torch.randperm(len(members), generator=g)].tolist()
+    folds: list = [[] for _ in range(k)]
+    for position, index in enumerate(order):
+        folds[position % k].append(index)
+    return [sorted(f) for f in folds]

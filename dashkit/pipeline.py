@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from . import distributed, progress
-from .budget import format_plan, parse_budget, plan_budget, run_plan, stage_plan
+from .budget import format_plan, parse_budget, plan_budget, run_plan, stage_plan, tuning_folds
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
@@ -274,7 +274,8 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
                      "random_draws": old.random_draws}, record)
         costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
-        overrides, record = plan_budget(seconds, costs, cfg, per_pass, spent=time.monotonic() - t_call, text=text)
+        overrides, record = plan_budget(seconds, costs, cfg, per_pass, spent=time.monotonic() - t_call, text=text,
+                                        folds=tuning_folds(task, cfg))
         full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, "random_draws": cfg.random_draws,
                 **overrides}
         return full, record

@@ -255,3 +255,16 @@ def test_a_capped_walk_still_tries_every_learning_rate():
     seen.clear()
     walk_lr_blocks(make_config("standard").tune, try_config)  # uncapped: the whole grid, as before
     assert seen == [(0.1, 0.0), (0.1, 0.05), (0.01, 0.0), (0.01, 0.05)]
+
+
+def test_a_timed_run_on_a_tiny_validation_split_plans_the_folds(monkeypatch):
+    """``run(budget=...)``/``time_plan`` give the planner the fold count: the record says 5 folds on a tiny task, 1 on
+    a task whose validation split is large enough (the costs are stood in for, so nothing is timed)."""
+    from dashkit.stages import costs as stage_costs
+
+    monkeypatch.setattr(stage_costs, "measure_costs", lambda *a, **k: dict(FAKE_COSTS))
+    cfg = make_config("standard", random_draws=0)
+    _, tiny = pipeline.time_plan(arrowhead_like(), cfg, "600s")
+    assert tiny["tune_folds"] == 5 and "in each of 5 folds" in tiny["note"]
+    _, normal = pipeline.time_plan(tiny_task(), cfg, "600s")
+    assert normal["tune_folds"] == 1

@@ -3,12 +3,17 @@
     python benchmarks/results.py --preset standard --seeds 0 1 2 --out runs/results
 
 Runs `dashkit.run` for every task and seed (resuming finished runs), then writes runs/results/results.json and
-prints the Markdown table for RESULTS.md: the test metric (lower is better) of DASH and of the baseline, mean over
-seeds, and the time of DASH's search + retrain against the baseline's training time.
+prints the Markdown table for RESULTS.md: the test metric (lower is better) of DASH, of the baseline (the default
+kernels) and of the random-architecture control (architectures drawn uniformly from the same space, trained on the
+same budget with DASH's hyper-parameters; per run the mean over its draws), mean ± sd over seeds; how many of the
+searched layers passed the decision test; how often two seeds chose the same (k, d) for a layer, against the 1/M
+that independent uniform choices would give; and the time of DASH's search + retrain against the baseline's
+training time.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -47,29 +52,53 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             r = dashkit.run(task, preset=a.preset, out=out / f"{task}-s{seed}", seed=seed, device=a.device,
                             resume=True)
+            decided = r.card.decided_count() if r.card is not None else None
             rows.append({"task": task, "seed": seed, "metric": r.metric, "dash": r.metrics["dash"],
-                         "baseline": r.metrics["baseline"], "times": r.times, "wall": time.perf_counter() - t0})
+                         "baseline": r.metrics["baseline"], "random": r.metrics.get("random"),
+                         "random_per_draw": (r.random or {}).get("per_draw"),
+                         "choices": {layer.name: [layer.k, layer.d] for layer in r.card.layers},
+                         "candidates": len(r.card.layers[0].alpha) if r.card.layers else None,
+                         "decided": list(decided) if decided else None,
+                         "times": r.times, "wall": time.perf_counter() - t0})
             print(json.dumps(rows[-1]), flush=True)
             (out / "results.json").write_text(json.dumps(rows, indent=2))
     print(table(rows))
     return 0
 
 
+def agreement(rows) -> tuple:
+    """(share of seed pairs that chose the same (k, d) for a layer, over layers and pairs; the number of pairs)."""
+    same = [a["choices"][name] == b["choices"][name] for a, b in itertools.combinations(rows, 2)
+            for name in a.get("choices", {}) if name in b.get("choices", {})]
+    return (sum(same) / len(same) if same else None), len(same)
+
+
 def table(rows) -> str:
-    lines = ["| task | metric | seeds | DASH | baseline | DASH better (mean) | (search + retrain) / baseline time "
+    lines = ["| task | metric | seeds | DASH | baseline | random archs | DASH better than baseline | DASH better than "
+             "random | layers decided | same choice across seeds (chance 1/M) | (search + retrain) / baseline time "
              "| run (min) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         rs = [r for r in rows if r["task"] == task]
         d = [r["dash"] for r in rs]
         b = [r["baseline"] for r in rs]
+        rnd = [r.get("random") for r in rs]
         # the paper's cost claim: DASH's search + retrain against training the backbone once (its retrain stage)
         t = [(r["times"]["search"] + r["times"]["retrain"]) / r["times"]["baseline_retrain"] for r in rs]
         fmt = lambda v: f"{statistics.mean(v):.4g}" + (f" ± {statistics.stdev(v):.2g}" if len(v) > 1 else "")  # noqa: E731
+        better = lambda x, y: (f"{'yes' if statistics.mean(x) < statistics.mean(y) else 'no'} "  # noqa: E731
+                               f"({sum(p < q for p, q in zip(x, y))} of {len(x)} seeds)")
+        have_random = all(v is not None for v in rnd)
+        decided = [r["decided"] for r in rs if r.get("decided")]
+        share, pairs = agreement(rs)
+        m = rs[0].get("candidates")
         lines.append(f"| {task} | {rs[0]['metric']} | {len(rs)} | {fmt(d)} | {fmt(b)} | "
-                     f"{'yes' if statistics.mean(d) < statistics.mean(b) else 'no'} "
-                     f"({sum(x < y for x, y in zip(d, b))} of {len(rs)} seeds) | {statistics.mean(t):.2f} "
-                     f"({min(t):.2f}-{max(t):.2f}) | {statistics.mean(r['wall'] for r in rs) / 60:.1f} |")
+                     f"{fmt(rnd) if have_random else '-'} | {better(d, b)} | "
+                     f"{better(d, rnd) if have_random else '-'} | "
+                     f"{f'{sum(x[0] for x in decided)}/{sum(x[1] for x in decided)}' if decided else '-'} | "
+                     f"{f'{share:.2f} ({pairs} layer pairs; 1/M = {1 / m:.2f})' if share is not None and m else '-'} | "
+                     f"{statistics.mean(t):.2f} ({min(t):.2f}-{max(t):.2f}) | "
+                     f"{statistics.mean(r['wall'] for r in rs) / 60:.1f} |")
     return "\n".join(lines)
 
 

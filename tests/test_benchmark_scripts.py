@@ -104,3 +104,25 @@ def test_retrain_convs_times_every_backend_of_both_networks(tmp_path, capsys):
     assert r["dash_over_baseline"]["auto"] == pytest.approx(r["seconds"]["dash/auto"] / r["seconds"]["baseline/auto"])
     assert retrain_convs.main([str(run), "--batch", "4", "--rounds", "1"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("| digits | 4 | ")
+
+
+def test_results_table_has_the_random_control_decisions_and_agreement():
+    results = _script("results")
+
+    def row(seed, dash, baseline, random, choices):
+        return dict(task="t", seed=seed, metric="error_pct", dash=dash, baseline=baseline, random=random,
+                    choices=choices, candidates=4, decided=[1, 2], wall=60,
+                    times={"search": 2.0, "retrain": 1.0, "baseline_retrain": 1.0})
+
+    rows = [row(0, 1.0, 2.0, 3.0, {"a": [3, 1], "b": [5, 1]}), row(1, 1.5, 1.0, 2.0, {"a": [3, 1], "b": [3, 1]}),
+            row(2, 1.2, 2.0, 1.0, {"a": [5, 1], "b": [5, 1]})]
+    # layer a: seeds 0 and 1 agree; layer b: seeds 0 and 2 agree; 2 of the 6 (layer, seed pair)s
+    assert results.agreement(rows) == (pytest.approx(1 / 3), 6)
+    line = results.table(rows).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3:10] == ["1.233 ± 0.25", "1.667 ± 0.58", "2 ± 1", "yes (2 of 3 seeds)", "yes (2 of 3 seeds)", "3/6",
+                           "0.33 (6 layer pairs; 1/M = 0.25)"]
+    # rows recorded before the control existed still make a table, with '-' where it is missing
+    old = [dict(r, random=None, decided=None) for r in rows]
+    cells = [c.strip() for c in results.table(old).splitlines()[-1].strip("|").split("|")]
+    assert cells[5] == "-" and cells[7] == "-" and cells[8] == "-"

@@ -3,9 +3,9 @@
 Every function here works on its own, on small tensors, in seconds on a laptop CPU. The notebooks write each
 trick's arithmetic out themselves (the aggregation, the Kronecker dilation, the textbook FFT convolution, the tap
 spectrum) and assert it equal to the fast versions in `dashkit.ops` and `dashkit.spectral`; they call this module
-for figures, tables and timings. `mixed_weights_error`, `dilation_errors` and `fft_errors` remain as compact
-checks of the same identities (the tests use them). Figures are ``matplotlib.figure.Figure`` objects built without pyplot (a notebook shows
-one as a cell's value once ``%matplotlib inline`` is on); tables are lists of dicts (``dashkit.notebook.table``
+for figures, tables and timings (the identities themselves are tested in float64 in tests/test_ops.py). Figures
+are ``matplotlib.figure.Figure`` objects built without pyplot (a notebook shows one as a cell's value once
+``%matplotlib inline`` is on); tables are lists of dicts (``dashkit.notebook.table``
 turns them into a DataFrame).
 
 Notation, as in the notebooks: K the candidate kernel sizes, k one kernel size, d a dilation, S the aggregated
@@ -15,10 +15,10 @@ The ideas, in the order of the notebooks:
 
 1. The search space: `candidate_table`, `plot_field_grid`, `plot_candidate_taps`, `supernet_report`, `prefer`,
    `format_count`.
-2. Mixed weights: `random_candidates`, `mixed_weights_error`, `plot_aggregated_kernel`, `mixing_cost`,
+2. Mixed weights: `random_candidates`, `plot_aggregated_kernel`, `mixing_cost`,
    `plot_mixing_cost`.
-3. Kronecker dilation: `plot_dilation`, `dilation_errors`, `dilation_cost`.
-4. Fourier convolution: `wraparound_table`, `plot_wraparound`, `fft_length_table`, `fft_length_cost`,
+3. Kronecker dilation: `plot_dilation`, `dilation_cost`.
+4. Fourier convolution: `plot_wraparound`, `fft_length_table`, `fft_length_cost`,
    `crop_saving`, `fft_errors`, `fft_crossover`, `plot_crossover`, `auto_choice`. The textbook recipe they
    measure against is `dashkit.ops.circular_conv`.
 
@@ -53,12 +53,12 @@ __all__ = [
     # 01 search space
     "candidate_table", "plot_field_grid", "plot_candidate_taps", "SupernetReport", "supernet_report", "prefer",
     # 02 mixed weights
-    "Candidates", "random_candidates", "mixed_weights_error", "plot_aggregated_kernel", "mixing_cost",
+    "Candidates", "random_candidates", "plot_aggregated_kernel", "mixing_cost",
     "plot_mixing_cost",
     # 03 Kronecker dilation
-    "plot_dilation", "dilation_errors", "dilation_cost",
+    "plot_dilation", "dilation_cost",
     # 04 Fourier convolution
-    "wraparound_table", "plot_wraparound", "fft_length_table", "fft_length_cost", "crop_saving",
+    "plot_wraparound", "fft_length_table", "fft_length_cost", "crop_saving",
     "fft_errors", "Crossover", "fft_crossover", "plot_crossover", "auto_choice",
 ]
 
@@ -302,43 +302,6 @@ def _input(batch: int, channels: int, size: int, dims: int, dtype: torch.dtype, 
     return torch.randn((batch, channels) + (size,) * dims, generator=g, dtype=dtype)
 
 
-def mixed_weights_error(space: SearchSpace, channels: int = 4, size: int = 64, batch: int = 2,
-                        dtype: torch.dtype = torch.float64, seed: int = 0) -> Dict[str, float]:
-    """How far mixed weights are from mixed results, numerically (they are equal in exact arithmetic).
-
-    Mixed results (DARTS): ``y = sum_i c_i conv(x, w_i, dilation d_i)``, M convolutions. Mixed weights (DASH):
-    ``y = conv(x, W)`` with ``W = sum_i c_i pad_S(dilate(w_i, d_i))``, one convolution.
-
-    Args:
-        space: the candidates; ``space.dims`` decides 1D (x of shape (batch, channels, size)) or 2D
-            (batch, channels, size, size).
-        channels: C_in = C_out.
-        size: input length or side.
-        batch: B.
-        dtype: float64 shows the identity to ~1e-13; float32 to ~1e-5.
-        seed: random inputs and kernels.
-
-    Returns:
-        ``aggregate_direct`` (max |conv(x, W) - mixed results|), ``aggregate_fft`` (the same with W applied by
-        FFT), ``kron_vs_scatter`` (W built with Kronecker dilation vs strided scatter), ``output_scale``
-        (max |mixed results|), ``kernel_size`` (S) and ``candidates`` (M).
-    """
-    space = _check_space(space)
-    check_int("channels", channels, 1)
-    check_int("size", size, 1)
-    check_int("batch", batch, 1)
-    cand = random_candidates(space, channels, channels, dtype=dtype, seed=seed)
-    x = _input(batch, channels, size, space.dims, dtype, _generator(seed + 1))
-    y_mixed = ops.mixed_results(x, cand.weights, cand.coeffs, cand.dilations)
-    W = ops.aggregate_kernel(cand.weights, cand.coeffs, cand.dilations)
-    W_kron = ops.aggregate_kernel(cand.weights, cand.coeffs, cand.dilations, method="kron")
-    return {"aggregate_direct": _max_err(ops.direct_conv(x, W), y_mixed),
-            "aggregate_fft": _max_err(ops.fft_conv(x, W), y_mixed),
-            "kron_vs_scatter": _max_err(W, W_kron),
-            "output_scale": float(y_mixed.abs().max()),
-            "kernel_size": int(W.shape[-1]), "candidates": len(space)}
-
-
 def plot_aggregated_kernel(space: SearchSpace, seed: int = 0) -> Figure:
     """Each candidate, dilated, centred in S taps and scaled by its coefficient, and their sum W.
 
@@ -526,36 +489,6 @@ def _torch_dilated_conv(x: torch.Tensor, w: torch.Tensor, d: int) -> torch.Tenso
     return conv(x, w, padding=d * (w.shape[-1] - 1) // 2, dilation=d)
 
 
-def dilation_errors(kernel_sizes: Sequence[int] = (3, 5, 7, 9), dilations: Sequence[int] = (1, 3, 7, 15),
-                    dims: int = 2, channels: int = 3, size: int = 32, dtype: torch.dtype = torch.float64,
-                    seed: int = 0) -> Dict[str, float]:
-    """Kronecker dilation == strided scatter == PyTorch's ``dilation=`` argument, over every (k, d).
-
-    Returns:
-        ``kron_vs_scatter``: max |dilate(w, d, "kron") - dilate(w, d, "scatter")| (0 exactly: the same numbers
-        are copied); ``kron_conv_vs_pytorch``: max |conv(x, kron-dilated w) - conv(x, w, dilation=d)|;
-        ``output_scale``: max |conv(x, w, dilation=d)|; ``cases``: how many (k, d) pairs were compared.
-    """
-    ks = check_ints("kernel_sizes", kernel_sizes, 1, odd=True)
-    ds = check_ints("dilations", dilations, 1)
-    dims = check_int("dims", dims, 1, 2)
-    check_int("channels", channels, 1)
-    check_int("size", size, 1)
-    g = _generator(seed)
-    x = _input(2, channels, size, dims, dtype, g)
-    kron_scatter = conv_err = scale = 0.0
-    for k in ks:
-        w = torch.randn((channels, channels) + (k,) * dims, generator=g, dtype=dtype)
-        for d in ds:
-            wk, ws = ops.dilate(w, d, method="kron"), ops.dilate(w, d, method="scatter")
-            ref = _torch_dilated_conv(x, w, d)
-            kron_scatter = max(kron_scatter, _max_err(wk, ws))
-            conv_err = max(conv_err, _max_err(ops.direct_conv(x, wk), ref))
-            scale = max(scale, float(ref.abs().max()))
-    return {"kron_vs_scatter": kron_scatter, "kron_conv_vs_pytorch": conv_err, "output_scale": scale,
-            "cases": len(ks) * len(ds)}
-
-
 def dilation_cost(k: int = 9, dilations: Sequence[int] = (1, 3, 7, 15), channels: int = 16, dims: int = 2,
                   repeats: int = 5, seed: int = 0, conv_size: Optional[int] = None,
                   batch: int = 8) -> List[Dict[str, float]]:
@@ -597,30 +530,6 @@ def dilation_cost(k: int = 9, dilations: Sequence[int] = (1, 3, 7, 15), channels
 
 # ----------------------------------------------------------------------------------------------------------------
 # 04: Fourier convolution
-
-def wraparound_table(length: int = 64, kernel_size: int = 15, pads: Sequence[int] = (0, 2, 4, 6, 7, 8, 14),
-                     seed: int = 0) -> List[Dict[str, float]]:
-    """Error of FFT convolution with N = length + pad, against direct convolution (float64, 1D).
-
-    Exact from pad >= (S - 1) / 2 (S = kernel_size) on: the wrapped-around taps then fall on the zero padding.
-
-    Returns:
-        One row per pad: ``pad``, ``N``, ``max_error``, ``wrong_outputs`` (outputs off by more than 1e-9).
-    """
-    check_int("length", length, 1)
-    k = check_int("kernel_size", kernel_size, 1, odd=True)
-    ps = check_ints("pads", pads, 0)
-    g = _generator(seed)
-    x = torch.randn(1, 1, length, generator=g, dtype=torch.float64)
-    w = torch.randn(1, 1, k, generator=g, dtype=torch.float64)
-    ref = ops.direct_conv(x, w)
-    rows = []
-    for p in ps:
-        err = (ops.circular_conv(x, w, length + p) - ref).abs()[0, 0]
-        rows.append({"pad": p, "N": length + p, "max_error": float(err.max()),
-                     "wrong_outputs": int((err > 1e-9).sum())})
-    return rows
-
 
 def plot_wraparound(length: int = 64, kernel_size: int = 15, pad: int = 0, seed: int = 0) -> Figure:
     """Direct vs circular (FFT of length ``length + pad``) convolution of a random signal, and their difference."""

@@ -137,20 +137,6 @@ def test_random_candidates_shapes_and_coefficients():
         explain.random_candidates(SPACE_2D, 4, 6, groups=3)
 
 
-@pytest.mark.parametrize("space, size", [(SPACE_1D, 120), (SPACE_2D, 20)])
-def test_mixed_weights_equal_mixed_results_in_float64(space, size):
-    err = explain.mixed_weights_error(space, channels=3, size=size, batch=2)
-    assert err["aggregate_direct"] < 1e-10 and err["aggregate_fft"] < 1e-10
-    assert err["kron_vs_scatter"] == 0.0
-    assert err["output_scale"] > 1.0  # the errors are small against outputs of real size
-    assert err["kernel_size"] == space.max_field and err["candidates"] == len(space)
-
-
-def test_mixed_weights_error_float32_is_rounding_only():
-    err = explain.mixed_weights_error(SMALL_1D, channels=3, size=50, dtype=torch.float32)
-    assert 0 < err["aggregate_direct"] < 1e-4 * err["output_scale"]
-
-
 def test_aggregated_kernel_figures():
     fig = explain.plot_aggregated_kernel(SMALL_1D)
     assert len(fig.axes) == 5  # four candidates and their sum
@@ -193,20 +179,9 @@ def test_mixing_cost_rows():
 
 # -------------------------------------------------------------------------------------------- 03 dilation
 
-@pytest.mark.parametrize("dims", [1, 2])
-def test_dilation_errors(dims):
-    err = explain.dilation_errors(kernel_sizes=(3, 5), dilations=(1, 2, 7), dims=dims, channels=2, size=16)
-    assert err["kron_vs_scatter"] == 0.0
-    assert err["kron_conv_vs_pytorch"] < 1e-10 and err["output_scale"] > 1.0
-    assert err["cases"] == 6
-
-
 def test_dilation_argument_errors():
-    with pytest.raises(ValueError, match=r"^kernel_sizes=\(3, 4\) holds 4; accepted: a non-empty sequence of odd "
-                                         r"integers >= 1$"):
-        explain.dilation_errors(kernel_sizes=(3, 4))
     with pytest.raises(ValueError, match=r"^dims=3 is out of range; accepted: an integer in \[1, 2\]$"):
-        explain.dilation_errors(dims=3)
+        explain.dilation_cost(dims=3)
     with pytest.raises(TypeError, match=r"^dilations=3 has type int; accepted: a non-empty sequence of integers >= 1$"):
         explain.dilation_cost(dilations=3)
 
@@ -253,20 +228,13 @@ def test_circular_conv_errors():
         ops.circular_conv(x, w, "x")
 
 
-def test_wraparound_table_counts_the_wrapped_outputs():
-    rows = explain.wraparound_table(length=64, kernel_size=15, pads=(0, 2, 4, 6, 7, 8, 14))
-    r = 7  # (K - 1) / 2
-    for row in rows:
-        assert row["N"] == 64 + row["pad"]
-        if row["pad"] < r:
-            # exactly r - pad outputs at each end read a wrapped-around input
-            assert row["wrong_outputs"] == 2 * (r - row["pad"]) and row["max_error"] > 1e-3
-        else:
-            assert row["wrong_outputs"] == 0 and row["max_error"] < 1e-10
+def test_wraparound_figure():
     fig = explain.plot_wraparound(length=64, kernel_size=15, pad=0)
     assert len(fig.axes) == 2 and "wrong near both ends" in fig._suptitle.get_text()
+    fig = explain.plot_wraparound(length=64, kernel_size=15, pad=7)
+    assert "wrong near both ends" not in fig._suptitle.get_text()
     with pytest.raises(ValueError, match=r"^kernel_size=14 is even; accepted: an odd integer >= 1$"):
-        explain.wraparound_table(kernel_size=14)
+        explain.plot_wraparound(kernel_size=14)
 
 
 def test_fft_length_table_is_the_smallest_5_smooth_length():

@@ -51,6 +51,17 @@ retraining              the rest (40%): DASH's network, the baseline and the ``r
 The time left is the budget less what was spent before the plan (building the task, measuring) and the work
 after the stages (testing, figures). The plan (budget, measured costs, shares, steps) is written to config.json;
 a resumed run reads it back and does not measure again.
+
+**Re-planning.** The costs are measured once, at the start; a machine that gets busier later (another process
+starts) makes every later stage slower than planned. So after the search, and after the tuning (DASH's and the
+baseline's), the run compares the stage's seconds with its planned seconds (the slowdown factor ``f``) and, when
+the stages left and the work after them, at ``f`` times their planned cost, would end after the budget, shrinks
+them to fit the time left (`replan`): the tuning's steps per configuration (fewer configurations when each would
+get fewer than ``MIN_TUNE_STEPS``, never fewer than two), and the retraining steps of DASH, the baseline and the
+random draws alike. Steps are never raised (see `replan`), nor cut below the planner's minimums; when even those
+cannot fit, they are kept and a warning says so. Each re-plan is appended to the record's ``replans`` (the stage
+it followed, ``f``, the old and new steps, the projected end) and the new steps to config.json's config, so a
+resumed run reads them back and does not re-plan a stage twice.
 """
 from __future__ import annotations
 
@@ -70,7 +81,7 @@ if TYPE_CHECKING:
 __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
            "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
            "BudgetTooSmallError", "format_plan", "batches_per_pass", "effective_batch", "FIGURES_SECONDS",
-           "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds", "tuning_scoring",
+           "SETUP_SECONDS", "replan", "stage_seconds", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds", "tuning_scoring",
            "tuning_folds"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
@@ -203,6 +214,13 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
     if budget:
         lines.append(f"time budget {budget['text']} ({budget['seconds']:.0f} s): planned "
                      f"{budget['planned_seconds']:.0f} s after {budget['spent_before']:.1f} s of planning")
+    for r in (budget or {}).get("replans", []):
+        o, n = r["old"], r["new"]
+        lines.append(f"  re-planned after the {r['after']} ({r['factor']:.2f}x its planned time): "
+                     + (f"tuning {o['tune_configs']} x {o['tune_steps']} -> {n['tune_configs']} x {n['tune_steps']} "
+                        f"steps, " if r["after"] == "search" and o["tune_configs"] else "")
+                     + f"retraining {o['retrain_steps']} -> {n['retrain_steps']} steps; projected end "
+                       f"{r['projected_end']:.0f} s")
     for stage in _STAGES:
         p = plan.get(stage)
         if not p:
@@ -318,6 +336,14 @@ def parse_budget(budget: Union[str, int, float]) -> float:
     return seconds
 
 
+def _fit(share: float, step: float, per_epoch: float, pass_len: int) -> int:
+    """Steps whose cost, with one `per_epoch` cost per epoch, fits `share` seconds (at least 1)."""
+    s = max(1, int(share / max(step, 1e-9)))
+    for _ in range(4):  # the epochs depend on the steps: a few rounds settle it
+        s = max(1, int((share - epochs_for(s, pass_len) * per_epoch) / max(step, 1e-9)))
+    return s
+
+
 def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", per_pass: Mapping[str, int],
                 spent: float = 0.0, text: Optional[str] = None, folds: int = 1
                 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -372,13 +398,7 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
             f"checkpoints about {minimum:.2f} s; give at least {math.ceil(1.2 * (spent + costs['after'] + minimum))}"
             f" s")
 
-    def fit(share: float, step: float, per_epoch: float, pass_len: int) -> int:
-        """Steps whose cost, with one `per_epoch` cost per epoch, fits `share` seconds."""
-        s = max(1, int(share / max(step, 1e-9)))
-        for _ in range(4):  # the epochs depend on the steps: a few rounds settle it
-            s = max(1, int((share - epochs_for(s, pass_len) * per_epoch) / max(step, 1e-9)))
-        return s
-
+    fit = _fit
     tc = cfg.tune
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
         raise ValueError(f"folds = {folds!r}: expected an int >= 1 (trainings per tuning configuration)")
@@ -461,3 +481,158 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
                        MIN_TUNE_STEPS, " in each of %d folds" % folds if folds > 1 else "")
                    if tc.enabled and not tuned else ""), draws_note) if n)}
     return overrides, record
+
+
+# ---------------------------------------------------------------------------------------------- re-planning
+_REPLANNED = ("tune_steps", "tune_configs", "retrain_steps")
+
+
+def stage_seconds(costs: Mapping[str, float], stage: str, steps: int, per_pass: Mapping[str, int],
+                  baseline: bool = True, configs: int = 0, folds: int = 1, draws: int = 0) -> float:
+    """Planned seconds of one stage at the measured ``costs``, as `plan_budget` counts them (pure arithmetic).
+
+    Args:
+        stage: "search", "tune" (all ``configs`` configurations of DASH and the baseline, ``folds`` trainings
+            each) or "retrain" (DASH, the baseline and ``draws`` random architectures, ``steps`` each).
+        steps: the stage's steps (per configuration for "tune"; 0 configurations or steps: 0 seconds).
+        per_pass: batches per pass of each stage, for the epochs.
+    """
+    if stage == "search":
+        return steps * costs["search_step"] + epochs_for(steps, per_pass["search"]) * SEARCH_EPOCH_WRITES * \
+            costs["checkpoint"]
+    step_rt, tune_epoch = _tune_step(costs, baseline), _tune_epoch(costs, baseline)
+    if stage == "tune":
+        if configs < 1 or steps < 1:
+            return 0.0
+        if folds == 1:
+            return configs * (steps * step_rt + epochs_for(steps, per_pass["tune"]) * tune_epoch)
+        return configs * folds * (steps * step_rt + tune_epoch)
+    if stage != "retrain":
+        raise ValueError(f"stage = {stage!r}: expected one of {', '.join(_STAGES)}")
+    all_rt, all_epoch = _retrain_unit(costs, baseline, draws)
+    return steps * all_rt + epochs_for(steps, per_pass["retrain"]) * all_epoch if steps >= 1 else 0.0
+
+
+def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str, seconds_spent: float,
+           now_elapsed: float, per_pass: Mapping[str, int], baseline: bool = True) -> Optional[Dict[str, Any]]:
+    """Shrink the stages left after ``stage_done`` when, at the speed it just ran, they would overrun the budget.
+
+    Pure arithmetic on the budget's record (`plan_budget`): the slowdown factor is
+    ``f = seconds_spent / planned seconds of stage_done`` (at the current steps and the measured costs); the
+    run is projected to end at ``now_elapsed + f (planned seconds of the stages left + after)``. When that is
+    within the budget, nothing changes (None). Otherwise the time left, ``budget - now_elapsed``, counted in
+    planned seconds (divided by ``f``), less the work after the stages, is shared between the tuning and the
+    retraining in the proportion of their current planned seconds, and turned into steps as `plan_budget` does:
+
+    - tuning (after the search only): the steps per configuration that fit its part; when those are fewer than
+      ``MIN_TUNE_STEPS``, fewer configurations (at least 2) of ``MIN_TUNE_STEPS`` steps each. What the tuning
+      does not use goes to the retraining;
+    - retraining: the steps that fit, the same for DASH, the baseline and every random draw (the controls stay
+      fair), never fewer than ``MIN_CONTROL_STEPS``.
+
+    The steps are never raised: a stage that ran faster than measured leaves the plan alone, and the run ends
+    early. Raising them would trade a result already planned (and, on a resumed run, partly computed with
+    these steps) for a guess that the machine stays fast; and the baseline's and DASH's tunings must keep the
+    same steps, which a raise after the first of them would break. A floor above the old steps keeps the old
+    steps; when the floors cannot fit the time left, they are kept, a ``UserWarning`` says so and the entry's
+    ``note`` too.
+
+    Args:
+        record: the budget's record (``costs``, ``seconds``, ``tune_folds``, ``random_draws``).
+        steps: the current ``tune_steps`` (per configuration; 0 when the tuning is off), ``tune_configs``
+            (configurations tried; 0 when off) and ``retrain_steps``; plus ``search_steps`` when ``stage_done``
+            is "search".
+        stage_done: "search" or "tune" (DASH's and the baseline's tunings together).
+        seconds_spent: wall seconds the finished stage took.
+        now_elapsed: seconds since the budget's clock started.
+        per_pass: batches per pass of each stage ("search", "tune", "retrain").
+        baseline: whether the baseline is trained (its steps are costed beside DASH's).
+
+    Returns:
+        None (no change), or the entry for the record's ``replans``: ``after`` (``stage_done``), ``factor``,
+        ``elapsed``, ``old`` and ``new`` (``tune_steps``, ``tune_configs``, ``retrain_steps``), ``planned``
+        (the new planned seconds of the stages left, at the measured costs), ``projected_end`` (seconds from the
+        clock's start, at ``f``) and ``note``.
+    """
+    if stage_done not in ("search", "tune"):
+        raise ValueError(f"stage_done = {stage_done!r}: expected 'search' or 'tune' (the stages followed by a "
+                         f"re-plan)")
+    costs, budget = record["costs"], float(record["seconds"])
+    folds, draws = int(record.get("tune_folds", 1)), int(record.get("random_draws", 0))
+    old = {k: int(steps[k]) for k in _REPLANNED}
+
+    def seconds_of(stage: str, s: Mapping[str, int]) -> float:
+        if stage == "search":
+            return stage_seconds(costs, "search", int(steps["search_steps"]), per_pass)
+        if stage == "tune":
+            return stage_seconds(costs, "tune", s["tune_steps"], per_pass, baseline, configs=s["tune_configs"],
+                                 folds=folds)
+        return stage_seconds(costs, "retrain", s["retrain_steps"], per_pass, baseline, draws=draws)
+
+    planned_done = seconds_of(stage_done, old)
+    if planned_done <= 0 or seconds_spent <= 0:
+        return None  # nothing ran (a skipped tuning): no speed observed
+    factor = seconds_spent / planned_done
+    left = ("tune", "retrain") if stage_done == "search" else ("retrain",)
+    planned_left = {stage: seconds_of(stage, old) for stage in left}
+    after = float(costs["after"])
+    if now_elapsed + factor * (sum(planned_left.values()) + after) <= budget:
+        return None
+    room = (budget - now_elapsed) / factor - after  # planned seconds that fit the time left at this speed
+    new = dict(old)
+    if "tune" in left and old["tune_configs"] >= 1 and old["tune_steps"] >= 1:
+        tune_part = max(0.0, room) * planned_left["tune"] / sum(planned_left.values())
+        step, epoch = _tune_step(costs, baseline), _tune_epoch(costs, baseline)
+
+        def fit_config(share: float) -> int:
+            """Steps per configuration that fit `share` seconds (as `plan_budget`'s)."""
+            if folds == 1:
+                return _fit(share, step, epoch, per_pass["tune"])
+            return max(1, int((share / folds - epoch) / max(step, 1e-9)))
+
+        floor, configs = min(old["tune_steps"], MIN_TUNE_STEPS), old["tune_configs"]
+        t_steps = fit_config(tune_part / configs)
+        if t_steps < floor and configs > 2:  # fewer configurations (at least two), each with the floor's steps
+            one = stage_seconds(costs, "tune", floor, per_pass, baseline, configs=1, folds=folds)
+            configs = min(configs, max(2, int(tune_part / max(one, 1e-12))))
+            t_steps = fit_config(tune_part / configs)
+        new["tune_configs"], new["tune_steps"] = configs, min(old["tune_steps"], max(floor, t_steps))
+    retrain_room = room - (seconds_of("tune", new) if "tune" in left else 0.0)
+    r_floor = min(old["retrain_steps"], MIN_CONTROL_STEPS)
+    step, epoch = _retrain_unit(costs, baseline, draws)
+    r_steps = _fit(retrain_room, step, epoch, per_pass["retrain"]) if retrain_room > 0 else 1
+    new["retrain_steps"] = min(old["retrain_steps"], max(r_floor, r_steps))
+    planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
+    end = now_elapsed + factor * (sum(planned_new.values()) + after)
+    note = ""
+    if end > budget * (1 + 1e-9) and sum(planned_new.values()) > max(room, 0.0) + 1e-9:
+        note = (f"after the {stage_done}, which ran {factor:.2f}x its planned time, even the minimum steps of the "
+                f"stages left (tuning {MIN_TUNE_STEPS} steps per configuration, two configurations; retraining "
+                f"{MIN_CONTROL_STEPS} steps) do not fit the {max(budget - now_elapsed, 0.0):.0f} s left: the run "
+                f"is projected to end at {end:.0f} s of its {budget:.0f} s budget")
+        warnings.warn(f"budget = {record.get('text', budget)!r}: {note}", stacklevel=2)
+    if new == old and not note:
+        return None
+    return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
+            "elapsed": round(now_elapsed, 3), "old": old, "new": new, "planned": planned_new,
+            "projected_end": round(end, 2), "note": note}
+
+
+def _tune_step(costs: Mapping[str, float], baseline: bool) -> float:
+    """Seconds of one step of DASH's network and the baseline's."""
+    return costs["dash_step"] + (costs["baseline_step"] if baseline else 0.0)
+
+
+def _tune_epoch(costs: Mapping[str, float], baseline: bool) -> float:
+    """Seconds of one validation pass of DASH's network and the baseline's."""
+    return costs["dash_eval"] + (costs["baseline_eval"] if baseline else 0.0)
+
+
+def _retrain_unit(costs: Mapping[str, float], baseline: bool, draws: int) -> Tuple[float, float]:
+    """(seconds of one retraining step, seconds of one retraining epoch's passes and files) of all the networks."""
+    models = 2 if baseline else 1
+    step_rt = _tune_step(costs, baseline) + draws * float(costs.get("random_step", costs["dash_step"]))
+    epoch = (_tune_epoch(costs, baseline) + models * RETRAIN_EPOCH_WRITES * costs["checkpoint"]
+             + draws * (float(costs.get("random_eval", costs["dash_eval"])) + RETRAIN_EPOCH_WRITES
+                        * costs["checkpoint"]))
+    return step_rt, epoch

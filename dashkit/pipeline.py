@@ -49,11 +49,11 @@ import torch
 from torch import nn
 
 from . import distributed, progress
-from .budget import format_plan, parse_budget, plan_budget, run_plan, stage_plan, tuning_folds
+from .budget import format_plan, parse_budget, plan_budget, replan, run_plan, stage_plan, tuning_folds
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
-from .stages.common import open_run_dir, read_run, resolve_task, stage_device
+from .stages.common import open_run_dir, read_run, resolve_task, run_config_dict, stage_device, stage_done
 from .stages.control import random_card, random_control, random_line
 from .stages.models import build_backbone, build_model, net_spec
 from .stages.queue import tune_worker
@@ -197,14 +197,21 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
         _preflight(task, cfg)
         progress.set_deadline(t_call + seconds)
     try:
-        return _run(task, cfg, preset, out, dev, resume, overwrite, figures, verbose, record)
+        return _run(task, cfg, preset, out, dev, resume, overwrite, figures, verbose, record,
+                    t_call if seconds is not None else None)
     finally:
         progress.set_deadline(None)
 
 
 def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device, resume: bool, overwrite: bool,
-         figures: bool, verbose: bool, record: Optional[Dict[str, Any]]) -> RunResult:
-    """`run` once its configuration (and time plan) is fixed: the stages, the files, the result."""
+         figures: bool, verbose: bool, record: Optional[Dict[str, Any]], t_call: Optional[float] = None
+         ) -> RunResult:
+    """`run` once its configuration (and time plan) is fixed: the stages, the files, the result.
+
+    With a time budget (``record``; its clock started at ``t_call``) the stages left are re-planned after the
+    search and after the tunings (`_replan`); DASH's and the baseline's tunings therefore both run before the
+    retrainings (each stage seeds itself, so the order changes no result).
+    """
     rd = open_run_dir(out, task, cfg, resume=resume, overwrite=overwrite, preset=preset, budget=record)
     env = {**environment_info(dev), "world_size": distributed.world_size()}
     if not rd.exists("environment.json"):  # a failed resume leaves the previous session's record alone
@@ -213,8 +220,18 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
     ranks = f" x {distributed.world_size()} processes" if distributed.is_distributed() else ""
     say(f"dashkit: {task.summary()}; preset {preset}, device {dev}{ranks}, run directory {rd.path}")
     say("plan (optimiser steps per stage on this task's data):\n" + format_plan(run_plan(task, cfg), record))
+    timed = record is not None and t_call is not None  # every rank alike (the record is rank 0's)
+    ran, t0 = not stage_done(rd, "search", ("archcard.json",)), time.monotonic()
     card = search(task, cfg, rd)
     say("search: done; " + ", ".join(f"{layer.name} k={layer.k} d={layer.d}" for layer in card.layers))
+    if timed:
+        cfg = _replan(task, cfg, rd, preset, record, "search", ran, time.monotonic() - t0, t_call, say)
+        tunings = ("tune", "baseline_tune") if cfg.baseline else ("tune",)
+        ran, t0 = any([not stage_done(rd, stage, (f"{stage}.json",)) for stage in tunings]), time.monotonic()
+        tune(task, cfg, rd, card)
+        if cfg.baseline:
+            tune(task, cfg, rd, None)
+        cfg = _replan(task, cfg, rd, preset, record, "tune", ran, time.monotonic() - t0, t_call, say)
     res = retrain(task, cfg, rd, card)
     say(f"dash: test {task.metric_name} {res['test']:.4f} (validation {res['val']:.4f}, {res['hparams']})")
     if cfg.baseline:
@@ -234,6 +251,65 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
     result = load_result(rd)
     say(f"outputs in {rd.path}")
     return result
+
+
+def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optional[Dict[str, Any]], stage: str,
+            ran: bool, spent: float, t_call: Optional[float], say: Any) -> RunConfig:
+    """The config with the stages after ``stage`` re-planned to the speed it ran at (`dashkit.budget.replan`).
+
+    ``spent``: the wall seconds of ``stage`` in this call (the tunings: DASH's and the baseline's together), on
+    the clock the budget's ``t_call`` was read from.
+
+    Only a stage that ran (wholly or partly) in this call is followed by a re-plan, and only once: a resumed run
+    whose record already holds a re-plan after ``stage`` (or whose ``stage`` finished in an earlier call) keeps the
+    steps config.json holds. A stage resumed from a checkpoint is timed from the resume: it looks faster than it
+    was, so it may miss a re-plan, never cause a wrong shrink. A re-plan is appended to the record's ``replans`` and written, with the new steps, to
+    config.json (rank 0 decides and writes; every rank gets the steps). The progress bars' time left then counts
+    down to the re-planned end.
+    """
+    keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
+
+    def decide() -> list:
+        done = [r.get("after") for r in (record or {}).get("replans", [])]
+        if not ran or not record or stage in done or t_call is None:
+            return [0.0, 0, 0, 0, 0]
+        tuned = cfg.tune.enabled
+        steps = {"search_steps": cfg.search.steps or 0, "tune_steps": (cfg.tune.steps or 0) if tuned else 0,
+                 "tune_configs": cfg.tune.n_configs() if tuned else 0, "retrain_steps": cfg.retrain.steps or 0}
+        if not steps["retrain_steps"] or not steps["search_steps"]:
+            return [0.0, 0, 0, 0, 0]  # the epochs path: not a budget's plan
+        per_pass = {s: stage_plan(task, cfg, s).batches_per_pass for s in ("search", "tune", "retrain")}
+        entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline)
+        if entry is None:
+            return [0.0, 0, 0, 0, 0]
+        record.setdefault("replans", []).append(entry)
+        new = entry["new"]
+        n_trials = new["tune_configs"] if tuned and new["tune_configs"] < cfg.tune.n_configs() else \
+            (cfg.tune.n_trials if cfg.tune.n_trials is not None else -1)
+        return [1.0, new["tune_steps"] if tuned else -1, n_trials, new["retrain_steps"], entry["projected_end"]]
+
+    got = distributed.broadcast_floats(distributed.on_main(decide), len(keys))
+    if not got[0]:
+        return cfg
+    changes: Dict[str, Any] = {"retrain_steps": int(got[3]), "tune_n_trials": None if got[2] < 0 else int(got[2])}
+    if got[1] >= 1:
+        changes["tune_steps"] = int(got[1])
+    new_cfg = cfg.override(**changes)
+    if distributed.is_main() and record:
+        meta = rd.read_json(RunDir.CONFIG)
+        meta.update({k: v for k, v in run_config_dict(task, new_cfg, preset, record).items()
+                     if k in ("config", "plan", "budget")})
+        rd.write_json(RunDir.CONFIG, meta)
+        entry = record["replans"][-1]
+        old, new = entry["old"], entry["new"]
+        say(f"re-plan after the {stage}: it ran {entry['factor']:.2f}x its planned time; "
+            + (f"tuning {old['tune_configs']} x {old['tune_steps']} -> {new['tune_configs']} x {new['tune_steps']} "
+               f"steps, " if stage == "search" and old["tune_configs"] else "")
+            + f"retraining {old['retrain_steps']} -> {new['retrain_steps']} steps (DASH, the baseline and the random "
+              f"draws alike); projected end {entry['projected_end']:.0f} s of {record['seconds']:.0f} s")
+    if t_call is not None:
+        progress.set_deadline(t_call + got[4])
+    return new_cfg
 
 
 def time_plan(task: Union["Task", str], cfg: RunConfig, budget: Union[str, float], out: Optional[PathLike] = None,

@@ -1,0 +1,229 @@
+"""Re-planning a time budget when the machine slows down (dashkit.budget.replan, dashkit.pipeline.run).
+
+The arithmetic is checked on made-up step costs; the runs here train for real but read the time from a fake
+clock (``pipeline.time``), so a "slow" search is one that the clock says took 1.5 times its plan: nothing is timed
+on the real clock, and what is asserted is the recorded plan's arithmetic.
+"""
+from __future__ import annotations
+
+import json
+import types
+import warnings
+
+import pytest
+
+from dashkit import budget as B
+from dashkit import pipeline
+from dashkit import progress as P
+from dashkit.config import make_config
+from dashkit.stages import costs
+
+from test_budget import FAKE_COSTS, STEPS
+from test_pipeline import tiny_task
+
+PER_PASS = {"search": 56, "tune": 56, "retrain": 56}
+
+
+def start(seconds=300.0, draws=2, spent=10.0):
+    cfg = make_config("standard", random_draws=draws)
+    overrides, record = B.plan_budget(seconds, FAKE_COSTS, cfg, PER_PASS, spent=spent, text=f"{seconds:g}s")
+    steps = {"search_steps": overrides["search_steps"], "tune_steps": overrides["tune_steps"],
+             "tune_configs": record["tune_configs"], "retrain_steps": overrides["retrain_steps"]}
+    return cfg, record, steps
+
+
+def seconds_left(record, steps, left, draws):
+    """Planned seconds of the stages in ``left`` at the record's costs."""
+    folds = record["tune_folds"]
+    return sum(B.stage_seconds(record["costs"], s, steps[f"{s}_steps"], PER_PASS, configs=steps["tune_configs"],
+                               folds=folds, draws=draws) for s in left)
+
+
+# ------------------------------------------------------------------------------------------ the arithmetic
+def test_stage_seconds_is_the_planners_count():
+    cfg, record, steps = start()
+    for stage in ("search", "tune", "retrain"):
+        got = B.stage_seconds(FAKE_COSTS, stage, steps[f"{stage}_steps"], PER_PASS, configs=steps["tune_configs"],
+                              draws=record["random_draws"])
+        assert got == pytest.approx(record["planned"][stage], abs=0.01)
+
+
+def test_a_3x_slowdown_after_the_search_shrinks_tuning_and_retraining_to_fit_the_budget():
+    cfg, record, steps = start()
+    steps = {**steps, "search_steps": steps["search_steps"] // 10}  # a short search: 3x of it leaves room
+    search_s = B.stage_seconds(FAKE_COSTS, "search", steps["search_steps"], PER_PASS)
+    elapsed = 10.0 + 3 * search_s
+    draws = record["random_draws"]
+    before = elapsed + 3 * (seconds_left(record, steps, ("tune", "retrain"), draws) + FAKE_COSTS["after"])
+    assert before > 300.0  # without a re-plan the run would end late
+    entry = B.replan(record, steps, "search", 3 * search_s, elapsed, PER_PASS)
+    assert entry["after"] == "search" and entry["factor"] == pytest.approx(3.0, rel=1e-3)
+    new, old = entry["new"], entry["old"]
+    assert old == {k: steps[k] for k in ("tune_steps", "tune_configs", "retrain_steps")}
+    assert B.MIN_TUNE_STEPS <= new["tune_steps"] < old["tune_steps"] and new["tune_configs"] <= old["tune_configs"]
+    assert B.MIN_CONTROL_STEPS <= new["retrain_steps"] < old["retrain_steps"]
+    # one number of retraining steps for DASH, the baseline and each random draw: the retraining's cost is theirs
+    each = B.stage_seconds(FAKE_COSTS, "retrain", new["retrain_steps"], PER_PASS, draws=0) + draws * (
+        B.stage_seconds(FAKE_COSTS, "retrain", new["retrain_steps"], PER_PASS, baseline=False, draws=1)
+        - B.stage_seconds(FAKE_COSTS, "retrain", new["retrain_steps"], PER_PASS, baseline=False, draws=0))
+    assert entry["planned"]["retrain"] == pytest.approx(each, abs=0.01)
+    after = elapsed + 3 * (seconds_left(record, {**steps, **new}, ("tune", "retrain"), draws) + FAKE_COSTS["after"])
+    assert after == pytest.approx(entry["projected_end"], abs=0.05) and after <= 300.0
+    # the new steps are the most that fit: one more retraining step would not
+    more = {**steps, **new, "retrain_steps": new["retrain_steps"] + 1}
+    assert elapsed + 3 * (seconds_left(record, more, ("tune", "retrain"), draws) + FAKE_COSTS["after"]) > 300.0
+
+
+def test_the_tuning_shrinks_to_fewer_configurations_at_the_minimum_steps_never_below_two():
+    cfg, record, steps = start(draws=0)
+    steps = {**steps, "search_steps": steps["search_steps"] // 10}
+    search_s = B.stage_seconds(FAKE_COSTS, "search", steps["search_steps"], PER_PASS)
+    # so slow that each of the 4 configurations would get fewer than MIN_TUNE_STEPS
+    entry = B.replan(record, steps, "search", 9 * search_s, 10.0 + 9 * search_s, PER_PASS)
+    new = entry["new"]
+    assert new["tune_steps"] >= B.MIN_TUNE_STEPS and 2 <= new["tune_configs"] < steps["tune_configs"]
+    assert new["retrain_steps"] >= B.MIN_CONTROL_STEPS
+
+
+def test_when_even_the_minimums_do_not_fit_they_are_kept_with_a_warning():
+    cfg, record, steps = start()
+    search_s = record["planned"]["search"]
+    with pytest.warns(UserWarning, match=r"even the minimum steps .* do not fit"):
+        entry = B.replan(record, steps, "search", 3 * search_s, 10.0 + 3 * search_s, PER_PASS)
+    new = entry["new"]
+    assert new == {"tune_steps": B.MIN_TUNE_STEPS, "tune_configs": 2, "retrain_steps": B.MIN_CONTROL_STEPS}
+    assert entry["projected_end"] > 300.0 and "do not fit" in entry["note"]
+
+
+def test_a_faster_or_on_time_machine_never_grows_the_plan():
+    cfg, record, steps = start()
+    search_s = record["planned"]["search"]
+    for f in (0.3, 0.9, 1.0):
+        assert B.replan(record, steps, "search", f * search_s, 10.0 + f * search_s, PER_PASS) is None
+    # a slowdown after the tuning that still fits changes nothing either
+    tune_s = record["planned"]["tune"]
+    assert B.replan(record, steps, "tune", 0.5 * tune_s, 10.0 + search_s + 0.5 * tune_s, PER_PASS) is None
+    # and a shrink never gives more steps to any stage, whatever the factor
+    for f in (1.05, 1.3, 2.0):
+        entry = B.replan(record, steps, "search", f * search_s, 10.0 + f * search_s, PER_PASS)
+        assert all(entry["new"][k] <= entry["old"][k] for k in entry["new"])
+
+
+def test_after_the_tuning_only_the_retraining_shrinks():
+    cfg, record, steps = start()
+    search_s, tune_s = record["planned"]["search"], record["planned"]["tune"]
+    elapsed = 10.0 + search_s + 2.5 * tune_s
+    entry = B.replan(record, steps, "tune", 2.5 * tune_s, elapsed, PER_PASS)
+    assert entry["after"] == "tune" and entry["factor"] == pytest.approx(2.5, rel=1e-3)
+    assert entry["new"]["tune_steps"] == steps["tune_steps"] and entry["new"]["tune_configs"] == steps["tune_configs"]
+    assert entry["new"]["retrain_steps"] < steps["retrain_steps"] and set(entry["planned"]) == {"retrain"}
+    assert entry["projected_end"] <= 300.0
+    with pytest.raises(ValueError, match=r"stage_done = 'retrain': expected 'search' or 'tune'"):
+        B.replan(record, steps, "retrain", 1.0, 1.0, PER_PASS)
+
+
+# ------------------------------------------------------------------------------------------------ a run
+COSTS = {k: 10 * v for k, v in FAKE_COSTS.items()}  # few steps of a 300 s budget: a run of seconds
+SETTINGS = {k: v for k, v in STEPS.items() if not k.endswith("_steps")}
+
+
+class Clock:
+    """A fake ``time`` module for the pipeline: its clock moves only when a test says so."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+def slowed(monkeypatch, factor):
+    """The pipeline on a fake clock, whose search takes ``factor`` times its planned seconds."""
+    clock = Clock()
+    monkeypatch.setattr(pipeline, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    real = pipeline.search
+
+    def search(task, cfg, rd):
+        card = real(task, cfg, rd)
+        plan = rd.read_json("config.json")["budget"]["planned"]["search"]
+        clock.now += factor * plan
+        return card
+
+    monkeypatch.setattr(pipeline, "search", search)
+    deadlines = []
+    real_deadline = P.set_deadline
+    monkeypatch.setattr(P, "set_deadline", lambda d: (deadlines.append(d), real_deadline(d)))
+    return clock, deadlines
+
+
+def test_a_run_whose_search_runs_slow_replans_records_it_and_a_resumed_run_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(COSTS))
+    clock, deadlines = slowed(monkeypatch, 1.5)
+    task = tiny_task()
+    res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
+                       **SETTINGS)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    record = meta["budget"]
+    assert record["tune_configs"] >= 2  # the tuning runs, so it can shrink
+    (entry,) = record["replans"]  # the tunings took no time on the clock: no second re-plan
+    assert entry["after"] == "search" and entry["factor"] == pytest.approx(1.5, rel=1e-3)
+    old, new = entry["old"], entry["new"]
+    assert new["retrain_steps"] < old["retrain_steps"] and new["tune_steps"] <= old["tune_steps"]
+    # config.json's config and plan hold the re-planned steps, which the run trained
+    per_pass = {s: meta["plan"][s]["batches_per_pass"] for s in ("search", "tune", "retrain")}
+    assert meta["config"]["retrain"]["steps"] == meta["plan"]["retrain"]["steps"] == new["retrain_steps"]
+    assert meta["config"]["tune"]["steps"] == new["tune_steps"] == res.plan["tune"]["steps"]
+    rows = (tmp_path / "run" / "history_retrain.csv").read_text().strip().splitlines()
+    assert len(rows) - 1 == meta["plan"]["retrain"]["epochs"] == B.epochs_for(new["retrain_steps"],
+                                                                                 per_pass["retrain"])
+    # closer to the budget: the projection at 1.5x ends within it, the old plan's would not have
+    cost = lambda steps: sum(B.stage_seconds(record["costs"], s, steps[f"{s}_steps"], per_pass,  # noqa: E731
+                                             configs=steps["tune_configs"], folds=record["tune_folds"],
+                                             draws=record["random_draws"]) for s in ("tune", "retrain"))
+    end_old = entry["elapsed"] + 1.5 * (cost(old) + COSTS["after"])
+    end_new = entry["elapsed"] + 1.5 * (cost(new) + COSTS["after"])
+    assert end_new == pytest.approx(entry["projected_end"], abs=0.05)
+    assert end_new <= record["seconds"] < end_old
+    # the progress bars counted down to the re-planned end
+    assert deadlines[0] == 1000.0 + 300.0 and deadlines[1] == pytest.approx(1000.0 + entry["projected_end"])
+    assert "re-planned after the search (1.50x its planned time)" in res.summary()
+
+    # a resumed run (another slowdown on its clock) keeps the re-planned steps and records nothing new
+    def no_measuring(*a, **k):
+        raise AssertionError("a resumed run must keep its plan, not measure again")
+
+    monkeypatch.setattr(costs, "measure_costs", no_measuring)
+    slowed(monkeypatch, 5.0)
+    again = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
+                         **SETTINGS)
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == meta
+    assert again.metrics == res.metrics and again.plan == res.plan
+
+
+def test_a_run_stopped_after_its_replan_resumes_with_the_replanned_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(COSTS))
+    slowed(monkeypatch, 1.5)
+    real_tune = pipeline.tune
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "tune", stopped)
+    task = tiny_task()
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
+                     **SETTINGS)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    (entry,) = stored["budget"]["replans"]
+    monkeypatch.setattr(pipeline, "tune", real_tune)
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: pytest.fail("a resumed run keeps its plan"))
+    slowed(monkeypatch, 1.0)  # the search is done: it is not timed again, nor re-planned after
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
+                           **SETTINGS)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["budget"]["replans"] == [entry]
+    assert res.plan["retrain"]["steps"] == entry["new"]["retrain_steps"]
+    assert res.plan["tune"]["steps"] == entry["new"]["tune_steps"]
+    assert set(res.metrics) == {"dash", "baseline"}

@@ -80,9 +80,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
            "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
-           "BudgetTooSmallError", "format_plan", "batches_per_pass", "effective_batch", "FIGURES_SECONDS",
-           "SETUP_SECONDS", "replan", "stage_seconds", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds", "tuning_scoring",
-           "tuning_folds"]
+           "BudgetTooSmallError", "format_plan", "replan", "stage_seconds", "batches_per_pass", "effective_batch",
+           "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds",
+           "tuning_scoring", "tuning_folds"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time

@@ -21,7 +21,9 @@ metric, ``result.random`` the per-draw detail.
 
 A preset counts optimiser steps per stage, whatever the size of the data; the epochs, batch sizes and, with a
 time budget, the steps themselves are derived once (`dashkit.budget`) and recorded in config.json as the run's
-plan, which a resumed run keeps.
+plan, which a resumed run keeps. A timed run re-plans after the search and after the tunings when the machine
+has slowed down (`dashkit.budget.replan`: fewer tuning and retraining steps, never more); the re-planned steps are
+recorded too, and a resumed run keeps them. (``time_plan``, for calling the stages one by one, plans once.)
 
 Each stage writes its files to the run directory (see `dashkit.rundir`) and is skipped when its done marker
 and files exist; a stage that was stopped resumes from its last epoch checkpoint. Every stage seeds itself from
@@ -156,7 +158,10 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
         verbose: print a line as each stage finishes.
         budget: a wall-time budget for the whole call: seconds, or text such as "90s", "5m", "5min", "1h". The
             step cost of each network is measured and the time shared among the stages (`dashkit.budget`); the
-            preset still gives batch sizes, learning rates and the tuning grid. A resumed run keeps its plan.
+            preset still gives batch sizes, learning rates and the tuning grid. After the search and after the
+            tunings the stages left are re-planned to the speed the machine showed, when they would otherwise
+            overrun (`dashkit.budget.replan`; config.json's ``budget.replans``). A resumed run keeps its plan,
+            re-planned steps included.
         **overrides: flat settings such as ``search_steps=500`` (see ``dashkit.config.setting_names()``).
             ``random_draws=N`` sets the random-architecture control: N architectures drawn uniformly from the search
             space, retrained after DASH and the baseline with DASH's tuned hyper-parameters and its retraining
@@ -263,9 +268,9 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     Only a stage that ran (wholly or partly) in this call is followed by a re-plan, and only once: a resumed run
     whose record already holds a re-plan after ``stage`` (or whose ``stage`` finished in an earlier call) keeps the
     steps config.json holds. A stage resumed from a checkpoint is timed from the resume: it looks faster than it
-    was, so it may miss a re-plan, never cause a wrong shrink. A re-plan is appended to the record's ``replans`` and written, with the new steps, to
-    config.json (rank 0 decides and writes; every rank gets the steps). The progress bars' time left then counts
-    down to the re-planned end.
+    was, so it may miss a re-plan, never cause a wrong shrink. A re-plan is appended to the record's ``replans``
+    and written, with the new steps, to config.json (rank 0 decides and writes; every rank gets the steps). The
+    progress bars' time left then counts down to the re-planned end.
     """
     keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
 
@@ -305,8 +310,11 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
         say(f"re-plan after the {stage}: it ran {entry['factor']:.2f}x its planned time; "
             + (f"tuning {old['tune_configs']} x {old['tune_steps']} -> {new['tune_configs']} x {new['tune_steps']} "
                f"steps, " if stage == "search" and old["tune_configs"] else "")
-            + f"retraining {old['retrain_steps']} -> {new['retrain_steps']} steps (DASH, the baseline and the random "
-              f"draws alike); projected end {entry['projected_end']:.0f} s of {record['seconds']:.0f} s")
+            + f"retraining {old['retrain_steps']} -> {new['retrain_steps']} steps"
+            + (f" (DASH, the baseline{' and the random draws' if cfg.random_draws else ''} alike)" if cfg.baseline
+               else "")
+            + f"; projected end {entry['projected_end']:.0f} s of {record['seconds']:.0f} s"
+            + (f" ({entry['note']})" if entry["note"] else ""))
     if t_call is not None:
         progress.set_deadline(t_call + got[4])
     return new_cfg

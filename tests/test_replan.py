@@ -227,3 +227,59 @@ def test_a_run_stopped_after_its_replan_resumes_with_the_replanned_steps(tmp_pat
     assert res.plan["retrain"]["steps"] == entry["new"]["retrain_steps"]
     assert res.plan["tune"]["steps"] == entry["new"]["tune_steps"]
     assert set(res.metrics) == {"dash", "baseline"}
+
+
+# ------------------------------------------------------------------------------------------------ torchrun
+PATCH = '''
+import json
+import time
+import types
+
+from dashkit import pipeline
+from dashkit.stages import costs
+
+costs.measure_costs = lambda *a, **k: {costs!r}  # made-up costs: the plan does not depend on the machine
+_offset = [0.0]
+pipeline.time = types.SimpleNamespace(monotonic=lambda: time.monotonic() + _offset[0])
+_search = pipeline.search
+
+
+def search(task, cfg, rd):
+    """The search, which the clock says took {factor} times its plan (on every rank; rank 0's clock decides)."""
+    card = _search(task, cfg, rd)
+    _offset[0] += {factor} * json.loads(rd.file("config.json").read_text())["budget"]["planned"]["search"]
+    return card
+
+
+pipeline.search = search
+'''
+DDP_COSTS = {"search_step": 4.0, "dash_step": 0.5, "baseline_step": 0.5, "dash_eval": 0.1, "baseline_eval": 0.1,
+             "checkpoint": 0.01, "after": 5.0}
+
+
+def test_torchrun_replans_on_rank_0_and_every_rank_trains_the_new_steps(tmp_path):
+    from test_distributed import SETTINGS as DDP_SETTINGS
+    from test_distributed import child_env, torchrun
+    from tiny_task_module import as_flags, write_task_module
+
+    name, module, _ = write_task_module(tmp_path, "replan")
+    patch = tmp_path / "slow_search.py"
+    patch.write_text(PATCH.format(costs=DDP_COSTS, factor=1.5))
+    out, dump = tmp_path / "run", tmp_path / "dump"
+    settings = {k: v for k, v in DDP_SETTINGS.items() if not k.endswith(("_epochs", "_max_batches"))}
+    done = torchrun(["-m", "dashkit", "run", name, "--import", module, "--import", str(patch), "--out", str(out),
+                     "--device", "cpu", "--preset", "smoke", "--budget", "300s", "--no-figures", "--set",
+                     *as_flags(settings)], child_env(DASHKIT_RANK_DUMP=str(dump)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads((out / "config.json").read_text())
+    entry = meta["budget"]["replans"][0]
+    assert entry["after"] == "search" and entry["factor"] >= 1.5
+    assert entry["new"]["retrain_steps"] < entry["old"]["retrain_steps"]
+    assert meta["config"]["retrain"]["steps"] == meta["plan"]["retrain"]["steps"] == \
+        meta["budget"]["replans"][-1]["new"]["retrain_steps"]
+    assert meta["config"]["tune"]["steps"] == meta["budget"]["replans"][-1]["new"]["tune_steps"]
+    for stage in ("retrain", "baseline_retrain"):  # both ranks trained the re-planned steps together
+        d0, d1 = (json.loads((dump / f"{stage}.rank{r}.json").read_text()) for r in (0, 1))
+        assert d0 == d1
+        rows = (out / f"history_{stage}.csv").read_text().strip().splitlines()
+        assert len(rows) - 1 == meta["plan"]["retrain"]["epochs"]

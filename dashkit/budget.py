@@ -337,10 +337,25 @@ def parse_budget(budget: Union[str, int, float]) -> float:
 
 
 def _fit(share: float, step: float, per_epoch: float, pass_len: int) -> int:
-    """Steps whose cost, with one `per_epoch` cost per epoch, fits `share` seconds (at least 1)."""
+    """Steps whose cost, with one `per_epoch` cost per epoch, fits `share` seconds (at least 1).
+
+    A few rounds of ``steps = (share - epochs(steps) per_epoch) / step`` settle it; where the epochs' cost is most
+    of the share (many epochs of a tiny split) the rounds can swing between few steps and many, and then the most
+    steps that fit are found by bisection (the cost grows with the steps).
+    """
     s = max(1, int(share / max(step, 1e-9)))
     for _ in range(4):  # the epochs depend on the steps: a few rounds settle it
         s = max(1, int((share - epochs_for(s, pass_len) * per_epoch) / max(step, 1e-9)))
+
+    def cost(n: int) -> float:
+        return n * step + epochs_for(n, pass_len) * per_epoch
+
+    if s > 1 and cost(s) > share:
+        lo, hi = 1, s  # cost(lo) may not fit either: 1 is the least
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if cost(mid) <= share else (lo, mid)
+        s = lo
     return s
 
 

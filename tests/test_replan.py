@@ -283,3 +283,12 @@ def test_torchrun_replans_on_rank_0_and_every_rank_trains_the_new_steps(tmp_path
         assert d0 == d1
         rows = (out / f"history_{stage}.csv").read_text().strip().splitlines()
         assert len(rows) - 1 == meta["plan"]["retrain"]["epochs"]
+
+
+def test_steps_fit_their_share_where_the_epochs_cost_most_of_it():
+    # one batch per pass: up to 50 epochs, each with validation passes and files costing 15x a step
+    for share in (2.0, 2.85, 4.0, 9.0):
+        s = B._fit(share, 0.02, 0.3, 1)
+        cost = lambda n: n * 0.02 + B.epochs_for(n, 1) * 0.3  # noqa: E731
+        assert s > 1 and cost(s) <= share
+        assert cost(s + 1) > share  # the most that fit

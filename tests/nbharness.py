@@ -27,3 +27,15 @@ def deadline(seconds: int, what: str) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def kernel_environment(mp: Any) -> None:
+    """The environment a papermill kernel inherits in the tests (``mp``: a ``pytest.MonkeyPatch``).
+
+    One torch thread per kernel (tiny tensors; two kernels at once on a 2-core machine spin against each other with
+    torch's default of one thread per core), plain progress lines, and no ``MPLBACKEND=Agg``, which would drop the
+    figures from the executed notebook.
+    """
+    mp.setenv("OMP_NUM_THREADS", "1")
+    mp.setenv("DASHKIT_PROGRESS", "plain")
+    mp.delenv("MPLBACKEND", raising=False)

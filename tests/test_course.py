@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from nbharness import deadline
+from nbharness import deadline, kernel_environment
 
 from dashkit import course
 
@@ -153,9 +153,7 @@ def test_student_edition_runs(name, tmp_path, monkeypatch):
         params["seed"] = 0
     unknown = sorted(set(params) - set(declared))
     assert not unknown, f"{name}: parameters {unknown} are not declared; declared: {sorted(declared)}"
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("DASHKIT_PROGRESS", "plain")
-    monkeypatch.delenv("MPLBACKEND", raising=False)
+    kernel_environment(monkeypatch)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / path.name
     with deadline(600, f"{name} (student edition, smoke)"):
@@ -170,7 +168,7 @@ def test_student_edition_runs(name, tmp_path, monkeypatch):
 @pytest.mark.notebook
 def test_run_course_collects_results_and_times_and_reports_a_failure(tmp_path, monkeypatch, capsys):
     pytest.importorskip("papermill", reason="running the course needs papermill (pip install -e .[dev])")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    kernel_environment(monkeypatch)
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     book = lesson()

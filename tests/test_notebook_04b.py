@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import pytest
-from nbharness import deadline
+from nbharness import deadline, kernel_environment
 
 from dashkit import notebook as nb
 
@@ -56,11 +56,7 @@ def _execute(source: Path, tag: str, workdir: Path) -> Tuple[Any, Dict[str, Any]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / f"{NAME}{'-' + tag if tag else ''}.ipynb"
     with pytest.MonkeyPatch.context() as mp:
-        # one torch thread per kernel (tiny tensors, 2 shared cores), plain progress lines, and no MPLBACKEND=Agg,
-        # which would drop the figures from the executed notebook
-        mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setenv("DASHKIT_PROGRESS", "plain")
-        mp.delenv("MPLBACKEND", raising=False)
+        kernel_environment(mp)
         with deadline(TOTAL_TIMEOUT, f"{source.name} (smoke, {tag or 'full'} edition)"):
             papermill.execute_notebook(str(source), str(out), parameters=params, kernel_name="python3",
                                        cwd=str(workdir), execution_timeout=CELL_TIMEOUT, progress_bar=False,

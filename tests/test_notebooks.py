@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping
 
 import pytest
 from nbharness import deadline as _deadline
+from nbharness import kernel_environment
 
 from dashkit import notebook as nb
 
@@ -280,11 +281,7 @@ def test_notebook_runs_and_records(case, tmp_path, monkeypatch):
     params.update(case.params)
     unknown = sorted(set(params) - set(declared))
     assert not unknown, f"{case.name}: parameters {unknown} are not declared; declared: {sorted(declared)}"
-    # the kernel inherits this environment: one thread per kernel (tiny tensors on a shared 2-core machine),
-    # plain progress lines, and no MPLBACKEND=Agg, which would drop the figures from the executed notebook
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("DASHKIT_PROGRESS", "plain")
-    monkeypatch.delenv("MPLBACKEND", raising=False)
+    kernel_environment(monkeypatch)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / path.name
     with _deadline(case.total_timeout, f"{path.name} (smoke)"):

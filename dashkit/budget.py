@@ -68,9 +68,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from .config import stage_seed
 
 if TYPE_CHECKING:
     from torch.utils.data import ConcatDataset
@@ -250,12 +251,6 @@ def cv_pool(task: "Task") -> "ConcatDataset":
     return ConcatDataset([task.train, task.val])
 
 
-def _tune_cv_seed(seed: int) -> int:
-    """The folds' seed: ``dashkit.stages.common.stage_seed(seed, "tune_cv")`` (a CRC32; not imported from there,
-    which imports this module)."""
-    return zlib.crc32(f"{seed}/tune_cv".encode())
-
-
 def cv_folds(task: "Task", cfg: "RunConfig") -> Tuple[Optional[List[List[int]]], Optional[str]]:
     """The ``tune_cv_folds`` folds over train + val (indices into `cv_pool`), or (None, why they cannot be made).
 
@@ -280,7 +275,7 @@ def cv_folds(task: "Task", cfg: "RunConfig") -> Tuple[Optional[List[List[int]]],
     if n - math.ceil(n / k) < 2:
         return None, (f"train + val has {n} examples: too few for tune_cv_folds = {k} folds whose training part "
                       f"holds at least 2")
-    return kfold_indices(n, k, _tune_cv_seed(cfg.seed), labels), None
+    return kfold_indices(n, k, stage_seed(cfg.seed, "tune_cv"), labels), None
 
 
 def tuning_scoring(task: "Task", cfg: "RunConfig") -> Tuple[str, Optional[List[List[int]]], Optional[str]]:

@@ -22,6 +22,7 @@ import dataclasses
 import difflib
 import json
 import typing
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -38,6 +39,11 @@ _PRUNERS = ("median", "none")
 _UNDECIDED = ("retrain_defaults", "best")
 _SMALL_VAL = ("cv", "skip", "tune")
 
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """A seed per (run seed, stage): stages draw independent streams, each reproducible on its own."""
+    return zlib.crc32(f"{seed}/{stage}".encode())
 
 @dataclass
 class SearchConfig:

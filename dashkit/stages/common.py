@@ -11,7 +11,6 @@ import functools
 import inspect
 import os
 import random
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import distributed
-from ..config import RetrainConfig, RunConfig, SearchConfig, TuneConfig
+from ..config import RetrainConfig, RunConfig, SearchConfig, TuneConfig, stage_seed
 from ..progress import PlainProgress, progress
 from ..rundir import PathLike, RunDir
 
@@ -209,11 +208,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2 ** 32)
     random.seed(seed)
-
-
-def stage_seed(seed: int, stage: str) -> int:
-    """A seed per (run seed, stage): stages draw independent streams, each reproducible on its own."""
-    return zlib.crc32(f"{seed}/{stage}".encode())
 
 
 def caller_stacklevel() -> int:

@@ -66,6 +66,11 @@ def search_reach(card) -> tuple:
     return preference, margin
 
 
+def stacked_field(card) -> int:
+    """The receptive field of the searched layers stacked, 1 + sum d (k - 1): how far the chosen network sees."""
+    return 1 + sum(layer.d * (layer.k - 1) for layer in card.layers)
+
+
 def recovered(card, planted) -> tuple:
     """(layers whose chosen (k, d) is the planted one, layers): the search's score on a planted task."""
     hits = sum([layer.k, layer.d] == list(planted[layer.name]) for layer in card.layers)
@@ -81,10 +86,10 @@ def run_variant(task, settings: dict, a, seed: int, out: Path):
 
         cfg = make_config(a.preset, task.defaults, seed=seed, device=a.device, **settings)
         card = pipeline.search(task, cfg, pipeline.open_run_dir(out, task, cfg, preset=a.preset))
-        return card, None, float(RunDir(out).done_info("search")["seconds"])
+        return card, None, float(RunDir(out).done_info("search")["seconds"]), None
     r = dashkit.run(task, preset=a.preset, out=out, seed=seed, device=a.device, baseline=False, resume=True,
                     figures=False, verbose=False, **settings)
-    return r.card, r.val_metrics["dash"], r.times["search"]
+    return r.card, r.val_metrics["dash"], r.times["search"], r.val_metrics.get("random")
 
 
 def main(argv=None) -> int:
@@ -109,11 +114,12 @@ def main(argv=None) -> int:
         for seed in a.seeds:
             t0 = time.perf_counter()
             kind = "search" if a.search_only else "run"
-            card, val, search_s = run_variant(task, settings, a, seed, out / f"{a.task}-{name}-{kind}-s{seed}"
+            card, val, search_s, val_random = run_variant(task, settings, a, seed, out / f"{a.task}-{name}-{kind}-s{seed}"
                                               if a.search_only else out / f"{a.task}-{name}-s{seed}")
             preference, margin = search_reach(card)
             rows.append({"task": a.task, "variant": name, "seed": seed, "metric": task.metric_name,
-                         "val": val, "preference": preference, "margin": margin,
+                         "val": val, "val_random": val_random, "preference": preference, "margin": margin,
+                         "field": stacked_field(card), "decided": card.decided_count(),
                          "candidates": len(card.space),
                          "arch": " ".join(f"{layer.k}/{layer.d}" for layer in card.layers),
                          "planted": (list(recovered(card, planted)) if planted else None),
@@ -128,12 +134,17 @@ def main(argv=None) -> int:
 
 
 def table(rows) -> str:
-    """A markdown table, one row per variant: means over its seeds (validation columns "–" with --search-only)."""
+    """A markdown table, one row per variant: means over its seeds (validation columns "–" with --search-only).
+
+    Layers decided: searched layers that passed the decision test, over all seeds; stacked field: the range over
+    seeds of 1 + sum d (k - 1) over the searched layers; random archs: the mean validation metric of the
+    random-architecture control, where the variant trained one (``random_draws``).
+    """
     planted = rows[0].get("planted") is not None
     head = (f"| variant | candidates per layer (M) | validation {rows[0]['metric']} (mean ± sd) | per seed "
             f"| preference (1 = none, M = certain) | margin |"
             + (" planted pairs found (layers, all seeds) | seeds with every layer found |" if planted else "")
-            + " search (s) |")
+            + " layers decided | stacked field | validation, random archs | search (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == variant]
@@ -148,9 +159,16 @@ def table(rows) -> str:
             hits, layers = sum(r["planted"][0] for r in rs), sum(r["planted"][1] for r in rs)
             found = (f" {hits}/{layers} ({hits / layers:.0%}; chance {1 / rs[0]['candidates']:.0%}) | "
                      f"{sum(r['planted'][0] == r['planted'][1] for r in rs)}/{len(rs)} |")
+        decided = [r["decided"] for r in rs if r.get("decided")]
+        decided = f"{sum(d[0] for d in decided)}/{sum(d[1] for d in decided)}" if decided else "–"
+        fields = [r["field"] for r in rs if r.get("field") is not None]
+        fields = f"{min(fields)}-{max(fields)}" if fields else "–"
+        randoms = [r["val_random"] for r in rs if r.get("val_random") is not None]
+        randoms = (f"{statistics.mean(randoms):.4g}" + (f" ± {statistics.stdev(randoms):.2g}" if len(randoms) > 1
+                                                          else "")) if randoms else "–"
         lines.append(f"| {variant} | {rs[0]['candidates']} | {val} | {per_seed} | "
                      f"{statistics.mean(r['preference'] for r in rs):.3f} | "
-                     f"{statistics.mean(r['margin'] for r in rs):.2g} |{found} "
+                     f"{statistics.mean(r['margin'] for r in rs):.2g} |{found} {decided} | {fields} | {randoms} | "
                      f"{statistics.mean(r['search_s'] for r in rs):.1f} |")
     return "\n".join(lines)
 

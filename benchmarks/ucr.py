@@ -41,7 +41,7 @@ from dashkit.tasks.byod import pad_series
 # classification: a review") report one (approximate; ACSF1 and PickupGestureWiimoteZ joined the archive later).
 DATASETS: Dict[str, Optional[float]] = {
     "ArrowHead": 0.84, "ItalyPowerDemand": 0.96, "OSULeaf": 0.98, "ACSF1": None, "PickupGestureWiimoteZ": None,
-    "BasicMotions": None, "JapaneseVowels": None}
+    "BasicMotions": None, "JapaneseVowels": 0.99}  # JapaneseVowels: the review's multivariate (MTS archive) table
 
 INSTALL = "pip install -e '.[benchmarks]' (or pip install aeon)"
 PAD_NOTE = "padded as from_arrays pads (zeros to the longest training series, + a 0/1 mask channel)"
@@ -187,9 +187,11 @@ def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, sett
     """DASH and the baseline on one dataset and seed: the row's dashkit fields."""
     x_train, y_train, x_test, y_test = data
     task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name=name, seed=seed)
+    t0 = time.perf_counter()
     r = dashkit.run(task, preset=args.preset, out=Path(args.out) / f"{name}-s{seed}", seed=seed, device=args.device,
                     resume=True, figures=False, verbose=False, **settings, **extra)
-    sizes = task.info["sizes"]
+    run_s = time.perf_counter() - t0
+    sizes = task.info["sizes"]  # run_s: the whole dashkit.run call (a resumed run: its last part only)
     channels = np.shape(x_train[0])[0] if isinstance(x_train, list) else np.shape(x_train)[1]
     counts = Counter(np.asarray(y_test).tolist())
     return {"train": sizes["train"] + sizes["val"], "val": sizes["val"], "test": sizes["test"],
@@ -197,6 +199,8 @@ def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, sett
             "lengths": task.info.get("lengths", {}).get("policy", "equal"),
             "chance": max(counts.values()) / len(y_test),
             "dash": _accuracy(r.metrics.get("dash")), "baseline": _accuracy(r.metrics.get("baseline")),
+            "random": _accuracy(r.metrics.get("random")), "run_s": run_s,
+            "decided": list(r.card.decided_count() or ()) or None,
             "dash_s": sum(r.times.get(s, 0.0) for s in ("search", "tune", "retrain")),
             "baseline_s": sum(r.times.get(s, 0.0) for s in ("baseline_tune", "baseline_retrain")),
             "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers)}
@@ -218,7 +222,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="settings",
                    help="dashkit settings on top of the preset, as dashkit run --set reads them")
     p.add_argument("--no-minirocket", action="store_true", help="run dashkit only")
+    p.add_argument("--collect", nargs="+", metavar="DIR", default=None,
+                   help="train nothing: the table of the rows in DIR/ucr.json (several runs' --out, e.g. datasets "
+                        "run side by side), with the same --preset, --set and --budget, written to --out")
     a = p.parse_args(argv)
+    if a.collect:
+        return collect(a)
     names = parse_datasets(a.datasets)
     seeds = parse_list("--seeds", a.seeds, int)
     settings = parse_settings(a.settings)
@@ -258,9 +267,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def collect(a: argparse.Namespace) -> int:
+    """``--collect``: the rows of several ``--out`` directories as one table (the later directory wins a row)."""
+    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget}
+    out = Path(a.out)
+    if any(out.resolve() == Path(d).resolve() for d in a.collect):
+        raise SystemExit(f"--out {a.out!r} is one of the --collect directories; name another (its ucr.json would "
+                         f"lose the rows of other presets and settings)")
+    by_key: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    for d in a.collect:
+        path = Path(d) / "ucr.json"
+        if not path.exists():
+            raise SystemExit(f"--collect {d!r}: no ucr.json there")
+        for r in json.loads(path.read_text()):
+            if _same_config(r, config):
+                by_key[(r["dataset"], r["seed"])] = r
+    if not by_key:
+        raise SystemExit(f"--collect: no rows made with {config} in {', '.join(a.collect)}")
+    order = {name: i for i, name in enumerate(DATASETS)}
+    rows = sorted(by_key.values(), key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], r["seed"]))
+    text = table(rows, a.preset)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ucr.json").write_text(json.dumps(rows, indent=2))
+    (out / "ucr.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ table
-COLUMNS = ("dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "MiniRocket",
-           "ResNet (published)", "DASH s", "baseline s", "MiniRocket s")
+COLUMNS = ("dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "random archs",
+           "MiniRocket", "ResNet (published)", "layers decided", "DASH s", "baseline s", "run s", "MiniRocket s")
 
 
 def _mean_sd(values: List[Optional[float]]) -> str:
@@ -289,8 +325,9 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
     + predict).
     """
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    means: Dict[str, List[float]] = {k: [] for k in ("chance", "dash", "baseline", "minirocket")}
+    means: Dict[str, List[float]] = {k: [] for k in ("chance", "dash", "baseline", "random", "minirocket")}
     wins, compared, padded = 0, 0, []
+    random_wins, random_compared = 0, 0
     for name in dict.fromkeys(r["dataset"] for r in rows):
         rs = [r for r in rows if r["dataset"] == name]
         first = rs[0]
@@ -302,6 +339,12 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
         if dash is not None and base is not None:
             compared += 1
             wins += dash >= base
+        rand = _mean([r.get("random") for r in rs])
+        if dash is not None and rand is not None:
+            random_compared += 1
+            random_wins += dash >= rand
+        decided = [r["decided"] for r in rs if r.get("decided")]
+        decided_text = (f"{sum(d[0] for d in decided)}/{sum(d[1] for d in decided)}" if decided else "–")
         if first.get("lengths") == "pad" or first.get("minirocket_input", "as loaded") != "as loaded":
             padded.append(name)
         resnet = DATASETS.get(name)
@@ -309,21 +352,29 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
             f"| {name}", f"{first['train']} ({first['val']}) / {first['test']}",
             f"{first['channels']} x {first['length']}", str(first["classes"]), f"{first['chance']:.3f}",
             _mean_sd([r.get("dash") for r in rs]), _mean_sd([r.get("baseline") for r in rs]),
-            _mean_sd([r.get("minirocket") for r in rs]), "–" if resnet is None else f"~{resnet:.2f}",
+            _mean_sd([r.get("random") for r in rs]),
+            _mean_sd([r.get("minirocket") for r in rs]), "–" if resnet is None else f"~{resnet:.2f}", decided_text,
             _seconds([r.get("dash_s") for r in rs]), _seconds([r.get("baseline_s") for r in rs]),
-            _seconds([r.get("minirocket_s") for r in rs])]) + " |")
+            _seconds([r.get("run_s") for r in rs]), _seconds([r.get("minirocket_s") for r in rs])]) + " |")
     n = len(dict.fromkeys(r["dataset"] for r in rows))
     # a method missing on some datasets (--no-minirocket for some) says over how many its mean is
     avg = {k: (f"{statistics.mean(v):.3f}" + (f" ({len(v)} of {n})" if len(v) < n else "")) if v else "–"
            for k, v in means.items()}
     lines.append(f"| mean over {n} datasets | | | | {avg['chance']} | {avg['dash']} | {avg['baseline']} | "
-                 f"{avg['minirocket']} | | | | |")
+                 f"{avg['random']} | {avg['minirocket']} | | | | | | |")
     seeds = sorted({r["seed"] for r in rows})
-    lines += ["", f"DASH >= baseline (mean test accuracy over seeds) on {wins} of {compared} datasets.", "",
+    lines += ["", f"DASH >= baseline (mean test accuracy over seeds) on {wins} of {compared} datasets."]
+    if random_compared:
+        lines.append(f"DASH >= the mean random architecture on {random_wins} of {random_compared} datasets.")
+    lines += ["",
               f"Preset {preset or '?'}, seeds {', '.join(map(str, seeds))}; test accuracy, mean ± sd over seeds. "
               "DASH and the baseline train on the train split less the validation split in brackets, on which they "
-              "choose everything; MiniRocket (aeon, seeded) trains on the whole train split. Chance: the test "
-              "split's majority class. ResNet: Fawaz et al. (2019), approximate."]
+              "choose everything; random archs: architectures drawn uniformly from DASH's space, trained like "
+              "DASH's (mean over the draws, then over seeds); MiniRocket (aeon, seeded) trains on the whole train "
+              "split. Chance: the test split's majority class. Layers decided: searched layers that passed the "
+              "decision test, summed over seeds. Times: wall seconds per seed (DASH: search + tuning + retraining; "
+              "run: the whole dashkit.run call, the random architectures and tests included). ResNet: Fawaz et al. "
+              "(2019), approximate."]
     if padded:
         lines.append(f"Variable-length series ({', '.join(padded)}): {PAD_NOTE}, for dashkit and MiniRocket alike.")
     return "\n".join(lines)

@@ -47,6 +47,11 @@ def test_search_ablation_runs_each_variant_and_reads_finished_runs_back(tmp_path
     leads = [sorted(layer["alpha"])[-1] - sorted(layer["alpha"])[-2] for layer in card["layers"]]
     assert default["margin"] == pytest.approx(sum(leads) / len(leads)) and default["margin"] > 0
     assert fixed["margin"] == 0.0
+    # how far the chosen network sees, and how many layers decided, as the card says
+    fields = [1 + c["d"] * (c["k"] - 1) for c in card["layers"]]
+    assert default["field"] == 1 + sum(f - 1 for f in fields) and fixed["field"] == 1 + 2 * len(fields)
+    assert default["decided"] == [sum(bool(c["decided"]) for c in card["layers"]), len(card["layers"])]
+    assert default["val_random"] is None  # smoke: no random-architecture control
     for r in rows:  # DASH alone: no baseline trained, and the test metric is not reported
         run = tmp_path / f"digits-{r['variant']}-s0"
         assert not (run / "baseline.safetensors").exists()

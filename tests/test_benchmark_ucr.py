@@ -107,6 +107,10 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
         assert (r["train"], r["test"], r["classes"]) == (40, 30, 2)
         assert 0 < r["val"] < 40 and r["preset"] == "smoke" and r["settings"] == sorted(TINY)
         assert 0.0 <= r["dash"] <= 1.0 and 0.0 <= r["baseline"] <= 1.0 and r["dash_s"] > 0 and r["baseline_s"] > 0
+        assert r["run_s"] > r["dash_s"] + r["baseline_s"]  # the whole call: both, plus data, tests and files
+        assert r["random"] is None  # the smoke preset trains no random architectures
+        card = json.loads((tmp_path / f"{r['dataset']}-s0" / "archcard.json").read_text())
+        assert r["decided"] == [sum(bool(layer["decided"]) for layer in card["layers"]), len(card["layers"])]
         # the accuracies are the run directory's test errors, and nothing else: test is only reported
         metrics = json.loads((tmp_path / f"{r['dataset']}-s0" / "metrics.json").read_text())
         assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100)
@@ -123,12 +127,12 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
     lines = md.splitlines()
     assert lines[0] == "| " + " | ".join(ucr.COLUMNS) + " |"
     assert [c.strip() for c in lines[0].strip("|").split("|")] == [
-        "dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "MiniRocket",
-        "ResNet (published)", "DASH s", "baseline s", "MiniRocket s"]
+        "dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "random archs",
+        "MiniRocket", "ResNet (published)", "layers decided", "DASH s", "baseline s", "run s", "MiniRocket s"]
     cells = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines[2:5]}
     assert cells["FakeFixed"][1:5] == [f"40 ({fixed['val']}) / 30", "2 x 24", "2", f"{fixed['chance']:.3f}"]
-    assert cells["FakeFixed"][5] == f"{fixed['dash']:.3f}" and cells["FakeFixed"][8] == "~0.90"
-    assert cells["FakeVariable"][8] == "–" and cells["FakeVariable"][11] == "0.5"
+    assert cells["FakeFixed"][5] == f"{fixed['dash']:.3f}" and cells["FakeFixed"][9] == "~0.90"
+    assert cells["FakeVariable"][9] == "–" and cells["FakeVariable"][14] == "0.5"
     assert cells["mean over 2 datasets"][5] == f"{(fixed['dash'] + variable['dash']) / 2:.3f}"
     wins = sum(r["dash"] >= r["baseline"] for r in rows)
     assert f"DASH >= baseline (mean test accuracy over seeds) on {wins} of 2 datasets." in lines
@@ -224,12 +228,41 @@ def test_ucr_table_gives_mean_and_sd_over_seeds_and_says_over_how_many_datasets_
              "minirocket_s": 1.0, "minirocket_input": "as loaded"},
             {**common, "dataset": "A", "seed": 1, "chance": 0.4, "dash": 0.7, "baseline": 0.7, "minirocket": 0.9,
              "minirocket_s": 3.0, "minirocket_input": "as loaded"},
-            {**common, "dataset": "B", "seed": 0, "chance": 0.2, "dash": 0.4, "baseline": 0.3, "minirocket": None}]
+            {**common, "dataset": "B", "seed": 0, "chance": 0.2, "dash": 0.4, "baseline": 0.3, "minirocket": None,
+             "random": 0.45, "decided": [1, 4], "run_s": 30.0}]
+    rows[0].update(random=0.3, decided=[2, 4], run_s=20.0)
+    rows[1].update(random=0.5, decided=[3, 4], run_s=22.0)
     lines = ucr.table(rows, "standard").splitlines()
     a, b, mean = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:5])
-    assert a[5:] == ["0.600 ± 0.141", "0.700 ± 0.000", "0.850 ± 0.071", "~0.84", "10.0", "4.0", "2.0"]
-    assert b[5:] == ["0.400", "0.300", "–", "–", "10.0", "4.0", "–"]
-    assert mean[:1] + mean[4:8] == ["mean over 2 datasets", "0.300", "0.500", "0.500", "0.850 (1 of 2)"]
+    assert a[5:] == ["0.600 ± 0.141", "0.700 ± 0.000", "0.400 ± 0.141", "0.850 ± 0.071", "~0.84", "5/8", "10.0",
+                     "4.0", "21.0", "2.0"]
+    assert b[5:] == ["0.400", "0.300", "0.450", "–", "–", "1/4", "10.0", "4.0", "30.0", "–"]
+    assert mean[:1] + mean[4:9] == ["mean over 2 datasets", "0.300", "0.500", "0.500", "0.425", "0.850 (1 of 2)"]
     assert "DASH >= baseline (mean test accuracy over seeds) on 1 of 2 datasets." in lines
+    assert "DASH >= the mean random architecture on 1 of 2 datasets." in lines
     assert any(line.startswith("Preset standard, seeds 0, 1;") for line in lines)
     assert not any(line.startswith("Variable-length") for line in lines)
+
+
+def test_ucr_collect_merges_runs_made_side_by_side_into_one_table(ucr, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(ucr, "DATASETS", {"A": 0.84, "B": None})
+    common = {"train": 40, "val": 6, "test": 30, "classes": 3, "channels": 1, "length": "24", "lengths": "equal",
+              "chance": 0.4, "baseline": 0.5, "minirocket": 0.9, "preset": "standard", "settings": [], "budget": None}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "ucr.json").write_text(json.dumps([{**common, "dataset": "B", "seed": 0, "dash": 0.6}]))
+    (tmp_path / "a" / "ucr.json").write_text(json.dumps([
+        {**common, "dataset": "A", "seed": 1, "dash": 0.8}, {**common, "dataset": "A", "seed": 0, "dash": 0.7},
+        {**common, "dataset": "A", "seed": 0, "dash": 0.1, "preset": "smoke"}]))  # another preset: left out
+    argv = ["--collect", str(tmp_path / "b"), str(tmp_path / "a"), "--out", str(tmp_path / "all")]
+    assert ucr.main(argv) == 0
+    rows = json.loads((tmp_path / "all" / "ucr.json").read_text())
+    assert [(r["dataset"], r["seed"], r["dash"]) for r in rows] == [("A", 0, 0.7), ("A", 1, 0.8), ("B", 0, 0.6)]
+    md = (tmp_path / "all" / "ucr.md").read_text()
+    assert md.strip() in capsys.readouterr().out and "| A | " in md and "0.750 ± 0.071" in md
+    with pytest.raises(SystemExit, match="one of the --collect directories"):
+        ucr.main(["--collect", str(tmp_path / "a"), "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="no rows made with"):
+        ucr.main(["--collect", str(tmp_path / "a"), "--preset", "paper", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="no ucr.json there"):
+        ucr.main(["--collect", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])

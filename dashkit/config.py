@@ -56,6 +56,9 @@ class SearchConfig:
     max_batches: Optional[int] = None  # cap on the batches of one epoch, after the fraction; None: no cap
     lr: float = 0.1  # weights' SGD learning rate (DASH: 0.1; dense tasks 0.01)
     arch_lr: float = 0.05  # alpha's SGD learning rate (DASH: 0.05; dense tasks 0.005)
+    arch_lr_steps: Optional[int] = None  # a search of fewer steps than this scales alpha's lr up by
+    # arch_lr_steps / steps, so that the farthest alpha can move (lr x steps) does not shrink with the budget;
+    # None: arch_lr whatever the steps (DASH). `SearchConfig.arch_lr_for` gives the lr a search uses.
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
@@ -78,6 +81,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
         _steps(self)
+        _int_setting(self, "arch_lr_steps", none="arch_lr whatever the steps")
         _fraction(self, "batches_per_epoch")
         _non_negative(self, "lr", "arch_lr", "momentum", "weight_decay", "arch_weight_decay", "grad_clip",
                       "rf_penalty")
@@ -86,6 +90,18 @@ class SearchConfig:
         _choice(self, "relaxation", RELAXATIONS)
         _choice(self, "scheme", _SCHEMES)
         _choice(self, "backend", SEARCH_BACKENDS)
+
+    def arch_lr_for(self, steps: int) -> float:
+        """Alpha's learning rate (before the step schedule) for a search of ``steps`` optimiser steps.
+
+        DASH's arch step is normalised per layer, so one step moves alpha by about ``lr / grad_scale`` whatever the
+        data say, and the farthest a search can move it grows with lr x steps. With ``arch_lr_steps`` set, a
+        search shorter than that gets ``arch_lr * arch_lr_steps / steps``: the same reach as ``arch_lr_steps``
+        steps at ``arch_lr``. Longer searches keep ``arch_lr``. Without it (None, DASH), ``arch_lr``.
+        """
+        if self.arch_lr_steps is None or steps >= self.arch_lr_steps:
+            return self.arch_lr
+        return self.arch_lr * self.arch_lr_steps / max(int(steps), 1)
 
 
 @dataclass

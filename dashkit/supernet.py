@@ -425,6 +425,9 @@ def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:
                       f"closest rival by less than z = {card.decision_z:g} units of gradient noise, so their kernel "
                       f"size and dilation are about what noise alone would pick (another seed would likely pick "
                       f"others). Search longer: more search steps (a larger preset or budget, more search_epochs "
-                      f"or search_max_batches), or a larger search_arch_lr.",
+                      f"or search_max_batches). Less noise in alpha's gradients helps too: "
+                      f"search_relaxation=softmax (no Gumbel noise) or a larger search_batch_size. A larger "
+                      f"search_arch_lr moves alpha farther, but the test asks whether its steps agree, which "
+                      f"the step size does not change.",
                       SearchUndecidedWarning, stacklevel=stacklevel)
     return card.decided_fraction()

@@ -619,6 +619,7 @@ def test_warn_if_undecided_warns_when_most_layers_did_not_decide(undecided, warn
         text = str(found[0].message)
         assert text.startswith(f"{undecided} of 9 searched layers did not decide after 40 alpha steps")
         assert "search_epochs" in text and "search_arch_lr" in text and "larger preset" in text
+        assert "search_relaxation=softmax" in text and "search_batch_size" in text
         assert found[0].filename == __file__  # stacklevel=2 names the caller's line
     assert issubclass(SearchUndecidedWarning, UserWarning)
 

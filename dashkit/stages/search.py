@@ -110,7 +110,9 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     space = model.dash_space
     model.to(device)
     w_opt = sgd(supernet.weight_parameters(model), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
-    a_opt = sgd(supernet.arch_parameters(model), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
+    plan = stage_plan(task, cfg, "search")  # steps, epochs and batch size on this task's data
+    arch_lr = sc.arch_lr_for(plan.steps)  # sc.arch_lr, scaled up for a short search when search_arch_lr_steps is set
+    a_opt = sgd(supernet.arch_parameters(model), arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
     layer_names = [n for n, _ in supernet.dash_layers(model)]
     rows: List[Dict[str, Any]] = []
     alphas: List[Dict[str, List[float]]] = []
@@ -120,7 +122,6 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
         start, extra = ck[0] + 1, ck[1]
         rows, alphas, seconds_before = extra["history"], extra["alphas"], extra["seconds"]
     net = distributed.wrap(model, device)  # forward and backward through DDP; everything else uses `model`
-    plan = stage_plan(task, cfg, "search")  # steps, epochs and batch size on this task's data
     hint = "Try a smaller search_lr / search_arch_lr, or search_grad_clip > 0."
     bar = progress_bar(total=plan.steps, initial=plan.steps_before(start), desc="search")
     check_every_step = distributed.is_distributed() and distributed.sync_check_every_step()
@@ -129,7 +130,7 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
         t_epoch = time.perf_counter()
         factor = lr_factor(epoch, plan.epochs, sc.milestones, sc.gamma)
         set_lr(w_opt, sc.lr * factor)
-        set_lr(a_opt, sc.arch_lr * factor)
+        set_lr(a_opt, arch_lr * factor)
         model.train()
         n = plan.steps_in_epoch(epoch)
         batches = epoch_batches(task.train, plan.batch_size, cfg, device, seed + 1 + epoch, n)
@@ -153,7 +154,7 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
             distributed.debug_dump("search_alpha", {"start_epoch": start, "epochs": alpha_bits})
         probs = {ln: supernet.alpha_probs(m.alpha) for ln, m in supernet.dash_layers(model)}
         alphas.append(probs)
-        rows.append({"epoch": epoch + 1, "lr": sc.lr * factor, "arch_lr": sc.arch_lr * factor,
+        rows.append({"epoch": epoch + 1, "lr": sc.lr * factor, "arch_lr": arch_lr * factor,
                      "train_loss": mean_over_ranks(total, n), "arch_entropy": _mean_entropy(probs),
                      "seconds": round(time.perf_counter() - t_epoch, 3)})
         rd.write_history("search", rows)
@@ -164,7 +165,7 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     _, card = supernet.discretize(model)
     card.backbone = name
     card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": plan.epochs,
-                      "steps": plan.steps})
+                      "steps": plan.steps, "arch_lr": arch_lr})
     rd.write_json("alphas.json", {"layers": layer_names, "candidates": [list(c) for c in space.candidates],
                                   "epochs": [[a[ln] for ln in layer_names] for a in alphas]})
     if rd.writable:

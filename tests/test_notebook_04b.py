@@ -140,7 +140,7 @@ def test_steps_respect_the_bound(run):
     _, r = run
     b = r["bound"]
     assert (b["arch_lr"], b["grad_scale"], b["momentum"], b["rf_penalty"], b["arch_weight_decay"]) == \
-        (0.05, 100.0, 0.9, 1e-5, 5e-4)  # the standard preset's, which the notebook's text quotes
+        (0.05, 100.0, 0.9, 1e-5, 5e-4)  # DASH's (the notebook keeps its field push), which its text quotes
     fields = [d * (k - 1) + 1 for k, d in r["candidates"]]
     rf_norm = math.sqrt(sum(f * f for f in fields))
     assert b["rf_norm"] == pytest.approx(rf_norm, rel=1e-12)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 import dashkit
 from dashkit.config import parse_setting
@@ -102,10 +103,19 @@ def minirocket(x_train: Any, y_train: np.ndarray, x_test: Any, y_test: np.ndarra
         "input": how variable lengths were handled}.
     """
     _aeon("MiniRocket (or pass --no-minirocket)")
-    from aeon.classification.convolution_based import MiniRocketClassifier
-
     xtr, xte, padded = pad_like_from_arrays(x_train, x_test)
     kind = "univariate" if xtr.shape[1] == 1 else "multivariate"
+    threads = torch.get_num_threads()  # numba's OpenMP layer resizes the OpenMP pool that torch shares: put it back
+    try:
+        return _fit_minirocket(xtr, y_train, xte, y_test, seed, kind, padded)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_minirocket(xtr: np.ndarray, y_train: np.ndarray, xte: np.ndarray, y_test: np.ndarray, seed: int, kind: str,
+                    padded: bool) -> Dict[str, Any]:
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
     if kind not in _WARM:  # numba compiles MiniRocket on its first use (a minute on a fresh install): not timed
         rng = np.random.default_rng(0)
         MiniRocketClassifier(random_state=0, n_jobs=1).fit(

@@ -266,3 +266,23 @@ def test_ucr_collect_merges_runs_made_side_by_side_into_one_table(ucr, monkeypat
         ucr.main(["--collect", str(tmp_path / "a"), "--preset", "paper", "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="no ucr.json there"):
         ucr.main(["--collect", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+
+
+def test_minirocket_gives_torch_its_thread_count_back(ucr, monkeypatch):
+    """aeon's numba code resizes the OpenMP pool that torch shares (1 -> 2 threads measured, after which every later
+    dashkit run in the process fought an extra spinning thread): the benchmark puts torch's count back."""
+    import torch
+
+    before = torch.get_num_threads()
+
+    def greedy(*args, **kwargs):
+        torch.set_num_threads(before + 1)
+        return {"acc": 1.0, "seconds": 0.0, "input": "as loaded"}
+
+    monkeypatch.setattr(ucr, "_aeon", lambda what: None)
+    monkeypatch.setattr(ucr, "_fit_minirocket", greedy)
+    try:
+        assert ucr.minirocket(*FAKE["FakeFixed"], seed=0)["acc"] == 1.0
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)

@@ -68,7 +68,7 @@ def search_reach(card) -> tuple:
 
 def stacked_field(card) -> int:
     """The receptive field of the searched layers stacked, 1 + sum d (k - 1): how far the chosen network sees."""
-    return 1 + sum(layer.d * (layer.k - 1) for layer in card.layers)
+    return 1 + sum(layer.receptive_field - 1 for layer in card.layers)
 
 
 def recovered(card, planted) -> tuple:

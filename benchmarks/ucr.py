@@ -200,8 +200,8 @@ def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, sett
     t0 = time.perf_counter()
     r = dashkit.run(task, preset=args.preset, out=Path(args.out) / f"{name}-s{seed}", seed=seed, device=args.device,
                     resume=True, figures=False, verbose=False, **settings, **extra)
-    run_s = time.perf_counter() - t0
-    sizes = task.info["sizes"]  # run_s: the whole dashkit.run call (a resumed run: its last part only)
+    run_s = time.perf_counter() - t0  # the whole dashkit.run call (a resumed run: its last part only)
+    sizes = task.info["sizes"]
     channels = np.shape(x_train[0])[0] if isinstance(x_train, list) else np.shape(x_train)[1]
     counts = Counter(np.asarray(y_test).tolist())
     return {"train": sizes["train"] + sizes["val"], "val": sizes["val"], "test": sizes["test"],

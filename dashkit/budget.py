@@ -390,16 +390,11 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     for key in ("search_step", "dash_step", "baseline_step", "dash_eval", "baseline_eval", "checkpoint", "after"):
         if not (isinstance(costs.get(key), (int, float)) and costs[key] >= 0):
             raise ValueError(f"costs[{key!r}] = {costs.get(key)!r}: expected a measured number of seconds >= 0")
-    models = 2 if cfg.baseline else 1
-    step_rt = costs["dash_step"] + (costs["baseline_step"] if cfg.baseline else 0.0)
-    tune_epoch = costs["dash_eval"] + (costs["baseline_eval"] if cfg.baseline else 0.0)  # a validation pass each
-    eval_rt = tune_epoch + models * RETRAIN_EPOCH_WRITES * costs["checkpoint"]  # and the retraining's files
+    baseline = cfg.baseline
     search_epoch = SEARCH_EPOCH_WRITES * costs["checkpoint"]
     asked = cfg.random_draws
-    random_rt = float(costs.get("random_step", costs["dash_step"]))  # one retraining step of one random draw
-    random_epoch = float(costs.get("random_eval", costs["dash_eval"])) + RETRAIN_EPOCH_WRITES * costs["checkpoint"]
     left = seconds - spent - costs["after"]
-    minimum = (costs["search_step"] + search_epoch) + (step_rt + eval_rt)
+    minimum = (costs["search_step"] + search_epoch) + sum(_retrain_unit(costs, baseline, 0))  # a step of each
     if left < minimum:
         raise BudgetTooSmallError(
             f"budget = {text if text is not None else seconds!r}: {seconds:.1f} s is too small to take one step of "
@@ -408,7 +403,6 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
             f"checkpoints about {minimum:.2f} s; give at least {math.ceil(1.2 * (spent + costs['after'] + minimum))}"
             f" s")
 
-    fit = _fit
     tc = cfg.tune
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
         raise ValueError(f"folds = {folds!r}: expected an int >= 1 (trainings per tuning configuration)")
@@ -417,22 +411,16 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     configs, tune_steps = 0, 0
 
     def config_cost(steps: int) -> float:
-        """Seconds of one configuration: one training with a validation pass per epoch, or `folds` trainings
-        with one pass each (on the held-out fold)."""
-        if folds == 1:
-            return steps * step_rt + epochs_for(steps, per_pass["tune"]) * tune_epoch
-        return folds * (steps * step_rt + tune_epoch)
+        """Seconds of one configuration (`stage_seconds` of a one-configuration tuning)."""
+        return stage_seconds(costs, "tune", steps, per_pass, baseline, configs=1, folds=folds)
 
     def fit_config(share: float) -> int:
-        """Steps per configuration whose `config_cost` fits `share` seconds."""
-        if folds == 1:
-            return fit(share, step_rt, tune_epoch, per_pass["tune"])
-        return max(1, int((share / folds - tune_epoch) / max(step_rt, 1e-9)))
+        return _fit_config(share, costs, baseline, folds, per_pass["tune"])
 
     if tc.enabled:
         # the steps a tuning without folds gives each configuration; with k folds, k times fewer configurations
         # (at least two: fewer steps then)
-        tune_steps = fit(tune_share / grid, step_rt, tune_epoch, per_pass["tune"])
+        tune_steps = _fit_config(tune_share / grid, costs, baseline, 1, per_pass["tune"])
         configs = grid
         if folds > 1:
             configs = min(grid, max(2, int(tune_share / config_cost(max(tune_steps, MIN_TUNE_STEPS)))))
@@ -444,11 +432,10 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     tuned = tc.enabled and configs >= 2
     search_share = SEARCH_SHARE * left
     retrain_share = left - search_share - (tune_share if tuned else 0.0)
-    search_steps = fit(search_share, costs["search_step"], search_epoch, per_pass["search"])
+    search_steps = _fit(search_share, costs["search_step"], search_epoch, per_pass["search"])
     draws = asked
     while True:  # DASH, the baseline and the draws, the same steps each; fewer draws when the steps would be too few
-        all_rt, all_epoch = step_rt + draws * random_rt, eval_rt + draws * random_epoch
-        retrain_steps = fit(retrain_share, all_rt, all_epoch, per_pass["retrain"])
+        retrain_steps = _fit(retrain_share, *_retrain_unit(costs, baseline, draws), per_pass["retrain"])
         if draws == 0 or retrain_steps >= MIN_CONTROL_STEPS:
             break
         draws -= 1
@@ -466,17 +453,11 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         if configs < grid:
             overrides["tune_n_trials"] = configs
 
-    def planned(stage: str) -> float:
-        if stage == "search":
-            s = search_steps
-            return s * costs["search_step"] + epochs_for(s, per_pass["search"]) * search_epoch
-        if stage == "tune":
-            if not tuned:
-                return 0.0
-            return configs * config_cost(tune_steps)
-        return retrain_steps * all_rt + epochs_for(retrain_steps, per_pass["retrain"]) * all_epoch
-
-    stages = {stage: round(planned(stage), 2) for stage in _STAGES}
+    stages = {"search": stage_seconds(costs, "search", search_steps, per_pass),
+              "tune": stage_seconds(costs, "tune", tune_steps, per_pass, baseline, configs=configs if tuned else 0,
+                                    folds=folds),
+              "retrain": stage_seconds(costs, "retrain", retrain_steps, per_pass, baseline, draws=draws)}
+    stages = {stage: round(stages[stage], 2) for stage in _STAGES}
     record = {"text": text if text is not None else f"{seconds:g}s", "seconds": seconds,
               "spent_before": round(spent, 3), "costs": {k: float(f"{v:.4g}") for k, v in costs.items()},
               "shares": {"search": SEARCH_SHARE, "tune": TUNE_SHARE if tuned else 0.0,
@@ -592,13 +573,9 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     new = dict(old)
     if "tune" in left and old["tune_configs"] >= 1 and old["tune_steps"] >= 1:
         tune_part = max(0.0, room) * planned_left["tune"] / sum(planned_left.values())
-        step, epoch = _tune_step(costs, baseline), _tune_epoch(costs, baseline)
 
         def fit_config(share: float) -> int:
-            """Steps per configuration that fit `share` seconds (as `plan_budget`'s)."""
-            if folds == 1:
-                return _fit(share, step, epoch, per_pass["tune"])
-            return max(1, int((share / folds - epoch) / max(step, 1e-9)))
+            return _fit_config(share, costs, baseline, folds, per_pass["tune"])
 
         floor, configs = min(old["tune_steps"], MIN_TUNE_STEPS), old["tune_configs"]
         t_steps = fit_config(tune_part / configs)
@@ -626,6 +603,15 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
             "elapsed": round(now_elapsed, 3), "old": old, "new": new, "planned": planned_new,
             "projected_end": round(end, 2), "note": note}
+
+
+def _fit_config(share: float, costs: Mapping[str, float], baseline: bool, folds: int, tune_pass: int) -> int:
+    """Steps per tuning configuration whose cost (`stage_seconds` of one configuration) fits `share` seconds: one
+    training with a validation pass per epoch, or `folds` trainings with one pass each (on the held-out fold)."""
+    step, epoch = _tune_step(costs, baseline), _tune_epoch(costs, baseline)
+    if folds == 1:
+        return _fit(share, step, epoch, tune_pass)
+    return max(1, int((share / folds - epoch) / max(step, 1e-9)))
 
 
 def _tune_step(costs: Mapping[str, float], baseline: bool) -> float:

@@ -40,10 +40,10 @@ _UNDECIDED = ("retrain_defaults", "best")
 _SMALL_VAL = ("cv", "skip", "tune")
 
 
-
 def stage_seed(seed: int, stage: str) -> int:
     """A seed per (run seed, stage): stages draw independent streams, each reproducible on its own."""
     return zlib.crc32(f"{seed}/{stage}".encode())
+
 
 @dataclass
 class SearchConfig:

@@ -273,20 +273,21 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     progress bars' time left then counts down to the re-planned end.
     """
     keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
+    unchanged = [0.0] * len(keys)
 
     def decide() -> list:
         done = [r.get("after") for r in (record or {}).get("replans", [])]
         if not ran or not record or stage in done or t_call is None:
-            return [0.0, 0, 0, 0, 0]
+            return unchanged
         tuned = cfg.tune.enabled
         steps = {"search_steps": cfg.search.steps or 0, "tune_steps": (cfg.tune.steps or 0) if tuned else 0,
                  "tune_configs": cfg.tune.n_configs() if tuned else 0, "retrain_steps": cfg.retrain.steps or 0}
         if not steps["retrain_steps"] or not steps["search_steps"]:
-            return [0.0, 0, 0, 0, 0]  # the epochs path: not a budget's plan
+            return unchanged  # the epochs path: not a budget's plan
         per_pass = {s: stage_plan(task, cfg, s).batches_per_pass for s in ("search", "tune", "retrain")}
         entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline)
         if entry is None:
-            return [0.0, 0, 0, 0, 0]
+            return unchanged
         record.setdefault("replans", []).append(entry)
         new = entry["new"]
         n_trials = new["tune_configs"] if tuned and new["tune_configs"] < cfg.tune.n_configs() else \

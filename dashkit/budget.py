@@ -83,7 +83,8 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
            "BudgetTooSmallError", "format_plan", "replan", "stage_seconds", "batches_per_pass", "effective_batch",
            "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds",
-           "tuning_scoring", "tuning_folds"]
+           "tuning_scoring", "tuning_folds", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
+           "warn_if_long"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -95,6 +96,12 @@ MIN_CONTROL_STEPS = 20  # random draws that would leave the retraining fewer ste
 SEARCH_EPOCH_WRITES = 3  # atomic files a search epoch writes: checkpoint tensors and JSON, history
 RETRAIN_EPOCH_WRITES = 4  # a retraining epoch: checkpoint tensors and JSON, history, the best weights
 _STAGES = ("search", "tune", "retrain")
+PRESET_SECONDS = {"standard": 300.0}  # what a preset promises a run on 2 CPU cores (smoke: seconds; paper: days)
+LONG_RUN_FACTOR = 2.0  # a preset run forecast to take more than this times its promise is warned about
+
+
+class LongRunWarning(UserWarning):
+    """A preset's steps will take far longer on this task and machine than the preset promises."""
 
 
 # ------------------------------------------------------------------------------------------ the stage plan
@@ -632,3 +639,48 @@ def _retrain_unit(costs: Mapping[str, float], baseline: bool, draws: int) -> Tup
              + draws * (float(costs.get("random_eval", costs["dash_eval"])) + RETRAIN_EPOCH_WRITES
                         * costs["checkpoint"]))
     return step_rt, epoch
+
+
+# ------------------------------------------------------------------------------ a preset run's forecast
+def forecast_seconds(costs: Mapping[str, float], cfg: "RunConfig", plan: Mapping[str, Mapping[str, Any]]
+                     ) -> Dict[str, float]:
+    """Seconds a run of ``plan`` (`run_plan`) will take at the measured ``costs`` (`plan_budget`'s cost model).
+
+    Returns ``{"search": s, "tune": s, "retrain": s, "after": s, "total": s}``. The tuning is counted at every
+    configuration of its grid, DASH's and the baseline's (the lr-block walk may stop earlier, so it is an upper
+    bound); "retrain" counts DASH, the baseline and the random draws.
+    """
+    per_pass = {stage: plan[stage]["batches_per_pass"] for stage in _STAGES}
+    tune = plan["tune"]
+    out = {
+        "search": stage_seconds(costs, "search", plan["search"]["steps"], per_pass, cfg.baseline),
+        "tune": (stage_seconds(costs, "tune", tune["steps"], per_pass, cfg.baseline, configs=tune["configs"],
+                               folds=tune.get("folds", 1)) if tune.get("enabled", True) else 0.0),
+        "retrain": stage_seconds(costs, "retrain", plan["retrain"]["steps"], per_pass, cfg.baseline,
+                                 draws=plan["retrain"].get("random_draws", 0)),
+        "after": float(costs["after"]),
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def warn_if_long(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
+                 stacklevel: int = 2) -> bool:
+    """Warn (`LongRunWarning`) when a ``preset`` run's ``forecast`` (`forecast_seconds`) exceeds what the preset
+    promises (`PRESET_SECONDS`) by more than ``LONG_RUN_FACTOR``; returns whether it warned."""
+    promise = PRESET_SECONDS.get(preset)
+    if promise is None or forecast["total"] <= LONG_RUN_FACTOR * promise:
+        return False
+    parts = ", ".join(f"{stage} {_minutes(forecast[stage])}" for stage in _STAGES if forecast[stage] > 0)
+    warnings.warn(f"{task_name}: the {preset} preset's steps are forecast to take about "
+                  f"{_minutes(forecast['total'])} on this machine ({parts}; one search step {costs['search_step']:.2f}"
+                  f" s, one retraining step of DASH's network {costs['dash_step']:.2f} s, measured), where the preset is "
+                  f"meant to take about {_minutes(promise)} on 2 CPU cores: the inputs are large or long for it. "
+                  f"budget='{int(promise // 60)}m' (--budget {int(promise // 60)}m) fits the steps to that time; "
+                  f"a smaller search space (kernel_sizes, dilations) or shorter inputs make each step cheaper",
+                  LongRunWarning, stacklevel=stacklevel)
+    return True
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"

@@ -64,6 +64,10 @@ class SearchConfig:
     weight_decay: float = 5e-4
     arch_weight_decay: float = 5e-4  # the reference decays alpha too (a questionable choice, kept as option)
     grad_clip: float = 1.0  # max gradient norm of the weights; 0 turns clipping off
+    joint_clip: bool = False  # True: clip alpha's post-processed gradient together with the weights' (one norm, as
+    # the reference code does), so alpha's steps shrink while the weights' gradients are large; False: weights only
+    warmup: float = 0.0  # fraction of the search's steps in which only the weights train (alpha is frozen and
+    # its decision record waits); 0: alpha steps from the first batch (DASH)
     milestones: Tuple[float, ...] = (0.3, 0.6, 0.9)  # fractions of `epochs` where lr *= gamma (DASH 1D: 30/60/90)
     gamma: float = 0.2  # step decay factor, applied to alpha's lr too
     relaxation: str = "gumbel"  # "gumbel": Gumbel-softmax mixing resampled every step; "softmax": plain softmax
@@ -83,6 +87,8 @@ class SearchConfig:
         _positive_int(self, "epochs", "batch_size")
         _steps(self)
         _int_setting(self, "arch_lr_steps", none="arch_lr whatever the steps")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup < 1:
+            raise ValueError(f"search_warmup = {self.warmup!r}: expected a fraction in [0, 1) of the search's steps")
         _fraction(self, "batches_per_epoch")
         _non_negative(self, "lr", "arch_lr", "momentum", "weight_decay", "arch_weight_decay", "grad_clip",
                       "rf_penalty")
@@ -91,6 +97,10 @@ class SearchConfig:
         _choice(self, "relaxation", RELAXATIONS)
         _choice(self, "scheme", _SCHEMES)
         _choice(self, "backend", SEARCH_BACKENDS)
+
+    def warmup_steps(self, steps: int) -> int:
+        """Of a search of ``steps`` optimiser steps, the first this many train the weights only (``warmup``)."""
+        return int(round(self.warmup * int(steps)))
 
     def arch_lr_for(self, steps: int) -> float:
         """Alpha's learning rate (before the step schedule) for a search of ``steps`` optimiser steps.

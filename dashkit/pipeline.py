@@ -51,11 +51,13 @@ import torch
 from torch import nn
 
 from . import distributed, progress
-from .budget import format_plan, parse_budget, plan_budget, replan, run_plan, stage_plan, tuning_folds
+from .budget import PRESET_SECONDS, forecast_seconds, format_plan, parse_budget, plan_budget, replan, run_plan, \
+    stage_plan, tuning_folds, warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
-from .stages.common import open_run_dir, read_run, resolve_task, run_config_dict, stage_device, stage_done
+from .stages.common import caller_stacklevel, open_run_dir, read_run, resolve_task, run_config_dict, stage_device, \
+    stage_done
 from .stages.control import random_card, random_control, random_line
 from .stages.models import build_backbone, build_model, net_spec
 from .stages.queue import tune_worker
@@ -196,6 +198,9 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
     name = f"{task.name}-{preset}" + (f"-{seconds:g}s" if seconds is not None else "")
     out = Path(out) if out is not None else Path("runs") / f"{name}-seed{seed}"
     record = None
+    if seconds is None and preset in PRESET_SECONDS and not (resume and not overwrite and
+                                                             (out / RunDir.CONFIG).exists()):
+        _forecast(task, cfg, preset, dev, figures)
     if seconds is not None:
         text = budget if isinstance(budget, str) else f"{seconds:g}s"
         cfg, record = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite)
@@ -374,6 +379,20 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
     if overrides["tune_steps"] is None:  # tuning off, or counted as the preset counts it
         del overrides["tune_steps"]
     return cfg.override(**overrides), (decided[1] if decided is not None else {})
+
+
+def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, figures: bool) -> None:
+    """Warn before a fresh preset run that its steps will take far longer here than the preset promises.
+
+    Measures the step costs as a time budget does (a few seconds; `dashkit.stages.costs.measure_costs`) and
+    forecasts the run with the budget's cost model (`dashkit.budget.forecast_seconds`); a `LongRunWarning` names
+    the forecast and ``budget=``. Rank 0 alone under torchrun (the others wait at the next collective).
+    """
+    if not distributed.is_main():
+        return
+    costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
+    warn_if_long(preset, forecast_seconds(costs, cfg, run_plan(task, cfg)), costs, task.name,
+                 stacklevel=caller_stacklevel() + 1)  # + 1: warn_if_long is a frame deeper
 
 
 def _stored_budget(out: Path, seconds: float) -> Optional[Tuple[RunConfig, Dict[str, Any]]]:

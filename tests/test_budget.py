@@ -263,3 +263,58 @@ def test_predictions_come_back_in_the_users_string_labels(tmp_path):
         pipeline.predict(tmp_path / "run", new[:, 0, :], task=task, which="baseline"))  # (N, L): one channel
     with pytest.raises(ValueError, match=r"x has shape \(17, 1, 30\); expected \(N, 1, 32\)"):
         pipeline.predict(tmp_path / "run", new[:, :, :30], task=task)
+
+
+# ------------------------------------------------------------------- a preset run's forecast and warning
+def test_forecast_counts_every_stage_as_the_budget_planner_does():
+    task = sized_task(400)
+    cfg = make_config("standard", task.defaults)
+    plan = B.run_plan(task, cfg)
+    f = B.forecast_seconds(FAKE_COSTS, cfg, plan)
+    per_pass = {s: plan[s]["batches_per_pass"] for s in ("search", "tune", "retrain")}
+    assert f["search"] == pytest.approx(B.stage_seconds(FAKE_COSTS, "search", 2000, per_pass))
+    # the whole grid of DASH's and the baseline's tuning, and DASH + the baseline + the random draws retrained
+    assert f["tune"] == pytest.approx(B.stage_seconds(FAKE_COSTS, "tune", plan["tune"]["steps"], per_pass,
+                                                      configs=cfg.tune.n_configs()))
+    assert f["retrain"] == pytest.approx(B.stage_seconds(FAKE_COSTS, "retrain", plan["retrain"]["steps"], per_pass,
+                                                         draws=cfg.random_draws))
+    assert f["total"] == pytest.approx(f["search"] + f["tune"] + f["retrain"] + FAKE_COSTS["after"])
+    assert B.forecast_seconds(FAKE_COSTS, cfg.override(tune_enabled=False), B.run_plan(
+        task, cfg.override(tune_enabled=False)))["tune"] == 0.0
+    # 2000 search steps at 0.1 s: 200 s of search alone
+    assert f["search"] > 200
+
+
+def test_a_preset_run_forecast_far_over_its_promise_warns_with_the_forecast_and_the_budget_to_use():
+    forecast = {"search": 1500.0, "tune": 200.0, "retrain": 600.0, "after": 5.0, "total": 2305.0}
+    with pytest.warns(B.LongRunWarning, match=r"acsf1: the standard preset's steps are forecast to take about "
+                                              r"38 min on this machine \(search 25 min, tune 3 min, retrain 10 min; "
+                                              r"one search step 0.85 s.*where the preset is meant to take about 5 "
+                                              r"min on 2 CPU cores.*"
+                                              r"budget='5m' \(--budget 5m\)"):
+        assert B.warn_if_long("standard", forecast, {**FAKE_COSTS, "search_step": 0.85}, "acsf1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # within twice the promise, and presets that promise no time (paper) or seconds (smoke): no warning
+        assert not B.warn_if_long("standard", {**forecast, "total": 590.0}, FAKE_COSTS, "t")
+        assert not B.warn_if_long("paper", forecast, FAKE_COSTS, "t")
+        assert not B.warn_if_long("smoke", forecast, FAKE_COSTS, "t")
+
+
+def test_run_measures_and_warns_before_a_long_standard_run_only(tmp_path, monkeypatch):
+    calls = []
+
+    def slow(task, cfg, device, figures=True):  # a machine on which every step takes seconds
+        calls.append(cfg.search.steps)
+        return {**{k: 1e4 * v for k, v in FAKE_COSTS.items()}, "after": 0.5}
+
+    monkeypatch.setattr(costs, "measure_costs", slow)
+    task = tiny_task()
+    with pytest.warns(B.LongRunWarning, match=r"tiny: the standard preset's steps are forecast") as got:
+        pipeline.run(task, preset="standard", out=tmp_path / "run", figures=False, verbose=False, **STEPS)
+    assert calls == [STEPS["search_steps"]]  # measured once, with the run's own config
+    assert got[0].filename == __file__  # the warning names the caller's line
+    pipeline.run(task, preset="standard", out=tmp_path / "run", figures=False, verbose=False, **STEPS)
+    assert len(calls) == 1  # a resumed run is not forecast again
+    pipeline.run(task, preset="smoke", out=tmp_path / "smoke", figures=False, verbose=False, **STEPS)
+    assert len(calls) == 1  # smoke promises seconds, not minutes: nothing measured

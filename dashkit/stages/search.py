@@ -37,14 +37,16 @@ __all__ = ["search_step", "search"]
 
 def search_step(model: nn.Module, task: "Task", x: torch.Tensor, y: torch.Tensor, w_opt: torch.optim.Optimizer,
                 a_opt: torch.optim.Optimizer, *, val_batch: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-                grad_clip: float = 0.0, net: Optional[nn.Module] = None, device: Optional[torch.device] = None,
+                grad_clip: float = 0.0, joint_clip: bool = False, arch_step: bool = True,
+                net: Optional[nn.Module] = None, device: Optional[torch.device] = None,
                 check: Optional[Callable[[torch.Tensor], None]] = None) -> torch.Tensor:
     """One DASH search step on a supernet: forward, loss, backward, then a weight step and an alpha step.
 
     Single-level (DASH, the default): weights and alpha step on the same training batch and loss. Bilevel
     (first-order DARTS, ``val_batch`` given): alpha first steps on the validation batch's loss, then the weights
     on the training batch. Alpha's gradient goes through ``supernet.postprocess_arch_grads`` (normalisation and
-    the receptive-field push) before its step; gradient clipping applies to the weights only.
+    the receptive-field push) before its step; gradient clipping applies to the weights only, or with
+    ``joint_clip`` (single-level only) to the weights and alpha's post-processed gradient under one norm.
 
     Args:
         model: a supernet (``supernet.to_supernet``); x (B, *task.in_shape) -> outputs.
@@ -54,6 +56,10 @@ def search_step(model: nn.Module, task: "Task", x: torch.Tensor, y: torch.Tensor
         a_opt: the optimiser of ``supernet.arch_parameters(model)`` (alpha).
         val_batch: (x_val, y_val), a validation batch of the same shapes: the bilevel scheme.
         grad_clip: max norm of the weights' gradient; 0 turns clipping off.
+        joint_clip: clip alpha's post-processed gradient together with the weights' (the reference code's order):
+            while the weights' gradient norm exceeds ``grad_clip``, alpha's step shrinks by the same factor.
+        arch_step: False: the weights step and alpha does not (a warm-up step): no post-processing, no decision
+            record, no alpha momentum.
         net: what runs forward and backward (a DistributedDataParallel wrapper of ``model``); default ``model``.
         device: where the batches go; default that of ``model``'s first parameter.
         check: called with each loss before its backward (e.g. to stop on NaN).
@@ -63,7 +69,7 @@ def search_step(model: nn.Module, task: "Task", x: torch.Tensor, y: torch.Tensor
     """
     net = model if net is None else net
     device = next(model.parameters()).device if device is None else device
-    if val_batch is not None:  # first-order DARTS: alpha follows the validation loss
+    if val_batch is not None and arch_step:  # first-order DARTS: alpha follows the validation loss
         a_opt.zero_grad(set_to_none=True)
         loss_val = batch_loss(net, task, val_batch[0], val_batch[1], device)
         if check is not None:
@@ -77,11 +83,16 @@ def search_step(model: nn.Module, task: "Task", x: torch.Tensor, y: torch.Tensor
     if check is not None:
         check(loss)
     loss.backward()  # under DDP this returns with every gradient (alpha's too) averaged over the ranks
-    if grad_clip > 0:  # weights only: alpha's gradient is normalised by postprocess_arch_grads
-        nn.utils.clip_grad_norm_(supernet.weight_parameters(model), grad_clip)
-    w_opt.step()
-    if val_batch is None:  # single-level DASH: alpha steps on the same batch and loss
+    alpha_here = arch_step and val_batch is None  # single-level DASH: alpha steps on the same batch and loss
+    if alpha_here:
         supernet.postprocess_arch_grads(model)
+    if grad_clip > 0:  # weights only (alpha's gradient is normalised by postprocess_arch_grads), or both
+        params = list(supernet.weight_parameters(model))
+        if joint_clip and alpha_here:
+            params += list(supernet.arch_parameters(model))
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    w_opt.step()
+    if alpha_here:
         a_opt.step()
     return loss.detach()
 
@@ -111,7 +122,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     model.to(device)
     w_opt = sgd(supernet.weight_parameters(model), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
     plan = stage_plan(task, cfg, "search")  # steps, epochs and batch size on this task's data
-    arch_lr = sc.arch_lr_for(plan.steps)  # sc.arch_lr, scaled up for a short search when search_arch_lr_steps is set
+    warmup = sc.warmup_steps(plan.steps)  # the first steps train the weights only (search_warmup)
+    arch_lr = sc.arch_lr_for(plan.steps - warmup)  # sc.arch_lr, scaled up for a short search (search_arch_lr_steps)
     a_opt = sgd(supernet.arch_parameters(model), arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
     layer_names = [n for n, _ in supernet.dash_layers(model)]
     rows: List[Dict[str, Any]] = []
@@ -137,9 +149,12 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
         val_batches = (cycle(task.val, sc.batch_size, cfg, device, stage_seed(cfg.seed, f"search_val_{epoch}"))
                        if sc.scheme == "bilevel" else None)
         total = 0.0
+        first = plan.steps_before(epoch)
         for step, (x, y) in enumerate(batches):
+            arch_step = first + step >= warmup
             loss = search_step(model, task, x, y, w_opt, a_opt, grad_clip=sc.grad_clip, net=net, device=device,
-                               val_batch=next(val_batches) if val_batches is not None else None,
+                               joint_clip=sc.joint_clip, arch_step=arch_step,
+                               val_batch=next(val_batches) if val_batches is not None and arch_step else None,
                                check=lambda value: check_finite(value, "search", epoch, step, rd, hint))
             if check_every_step:
                 distributed.check_same(supernet.arch_parameters(model), f"alpha after search epoch {epoch + 1}, "
@@ -165,7 +180,7 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     _, card = supernet.discretize(model)
     card.backbone = name
     card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": plan.epochs,
-                      "steps": plan.steps, "arch_lr": arch_lr})
+                      "steps": plan.steps, "arch_lr": arch_lr, "warmup_steps": warmup})
     rd.write_json("alphas.json", {"layers": layer_names, "candidates": [list(c) for c in space.candidates],
                                   "epochs": [[a[ln] for ln in layer_names] for a in alphas]})
     if rd.writable:

@@ -318,3 +318,20 @@ def test_run_measures_and_warns_before_a_long_standard_run_only(tmp_path, monkey
     assert len(calls) == 1  # a resumed run is not forecast again
     pipeline.run(task, preset="smoke", out=tmp_path / "smoke", figures=False, verbose=False, **STEPS)
     assert len(calls) == 1  # smoke promises seconds, not minutes: nothing measured
+
+
+def test_measured_checkpoint_cost_is_a_median_so_one_stalled_write_does_not_shrink_the_plan(monkeypatch):
+    """One write that stalled (a disk flush) once made a 5-minute plan 30% shorter: every epoch's cost carries it."""
+    real, calls = costs.save_tensors, []
+
+    def stalling(path, state):
+        calls.append(path)
+        real(path, state)
+        if len(calls) == 1:
+            time.sleep(0.5)  # the first write stalls
+
+    monkeypatch.setattr(costs, "save_tensors", stalling)
+    task = tiny_task()
+    measured = costs.measure_costs(task, make_config("smoke", task.defaults, search_backend="fft"),
+                                   torch.device("cpu"), figures=False)
+    assert len(calls) >= 3 and measured["checkpoint"] < 0.25

@@ -71,12 +71,16 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     for name, model in (("dash_eval", dash), ("baseline_eval", base)):
         # the untimed warm-up call makes the measured conv choice of the new batch shape
         costs[name] = best_time(lambda: _forward_pass(model, task, device, eval_batch), device, repeats=1, warmup=1)
+    state = {f"model/{k}": v for k, v in sup.state_dict().items()}
+    state.update({f"opt/{k}": v.clone() for k, v in sup.state_dict().items()})  # about a checkpoint's size
+    writes = []
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        state = {f"model/{k}": v for k, v in sup.state_dict().items()}
-        state.update({f"opt/{k}": v.clone() for k, v in sup.state_dict().items()})  # about a checkpoint's size
-        save_tensors(Path(tmp) / "probe.safetensors", state)
-        costs["checkpoint"] = time.perf_counter() - t0
+        # the median of a few writes: one write can stall (a disk flush), and every epoch's cost is multiplied by it
+        for i in range(max(3, rounds)):
+            t0 = time.perf_counter()
+            save_tensors(Path(tmp) / f"probe{i}.safetensors", state)
+            writes.append(time.perf_counter() - t0)
+    costs["checkpoint"] = sorted(writes)[len(writes) // 2]
     n_val, n_test = len(task.val), len(task.test)  # type: ignore[arg-type]
     test_passes = (costs["dash_eval"] + costs["baseline_eval"]) * n_test / max(n_val, 1)
     costs["after"] = test_passes + (FIGURES_SECONDS if figures else 0.0) + SETUP_SECONDS

@@ -324,10 +324,12 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
     # Two search settings differ from DASH's here, chosen on validation splits (RESULTS.md, "The receptive-field
     # push"): no receptive-field push (rf_penalty 0; DASH's 1e-5 outweighs the data in the 1D spaces, whose fields
     # reach 271 inputs and more), and a search shorter than 2000 steps (a time budget's) scales alpha's lr up to the
-    # reach of 2000 steps (arch_lr_steps).
+    # reach of 2000 steps (arch_lr_steps). A quarter of the search trains the weights alone before alpha moves
+    # (warmup; chosen on the planted tasks and mnist1d's validation split: RESULTS.md, "The search on the planted
+    # task" and "A weight warm-up").
     "standard": {
         "search": dict(steps=STANDARD_STEPS["search"], epochs=10, batches_per_epoch=0.5, max_batches=15,
-                       milestones=(0.5, 0.8), rf_penalty=0.0, arch_lr_steps=STANDARD_STEPS["search"]),
+                       milestones=(0.5, 0.8), rf_penalty=0.0, arch_lr_steps=STANDARD_STEPS["search"], warmup=0.25),
         "tune": dict(lrs=(0.1, 0.01), dropouts=(0.0, 0.05), weight_decays=(5e-4,), momentums=(0.9,),
                      steps=STANDARD_STEPS["tune"], epochs=2, max_batches=10),
         "retrain": dict(steps=STANDARD_STEPS["retrain"], epochs=10, max_batches=40, milestones=(0.5, 0.75)),

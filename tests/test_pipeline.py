@@ -412,7 +412,8 @@ def test_search_finds_the_long_receptive_field_a_task_needs(tmp_path):
                        search_epochs=6, search_batches_per_epoch=1.0, search_batch_size=32, search_grad_scale=10.0,
                        search_max_batches=None, tune_enabled=False, retrain_epochs=8, retrain_batch_size=32,
                        retrain_max_batches=None, retrain_lr=0.05, search_milestones=(0.7,), retrain_milestones=(0.75,),
-                       search_rf_penalty=1e-5, search_arch_lr_steps=None)  # DASH's push against wide fields, DASH's lr
+                       search_rf_penalty=1e-5, search_arch_lr_steps=None,  # DASH's push against wide fields, DASH's lr
+                       search_warmup=0.0)  # and alpha from the first step, as DASH: the regime the count was calibrated on
     default = pipeline.build_backbone(task, res.config)
     default_field = 1 + sum(m.kernel_size[0] - 1 for n, m in default.named_modules()
                             if isinstance(m, torch.nn.Conv1d) and m.kernel_size[0] > 1)

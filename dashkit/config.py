@@ -99,8 +99,9 @@ class SearchConfig:
         _choice(self, "backend", SEARCH_BACKENDS)
 
     def warmup_steps(self, steps: int) -> int:
-        """Of a search of ``steps`` optimiser steps, the first this many train the weights only (``warmup``)."""
-        return int(round(self.warmup * int(steps)))
+        """Of a search of ``steps`` optimiser steps, the first this many train the weights only (``warmup``);
+        alpha always keeps at least one step."""
+        return max(0, min(int(round(self.warmup * int(steps))), int(steps) - 1))
 
     def arch_lr_for(self, steps: int) -> float:
         """Alpha's learning rate (before the step schedule) for a search of ``steps`` optimiser steps.

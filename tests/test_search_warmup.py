@@ -17,6 +17,8 @@ def test_warmup_steps_round_a_fraction_of_the_search():
     assert SearchConfig().warmup == 0.0 and SearchConfig().warmup_steps(2000) == 0  # DASH: alpha from step 1
     assert SearchConfig(warmup=0.25).warmup_steps(2000) == 500
     assert SearchConfig(warmup=0.25).warmup_steps(6) == 2  # round(1.5): half to even
+    assert SearchConfig(warmup=0.9).warmup_steps(3) == 2 and SearchConfig(warmup=0.6).warmup_steps(1) == 0  # alpha
+    # keeps at least one step of a very short search
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, 3, True, "0.2", None])
@@ -40,6 +42,10 @@ def test_search_with_warmup_freezes_alpha_then_moves_it_and_records_only_its_own
         frozen = (e + 1) * per_epoch <= warm
         same = all(torch.equal(a, b) for a, b in zip(start, probs))
         assert same == frozen, e  # unchanged through the warm-up epochs, moved after
+    history = (tmp_path / "w" / "history_search.csv").read_text().splitlines()
+    col = history[0].split(",").index("arch_lr")
+    lrs = [float(row.split(",")[col]) for row in history[1:]]
+    assert lrs[:2] == [0.0, 0.0] and all(lr > 0 for lr in lrs[2:])  # the history says alpha's lr was 0 then
     # alpha's lr is scaled for the steps alpha takes (search_arch_lr_steps), not for the whole search
     scaled = pipeline.search(task, tiny_cfg(task, search_warmup=0.5, search_epochs=4, search_arch_lr_steps=60),
                              tmp_path / "s")

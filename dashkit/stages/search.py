@@ -169,7 +169,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
             distributed.debug_dump("search_alpha", {"start_epoch": start, "epochs": alpha_bits})
         probs = {ln: supernet.alpha_probs(m.alpha) for ln, m in supernet.dash_layers(model)}
         alphas.append(probs)
-        rows.append({"epoch": epoch + 1, "lr": sc.lr * factor, "arch_lr": arch_lr * factor,
+        alpha_moved = plan.steps_before(epoch + 1) > warmup  # an epoch wholly in the warm-up: alpha's lr was 0
+        rows.append({"epoch": epoch + 1, "lr": sc.lr * factor, "arch_lr": arch_lr * factor if alpha_moved else 0.0,
                      "train_loss": mean_over_ranks(total, n), "arch_entropy": _mean_entropy(probs),
                      "seconds": round(time.perf_counter() - t_epoch, 3)})
         rd.write_history("search", rows)

@@ -122,7 +122,9 @@ def _check_08(r: Dict[str, Any]) -> None:
     assert r["mixing_ratio"]["16"] > 2 * r["mixing_ratio"]["1"]  # mixed results fall behind as M grows
     # exercise 2: direct (kernel cropped to min(S, 2n - 1) taps) against FFT as the input grows, S = 121
     assert [(row["n"], row["taps kept"]) for row in r["crossing"]] == [(8, 15), (32, 63), (128, 121)]
-    assert r["crossing"][1]["direct / FFT"] > r["crossing"][0]["direct / FFT"]
+    # whether the FFT's advantage grew while the kernel is cropped is read from the timings (noisy at these sizes),
+    # and the notebook's statement must follow them
+    assert r["cropped_advantage_grew"] == (r["crossing"][1]["direct / FFT"] > r["crossing"][0]["direct / FFT"])
     assert r["fft_faster_from"] in (None, 8, 32, 128)
     if r["fft_faster_from"] is not None:
         assert all(row["direct / FFT"] > 1 for row in r["crossing"] if row["n"] >= r["fft_faster_from"])

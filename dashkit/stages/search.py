@@ -101,8 +101,9 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     """DASH's search on a supernet of the task's backbone; returns the ArchCard (also saved as archcard.json).
 
     Every training batch is one `search_step`: single-level (DASH), or bilevel (first-order DARTS) with
-    ``search_scheme="bilevel"``, alpha then stepping on a validation batch first. Records softmax(alpha) per layer
-    after every epoch in alphas.json.
+    ``search_scheme="bilevel"``, alpha then stepping on a validation batch first. The first ``search_warmup`` of
+    the steps train the weights alone (`SearchConfig.warmup_steps`; alpha's lr is set for the steps left, and the
+    card's meta records ``warmup_steps``). Records softmax(alpha) per layer after every epoch in alphas.json.
 
     Under torchrun the supernet trains in DistributedDataParallel: alpha's gradient is averaged with the weights'
     during backward, DASH's post-processing runs on the averaged gradient, and alpha is checked to be the same

@@ -58,10 +58,15 @@ baseline's), the run compares the stage's seconds with its planned seconds (the 
 the stages left and the work after them, at ``f`` times their planned cost, would end after the budget, shrinks
 them to fit the time left (`replan`): the tuning's steps per configuration (fewer configurations when each would
 get fewer than ``MIN_TUNE_STEPS``, never fewer than two), and the retraining steps of DASH, the baseline and the
-random draws alike. Steps are never raised (see `replan`), nor cut below the planner's minimums; when even those
-cannot fit, they are kept and a warning says so. Each re-plan is appended to the record's ``replans`` (the stage
-it followed, ``f``, the old and new steps, the projected end) and the new steps to config.json's config, so a
-resumed run reads them back and does not re-plan a stage twice.
+random draws alike, never below the planner's minimums; when even those cannot fit, they are kept and a warning
+says so. A run that is *ahead* of its plan (projected to leave more than ``GROW_SLACK`` of the budget unused, at
+the speed of the stage just done) gives the time left to the retraining: DASH's, the baseline's and the random
+draws' steps are raised alike, so that the projected end is ``GROW_FILL`` of the budget, at most ``GROW_MAX``
+times the steps they had. Only the retraining grows (DASH's and the baseline's tunings keep equal steps), and only
+in the call that made the plan (a resumed run's clock cannot tell how long the stages before it took). Each
+re-plan is appended to the record's ``replans`` (the stage it followed, ``f``, the old and new steps, the
+projected end) and the new steps to config.json's config, so a resumed run reads them back and does not re-plan
+a stage twice.
 """
 from __future__ import annotations
 
@@ -98,6 +103,9 @@ RETRAIN_EPOCH_WRITES = 4  # a retraining epoch: checkpoint tensors and JSON, his
 _STAGES = ("search", "tune", "retrain")
 PRESET_SECONDS = {"standard": 300.0}  # what a preset promises a run on 2 CPU cores (smoke: seconds; paper: days)
 LONG_RUN_FACTOR = 2.0  # a preset run forecast to take more than this times its promise is warned about
+GROW_SLACK = 0.10  # a run projected to leave more than this fraction of its budget unused grows its retraining
+GROW_FILL = 0.95  # ... to end, at the observed speed, at this fraction of the budget (a margin for noise)
+GROW_MAX = 3.0  # ... to at most this many times the retraining steps it had
 
 
 class LongRunWarning(UserWarning):
@@ -227,8 +235,9 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
         lines.append(f"  re-planned after the {r['after']} ({r['factor']:.2f}x its planned time): "
                      + (f"tuning {o['tune_configs']} x {o['tune_steps']} -> {n['tune_configs']} x {n['tune_steps']} "
                         f"steps, " if r["after"] == "search" and o["tune_configs"] else "")
-                     + f"retraining {o['retrain_steps']} -> {n['retrain_steps']} steps; projected end "
-                       f"{r['projected_end']:.0f} s")
+                     + f"retraining {o['retrain_steps']} -> {n['retrain_steps']} steps"
+                     + (" (ahead of plan: the retraining grows)" if r.get("grew") else "")
+                     + f"; projected end {r['projected_end']:.0f} s")
     for stage in _STAGES:
         p = plan.get(stage)
         if not p:
@@ -512,8 +521,10 @@ def stage_seconds(costs: Mapping[str, float], stage: str, steps: int, per_pass: 
 
 
 def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str, seconds_spent: float,
-           now_elapsed: float, per_pass: Mapping[str, int], baseline: bool = True) -> Optional[Dict[str, Any]]:
-    """Shrink the stages left after ``stage_done`` when, at the speed it just ran, they would overrun the budget.
+           now_elapsed: float, per_pass: Mapping[str, int], baseline: bool = True, grow: bool = False
+           ) -> Optional[Dict[str, Any]]:
+    """Shrink the stages left after ``stage_done`` when, at the speed it just ran, they would overrun the budget;
+    with ``grow``, raise the retraining's steps when they would leave much of it unused.
 
     Pure arithmetic on the budget's record (`plan_budget`): the slowdown factor is
     ``f = seconds_spent / planned seconds of stage_done`` (at the current steps and the measured costs); the
@@ -528,12 +539,16 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     - retraining: the steps that fit, the same for DASH, the baseline and every random draw (the controls stay
       fair), never fewer than ``MIN_CONTROL_STEPS``.
 
-    The steps are never raised: a stage that ran faster than measured leaves the plan alone, and the run ends
-    early. Raising them would trade a result already planned (and, on a resumed run, partly computed with
-    these steps) for a guess that the machine stays fast; and the baseline's and DASH's tunings must keep the
-    same steps, which a raise after the first of them would break. A floor above the old steps keeps the old
-    steps; when the floors cannot fit the time left, they are kept, a ``UserWarning`` says so and the entry's
-    ``note`` too.
+    A floor above the old steps keeps the old steps; when the floors cannot fit the time left, they are kept, a
+    ``UserWarning`` says so and the entry's ``note`` too.
+
+    Growing (``grow=True``; the pipeline passes it only in the call that made the plan, where every stage was
+    timed whole): when the projected end leaves more than ``GROW_SLACK`` of the budget unused, the retraining's
+    steps (DASH's, the baseline's and the random draws' alike) are raised to the most that end, at ``f``, by
+    ``GROW_FILL`` of the budget, and at most ``GROW_MAX`` times the old steps. The tuning's steps are never
+    raised: DASH's and the baseline's tunings must keep equal steps, and after the search the tuning's own speed
+    is not known yet (a grow after the search is corrected by the re-plan after the tuning, either way). Without
+    ``grow`` a run that is ahead of its plan ends early.
 
     Args:
         record: the budget's record (``costs``, ``seconds``, ``tune_folds``, ``random_draws``).
@@ -550,7 +565,7 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         None (no change), or the entry for the record's ``replans``: ``after`` (``stage_done``), ``factor``,
         ``elapsed``, ``old`` and ``new`` (``tune_steps``, ``tune_configs``, ``retrain_steps``), ``planned``
         (the new planned seconds of the stages left, at the measured costs), ``projected_end`` (seconds from the
-        clock's start, at ``f``) and ``note``.
+        clock's start, at ``f``), ``grew`` (whether the retraining was raised) and ``note``.
     """
     if stage_done not in ("search", "tune"):
         raise ValueError(f"stage_done = {stage_done!r}: expected 'search' or 'tune' (the stages followed by a "
@@ -574,7 +589,11 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     left = ("tune", "retrain") if stage_done == "search" else ("retrain",)
     planned_left = {stage: seconds_of(stage, old) for stage in left}
     after = float(costs["after"])
-    if now_elapsed + factor * (sum(planned_left.values()) + after) <= budget:
+    projected = now_elapsed + factor * (sum(planned_left.values()) + after)
+    if projected <= budget:
+        if grow and projected < (1 - GROW_SLACK) * budget:
+            return _grown(record, old, left, planned_left, factor, now_elapsed, seconds_spent, stage_done,
+                          per_pass, baseline, seconds_of)
         return None
     room = (budget - now_elapsed) / factor - after  # planned seconds that fit the time left at this speed
     new = dict(old)
@@ -609,7 +628,31 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         return None
     return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
             "elapsed": round(now_elapsed, 3), "old": old, "new": new, "planned": planned_new,
-            "projected_end": round(end, 2), "note": note}
+            "projected_end": round(end, 2), "grew": False, "note": note}
+
+
+def _grown(record: Mapping[str, Any], old: Mapping[str, int], left: Tuple[str, ...],
+           planned_left: Mapping[str, float], factor: float, now_elapsed: float, seconds_spent: float,
+           stage_done: str, per_pass: Mapping[str, int], baseline: bool, seconds_of: Any
+           ) -> Optional[Dict[str, Any]]:
+    """`replan`'s entry for a run ahead of its plan: the retraining's steps raised to end by ``GROW_FILL`` of
+    the budget at ``factor``, at most ``GROW_MAX`` times the old steps; None when that raises nothing."""
+    costs, budget, draws = record["costs"], float(record["seconds"]), int(record.get("random_draws", 0))
+    after = float(costs["after"])
+    room = (GROW_FILL * budget - now_elapsed) / factor - after - planned_left.get("tune", 0.0)
+    step, epoch = _retrain_unit(costs, baseline, draws)
+    fit = _fit(room, step, epoch, per_pass["retrain"]) if room > 0 else 0
+    r_steps = min(int(GROW_MAX * old["retrain_steps"]), fit)
+    if r_steps <= old["retrain_steps"]:
+        return None
+    new = {**old, "retrain_steps": r_steps}
+    planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
+    end = now_elapsed + factor * (sum(planned_new.values()) + after)
+    return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
+            "elapsed": round(now_elapsed, 3), "old": dict(old), "new": new, "planned": planned_new,
+            "projected_end": round(end, 2), "grew": True,
+            "note": f"ahead of plan after the {stage_done} ({factor:.2f}x its planned time): the retraining grows "
+                    f"from {old['retrain_steps']} to {r_steps} steps to use the budget"}
 
 
 def _fit_config(share: float, costs: Mapping[str, float], baseline: bool, folds: int, tune_pass: int) -> int:

@@ -22,8 +22,9 @@ metric, ``result.random`` the per-draw detail.
 A preset counts optimiser steps per stage, whatever the size of the data; the epochs, batch sizes and, with a
 time budget, the steps themselves are derived once (`dashkit.budget`) and recorded in config.json as the run's
 plan, which a resumed run keeps. A timed run re-plans after the search and after the tunings when the machine
-has slowed down (`dashkit.budget.replan`: fewer tuning and retraining steps, never more); the re-planned steps are
-recorded too, and a resumed run keeps them. (``time_plan``, for calling the stages one by one, plans once.)
+has slowed down (`dashkit.budget.replan`: fewer tuning and retraining steps), or gives the retraining more steps
+when it is well ahead of its plan; the re-planned steps are recorded too, and a resumed run keeps them.
+(``time_plan``, for calling the stages one by one, plans once.)
 
 Each stage writes its files to the run directory (see `dashkit.rundir`) and is skipped when its done marker
 and files exist; a stage that was stopped resumes from its last epoch checkpoint. Every stage seeds itself from
@@ -162,8 +163,9 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             step cost of each network is measured and the time shared among the stages (`dashkit.budget`); the
             preset still gives batch sizes, learning rates and the tuning grid. After the search and after the
             tunings the stages left are re-planned to the speed the machine showed, when they would otherwise
-            overrun (`dashkit.budget.replan`; config.json's ``budget.replans``). A resumed run keeps its plan,
-            re-planned steps included.
+            overrun, and the retraining gets more steps when the run would leave over 10% of the budget unused
+            (`dashkit.budget.replan`; config.json's ``budget.replans``). A resumed run keeps its plan, re-planned
+            steps included.
         **overrides: flat settings such as ``search_steps=500`` (see ``dashkit.config.setting_names()``).
             ``random_draws=N`` sets the random-architecture control: N architectures drawn uniformly from the search
             space, retrained after DASH and the baseline with DASH's tuned hyper-parameters and its retraining
@@ -203,24 +205,25 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
         _forecast(task, cfg, preset, dev, figures)
     if seconds is not None:
         text = budget if isinstance(budget, str) else f"{seconds:g}s"
-        cfg, record = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite)
+        cfg, record, fresh = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite)
         _preflight(task, cfg)
         progress.set_deadline(t_call + seconds)
     try:
         return _run(task, cfg, preset, out, dev, resume, overwrite, figures, verbose, record,
-                    t_call if seconds is not None else None)
+                    t_call if seconds is not None else None, grow=seconds is not None and fresh)
     finally:
         progress.set_deadline(None)
 
 
 def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device, resume: bool, overwrite: bool,
-         figures: bool, verbose: bool, record: Optional[Dict[str, Any]], t_call: Optional[float] = None
-         ) -> RunResult:
+         figures: bool, verbose: bool, record: Optional[Dict[str, Any]], t_call: Optional[float] = None,
+         grow: bool = False) -> RunResult:
     """`run` once its configuration (and time plan) is fixed: the stages, the files, the result.
 
     With a time budget (``record``; its clock started at ``t_call``) the stages left are re-planned after the
     search and after the tunings (`_replan`); DASH's and the baseline's tunings therefore both run before the
-    retrainings (each stage seeds itself, so the order changes no result).
+    retrainings (each stage seeds itself, so the order changes no result). ``grow``: the plan was made in this
+    call, so a run ahead of it may raise its retraining steps (`dashkit.budget.replan`).
     """
     rd = open_run_dir(out, task, cfg, resume=resume, overwrite=overwrite, preset=preset, budget=record)
     env = {**environment_info(dev), "world_size": distributed.world_size()}
@@ -235,13 +238,13 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
     card = search(task, cfg, rd)
     say("search: done; " + ", ".join(f"{layer.name} k={layer.k} d={layer.d}" for layer in card.layers))
     if timed:
-        cfg = _replan(task, cfg, rd, preset, record, "search", ran, time.monotonic() - t0, t_call, say)
+        cfg = _replan(task, cfg, rd, preset, record, "search", ran, time.monotonic() - t0, t_call, say, grow)
         tunings = ("tune", "baseline_tune") if cfg.baseline else ("tune",)
         ran, t0 = any([not stage_done(rd, stage, (f"{stage}.json",)) for stage in tunings]), time.monotonic()
         tune(task, cfg, rd, card)
         if cfg.baseline:
             tune(task, cfg, rd, None)
-        cfg = _replan(task, cfg, rd, preset, record, "tune", ran, time.monotonic() - t0, t_call, say)
+        cfg = _replan(task, cfg, rd, preset, record, "tune", ran, time.monotonic() - t0, t_call, say, grow)
     res = retrain(task, cfg, rd, card)
     say(f"dash: test {task.metric_name} {res['test']:.4f} (validation {res['val']:.4f}, {res['hparams']})")
     if cfg.baseline:
@@ -264,7 +267,7 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
 
 
 def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optional[Dict[str, Any]], stage: str,
-            ran: bool, spent: float, t_call: Optional[float], say: Any) -> RunConfig:
+            ran: bool, spent: float, t_call: Optional[float], say: Any, grow: bool = False) -> RunConfig:
     """The config with the stages after ``stage`` re-planned to the speed it ran at (`dashkit.budget.replan`).
 
     ``spent``: the wall seconds of ``stage`` in this call (the tunings: DASH's and the baseline's together), on
@@ -275,7 +278,8 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     steps config.json holds. A stage resumed from a checkpoint is timed from the resume: it looks faster than it
     was, so it may miss a re-plan, never cause a wrong shrink. A re-plan is appended to the record's ``replans``
     and written, with the new steps, to config.json (rank 0 decides and writes; every rank gets the steps). The
-    progress bars' time left then counts down to the re-planned end.
+    progress bars' time left then counts down to the re-planned end. ``grow``: the plan was made in this call
+    (every stage before the re-plan was timed whole), so a run ahead of it may raise its retraining steps.
     """
     keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
     unchanged = [0.0] * len(keys)
@@ -290,7 +294,8 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
         if not steps["retrain_steps"] or not steps["search_steps"]:
             return unchanged  # the epochs path: not a budget's plan
         per_pass = {s: stage_plan(task, cfg, s).batches_per_pass for s in ("search", "tune", "retrain")}
-        entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline)
+        entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline,
+                       grow=grow)
         if entry is None:
             return unchanged
         record.setdefault("replans", []).append(entry)
@@ -342,13 +347,15 @@ def time_plan(task: Union["Task", str], cfg: RunConfig, budget: Union[str, float
     seconds = parse_budget(budget)
     task = resolve_task(task)
     text = budget if isinstance(budget, str) else f"{seconds:g}s"
-    return _plan_time(task, cfg, Path(out) if out is not None else Path("."), seconds, text, stage_device(cfg), t_call,
-                      figures, resume=out is not None)
+    cfg, record, _ = _plan_time(task, cfg, Path(out) if out is not None else Path("."), seconds, text,
+                                stage_device(cfg), t_call, figures, resume=out is not None)
+    return cfg, record
 
 
 def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: str, device: torch.device,
-               t_call: float, figures: bool, resume: bool) -> Tuple[RunConfig, Dict[str, Any]]:
-    """The config with a time budget's steps, and the budget's record (`dashkit.budget.plan_budget`).
+               t_call: float, figures: bool, resume: bool) -> Tuple[RunConfig, Dict[str, Any], bool]:
+    """The config with a time budget's steps, the budget's record (`dashkit.budget.plan_budget`), and whether
+    the plan was made in this call (False: read back from a resumed run's config.json; on every rank alike).
 
     A run resumed in ``out`` with the same budget keeps the plan in its config.json (nothing is measured again).
     Under torchrun rank 0 measures and decides, and every rank gets the steps.
@@ -361,24 +368,26 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
             old, record = stored
             return ({"search_steps": old.search.steps, "tune_steps": old.tune.steps, "tune_n_trials": old.tune.n_trials,
                      "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps,
-                     "random_draws": old.random_draws}, record)
+                     "random_draws": old.random_draws}, record, False)
         costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
         overrides, record = plan_budget(seconds, costs, cfg, per_pass, spent=time.monotonic() - t_call, text=text,
                                         folds=tuning_folds(task, cfg))
         full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, "random_draws": cfg.random_draws,
                 **overrides}
-        return full, record
+        return full, record, True
 
     decided = distributed.on_main(decide)
     values = None
     if decided is not None:
-        values = [-1.0 if decided[0][k] is None else float(decided[0][k]) for k in keys]
-    got = distributed.broadcast_floats(values, len(keys))
+        values = [-1.0 if decided[0][k] is None else float(decided[0][k]) for k in keys] + [float(decided[2])]
+    got = distributed.broadcast_floats(values, len(keys) + 1)
+    fresh = bool(got[-1])
+    got = got[:-1]
     overrides = {k: (None if v < 0 else bool(v) if k == "tune_enabled" else int(v)) for k, v in zip(keys, got)}
     if overrides["tune_steps"] is None:  # tuning off, or counted as the preset counts it
         del overrides["tune_steps"]
-    return cfg.override(**overrides), (decided[1] if decided is not None else {})
+    return cfg.override(**overrides), (decided[1] if decided is not None else {}), fresh
 
 
 def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, figures: bool) -> None:

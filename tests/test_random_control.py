@@ -288,7 +288,10 @@ def test_a_budgeted_run_pays_for_its_draws_and_a_resumed_one_keeps_their_plan(tm
     r = meta["plan"]["retrain"]["steps"]
     assert r == meta["config"]["retrain"]["steps"] >= B.MIN_CONTROL_STEPS
     step = FAKE_COSTS["dash_step"] * 2 + FAKE_COSTS["baseline_step"]  # DASH, the draw (costed as DASH) and the baseline
-    assert meta["budget"]["planned"]["retrain"] >= r * step
+    # the plan paid for the draw (the clock here runs faster than the made-up costs, so a re-plan may have grown
+    # the retraining since: its first entry holds the planned steps)
+    planned = (meta["budget"].get("replans") or [{"old": {"retrain_steps": r}}])[0]["old"]["retrain_steps"]
+    assert meta["budget"]["planned"]["retrain"] >= planned * step
     assert res.random["draws"] == 1 and len(RunDir(tmp_path / "run").read_history("random_0_retrain")) == \
         meta["plan"]["retrain"]["epochs"]
 

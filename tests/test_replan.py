@@ -292,3 +292,98 @@ def test_steps_fit_their_share_where_the_epochs_cost_most_of_it():
         cost = lambda n: n * 0.02 + B.epochs_for(n, 1) * 0.3  # noqa: E731
         assert s > 1 and cost(s) <= share
         assert cost(s + 1) > share  # the most that fit
+
+
+# ------------------------------------------------------------------------------------------ a run ahead of plan
+def test_a_run_ahead_of_its_plan_grows_the_retraining_to_fill_the_budget():
+    cfg, record, steps = start()
+    search_s, tune_s = record["planned"]["search"], record["planned"]["tune"]
+    draws = record["random_draws"]
+    elapsed = 10.0 + search_s + 0.6 * tune_s
+    assert B.replan(record, steps, "tune", 0.6 * tune_s, elapsed, PER_PASS) is None  # without grow: ends early
+    entry = B.replan(record, steps, "tune", 0.6 * tune_s, elapsed, PER_PASS, grow=True)
+    assert entry["grew"] and entry["factor"] == pytest.approx(0.6, rel=1e-3) and "grows" in entry["note"]
+    new, old = entry["new"], entry["old"]
+    assert new["tune_steps"] == old["tune_steps"] and new["tune_configs"] == old["tune_configs"]
+    assert old["retrain_steps"] < new["retrain_steps"] <= B.GROW_MAX * old["retrain_steps"]
+    end = lambda s: elapsed + 0.6 * (seconds_left(record, {**steps, **s}, ("retrain",), draws)  # noqa: E731
+                                     + FAKE_COSTS["after"])
+    assert end(new) == pytest.approx(entry["projected_end"], abs=0.05)
+    assert end(old) < (1 - B.GROW_SLACK) * 300.0  # it was ahead: more than 10% of the budget left unused
+    # the most steps that end by GROW_FILL of the budget, unless capped at GROW_MAX times the old ones
+    assert end(new) <= B.GROW_FILL * 300.0 + 1e-6
+    if new["retrain_steps"] < B.GROW_MAX * old["retrain_steps"]:
+        assert end({**new, "retrain_steps": new["retrain_steps"] + 1}) > B.GROW_FILL * 300.0
+
+
+def test_growth_is_capped_and_a_run_near_its_end_does_not_grow():
+    cfg, record, steps = start()
+    search_s, tune_s = record["planned"]["search"], record["planned"]["tune"]
+    # a machine 20x faster than measured: the cap holds
+    entry = B.replan(record, steps, "tune", 0.05 * tune_s, 10.0 + 0.05 * (search_s + tune_s), PER_PASS, grow=True)
+    assert entry["new"]["retrain_steps"] == int(B.GROW_MAX * steps["retrain_steps"])
+    # a run projected to end within GROW_SLACK of its budget keeps its plan
+    f = 0.97
+    elapsed = 10.0 + f * (search_s + tune_s)
+    projected = elapsed + f * (record["planned"]["retrain"] + FAKE_COSTS["after"])
+    assert (1 - B.GROW_SLACK) * 300.0 <= projected <= 300.0
+    assert B.replan(record, steps, "tune", f * tune_s, elapsed, PER_PASS, grow=True) is None
+    # after the search the tuning's planned time (at the search's speed) is kept free; only the retraining grows
+    entry = B.replan(record, steps, "search", 0.5 * search_s, 10.0 + 0.5 * search_s, PER_PASS, grow=True)
+    assert entry["grew"] and entry["new"]["tune_steps"] == steps["tune_steps"]
+    assert entry["new"]["retrain_steps"] > steps["retrain_steps"]
+    assert entry["projected_end"] <= B.GROW_FILL * 300.0 + 1e-6
+
+
+def ahead(monkeypatch, search_factor, tune_factor):
+    """The pipeline on a fake clock: the search and the tunings take these factors of their planned seconds."""
+    clock = Clock()
+    monkeypatch.setattr(pipeline, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    real_search, real_tune = pipeline.search, pipeline.tune
+
+    def search(task, cfg, rd):
+        card = real_search(task, cfg, rd)
+        clock.now += search_factor * rd.read_json("config.json")["budget"]["planned"]["search"]
+        return card
+
+    def tune(task, cfg, rd, card):
+        out = real_tune(task, cfg, rd, card)
+        # called twice, for DASH's tuning and the baseline's: half the planned tuning each
+        clock.now += tune_factor * rd.read_json("config.json")["budget"]["planned"]["tune"] / 2
+        return out
+
+    monkeypatch.setattr(pipeline, "search", search)
+    monkeypatch.setattr(pipeline, "tune", tune)
+    return clock
+
+
+def test_a_fresh_run_ahead_of_plan_trains_the_grown_steps_and_a_resumed_run_never_grows(tmp_path, monkeypatch):
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(COSTS))
+    ahead(monkeypatch, 1.0, 0.5)
+    task = tiny_task()
+    res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
+                       **SETTINGS)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    (entry,) = meta["budget"]["replans"]  # the search ran on plan: nothing after it; the tunings ran at 0.5x
+    assert entry["after"] == "tune" and entry["grew"] and entry["factor"] == pytest.approx(0.5, rel=1e-3)
+    assert entry["new"]["retrain_steps"] > entry["old"]["retrain_steps"]
+    assert meta["config"]["retrain"]["steps"] == meta["plan"]["retrain"]["steps"] == entry["new"]["retrain_steps"]
+    rows = (tmp_path / "run" / "history_retrain.csv").read_text().strip().splitlines()
+    assert len(rows) - 1 == meta["plan"]["retrain"]["epochs"]
+    assert "(ahead of plan: the retraining grows)" in res.summary()
+
+    # the same run stopped in its tuning, then resumed: the resumed call did not make the plan, so it keeps it
+    monkeypatch.setattr(pipeline, "tune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(task, preset="smoke", out=tmp_path / "stopped", budget="300s", figures=False, verbose=False,
+                     **SETTINGS)
+    monkeypatch.undo()
+    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: pytest.fail("a resumed run keeps its plan"))
+    ahead(monkeypatch, 1.0, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = pipeline.run(task, preset="smoke", out=tmp_path / "stopped", budget="300s", figures=False,
+                             verbose=False, **SETTINGS)
+    stored = json.loads((tmp_path / "stopped" / "config.json").read_text())
+    assert not stored["budget"].get("replans")
+    assert again.plan["retrain"]["steps"] == entry["old"]["retrain_steps"]

@@ -36,6 +36,7 @@ import torch
 
 import dashkit
 from dashkit.config import parse_setting
+from dashkit.pipeline import best_network
 from dashkit.tasks.byod import pad_series
 
 # The datasets, and ResNet's published test accuracy where Fawaz et al. (2019, "Deep learning for time series
@@ -209,11 +210,31 @@ def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, sett
             "lengths": task.info.get("lengths", {}).get("policy", "equal"),
             "chance": max(counts.values()) / len(y_test),
             "dash": _accuracy(r.metrics.get("dash")), "baseline": _accuracy(r.metrics.get("baseline")),
-            "random": _accuracy(r.metrics.get("random")), "run_s": run_s,
+            "random": _accuracy(r.metrics.get("random")), "run_s": run_s, **chosen_fields(r.val_metrics, r.metrics),
             "decided": list(r.card.decided_count() or ()) or None,
             "dash_s": sum(r.times.get(s, 0.0) for s in ("search", "tune", "retrain")),
             "baseline_s": sum(r.times.get(s, 0.0) for s in ("baseline_tune", "baseline_retrain")),
             "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers)}
+
+
+def chosen_fields(val_metrics: Dict[str, float], test_metrics: Dict[str, float]) -> Dict[str, Any]:
+    """A row's fields for the network chosen on validation (`dashkit.pipeline.best_network`): which one, and its
+    test accuracy."""
+    if "dash" not in val_metrics or "baseline" not in val_metrics:
+        return {}
+    which = best_network(val_metrics)
+    return {"chosen": which, "chosen_acc": _accuracy(test_metrics.get(which))}
+
+
+def _chosen_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
+    """``chosen_fields`` of a row made before rows recorded them, read from its run directory (if it is there)."""
+    metrics = folder / f"{row['dataset']}-s{row['seed']}" / "metrics.json"
+    if "chosen" in row or not metrics.exists():
+        return row
+    m = json.loads(metrics.read_text())
+    val = {k: v["val"] for k, v in m.items() if k in ("dash", "baseline") and isinstance(v, dict)}
+    test = {k: v["test"] for k, v in m.items() if k in ("dash", "baseline") and isinstance(v, dict)}
+    return {**row, **chosen_fields(val, test)}
 
 
 def _same_config(row: Dict[str, Any], config: Dict[str, Any]) -> bool:
@@ -291,7 +312,7 @@ def collect(a: argparse.Namespace) -> int:
             raise SystemExit(f"--collect {d!r}: no ucr.json there")
         for r in json.loads(path.read_text()):
             if _same_config(r, config):
-                by_key[(r["dataset"], r["seed"])] = r
+                by_key[(r["dataset"], r["seed"])] = _chosen_from_run(r, Path(d))
     if not by_key:
         raise SystemExit(f"--collect: no rows made with {config} in {', '.join(a.collect)}")
     order = {name: i for i, name in enumerate(DATASETS)}
@@ -306,7 +327,17 @@ def collect(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ table
 COLUMNS = ("dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "random archs",
-           "MiniRocket", "ResNet (published)", "layers decided", "DASH s", "baseline s", "run s", "MiniRocket s")
+           "MiniRocket", "ResNet (published)", "chosen on validation", "layers decided", "DASH s", "baseline s",
+           "run s", "MiniRocket s")
+
+
+def _chosen_text(rs: List[Dict[str, Any]]) -> str:
+    """The chosen-on-validation cell: accuracy mean ± sd and how many seeds chose the baseline."""
+    chosen = [r for r in rs if r.get("chosen")]
+    if not chosen:
+        return "–"
+    return (f"{_mean_sd([r.get('chosen_acc') for r in chosen])} "
+            f"(baseline {sum(r['chosen'] == 'baseline' for r in chosen)}/{len(chosen)})")
 
 
 def _mean_sd(values: List[Optional[float]]) -> str:
@@ -335,7 +366,8 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
     + predict).
     """
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    means: Dict[str, List[float]] = {k: [] for k in ("chance", "dash", "baseline", "random", "minirocket")}
+    means: Dict[str, List[float]] = {k: [] for k in ("chance", "dash", "baseline", "random", "minirocket",
+                                                      "chosen_acc")}
     wins, compared, padded = 0, 0, []
     random_wins, random_compared = 0, 0
     for name in dict.fromkeys(r["dataset"] for r in rows):
@@ -363,7 +395,8 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
             f"{first['channels']} x {first['length']}", str(first["classes"]), f"{first['chance']:.3f}",
             _mean_sd([r.get("dash") for r in rs]), _mean_sd([r.get("baseline") for r in rs]),
             _mean_sd([r.get("random") for r in rs]),
-            _mean_sd([r.get("minirocket") for r in rs]), "–" if resnet is None else f"~{resnet:.2f}", decided_text,
+            _mean_sd([r.get("minirocket") for r in rs]), "–" if resnet is None else f"~{resnet:.2f}",
+            _chosen_text(rs), decided_text,
             _seconds([r.get("dash_s") for r in rs]), _seconds([r.get("baseline_s") for r in rs]),
             _seconds([r.get("run_s") for r in rs]), _seconds([r.get("minirocket_s") for r in rs])]) + " |")
     n = len(dict.fromkeys(r["dataset"] for r in rows))
@@ -371,7 +404,7 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
     avg = {k: (f"{statistics.mean(v):.3f}" + (f" ({len(v)} of {n})" if len(v) < n else "")) if v else "–"
            for k, v in means.items()}
     lines.append(f"| mean over {n} datasets | | | | {avg['chance']} | {avg['dash']} | {avg['baseline']} | "
-                 f"{avg['random']} | {avg['minirocket']} | | | | | | |")
+                 f"{avg['random']} | {avg['minirocket']} | | {avg['chosen_acc']} | | | | | |")
     seeds = sorted({r["seed"] for r in rows})
     lines += ["", f"DASH >= baseline (mean test accuracy over seeds) on {wins} of {compared} datasets."]
     if random_compared:
@@ -384,7 +417,9 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
               "split. Chance: the test split's majority class. Layers decided: searched layers that passed the "
               "decision test, summed over seeds. Times: wall seconds per seed (DASH: search + tuning + retraining; "
               "run: the whole dashkit.run call, the random architectures and tests included). ResNet: Fawaz et al. "
-              "(2019), approximate."]
+              "(2019), approximate. Chosen on validation: the test accuracy of whichever of DASH and the baseline "
+              "has the better validation metric (DASH on a tie; `which=\"best\"` in dashkit), and on how many "
+              "seeds that was the baseline."]
     if padded:
         lines.append(f"Variable-length series ({', '.join(padded)}): {PAD_NOTE}, for dashkit and MiniRocket alike.")
     return "\n".join(lines)

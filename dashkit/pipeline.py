@@ -45,7 +45,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
            "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "predict", "time_plan",
-           "tune_worker", "random_control", "random_card",
+           "tune_worker", "random_control", "random_card", "best_network",
            "NonFiniteLossError", "TuningUndecidedWarning", "SmallValidationWarning", "tuning_decided",
            "UNDECIDED_MARGIN"]
 
@@ -100,6 +100,9 @@ class RunResult:
         classes: a classification task's labels in class-index order (config.json's task_info), or None.
         random: the random-architecture control as metrics.json records it (``"test"``, ``"test_sd"``, ``"val"``,
             ``"draws"``, ``"per_draw"``, ...; `dashkit.stages.control.summarise`), or None when it was not run.
+        best: the network to use, chosen on validation: "dash" or "baseline", whichever has the lower best
+            validation metric ("dash" on a tie), as `best_network`; "dash" when no baseline was trained.
+            ``which="best"`` in `predict` and `load_model` loads it.
     """
 
     task: str
@@ -116,6 +119,10 @@ class RunResult:
     classes: Optional[list] = field(default=None, repr=False)
     random: Optional[Dict[str, Any]] = field(default=None, repr=False)
 
+    @property
+    def best(self) -> str:
+        return best_network(self.val_metrics)
+
     def predict(self, x: Any, which: str = "dash", task: Union["Task", str, None] = None,
                 device: Union[torch.device, str] = "cpu") -> np.ndarray:
         """Predictions of the run's trained network for inputs ``x`` (N, *in_shape): see `predict`."""
@@ -130,6 +137,10 @@ class RunResult:
             if name == "random" and self.random:
                 line += "   " + random_line(self.random)
             lines.append(line)
+        if "baseline" in self.val_metrics and "dash" in self.val_metrics:
+            lines.append(f"  chosen on validation: {'DASH' if self.best == 'dash' else 'the baseline'} "
+                         f"(validation {self.val_metrics['dash']:.4g} DASH, {self.val_metrics['baseline']:.4g} "
+                         f"baseline; which='best' loads it)")
         lines.append("architecture (kernel size k, dilation d per searched layer):")
         lines += ["  " + row for row in self.card.summary().splitlines()]
         if self.plan:
@@ -436,14 +447,32 @@ def _preflight(task: "Task", cfg: RunConfig) -> None:
         distributed.per_rank_batch(getattr(cfg, stage).batch_size, f"{stage}_batch_size")
 
 
+def best_network(val_metrics: Mapping[str, float]) -> str:
+    """The network a run's validation split chooses: "baseline" when its best validation metric is lower than
+    DASH's, else "dash" (a tie keeps the searched network; "dash" too when no baseline was trained).
+
+    The choice is made on the split that also picked each network's epoch, so the chosen network's validation
+    value is optimistic; its test metric, computed once, is the number to quote. With a validation split of a
+    few examples (`dashkit.tasks.SmallSplitWarning`) the choice is close to a coin toss when the two are near.
+
+    Example:
+        >>> best_network({"dash": 10.0, "baseline": 0.0})
+        'baseline'
+    """
+    dash, base = val_metrics.get("dash"), val_metrics.get("baseline")
+    if dash is None:
+        raise ValueError(f"val_metrics = {dict(val_metrics)!r}: expected a 'dash' entry (and 'baseline')")
+    return "baseline" if base is not None and float(base) < float(dash) else "dash"
+
+
 def load_model(run_dir: Union[RunDir, PathLike], which: str = "dash", task: Union["Task", str, None] = None,
                device: Union[torch.device, str] = "cpu") -> nn.Module:
     """The trained network of a run, with its saved weights (best validation epoch), in eval mode.
 
     Args:
         run_dir: a run directory whose retraining finished.
-        which: "dash" (the searched architecture), "baseline" (default kernels) or "random_<i>" (draw i of the
-            random-architecture control).
+        which: "dash" (the searched architecture), "baseline" (default kernels), "best" (whichever of the two
+            validates better: `best_network`) or "random_<i>" (draw i of the random-architecture control).
         task: the Task or its registered name; default the name in config.json.
         device: where to put the model.
 
@@ -453,10 +482,16 @@ def load_model(run_dir: Union[RunDir, PathLike], which: str = "dash", task: Unio
     from .supernet import ArchCard
 
     draw = which[len("random_"):] if isinstance(which, str) and which.startswith("random_") else None
-    if which not in ("dash", "baseline") and not (draw is not None and draw.isdigit()):
-        raise ValueError(f"which = {which!r}: expected 'dash' or 'baseline', or 'random_<i>' for draw i = 0, 1, ... "
-                         f"of the random-architecture control")
+    if which not in ("dash", "baseline", "best") and not (draw is not None and draw.isdigit()):
+        raise ValueError(f"which = {which!r}: expected 'dash', 'baseline' or 'best', or 'random_<i>' for draw "
+                         f"i = 0, 1, ... of the random-architecture control")
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if which == "best":
+        if not rd.exists("metrics.json"):
+            raise FileNotFoundError(f"which = 'best' chooses on the run's validation metrics, and "
+                                    f"{str(rd.file('metrics.json'))!r} does not exist yet: finish the run first")
+        which = best_network({m: v["val"] for m, v in rd.read_json("metrics.json").items()
+                              if m in ("dash", "baseline") and isinstance(v, dict)})
     _, cfg, task = read_run(rd, task)
     card_file = "archcard.json" if which == "dash" else f"{which}_archcard.json" if draw is not None else None
     card = ArchCard.load(rd.file(card_file)) if card_file is not None else None
@@ -478,7 +513,8 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
         run_dir: a run directory whose retraining finished.
         x: inputs (N, *task.in_shape) as a numpy array or torch tensor, prepared as the task's inputs were (for a
             ``from_arrays`` task: the same length policy and mask channel); (N, L) is read as one channel.
-        which: "dash", "baseline" or "random_<i>".
+        which: "dash", "baseline", "best" (whichever of the two validates better: `best_network`) or
+            "random_<i>".
         task: the Task or its registered name; default the name in config.json (a ``from_arrays`` task is not
             registered: pass it).
         device: where the model runs.

@@ -180,8 +180,8 @@ CASES = [
          r"tune_storage = 'sqlite:///tune\.db': SQLite cannot be shared by several tuning workers"),
     Case("parallel tuning without shared storage", "python", lambda r, t: run_again(r, tune_parallel=True),
          ValueError, r"tune_parallel = True needs tune_storage"),
-    Case("model of an unknown kind", "python", lambda r, t: pipeline.load_model(r, "best"), ValueError,
-         r"which = 'best': expected 'dash' or 'baseline'"),
+    Case("model of an unknown kind", "python", lambda r, t: pipeline.load_model(r, "biggest"), ValueError,
+         r"which = 'biggest': expected 'dash', 'baseline' or 'best'"),
     # ---- data given as arrays
     Case("NaN in the data", "python", lambda r, t: pipeline.run(from_arrays(nan_x, y_ok), out=r), ValueError,
          r"x_train holds 1 NaN or infinite value\(s\); expected finite numbers only"),

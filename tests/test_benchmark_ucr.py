@@ -115,6 +115,9 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
         metrics = json.loads((tmp_path / f"{r['dataset']}-s0" / "metrics.json").read_text())
         assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100)
         assert r["baseline"] == pytest.approx(1 - metrics["baseline"]["test"] / 100)
+        # the network chosen on validation, and its test accuracy
+        lower = "baseline" if metrics["baseline"]["val"] < metrics["dash"]["val"] else "dash"
+        assert r["chosen"] == lower and r["chosen_acc"] == r[lower]
     assert (fixed["channels"], fixed["length"], fixed["lengths"]) == (2, "24", "equal")
     assert (variable["channels"], variable["length"], variable["lengths"]) == (1, "14-24", "pad")
     assert fixed["minirocket_input"] == "as loaded" and variable["minirocket_input"] == ucr.PAD_NOTE
@@ -128,11 +131,13 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
     assert lines[0] == "| " + " | ".join(ucr.COLUMNS) + " |"
     assert [c.strip() for c in lines[0].strip("|").split("|")] == [
         "dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "random archs",
-        "MiniRocket", "ResNet (published)", "layers decided", "DASH s", "baseline s", "run s", "MiniRocket s"]
+        "MiniRocket", "ResNet (published)", "chosen on validation", "layers decided", "DASH s", "baseline s",
+        "run s", "MiniRocket s"]
     cells = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines[2:5]}
     assert cells["FakeFixed"][1:5] == [f"40 ({fixed['val']}) / 30", "2 x 24", "2", f"{fixed['chance']:.3f}"]
     assert cells["FakeFixed"][5] == f"{fixed['dash']:.3f}" and cells["FakeFixed"][9] == "~0.90"
-    assert cells["FakeVariable"][9] == "–" and cells["FakeVariable"][14] == "0.5"
+    assert cells["FakeVariable"][9] == "–" and cells["FakeVariable"][15] == "0.5"
+    assert cells["FakeFixed"][10] == f"{fixed['chosen_acc']:.3f} (baseline {int(fixed['chosen'] == 'baseline')}/1)"
     assert cells["mean over 2 datasets"][5] == f"{(fixed['dash'] + variable['dash']) / 2:.3f}"
     wins = sum(r["dash"] >= r["baseline"] for r in rows)
     assert f"DASH >= baseline (mean test accuracy over seeds) on {wins} of 2 datasets." in lines
@@ -230,14 +235,15 @@ def test_ucr_table_gives_mean_and_sd_over_seeds_and_says_over_how_many_datasets_
              "minirocket_s": 3.0, "minirocket_input": "as loaded"},
             {**common, "dataset": "B", "seed": 0, "chance": 0.2, "dash": 0.4, "baseline": 0.3, "minirocket": None,
              "random": 0.45, "decided": [1, 4], "run_s": 30.0}]
-    rows[0].update(random=0.3, decided=[2, 4], run_s=20.0)
-    rows[1].update(random=0.5, decided=[3, 4], run_s=22.0)
+    rows[0].update(random=0.3, decided=[2, 4], run_s=20.0, chosen="baseline", chosen_acc=0.7)
+    rows[1].update(random=0.5, decided=[3, 4], run_s=22.0, chosen="dash", chosen_acc=0.7)
     lines = ucr.table(rows, "standard").splitlines()
     a, b, mean = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:5])
-    assert a[5:] == ["0.600 ± 0.141", "0.700 ± 0.000", "0.400 ± 0.141", "0.850 ± 0.071", "~0.84", "5/8", "10.0",
-                     "4.0", "21.0", "2.0"]
-    assert b[5:] == ["0.400", "0.300", "0.450", "–", "–", "1/4", "10.0", "4.0", "30.0", "–"]
+    assert a[5:] == ["0.600 ± 0.141", "0.700 ± 0.000", "0.400 ± 0.141", "0.850 ± 0.071", "~0.84",
+                     "0.700 ± 0.000 (baseline 1/2)", "5/8", "10.0", "4.0", "21.0", "2.0"]
+    assert b[5:] == ["0.400", "0.300", "0.450", "–", "–", "–", "1/4", "10.0", "4.0", "30.0", "–"]
     assert mean[:1] + mean[4:9] == ["mean over 2 datasets", "0.300", "0.500", "0.500", "0.425", "0.850 (1 of 2)"]
+    assert mean[10] == "0.700 (1 of 2)"
     assert "DASH >= baseline (mean test accuracy over seeds) on 1 of 2 datasets." in lines
     assert "DASH >= the mean random architecture on 1 of 2 datasets." in lines
     assert any(line.startswith("Preset standard, seeds 0, 1;") for line in lines)
@@ -260,6 +266,15 @@ def test_ucr_collect_merges_runs_made_side_by_side_into_one_table(ucr, monkeypat
     assert [(r["dataset"], r["seed"], r["dash"]) for r in rows] == [("A", 0, 0.7), ("A", 1, 0.8), ("B", 0, 0.6)]
     md = (tmp_path / "all" / "ucr.md").read_text()
     assert md.strip() in capsys.readouterr().out and "| A | " in md and "0.750 ± 0.071" in md
+    # rows made before rows recorded the network chosen on validation get it from their run directory
+    run = tmp_path / "b" / "B-s0"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"metric": "error_pct", "dash": {"val": 20.0, "test": 40.0},
+                                                  "baseline": {"val": 10.0, "test": 50.0}}))
+    assert ucr.main(argv) == 0
+    rows = json.loads((tmp_path / "all" / "ucr.json").read_text())
+    assert rows[2]["chosen"] == "baseline" and rows[2]["chosen_acc"] == pytest.approx(0.5)
+    assert "chosen" not in rows[0]  # no run directory: nothing to read
     with pytest.raises(SystemExit, match="one of the --collect directories"):
         ucr.main(["--collect", str(tmp_path / "a"), "--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match="no rows made with"):

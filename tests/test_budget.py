@@ -264,6 +264,34 @@ def test_predictions_come_back_in_the_users_string_labels(tmp_path):
     with pytest.raises(ValueError, match=r"x has shape \(17, 1, 30\); expected \(N, 1, 32\)"):
         pipeline.predict(tmp_path / "run", new[:, :, :30], task=task)
 
+    # which="best": the network with the lower best validation metric (the run's own choice, then a forced one)
+    chosen = pipeline.best_network(res.val_metrics)
+    assert res.best == chosen and f"chosen on validation: {'DASH' if chosen == 'dash' else 'the baseline'}" in \
+        res.summary()
+    assert list(res.predict(new, task=task, which="best")) == list(res.predict(new, task=task, which=chosen))
+    metrics_file = tmp_path / "run" / "metrics.json"
+    stored = json.loads(metrics_file.read_text())
+    for winner, loser in (("baseline", "dash"), ("dash", "baseline")):
+        stored[winner]["val"], stored[loser]["val"] = 10.0, 20.0
+        metrics_file.write_text(json.dumps(stored))
+        assert pipeline.load_result(tmp_path / "run").best == winner
+        best_net = pipeline.load_model(tmp_path / "run", "best", task=task)
+        same = pipeline.load_model(tmp_path / "run", winner, task=task)
+        assert [tuple(p.shape) for p in best_net.parameters()] == [tuple(p.shape) for p in same.parameters()]
+        assert all(torch.equal(a, b) for a, b in zip(best_net.state_dict().values(), same.state_dict().values()))
+    metrics_file.unlink()
+    with pytest.raises(FileNotFoundError, match=r"which = 'best' chooses on the run's validation metrics"):
+        pipeline.load_model(tmp_path / "run", "best", task=task)
+
+
+def test_best_network_prefers_the_lower_validation_metric_and_keeps_dash_on_a_tie():
+    assert pipeline.best_network({"dash": 10.0, "baseline": 0.0}) == "baseline"
+    assert pipeline.best_network({"dash": 0.2, "baseline": 0.3, "random": 0.0}) == "dash"  # draws are controls
+    assert pipeline.best_network({"dash": 5.0, "baseline": 5.0}) == "dash"
+    assert pipeline.best_network({"dash": 5.0}) == "dash"
+    with pytest.raises(ValueError, match=r"expected a 'dash' entry"):
+        pipeline.best_network({"baseline": 1.0})
+
 
 # ------------------------------------------------------------------- a preset run's forecast and warning
 def test_forecast_counts_every_stage_as_the_budget_planner_does():

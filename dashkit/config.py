@@ -81,6 +81,9 @@ class SearchConfig:
     backend: str = "auto"  # "fft", "direct", "mixed_results" (DARTS), or "auto": measured per layer, so it may differ
     # between machines and runs; fix it for bit-reproducible resumes
     scheme: str = "single_level"  # "single_level" (DASH) or "bilevel" (first-order DARTS: alpha on val batches)
+    arch_holdout: float = 0.0  # bilevel only: > 0 holds this fraction of the training split out (stratified) for
+    # alpha's batches, the weights training on the rest, so the validation split stays unseen by the search
+    # (DARTS's split of the training data); 0: alpha steps on the validation split's batches
     backbone: Dict[str, Any] = field(default_factory=dict)  # overrides of the searched backbone's kwargs
 
     def __post_init__(self) -> None:
@@ -96,6 +99,14 @@ class SearchConfig:
         _milestones(self)
         _choice(self, "relaxation", RELAXATIONS)
         _choice(self, "scheme", _SCHEMES)
+        if isinstance(self.arch_holdout, bool) or not isinstance(self.arch_holdout, (int, float)) or \
+                not 0 <= self.arch_holdout < 1:
+            raise ValueError(f"search_arch_holdout = {self.arch_holdout!r}: expected a fraction in [0, 1) of the "
+                             f"training split")
+        if self.arch_holdout > 0 and self.scheme != "bilevel":
+            raise ValueError(f"search_arch_holdout = {self.arch_holdout!r} holds training data out for alpha's "
+                             f"batches, which only the bilevel scheme takes: set search_scheme='bilevel' (it is "
+                             f"{self.scheme!r}) or search_arch_holdout=0")
         _choice(self, "backend", SEARCH_BACKENDS)
 
     def warmup_steps(self, steps: int) -> int:

@@ -28,6 +28,8 @@ from .models import build_supernet, net_spec
 from .training import batch_loss, check_finite, cycle, epoch_batches, lr_factor, mean_over_ranks, set_lr, sgd
 
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from ..config import RunConfig
     from ..supernet import ArchCard
     from ..tasks.base import Task
@@ -101,7 +103,9 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     """DASH's search on a supernet of the task's backbone; returns the ArchCard (also saved as archcard.json).
 
     Every training batch is one `search_step`: single-level (DASH), or bilevel (first-order DARTS) with
-    ``search_scheme="bilevel"``, alpha then stepping on a validation batch first. The first ``search_warmup`` of
+    ``search_scheme="bilevel"``, alpha then stepping on a validation batch first: from the validation split, or
+    with ``search_arch_holdout`` > 0 from that fraction of the training split held out (`arch_split`), the weights
+    training on the rest and the validation split left to the tuning and retraining. The first ``search_warmup`` of
     the steps train the weights alone (`SearchConfig.warmup_steps`; alpha's lr is set for the steps left, and the
     card's meta records ``warmup_steps``). Records softmax(alpha) per layer after every epoch in alphas.json.
 
@@ -127,6 +131,7 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     arch_lr = sc.arch_lr_for(plan.steps - warmup)  # sc.arch_lr, scaled up for a short search (search_arch_lr_steps)
     a_opt = sgd(supernet.arch_parameters(model), arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
     layer_names = [n for n, _ in supernet.dash_layers(model)]
+    weight_data, arch_data = arch_split(task, cfg)
     rows: List[Dict[str, Any]] = []
     alphas: List[Dict[str, List[float]]] = []
     start, seconds_before = 0, 0.0
@@ -146,8 +151,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
         set_lr(a_opt, arch_lr * factor)
         model.train()
         n = plan.steps_in_epoch(epoch)
-        batches = epoch_batches(task.train, plan.batch_size, cfg, device, seed + 1 + epoch, n)
-        val_batches = (cycle(task.val, sc.batch_size, cfg, device, stage_seed(cfg.seed, f"search_val_{epoch}"))
+        batches = epoch_batches(weight_data, plan.batch_size, cfg, device, seed + 1 + epoch, n)
+        val_batches = (cycle(arch_data, sc.batch_size, cfg, device, stage_seed(cfg.seed, f"search_val_{epoch}"))
                        if sc.scheme == "bilevel" else None)
         total = 0.0
         first = plan.steps_before(epoch)
@@ -183,6 +188,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     card.backbone = name
     card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": plan.epochs,
                       "steps": plan.steps, "arch_lr": arch_lr, "warmup_steps": warmup})
+    if arch_data is not task.val:
+        card.meta["arch_holdout"] = len(arch_data)  # training examples alpha stepped on (the weights: the rest)
     rd.write_json("alphas.json", {"layers": layer_names, "candidates": [list(c) for c in space.candidates],
                                   "epochs": [[a[ln] for ln in layer_names] for a in alphas]})
     if rd.writable:
@@ -191,6 +198,29 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
         supernet.warn_if_undecided(card, stacklevel=caller_stacklevel())
     rd.mark_done("search", {"seconds": seconds_before + time.perf_counter() - t0, "layers": len(layer_names)})
     return card
+
+
+def arch_split(task: "Task", cfg: "RunConfig") -> Tuple["Dataset", "Dataset"]:
+    """The search's data: (the weights' batches, alpha's batches in the bilevel scheme).
+
+    ``(task.train, task.val)``, unless ``search_arch_holdout`` > 0: then the training split is split, stratified
+    by class for classification (`dashkit.tasks.base.holdout_indices`, seeded by the run's seed alone, so a resumed
+    run and every torchrun rank get the same split), into (the rest, the hold-out), two ``Subset`` datasets.
+    """
+    from torch.utils.data import Subset
+
+    from ..tasks.base import holdout_indices, split_targets
+
+    frac = cfg.search.arch_holdout
+    if cfg.search.scheme != "bilevel" or not frac:
+        return task.train, task.val
+    n = len(task.train)  # type: ignore[arg-type]
+    if n < 2:
+        raise ValueError(f"search_arch_holdout = {frac!r}: the training split has {n} example(s), too few to hold "
+                         f"any out; set search_arch_holdout=0 (alpha on the validation split)")
+    labels = split_targets(task.train).long() if task.kind == "classification" else None
+    held, rest = holdout_indices(n, frac, stage_seed(cfg.seed, "search_arch_holdout"), labels)
+    return Subset(task.train, rest), Subset(task.train, held)
 
 
 def _mean_entropy(probs: Mapping[str, List[float]]) -> float:

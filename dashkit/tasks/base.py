@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -270,6 +270,39 @@ def tensor_dataset(x: Union[torch.Tensor, np.ndarray], y: Union[torch.Tensor, np
         y: (N, ...) targets, likewise.
     """
     return TensorDataset(*(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in (x, y)))
+
+
+def holdout_indices(n: int, fraction: float, seed: int, labels: Optional[torch.Tensor] = None
+                    ) -> Tuple[List[int], List[int]]:
+    """A seeded hold-out of about ``fraction`` of ``range(n)``: (held, rest), both sorted and non-empty.
+
+    Without ``labels``: ``round(fraction n)`` indices of a random permutation (at least 1, at most n - 1). With
+    ``labels`` (N,) class indices: stratified, ``round(fraction count)`` of every class (at least 1 and at most
+    count - 1 of a class with two or more examples; a class of one example stays in ``rest``), so both parts keep
+    the classes' proportions. The same (n, fraction, seed, labels) give the same split.
+
+    Raises:
+        ValueError: ``n`` < 2, ``fraction`` outside (0, 1), or ``labels`` of another length.
+    """
+    if n < 2 or isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise ValueError(f"a hold-out of fraction = {fraction!r} of n = {n} examples: expected n >= 2 and "
+                         f"0 < fraction < 1")
+    g = torch.Generator().manual_seed(int(seed))
+    if labels is None:
+        groups = [list(range(n))]
+    else:
+        labels = torch.as_tensor(labels).long().reshape(-1)
+        if len(labels) != n:
+            raise ValueError(f"labels has {len(labels)} entries; expected n = {n}")
+        groups = [torch.nonzero(labels == c).flatten().tolist() for c in torch.unique(labels).tolist()]
+    held: List[int] = []
+    for members in groups:
+        if len(members) < 2:
+            continue
+        order = [members[i] for i in torch.randperm(len(members), generator=g).tolist()]
+        held += order[:min(len(members) - 1, max(1, round(fraction * len(members))))]
+    chosen = set(held)
+    return sorted(held), [i for i in range(n) if i not in chosen]
 
 
 def kfold_indices(n: int, k: int, seed: int, labels: Optional[torch.Tensor] = None) -> list:

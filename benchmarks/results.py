@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import dashkit
+from dashkit.pipeline import best_network
 
 TASKS = ("mnist1d", "darcy", "genomics", "spherical_mnist", "ecg_synth")
 
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
         for spec in a.collect:
             folder, _, names = spec.partition(":")
             keep = set(names.split(",")) if names else None
-            rows += [r for r in json.loads((Path(folder) / "results.json").read_text())
+            rows += [_chosen_from_run(r, Path(folder)) for r in json.loads((Path(folder) / "results.json").read_text())
                      if keep is None or r["task"] in keep]
         print(table(sorted(rows, key=lambda r: (r["task"], r["seed"]))))
         return 0
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
             decided = r.card.decided_count() if r.card is not None else None
             rows.append({"task": task, "seed": seed, "metric": r.metric, "dash": r.metrics["dash"],
                          "baseline": r.metrics["baseline"], "random": r.metrics.get("random"),
+                         "chosen": r.best, "chosen_metric": r.metrics[r.best],
                          "random_per_draw": (r.random or {}).get("per_draw"),
                          "choices": {layer.name: [layer.k, layer.d] for layer in r.card.layers},
                          "candidates": len(r.card.layers[0].alpha) if r.card.layers else None,
@@ -64,6 +66,17 @@ def main(argv=None) -> int:
             (out / "results.json").write_text(json.dumps(rows, indent=2))
     print(table(rows))
     return 0
+
+
+def _chosen_from_run(row: dict, folder: Path) -> dict:
+    """A row made before rows recorded the network chosen on validation, completed from its run's metrics.json
+    (`dashkit.pipeline.best_network`), when the run directory is there."""
+    metrics = folder / f"{row['task']}-s{row['seed']}" / "metrics.json"
+    if "chosen" in row or not metrics.exists():
+        return row
+    m = json.loads(metrics.read_text())
+    chosen = best_network({k: m[k]["val"] for k in ("dash", "baseline") if k in m})
+    return {**row, "chosen": chosen, "chosen_metric": m[chosen]["test"]}
 
 
 def agreement(rows) -> tuple:
@@ -76,8 +89,8 @@ def agreement(rows) -> tuple:
 def table(rows) -> str:
     lines = ["| task | metric | seeds | DASH | baseline | random archs | DASH better than baseline | DASH better than "
              "random | layers decided | same choice across seeds (chance 1/M) | (search + retrain) / baseline time "
-             "| run (min) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run (min) | chosen on validation |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         rs = [r for r in rows if r["task"] == task]
         d = [r["dash"] for r in rs]
@@ -92,13 +105,16 @@ def table(rows) -> str:
         decided = [r["decided"] for r in rs if r.get("decided")]
         share, pairs = agreement(rs)
         m = rs[0].get("candidates")
+        chosen = [r for r in rs if r.get("chosen")]
+        chosen_text = (f"{fmt([r['chosen_metric'] for r in chosen])} (baseline "
+                       f"{sum(r['chosen'] == 'baseline' for r in chosen)}/{len(chosen)})" if chosen else "-")
         lines.append(f"| {task} | {rs[0]['metric']} | {len(rs)} | {fmt(d)} | {fmt(b)} | "
                      f"{fmt(rnd) if have_random else '-'} | {better(d, b)} | "
                      f"{better(d, rnd) if have_random else '-'} | "
                      f"{f'{sum(x[0] for x in decided)}/{sum(x[1] for x in decided)}' if decided else '-'} | "
                      f"{f'{share:.2f} ({pairs} layer pairs; 1/M = {1 / m:.2f})' if share is not None and m else '-'} | "
                      f"{statistics.mean(t):.2f} ({min(t):.2f}-{max(t):.2f}) | "
-                     f"{statistics.mean(r['wall'] for r in rs) / 60:.1f} |")
+                     f"{statistics.mean(r['wall'] for r in rs) / 60:.1f} | {chosen_text} |")
     return "\n".join(lines)
 
 

@@ -127,7 +127,21 @@ def test_results_table_has_the_random_control_decisions_and_agreement():
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[3:10] == ["1.233 ± 0.25", "1.667 ± 0.58", "2 ± 1", "yes (2 of 3 seeds)", "yes (2 of 3 seeds)", "3/6",
                            "0.33 (6 layer pairs; 1/M = 0.25)"]
+    assert cells[-1] == "-"  # rows without the network chosen on validation
+    chosen = [dict(r, chosen=c, chosen_metric=v)
+              for r, c, v in zip(rows, ("dash", "baseline", "dash"), (1.0, 1.0, 1.6))]
+    assert results.table(chosen).splitlines()[-1].strip("|").split("|")[-1].strip() == "1.2 ± 0.35 (baseline 1/3)"
     # rows recorded before the control existed still make a table, with '-' where it is missing
     old = [dict(r, random=None, decided=None) for r in rows]
     cells = [c.strip() for c in results.table(old).splitlines()[-1].strip("|").split("|")]
     assert cells[5] == "-" and cells[7] == "-" and cells[8] == "-"
+
+
+def test_results_collect_reads_the_chosen_network_of_older_rows_from_their_run(tmp_path):
+    results = _script("results")
+    row = dict(task="t", seed=0, metric="error_pct", dash=3.0, baseline=2.0)
+    assert results._chosen_from_run(row, tmp_path) == row  # no run directory: nothing to read
+    (tmp_path / "t-s0").mkdir()
+    metrics = {"metric": "error_pct", "dash": {"val": 1.0, "test": 3.0}, "baseline": {"val": 0.5, "test": 2.0}}
+    (tmp_path / "t-s0" / "metrics.json").write_text(json.dumps(metrics))
+    assert results._chosen_from_run(row, tmp_path) == dict(row, chosen="baseline", chosen_metric=2.0)

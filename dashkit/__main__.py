@@ -211,6 +211,12 @@ def show(run_dir: Any) -> str:
 
             r = metrics["random"]
             lines.append(f"  {'random':<9} {r['test']:10.4f}   validation {r['val']:.4f} (means)   {random_line(r)}")
+        if all(isinstance(metrics.get(m), dict) for m in ("dash", "baseline")):
+            from .pipeline import best_network
+
+            best = best_network({m: metrics[m]["val"] for m in ("dash", "baseline")})
+            lines.append(f"  chosen on validation: {'DASH' if best == 'dash' else 'the baseline'} (the lower "
+                         f"validation value; DASH on a tie): which='best' in predict and load_model")
     if rd.exists("archcard.json"):
         from .supernet import ArchCard
 

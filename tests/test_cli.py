@@ -240,6 +240,8 @@ def test_cli_tasks_run_and_show(task_module, tmp_path):
     assert f"  dash      {metrics['dash']['test']:10.4f}" in text
     assert f"  baseline  {metrics['baseline']['test']:10.4f}" in text
     assert f"  random    {metrics['random']['test']:10.4f}" in text and "random_1_retrain  done in" in text
+    chosen = "the baseline" if metrics["baseline"]["val"] < metrics["dash"]["val"] else "DASH"
+    assert f"  chosen on validation: {chosen} (the lower validation value" in text
     assert text.count("blocks.") == 9  # the ArchCard table: one row per searched layer
     assert "plan (optimiser steps per stage on this task's data):" in text and "  search  " in text
 

@@ -60,9 +60,9 @@ them to fit the time left (`replan`): the tuning's steps per configuration (fewe
 get fewer than ``MIN_TUNE_STEPS``, never fewer than two), and the retraining steps of DASH, the baseline and the
 random draws alike, never below the planner's minimums; when even those cannot fit, they are kept and a warning
 says so. A run that is *ahead* of its plan (projected to leave more than ``GROW_SLACK`` of the budget unused, at
-the speed of the stage just done) gives the time left to the retraining: DASH's, the baseline's and the random
-draws' steps are raised alike, so that the projected end is ``GROW_FILL`` of the budget, at most ``GROW_MAX``
-times the steps they had. Only the retraining grows (DASH's and the baseline's tunings keep equal steps), and only
+the speed of the stage just done, or at the planned speed when that stage ran faster) gives the time left to the
+retraining: DASH's, the baseline's and the random draws' steps are raised alike, so that the projected end is
+``GROW_FILL`` of the budget, at most ``GROW_MAX`` times the steps they had. Only the retraining grows (DASH's and the baseline's tunings keep equal steps), and only
 in the call that made the plan (a resumed run's clock cannot tell how long the stages before it took). Each
 re-plan is appended to the record's ``replans`` (the stage it followed, ``f``, the old and new steps, the
 projected end) and the new steps to config.json's config, so a resumed run reads them back and does not re-plan
@@ -104,7 +104,7 @@ _STAGES = ("search", "tune", "retrain")
 PRESET_SECONDS = {"standard": 300.0}  # what a preset promises a run on 2 CPU cores (smoke: seconds; paper: days)
 LONG_RUN_FACTOR = 2.0  # a preset run forecast to take more than this times its promise is warned about
 GROW_SLACK = 0.10  # a run projected to leave more than this fraction of its budget unused grows its retraining
-GROW_FILL = 0.95  # ... to end, at the observed speed, at this fraction of the budget (a margin for noise)
+GROW_FILL = 0.95  # ... to end at this fraction of the budget (at the observed speed, never faster than planned)
 GROW_MAX = 3.0  # ... to at most this many times the retraining steps it had
 
 
@@ -544,8 +544,11 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
 
     Growing (``grow=True``; the pipeline passes it only in the call that made the plan, where every stage was
     timed whole): when the projected end leaves more than ``GROW_SLACK`` of the budget unused, the retraining's
-    steps (DASH's, the baseline's and the random draws' alike) are raised to the most that end, at ``f``, by
-    ``GROW_FILL`` of the budget, and at most ``GROW_MAX`` times the old steps. The tuning's steps are never
+    steps (DASH's, the baseline's and the random draws' alike) are raised to the most that end by ``GROW_FILL``
+    of the budget, and at most ``GROW_MAX`` times the old steps. Both projections run at ``max(f, 1)``: a stage
+    that ran faster than measured is not taken to say that the retraining will (on ACSF1 the searched network's
+    retraining ran slower than the typical architecture it was costed as, and growing at the search's ``f`` of
+    0.87 ended runs 7-14% late). The tuning's steps are never
     raised: DASH's and the baseline's tunings must keep equal steps, and after the search the tuning's own speed
     is not known yet (a grow after the search is corrected by the re-plan after the tuning, either way). Without
     ``grow`` a run that is ahead of its plan ends early.
@@ -591,8 +594,9 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     after = float(costs["after"])
     projected = now_elapsed + factor * (sum(planned_left.values()) + after)
     if projected <= budget:
-        if grow and projected < (1 - GROW_SLACK) * budget:
-            return _grown(record, old, left, planned_left, factor, now_elapsed, seconds_spent, stage_done,
+        speed = max(factor, 1.0)  # a stage that ran faster than planned is not taken to say the next ones will
+        if grow and now_elapsed + speed * (sum(planned_left.values()) + after) < (1 - GROW_SLACK) * budget:
+            return _grown(record, old, left, planned_left, factor, speed, now_elapsed, seconds_spent, stage_done,
                           per_pass, baseline, seconds_of)
         return None
     room = (budget - now_elapsed) / factor - after  # planned seconds that fit the time left at this speed
@@ -632,14 +636,15 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
 
 
 def _grown(record: Mapping[str, Any], old: Mapping[str, int], left: Tuple[str, ...],
-           planned_left: Mapping[str, float], factor: float, now_elapsed: float, seconds_spent: float,
+           planned_left: Mapping[str, float], factor: float, speed: float, now_elapsed: float, seconds_spent: float,
            stage_done: str, per_pass: Mapping[str, int], baseline: bool, seconds_of: Any
            ) -> Optional[Dict[str, Any]]:
     """`replan`'s entry for a run ahead of its plan: the retraining's steps raised to end by ``GROW_FILL`` of
-    the budget at ``factor``, at most ``GROW_MAX`` times the old steps; None when that raises nothing."""
+    the budget at ``speed`` (the observed ``factor``, or 1 when that is faster), at most ``GROW_MAX`` times the
+    old steps; None when that raises nothing."""
     costs, budget, draws = record["costs"], float(record["seconds"]), int(record.get("random_draws", 0))
     after = float(costs["after"])
-    room = (GROW_FILL * budget - now_elapsed) / factor - after - planned_left.get("tune", 0.0)
+    room = (GROW_FILL * budget - now_elapsed) / speed - after - planned_left.get("tune", 0.0)
     step, epoch = _retrain_unit(costs, baseline, draws)
     fit = _fit(room, step, epoch, per_pass["retrain"]) if room > 0 else 0
     r_steps = min(int(GROW_MAX * old["retrain_steps"]), fit)
@@ -647,7 +652,7 @@ def _grown(record: Mapping[str, Any], old: Mapping[str, int], left: Tuple[str, .
         return None
     new = {**old, "retrain_steps": r_steps}
     planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
-    end = now_elapsed + factor * (sum(planned_new.values()) + after)
+    end = now_elapsed + speed * (sum(planned_new.values()) + after)
     return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
             "elapsed": round(now_elapsed, 3), "old": dict(old), "new": new, "planned": planned_new,
             "projected_end": round(end, 2), "grew": True,

@@ -60,7 +60,7 @@ them to fit the time left (`replan`): the tuning's steps per configuration (fewe
 get fewer than ``MIN_TUNE_STEPS``, never fewer than two), and the retraining steps of DASH, the baseline and the
 random draws alike, never below the planner's minimums; when even those cannot fit, they are kept and a warning
 says so. A run that is *ahead* of its plan (projected to leave more than ``GROW_SLACK`` of the budget unused, at
-the speed of the stage just done, or at the planned speed when that stage ran faster) gives the time left to the
+the speed of the stage just done; after the search, never faster than planned) gives the time left to the
 retraining: DASH's, the baseline's and the random draws' steps are raised alike, so that the projected end is
 ``GROW_FILL`` of the budget, at most ``GROW_MAX`` times the steps they had. Only the retraining grows (DASH's and the baseline's tunings keep equal steps), and only
 in the call that made the plan (a resumed run's clock cannot tell how long the stages before it took). Each
@@ -104,7 +104,7 @@ _STAGES = ("search", "tune", "retrain")
 PRESET_SECONDS = {"standard": 300.0}  # what a preset promises a run on 2 CPU cores (smoke: seconds; paper: days)
 LONG_RUN_FACTOR = 2.0  # a preset run forecast to take more than this times its promise is warned about
 GROW_SLACK = 0.10  # a run projected to leave more than this fraction of its budget unused grows its retraining
-GROW_FILL = 0.95  # ... to end at this fraction of the budget (at the observed speed, never faster than planned)
+GROW_FILL = 0.95  # ... to end at this fraction of the budget (at the speed observed; after the search, at most 1x)
 GROW_MAX = 3.0  # ... to at most this many times the retraining steps it had
 
 
@@ -545,10 +545,11 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     Growing (``grow=True``; the pipeline passes it only in the call that made the plan, where every stage was
     timed whole): when the projected end leaves more than ``GROW_SLACK`` of the budget unused, the retraining's
     steps (DASH's, the baseline's and the random draws' alike) are raised to the most that end by ``GROW_FILL``
-    of the budget, and at most ``GROW_MAX`` times the old steps. Both projections run at ``max(f, 1)``: a stage
-    that ran faster than measured is not taken to say that the retraining will (on ACSF1 the searched network's
-    retraining ran slower than the typical architecture it was costed as, and growing at the search's ``f`` of
-    0.87 ended runs 7-14% late). The tuning's steps are never
+    of the budget, and at most ``GROW_MAX`` times the old steps. After the tuning (which trained DASH's network
+    and the baseline, the networks the retraining trains) both projections run at ``f``; after the search (a
+    supernet, whose retraining was costed as a typical architecture of the space) at ``max(f, 1)``: a fast search
+    is not taken to say the retraining will be fast (on ACSF1, whose tuning is skipped, the searched network
+    retrained slower than it was costed, and growing at the search's ``f`` of 0.87 ended runs 7-14% late). The tuning's steps are never
     raised: DASH's and the baseline's tunings must keep equal steps, and after the search the tuning's own speed
     is not known yet (a grow after the search is corrected by the re-plan after the tuning, either way). Without
     ``grow`` a run that is ahead of its plan ends early.
@@ -594,7 +595,9 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     after = float(costs["after"])
     projected = now_elapsed + factor * (sum(planned_left.values()) + after)
     if projected <= budget:
-        speed = max(factor, 1.0)  # a stage that ran faster than planned is not taken to say the next ones will
+        # after the tunings, which trained the networks the retraining trains, at their speed; after the search (a
+        # supernet; the retraining costed as a typical architecture) never faster than planned
+        speed = factor if stage_done == "tune" else max(factor, 1.0)
         if grow and now_elapsed + speed * (sum(planned_left.values()) + after) < (1 - GROW_SLACK) * budget:
             return _grown(record, old, left, planned_left, factor, speed, now_elapsed, seconds_spent, stage_done,
                           per_pass, baseline, seconds_of)

@@ -363,3 +363,25 @@ def test_measured_checkpoint_cost_is_a_median_so_one_stalled_write_does_not_shri
     measured = costs.measure_costs(task, make_config("smoke", task.defaults, search_backend="fft"),
                                    torch.device("cpu"), figures=False)
     assert len(calls) >= 3 and measured["checkpoint"] < 0.25
+
+
+def test_the_search_step_is_measured_as_the_configured_scheme_takes_it(monkeypatch):
+    """A bilevel step is two passes (alpha's on its own batch): a time budget that costed it as single-level
+    overran its search share by about 65% on OSULeaf (RESULTS.md)."""
+    seen = []
+    real = costs.search_step
+
+    def recording(model, task, x, y, *args, val_batch=None, **kwargs):
+        seen.append(None if val_batch is None else tuple(val_batch[0].shape))
+        return real(model, task, x, y, *args, val_batch=val_batch, **kwargs)
+
+    monkeypatch.setattr(costs, "search_step", recording)
+    task = tiny_task()
+    cpu = torch.device("cpu")
+    costs.measure_costs(task, make_config("smoke", task.defaults, search_backend="fft"), cpu, figures=False)
+    assert seen and set(seen) == {None}
+    seen.clear()
+    cfg = make_config("smoke", task.defaults, search_backend="fft", search_scheme="bilevel", search_arch_holdout=0.5,
+                      search_batch_size=32)
+    costs.measure_costs(task, cfg, cpu, figures=False)
+    assert seen and set(seen) == {(32,) + tuple(task.in_shape)}  # a batch of the held-out half (48 examples)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 import torch
 
@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..rundir import save_tensors
 from ..timing import best_time, timed_rounds
 from .models import build_model, build_supernet
-from .search import search_step
+from .search import arch_split, search_step
 from .training import autocast, sgd, to_device, train_step
 
 if TYPE_CHECKING:
@@ -30,8 +30,10 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
                   rounds: int = 3) -> Dict[str, float]:
     """Seconds of one step of each network a run trains, one validation pass and one checkpoint write.
 
-    DASH's discrete network is measured at the space's middle candidate (by receptive field) in every layer, as a
-    typical choice of the search, with the retrain conv backend (whose ``auto`` choice times the convolutions
+    The search step is the configured scheme's: a bilevel step (``search_scheme="bilevel"``) includes alpha's
+    pass on a batch of its data (`dashkit.stages.search.arch_split`). DASH's discrete network is measured at the
+    space's middle candidate (by receptive field) in every layer, as a typical choice of the search, with the
+    retrain conv backend (whose ``auto`` choice times the convolutions
     itself; a first untimed call lets it choose). Steps are
     timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
     """
@@ -51,18 +53,23 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     base = build_model(task, cfg, None).to(device)
     n = len(task.train)  # type: ignore[arg-type]
 
-    def batch(size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        idx = list(range(min(size, n)))
-        xs, ys = zip(*(task.train[i] for i in idx))
+    def batch(size: int, data: Any = task.train) -> Tuple[torch.Tensor, torch.Tensor]:
+        idx = list(range(min(size, len(data))))
+        xs, ys = zip(*(data[i] for i in idx))
         return torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
 
     xs, ys = batch(effective_batch(sc.batch_size, n))
     xr, yr = batch(effective_batch(cfg.retrain.batch_size, n))
+    val_batch = None  # the bilevel scheme's alpha batch: its step is two forward and backward passes
+    if sc.scheme == "bilevel":
+        arch_data = arch_split(task, cfg)[1]
+        val_batch = batch(effective_batch(sc.batch_size, len(arch_data)), arch_data)
     w_opt = sgd(supernet.weight_parameters(sup), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
     a_opt = sgd(supernet.arch_parameters(sup), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
     opts = {name: sgd(model.parameters(), 1e-4, 0.9, True, 0.0) for name, model in (("dash", dash), ("base", base))}
     sup.train(), dash.train(), base.train()
-    steps = {"search_step": lambda: search_step(sup, task, xs, ys, w_opt, a_opt, grad_clip=sc.grad_clip),
+    steps = {"search_step": lambda: search_step(sup, task, xs, ys, w_opt, a_opt, grad_clip=sc.grad_clip,
+                                                val_batch=val_batch),
              "dash_step": lambda: train_step(dash, task, xr, yr, opts["dash"], grad_clip=1.0),
              "baseline_step": lambda: train_step(base, task, xr, yr, opts["base"], grad_clip=1.0)}
     timed = timed_rounds(steps, device=device, rounds=rounds, warmup=1, progress=False)

@@ -225,7 +225,7 @@ def test_a_run_with_two_draws_records_each_draw_and_their_mean(control_run):
     assert [(convs[layer.name].kernel_size, convs[layer.name].dilation) for layer in card.layers] == \
         [((layer.k,), (layer.d,)) for layer in card.layers]
     assert pipeline.predict(out, x, which="random_1", task=tiny_task()).shape == (5,)
-    with pytest.raises(ValueError, match=r"which = 'random': expected 'dash' or 'baseline', or 'random_<i>'"):
+    with pytest.raises(ValueError, match=r"which = 'random': expected 'dash', 'baseline' or 'best', or 'random_<i>'"):
         pipeline.load_model(out, which="random", task=tiny_task())
 
 

@@ -62,11 +62,11 @@ random draws alike, never below the planner's minimums; when even those cannot f
 says so. A run that is *ahead* of its plan (projected to leave more than ``GROW_SLACK`` of the budget unused, at
 the speed of the stage just done; after the search, never faster than planned) gives the time left to the
 retraining: DASH's, the baseline's and the random draws' steps are raised alike, so that the projected end is
-``GROW_FILL`` of the budget, at most ``GROW_MAX`` times the steps they had. Only the retraining grows (DASH's and the baseline's tunings keep equal steps), and only
-in the call that made the plan (a resumed run's clock cannot tell how long the stages before it took). Each
-re-plan is appended to the record's ``replans`` (the stage it followed, ``f``, the old and new steps, the
-projected end) and the new steps to config.json's config, so a resumed run reads them back and does not re-plan
-a stage twice.
+``GROW_FILL`` of the budget, at most ``GROW_MAX`` times the steps they had. Only the retraining grows (DASH's and
+the baseline's tunings keep equal steps), and only in the call that made the plan (a resumed run's clock cannot
+tell how long the stages before it took). Each re-plan is appended to the record's ``replans`` (the stage it
+followed, ``f``, the old and new steps, the projected end) and the new steps to config.json's config, so a resumed
+run reads them back and does not re-plan a stage twice.
 """
 from __future__ import annotations
 
@@ -549,10 +549,10 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     and the baseline, the networks the retraining trains) both projections run at ``f``; after the search (a
     supernet, whose retraining was costed as a typical architecture of the space) at ``max(f, 1)``: a fast search
     is not taken to say the retraining will be fast (on ACSF1, whose tuning is skipped, the searched network
-    retrained slower than it was costed, and growing at the search's ``f`` of 0.87 ended runs 7-14% late). The tuning's steps are never
-    raised: DASH's and the baseline's tunings must keep equal steps, and after the search the tuning's own speed
-    is not known yet (a grow after the search is corrected by the re-plan after the tuning, either way). Without
-    ``grow`` a run that is ahead of its plan ends early.
+    retrained slower than it was costed, and growing at the search's ``f`` of 0.87 ended runs 7-14% late). The
+    tuning's steps are never raised: DASH's and the baseline's tunings must keep equal steps, and after the search
+    the tuning's own speed is not known yet (a grow after the search is corrected by the re-plan after the tuning,
+    either way). Without ``grow`` a run that is ahead of its plan ends early.
 
     Args:
         record: the budget's record (``costs``, ``seconds``, ``tune_folds``, ``random_draws``).

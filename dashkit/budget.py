@@ -598,10 +598,18 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         # after the tunings, which trained the networks the retraining trains, at their speed; after the search (a
         # supernet; the retraining costed as a typical architecture) never faster than planned
         speed = factor if stage_done == "tune" else max(factor, 1.0)
-        if grow and now_elapsed + speed * (sum(planned_left.values()) + after) < (1 - GROW_SLACK) * budget:
-            return _grown(record, old, left, planned_left, factor, speed, now_elapsed, seconds_spent, stage_done,
-                          per_pass, baseline, seconds_of)
-        return None
+        if not grow or now_elapsed + speed * (sum(planned_left.values()) + after) >= (1 - GROW_SLACK) * budget:
+            return None
+        r_steps = _grown_steps(record, old["retrain_steps"], planned_left.get("tune", 0.0), speed, now_elapsed,
+                               per_pass["retrain"], baseline)
+        if r_steps is None:
+            return None
+        new = {**old, "retrain_steps": r_steps}
+        planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
+        return _entry(stage_done, factor, seconds_spent, now_elapsed, old, new, planned_new,
+                      now_elapsed + speed * (sum(planned_new.values()) + after), True,
+                      f"ahead of plan after the {stage_done} ({factor:.2f}x its planned time): the retraining "
+                      f"grows from {old['retrain_steps']} to {r_steps} steps to use the budget")
     room = (budget - now_elapsed) / factor - after  # planned seconds that fit the time left at this speed
     new = dict(old)
     if "tune" in left and old["tune_configs"] >= 1 and old["tune_steps"] >= 1:
@@ -633,34 +641,28 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         warnings.warn(f"budget = {record.get('text', budget)!r}: {note}", stacklevel=2)
     if new == old and not note:
         return None
-    return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
-            "elapsed": round(now_elapsed, 3), "old": old, "new": new, "planned": planned_new,
-            "projected_end": round(end, 2), "grew": False, "note": note}
+    return _entry(stage_done, factor, seconds_spent, now_elapsed, old, new, planned_new, end, False, note)
 
 
-def _grown(record: Mapping[str, Any], old: Mapping[str, int], left: Tuple[str, ...],
-           planned_left: Mapping[str, float], factor: float, speed: float, now_elapsed: float, seconds_spent: float,
-           stage_done: str, per_pass: Mapping[str, int], baseline: bool, seconds_of: Any
-           ) -> Optional[Dict[str, Any]]:
-    """`replan`'s entry for a run ahead of its plan: the retraining's steps raised to end by ``GROW_FILL`` of
-    the budget at ``speed`` (the observed ``factor``, or 1 when that is faster), at most ``GROW_MAX`` times the
-    old steps; None when that raises nothing."""
-    costs, budget, draws = record["costs"], float(record["seconds"]), int(record.get("random_draws", 0))
-    after = float(costs["after"])
-    room = (GROW_FILL * budget - now_elapsed) / speed - after - planned_left.get("tune", 0.0)
-    step, epoch = _retrain_unit(costs, baseline, draws)
-    fit = _fit(room, step, epoch, per_pass["retrain"]) if room > 0 else 0
-    r_steps = min(int(GROW_MAX * old["retrain_steps"]), fit)
-    if r_steps <= old["retrain_steps"]:
-        return None
-    new = {**old, "retrain_steps": r_steps}
-    planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
-    end = now_elapsed + speed * (sum(planned_new.values()) + after)
+def _entry(stage_done: str, factor: float, seconds_spent: float, now_elapsed: float, old: Mapping[str, int],
+           new: Mapping[str, int], planned: Mapping[str, float], end: float, grew: bool, note: str
+           ) -> Dict[str, Any]:
+    """One entry of the budget record's ``replans`` (`replan`'s return value)."""
     return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
-            "elapsed": round(now_elapsed, 3), "old": dict(old), "new": new, "planned": planned_new,
-            "projected_end": round(end, 2), "grew": True,
-            "note": f"ahead of plan after the {stage_done} ({factor:.2f}x its planned time): the retraining grows "
-                    f"from {old['retrain_steps']} to {r_steps} steps to use the budget"}
+            "elapsed": round(now_elapsed, 3), "old": dict(old), "new": dict(new), "planned": dict(planned),
+            "projected_end": round(end, 2), "grew": grew, "note": note}
+
+
+def _grown_steps(record: Mapping[str, Any], old_steps: int, tune_left: float, speed: float, now_elapsed: float,
+                 retrain_pass: int, baseline: bool) -> Optional[int]:
+    """The retraining steps of a run ahead of its plan: the most that end by ``GROW_FILL`` of the budget at
+    ``speed`` (after ``tune_left`` planned seconds of tuning still to run), at most ``GROW_MAX`` times
+    ``old_steps``; None when that is not more than ``old_steps``."""
+    costs, budget = record["costs"], float(record["seconds"])
+    room = (GROW_FILL * budget - now_elapsed) / speed - float(costs["after"]) - tune_left
+    step, epoch = _retrain_unit(costs, baseline, int(record.get("random_draws", 0)))
+    steps = min(int(GROW_MAX * old_steps), _fit(room, step, epoch, retrain_pass) if room > 0 else 0)
+    return steps if steps > old_steps else None
 
 
 def _fit_config(share: float, costs: Mapping[str, float], baseline: bool, folds: int, tune_pass: int) -> int:

@@ -230,6 +230,10 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
     if budget:
         lines.append(f"time budget {budget['text']} ({budget['seconds']:.0f} s): planned "
                      f"{budget['planned_seconds']:.0f} s after {budget['spent_before']:.1f} s of planning")
+    chosen = (budget or {}).get("chosen_costs")
+    if chosen:
+        lines.append(f"  after the search, DASH's network costed as searched: one step {chosen['step_ratio']:.2f}x "
+                     f"the typical architecture's the plan assumed")
     for r in (budget or {}).get("replans", []):
         o, n = r["old"], r["new"]
         lines.append(f"  re-planned after the {r['after']} ({r['factor']:.2f}x its planned time): "

@@ -249,7 +249,7 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
     card = search(task, cfg, rd)
     say("search: done; " + ", ".join(f"{layer.name} k={layer.k} d={layer.d}" for layer in card.layers))
     if timed:
-        cfg = _replan(task, cfg, rd, preset, record, "search", ran, time.monotonic() - t0, t_call, say, grow)
+        cfg = _replan(task, cfg, rd, preset, record, "search", ran, time.monotonic() - t0, t_call, say, grow, card)
         tunings = ("tune", "baseline_tune") if cfg.baseline else ("tune",)
         ran, t0 = any([not stage_done(rd, stage, (f"{stage}.json",)) for stage in tunings]), time.monotonic()
         tune(task, cfg, rd, card)
@@ -278,7 +278,8 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
 
 
 def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optional[Dict[str, Any]], stage: str,
-            ran: bool, spent: float, t_call: Optional[float], say: Any, grow: bool = False) -> RunConfig:
+            ran: bool, spent: float, t_call: Optional[float], say: Any, grow: bool = False,
+            card: Optional["ArchCard"] = None) -> RunConfig:
     """The config with the stages after ``stage`` re-planned to the speed it ran at (`dashkit.budget.replan`).
 
     ``spent``: the wall seconds of ``stage`` in this call (the tunings: DASH's and the baseline's together), on
@@ -291,6 +292,11 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     and written, with the new steps, to config.json (rank 0 decides and writes; every rank gets the steps). The
     progress bars' time left then counts down to the re-planned end. ``grow``: the plan was made in this call
     (every stage before the re-plan was timed whole), so a run ahead of it may raise its retraining steps.
+
+    After the search, ``card`` (its choice) is costed first: the plan costed DASH's network at a typical
+    architecture of the space, and the searched one is timed against it (`dashkit.stages.costs.measure_chosen`);
+    the record's ``dash_step`` and ``dash_eval`` are multiplied by the ratios (the random draws keep the typical
+    costs, as ``random_step`` and ``random_eval``), which the record keeps as ``chosen_costs``, before the re-plan.
     """
     keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
     unchanged = [0.0] * len(keys)
@@ -304,6 +310,8 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
                  "tune_configs": cfg.tune.n_configs() if tuned else 0, "retrain_steps": cfg.retrain.steps or 0}
         if not steps["retrain_steps"] or not steps["search_steps"]:
             return unchanged  # the epochs path: not a budget's plan
+        if stage == "search" and card is not None and "chosen_costs" not in record:
+            _cost_the_choice(task, cfg, rd, record, card, say)
         per_pass = {s: stage_plan(task, cfg, s).batches_per_pass for s in ("search", "tune", "retrain")}
         entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline,
                        grow=grow)
@@ -340,6 +348,24 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     if t_call is not None:
         progress.set_deadline(t_call + got[4])
     return new_cfg
+
+
+def _cost_the_choice(task: "Task", cfg: RunConfig, rd: RunDir, record: Dict[str, Any], card: "ArchCard",
+                     say: Any) -> None:
+    """Rank 0, after the search: the budget record's DASH costs become the searched network's
+    (`dashkit.stages.costs.measure_chosen`), the ratios recorded as ``chosen_costs``; config.json is rewritten."""
+    ratios = stage_costs.measure_chosen(task, cfg, card, stage_device(cfg))
+    c = record["costs"]
+    record["costs"] = {**c, "random_step": c.get("random_step", c["dash_step"]),
+                       "random_eval": c.get("random_eval", c["dash_eval"]),
+                       "dash_step": c["dash_step"] * ratios["step"], "dash_eval": c["dash_eval"] * ratios["eval"]}
+    record["chosen_costs"] = {"after": "search", "step_ratio": round(ratios["step"], 4),
+                              "eval_ratio": round(ratios["eval"], 4)}
+    meta = rd.read_json(RunDir.CONFIG)
+    meta["budget"] = record
+    rd.write_json(RunDir.CONFIG, meta)
+    say(f"costed the searched network: one step {ratios['step']:.2f}x, one validation pass {ratios['eval']:.2f}x "
+        f"those of the typical architecture the plan assumed")
 
 
 def time_plan(task: Union["Task", str], cfg: RunConfig, budget: Union[str, float], out: Optional[PathLike] = None,

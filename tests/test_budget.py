@@ -6,6 +6,7 @@ so its arithmetic is what is tested; how close a real run comes to its budget is
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -33,6 +34,14 @@ STEPS = dict(search_backend="fft", retrain_conv_backend="direct", search_steps=6
              tune_steps=4, tune_batch_size=32, tune_pruner="none", retrain_steps=8, retrain_batch_size=32)
 FAKE_COSTS = {"search_step": 0.1, "dash_step": 0.05, "baseline_step": 0.05, "dash_eval": 0.01,
               "baseline_eval": 0.01, "checkpoint": 0.001, "after": 0.5}
+
+
+def fake_costs(monkeypatch, measure, chosen=(1.0, 1.0)):
+    """Stand in for the cost measurements: ``measure`` for `measure_costs`; after the search the searched network
+    costs ``chosen`` (step, validation pass) times the typical one (`measure_chosen`; a callable: called instead)."""
+    monkeypatch.setattr(costs, "measure_costs", measure)
+    monkeypatch.setattr(costs, "measure_chosen", chosen if callable(chosen) else
+                        (lambda *a, **k: {"step": chosen[0], "eval": chosen[1]}))
 
 
 def sized_task(n: int) -> Task:
@@ -159,7 +168,7 @@ def test_a_budget_too_small_for_one_step_of_each_stage_is_an_error_before_any_wo
                                                     r"stage: .* give at least \d+ s"):
         B.plan_budget(1.0, FAKE_COSTS, make_config("smoke"), {"search": 1, "tune": 1, "retrain": 1}, spent=0.8,
                       text="1s")
-    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: {**FAKE_COSTS, "after": 30.0})
+    fake_costs(monkeypatch, lambda *a, **k: {**FAKE_COSTS, "after": 30.0})
     with pytest.raises(ValueError, match=r"budget = '20s': 20.0 s is too small"):
         pipeline.run(tiny_task(), preset="smoke", out=tmp_path / "run", budget="20s", verbose=False,
                      **{k: v for k, v in STEPS.items() if not k.endswith("_steps")})
@@ -179,7 +188,7 @@ def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, mo
         calls.append(task.name)
         return dict(FAKE_COSTS)
 
-    monkeypatch.setattr(costs, "measure_costs", fake)
+    fake_costs(monkeypatch, fake)
     task = tiny_task()
     settings = {k: v for k, v in STEPS.items() if not k.endswith("_steps")}
     res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="8s", figures=False, verbose=False,
@@ -187,7 +196,8 @@ def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, mo
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     record = meta["budget"]
     assert calls == ["tiny"] and record["text"] == "8s" and record["seconds"] == 8.0
-    assert record["costs"] == FAKE_COSTS and set(record["planned"]) == {"search", "tune", "retrain"}
+    assert {k: record["costs"][k] for k in FAKE_COSTS} == FAKE_COSTS  # the searched network costs the same here
+    assert set(record["planned"]) == {"search", "tune", "retrain"}
     assert meta["config"]["search"]["steps"] == meta["plan"]["search"]["steps"] == res.plan["search"]["steps"] > 1
     assert meta["config"]["tune"]["enabled"] is False  # too little time for two configurations of 20 steps
     assert res.budget == record and "time budget 8s (8 s)" in res.summary()
@@ -195,7 +205,7 @@ def test_a_budgeted_run_records_its_plan_and_a_resumed_one_keeps_it(tmp_path, mo
     def no_measuring(*a, **k):
         raise AssertionError("a resumed run must keep its plan, not measure again")
 
-    monkeypatch.setattr(costs, "measure_costs", no_measuring)
+    fake_costs(monkeypatch, no_measuring, no_measuring)
     again = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="8s", figures=False, verbose=False,
                          **settings)
     assert again.metrics == res.metrics and again.plan == res.plan
@@ -336,7 +346,7 @@ def test_run_measures_and_warns_before_a_long_standard_run_only(tmp_path, monkey
         calls.append(cfg.search.steps)
         return {**{k: 1e4 * v for k, v in FAKE_COSTS.items()}, "after": 0.5}
 
-    monkeypatch.setattr(costs, "measure_costs", slow)
+    fake_costs(monkeypatch, slow)
     task = tiny_task()
     with pytest.warns(B.LongRunWarning, match=r"tiny: the standard preset's steps are forecast") as got:
         pipeline.run(task, preset="standard", out=tmp_path / "run", figures=False, verbose=False, **STEPS)
@@ -385,3 +395,40 @@ def test_the_search_step_is_measured_as_the_configured_scheme_takes_it(monkeypat
                       search_batch_size=32)
     costs.measure_costs(task, cfg, cpu, figures=False)
     assert seen and set(seen) == {(32,) + tuple(task.in_shape)}  # a batch of the held-out half (48 examples)
+
+
+def test_the_searched_network_is_timed_against_the_typical_one_the_plan_costed(monkeypatch):
+    """`measure_chosen` steps DASH's searched network and the typical architecture (`typical_card`) side by side
+    and returns the ratios of their medians; the timings are stood in for (nothing is timed here)."""
+    task = tiny_task()
+    cfg = make_config("smoke", task.defaults, search_backend="fft")
+    typical = costs.typical_card(costs.build_supernet(task, cfg))
+    space = typical.space
+    widest = max(space.candidates, key=lambda kd: (kd[0] - 1) * kd[1])
+    chosen = dataclasses.replace(typical, layers=[dataclasses.replace(layer, k=widest[0], d=widest[1])
+                                                  for layer in typical.layers])
+    assert widest != (typical.layers[0].k, typical.layers[0].d)
+    stepped = []
+    real_step = costs.train_step
+
+    def recording(model, *a, **k):
+        stepped.append(sorted({m.kernel_size[0] * 100 + m.dilation[0] for m in model.modules()
+                               if isinstance(m, torch.nn.Conv1d)}))
+        return real_step(model, *a, **k)
+
+    monkeypatch.setattr(costs, "train_step", recording)
+    real_rounds = costs.timed_rounds
+
+    def rounds(steps, **k):
+        real_rounds(steps, **{**k, "rounds": 1})  # the steps run (recorded above); their times are made up
+        return {"chosen": [3.0, 2.0, 9.0], "typical": [1.0, 1.0, 1.0]}
+
+    monkeypatch.setattr(costs, "timed_rounds", rounds)
+    passes = iter([0.5, 0.25])  # chosen, then typical
+    monkeypatch.setattr(costs, "best_time", lambda fn, *a, **k: (fn(), next(passes))[1])
+    ratios = costs.measure_chosen(task, cfg, chosen, torch.device("cpu"))
+    assert ratios == {"step": 3.0, "eval": 2.0}  # medians 3.0 / 1.0; 0.5 / 0.25
+    k, d = widest
+    assert any(k * 100 + d in s for s in stepped)  # the searched network was stepped
+    tk, td = typical.layers[0].k, typical.layers[0].d
+    assert any(tk * 100 + td in s and k * 100 + d not in s for s in stepped)  # and the typical one

@@ -244,6 +244,8 @@ def test_torchrun_with_a_time_budget_plans_on_rank_0_and_every_rank_follows(task
     meta = json.loads((out / "config.json").read_text())
     assert meta["budget"]["text"] == "20s" and meta["budget"]["costs"]["search_step"] > 0
     assert meta["config"]["search"]["steps"] == meta["plan"]["search"]["steps"] >= 1
+    chosen = meta["budget"]["chosen_costs"]  # rank 0 timed the searched network after the search, the others waited
+    assert chosen["after"] == "search" and chosen["step_ratio"] > 0 and chosen["eval_ratio"] > 0
     a0, a1 = (json.loads((dump / f"search_alpha.rank{r}.json").read_text()) for r in (0, 1))
     assert a0 == a1 and len(a0["epochs"]) == meta["plan"]["search"]["epochs"]  # both ranks ran rank 0's plan
     for stage in ("retrain", "baseline_retrain"):

@@ -28,7 +28,7 @@ from dashkit.space import SearchSpace
 from dashkit.stages import control, retrain as retrain_stage
 from dashkit.supernet import ArchCard, LayerChoice
 
-from test_budget import FAKE_COSTS
+from test_budget import FAKE_COSTS, fake_costs
 from test_pipeline import tiny_task
 
 SMOKE = dict(preset="smoke", search_backend="fft", retrain_conv_backend="direct", figures=False, verbose=False)
@@ -278,7 +278,7 @@ def test_no_draws_leave_the_run_as_it_was(tmp_path):
 def test_a_budgeted_run_pays_for_its_draws_and_a_resumed_one_keeps_their_plan(tmp_path, monkeypatch):
     from dashkit.stages import costs
 
-    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(FAKE_COSTS))
+    fake_costs(monkeypatch, lambda *a, **k: dict(FAKE_COSTS))
     task = tiny_task()
     settings = {k: v for k, v in SMOKE.items() if k != "preset"}
     res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="15s", random_draws=1, **settings)
@@ -298,7 +298,7 @@ def test_a_budgeted_run_pays_for_its_draws_and_a_resumed_one_keeps_their_plan(tm
     def no_measuring(*a, **k):
         raise AssertionError("a resumed run must keep its plan, not measure again")
 
-    monkeypatch.setattr(costs, "measure_costs", no_measuring)
+    fake_costs(monkeypatch, no_measuring, no_measuring)
     monkeypatch.setattr(control, "train_and_test", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     again = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="15s", random_draws=1, **settings)
     assert again.metrics == res.metrics and again.random == res.random

@@ -18,7 +18,7 @@ from dashkit import progress as P
 from dashkit.config import make_config
 from dashkit.stages import costs
 
-from test_budget import FAKE_COSTS, STEPS
+from test_budget import FAKE_COSTS, STEPS, fake_costs
 from test_pipeline import tiny_task
 
 PER_PASS = {"search": 56, "tune": 56, "retrain": 56}
@@ -157,7 +157,7 @@ def slowed(monkeypatch, factor):
 
 
 def test_a_run_whose_search_runs_slow_replans_records_it_and_a_resumed_run_keeps_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(COSTS))
+    fake_costs(monkeypatch, lambda *a, **k: dict(COSTS))
     clock, deadlines = slowed(monkeypatch, 1.5)
     task = tiny_task()
     res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
@@ -192,7 +192,7 @@ def test_a_run_whose_search_runs_slow_replans_records_it_and_a_resumed_run_keeps
     def no_measuring(*a, **k):
         raise AssertionError("a resumed run must keep its plan, not measure again")
 
-    monkeypatch.setattr(costs, "measure_costs", no_measuring)
+    fake_costs(monkeypatch, no_measuring, no_measuring)
     slowed(monkeypatch, 5.0)
     again = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
                          **SETTINGS)
@@ -201,7 +201,7 @@ def test_a_run_whose_search_runs_slow_replans_records_it_and_a_resumed_run_keeps
 
 
 def test_a_run_stopped_after_its_replan_resumes_with_the_replanned_steps(tmp_path, monkeypatch):
-    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(COSTS))
+    fake_costs(monkeypatch, lambda *a, **k: dict(COSTS))
     slowed(monkeypatch, 1.5)
     real_tune = pipeline.tune
 
@@ -216,7 +216,7 @@ def test_a_run_stopped_after_its_replan_resumes_with_the_replanned_steps(tmp_pat
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     (entry,) = stored["budget"]["replans"]
     monkeypatch.setattr(pipeline, "tune", real_tune)
-    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: pytest.fail("a resumed run keeps its plan"))
+    fake_costs(monkeypatch, *[lambda *a, **k: pytest.fail("a resumed run keeps its plan")] * 2)
     slowed(monkeypatch, 1.0)  # the search is done: it is not timed again, nor re-planned after
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -239,6 +239,7 @@ from dashkit import pipeline
 from dashkit.stages import costs
 
 costs.measure_costs = lambda *a, **k: {costs!r}  # made-up costs: the plan does not depend on the machine
+costs.measure_chosen = lambda *a, **k: {{"step": 1.0, "eval": 1.0}}  # the searched network costs as planned
 _offset = [0.0]
 pipeline.time = types.SimpleNamespace(monotonic=lambda: time.monotonic() + _offset[0])
 _search = pipeline.search
@@ -366,7 +367,7 @@ def ahead(monkeypatch, search_factor, tune_factor):
 
 
 def test_a_fresh_run_ahead_of_plan_trains_the_grown_steps_and_a_resumed_run_never_grows(tmp_path, monkeypatch):
-    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: dict(COSTS))
+    fake_costs(monkeypatch, lambda *a, **k: dict(COSTS))
     ahead(monkeypatch, 1.0, 0.2)
     task = tiny_task()
     res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
@@ -386,7 +387,7 @@ def test_a_fresh_run_ahead_of_plan_trains_the_grown_steps_and_a_resumed_run_neve
         pipeline.run(task, preset="smoke", out=tmp_path / "stopped", budget="300s", figures=False, verbose=False,
                      **SETTINGS)
     monkeypatch.undo()
-    monkeypatch.setattr(costs, "measure_costs", lambda *a, **k: pytest.fail("a resumed run keeps its plan"))
+    fake_costs(monkeypatch, *[lambda *a, **k: pytest.fail("a resumed run keeps its plan")] * 2)
     ahead(monkeypatch, 1.0, 0.2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -395,3 +396,35 @@ def test_a_fresh_run_ahead_of_plan_trains_the_grown_steps_and_a_resumed_run_neve
     stored = json.loads((tmp_path / "stopped" / "config.json").read_text())
     assert not stored["budget"].get("replans")
     assert again.plan["retrain"]["steps"] == entry["old"]["retrain_steps"]
+
+
+def test_after_the_search_the_searched_network_is_costed_and_the_plan_fits_what_it_costs(tmp_path, monkeypatch):
+    """The plan costed DASH's network as a typical architecture; the search chose one twice as dear per step: the
+    stages after it shrink to fit the budget, though the search itself ran on plan, and the random draws keep the
+    typical costs."""
+    fake_costs(monkeypatch, lambda *a, **k: dict(COSTS), chosen=(2.0, 1.5))
+    slowed(monkeypatch, 1.0)
+    task = tiny_task()
+    res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
+                       random_draws=1, **SETTINGS)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())["budget"]
+    assert record["chosen_costs"] == {"after": "search", "step_ratio": 2.0, "eval_ratio": 1.5}
+    c = record["costs"]
+    assert c["dash_step"] == pytest.approx(2 * COSTS["dash_step"]) and c["dash_eval"] == pytest.approx(
+        1.5 * COSTS["dash_eval"])
+    assert c["random_step"] == COSTS["dash_step"] and c["random_eval"] == COSTS["dash_eval"]
+    assert c["baseline_step"] == COSTS["baseline_step"] and c["search_step"] == COSTS["search_step"]
+    (entry,) = record["replans"]
+    assert entry["after"] == "search" and entry["factor"] == pytest.approx(1.0, rel=1e-3)  # on plan
+    assert entry["new"]["retrain_steps"] < entry["old"]["retrain_steps"]
+    assert entry["projected_end"] <= 300.0  # at the searched network's costs
+    per_pass = {s: res.plan[s]["batches_per_pass"] for s in ("search", "tune", "retrain")}
+    at_old_costs = sum(B.stage_seconds(COSTS, s, entry["old"][f"{s}_steps"], per_pass,
+                                       configs=entry["old"]["tune_configs"], folds=record["tune_folds"], draws=1)
+                       for s in ("tune", "retrain"))
+    at_new_costs = sum(B.stage_seconds(c, s, entry["old"][f"{s}_steps"], per_pass,
+                                       configs=entry["old"]["tune_configs"], folds=record["tune_folds"], draws=1)
+                       for s in ("tune", "retrain"))
+    assert entry["elapsed"] + at_old_costs + COSTS["after"] <= 300.0 < entry["elapsed"] + at_new_costs + \
+        COSTS["after"]  # the old plan fitted the typical costs, not the searched network's
+    assert "costed as searched: one step 2.00x" in res.summary()

@@ -23,7 +23,7 @@ from dashkit.stages.models import initial_state
 from dashkit.stages.tune import SmallValidationWarning, tune, walk_lr_blocks
 from dashkit.tasks.base import SmallSplitWarning, Task, TaskDefaults, kfold_indices, split_targets
 
-from test_budget import FAKE_COSTS, STEPS
+from test_budget import FAKE_COSTS, STEPS, fake_costs
 from test_pipeline import tiny_task
 
 
@@ -262,7 +262,7 @@ def test_a_timed_run_on_a_tiny_validation_split_plans_the_folds(monkeypatch):
     a task whose validation split is large enough (the costs are stood in for, so nothing is timed)."""
     from dashkit.stages import costs as stage_costs
 
-    monkeypatch.setattr(stage_costs, "measure_costs", lambda *a, **k: dict(FAKE_COSTS))
+    fake_costs(monkeypatch, lambda *a, **k: dict(FAKE_COSTS))
     cfg = make_config("standard", random_draws=0)
     _, tiny = pipeline.time_plan(arrowhead_like(), cfg, "600s")
     assert tiny["tune_folds"] == 5 and "in each of 5 folds" in tiny["note"]

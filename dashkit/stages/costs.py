@@ -21,9 +21,10 @@ from .search import arch_split, search_step
 from .training import autocast, sgd, to_device, train_step
 
 if TYPE_CHECKING:
+    from ..supernet import ArchCard
     from ..tasks.base import Task
 
-__all__ = ["measure_costs"]
+__all__ = ["measure_costs", "measure_chosen", "typical_card"]
 
 
 def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: bool = True,
@@ -39,24 +40,13 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     """
     sc = cfg.search
     sup = build_supernet(task, cfg).to(device)
-    space = sup.dash_space
-    # DASH's network before the search has chosen: the middle candidate by receptive field, in every layer
-    field = lambda i: ((space.candidates[i][0] - 1) * space.candidates[i][1], space.candidates[i])  # noqa: E731
-    by_field = sorted(range(len(space.candidates)), key=field)
-    middle = by_field[len(by_field) // 2]
-    with torch.no_grad():
-        for _, m in supernet.dash_layers(sup):
-            m.alpha.zero_()
-            m.alpha[middle] = 1.0
-    _, card = supernet.discretize(sup)
+    card = typical_card(sup)
     dash = build_model(task, cfg, card).to(device)
     base = build_model(task, cfg, None).to(device)
     n = len(task.train)  # type: ignore[arg-type]
 
     def batch(size: int, data: Any = task.train) -> Tuple[torch.Tensor, torch.Tensor]:
-        idx = list(range(min(size, len(data))))
-        xs, ys = zip(*(data[i] for i in idx))
-        return torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
+        return _batch(data, size)
 
     xs, ys = batch(effective_batch(sc.batch_size, n))
     xr, yr = batch(effective_batch(cfg.retrain.batch_size, n))
@@ -92,6 +82,54 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     test_passes = (costs["dash_eval"] + costs["baseline_eval"]) * n_test / max(n_val, 1)
     costs["after"] = test_passes + (FIGURES_SECONDS if figures else 0.0) + SETUP_SECONDS
     return costs
+
+
+def typical_card(sup: torch.nn.Module) -> "ArchCard":
+    """The ArchCard of a typical architecture of the supernet ``sup``'s space, at which `measure_costs` costs DASH's
+    network before the search has chosen: the middle candidate by receptive field, in every layer."""
+    space = sup.dash_space
+    field = lambda i: ((space.candidates[i][0] - 1) * space.candidates[i][1], space.candidates[i])  # noqa: E731
+    by_field = sorted(range(len(space.candidates)), key=field)
+    middle = by_field[len(by_field) // 2]
+    with torch.no_grad():
+        for _, m in supernet.dash_layers(sup):
+            m.alpha.zero_()
+            m.alpha[middle] = 1.0
+    return supernet.discretize(sup)[1]
+
+
+def measure_chosen(task: "Task", cfg: RunConfig, card: "ArchCard", device: torch.device, rounds: int = 3
+                   ) -> Dict[str, float]:
+    """How much more (or less) DASH's searched network costs than the typical architecture `measure_costs` costed
+    it at (`typical_card`), measured side by side now: ``{"step": r, "eval": r}``, the ratios of one retraining
+    step and of one validation pass (chosen / typical).
+
+    A time budget plans the tuning and the retraining before the search has chosen; the search often chooses wide
+    kernels, which cost more than the space's middle one (1.3-1.6x on the UCR datasets' widest pairs). After the
+    search the re-plan multiplies DASH's costs by these ratios (`dashkit.pipeline.run`). Ratios of two networks
+    timed round-robin in the same seconds do not depend on how busy the machine is now; the random draws stay
+    costed at the typical architecture. A few steps of each network: well under a second on the 1D tasks.
+    """
+    chosen = build_model(task, cfg, card).to(device)
+    typical = build_model(task, cfg, typical_card(build_supernet(task, cfg))).to(device)
+    xr, yr = _batch(task.train, effective_batch(cfg.retrain.batch_size, len(task.train)))  # type: ignore[arg-type]
+    opts = {name: sgd(model.parameters(), 1e-4, 0.9, True, 0.0) for name, model in (("chosen", chosen),
+                                                                                   ("typical", typical))}
+    chosen.train(), typical.train()
+    timed = timed_rounds({name: (lambda m=model, o=opts[name]: train_step(m, task, xr, yr, o, grad_clip=1.0))
+                          for name, model in (("chosen", chosen), ("typical", typical))},
+                         device=device, rounds=rounds, warmup=1, progress=False)
+    step = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
+    passes = {name: best_time(lambda m=model: _forward_pass(m, task, device, 2 * cfg.retrain.batch_size), device,
+                              repeats=2, warmup=1) for name, model in (("chosen", chosen), ("typical", typical))}
+    return {"step": step["chosen"] / max(step["typical"], 1e-12),
+            "eval": passes["chosen"] / max(passes["typical"], 1e-12)}
+
+
+def _batch(data: Any, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` examples of ``data`` (all of them when fewer) as one batch (x, y)."""
+    xs, ys = zip(*(data[i] for i in range(min(size, len(data)))))
+    return torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
 
 
 @torch.no_grad()

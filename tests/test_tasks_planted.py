@@ -200,14 +200,16 @@ def test_smoke_run_searches_the_planted_layers(tmp_path):
 
 
 def test_the_search_recovers_every_planted_layer_of_planted1d(tmp_path):
-    """The search's unit test: the standard search (2000 steps) with the setting RESULTS.md measured on this task
-    (candidates at init std 0.3, softmax mixing, full convolutions; 15 of 15 layers over 5 seeds) finds the
-    planted (k, d) of all three layers. Chance: (1/9)^3 per seed. The decision test calls every layer decided."""
+    """The search's unit test: the standard search lengthened to 4000 steps, with the setting RESULTS.md measured on
+    this task (candidates at init std 0.3, softmax mixing, full convolutions), finds the planted (k, d) of all three
+    layers. RESULTS.md: all three in 10 of 10 seeds at 4000 steps, 8 of 10 at 2000; seed 8, used here, is one that
+    2000 steps get wrong (it swaps the dilations of convs.1 and convs.2). Chance: (1/9)^3 per seed. The decision
+    test calls every layer of this seed decided."""
     from dashkit import pipeline
 
     task = tasks.get("planted1d")
-    cfg = make_config("standard", task.defaults, seed=0, device="cpu", search_backend="fft", search_init_std=0.3,
-                      search_relaxation="softmax", search_depthwise=False)
+    cfg = make_config("standard", task.defaults, seed=8, device="cpu", search_backend="fft", search_init_std=0.3,
+                      search_relaxation="softmax", search_depthwise=False, search_steps=4000)
     card = pipeline.search(task, cfg, tmp_path / "search")
     assert {layer.name: [layer.k, layer.d] for layer in card.layers} == task.info["planted"]
     assert all(layer.decided for layer in card.layers), [layer.z for layer in card.layers]

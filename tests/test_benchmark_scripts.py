@@ -145,3 +145,27 @@ def test_results_collect_reads_the_chosen_network_of_older_rows_from_their_run(t
     metrics = {"metric": "error_pct", "dash": {"val": 1.0, "test": 3.0}, "baseline": {"val": 0.5, "test": 2.0}}
     (tmp_path / "t-s0" / "metrics.json").write_text(json.dumps(metrics))
     assert results._chosen_from_run(row, tmp_path) == dict(row, chosen="baseline", chosen_metric=2.0)
+
+
+def test_tune_costs_times_both_tunings_beside_the_cost_models_predictions(tmp_path, capsys):
+    import dashkit
+
+    tune_costs = _script("tune_costs")
+    run = tmp_path / "digits-tiny"
+    dashkit.run("digits", preset="smoke", out=run, device="cpu", figures=False, verbose=False, random_draws=0,
+                search_epochs=1, search_max_batches=2, tune_enabled=False, retrain_epochs=1, retrain_max_batches=1)
+    task, card = tune_costs.load_task(run), dashkit.ArchCard.load(run / "archcard.json")
+    r = tune_costs.check(task, card, steps=3, configs=2)
+    assert r["task"] == "digits" and r["folds"] == 1 and r["step_ratio"] > 0 and r["eval_ratio"] > 0
+    for net in ("dash", "baseline"):
+        assert r[net]["seconds"] > 0 and r[net]["typical"] > 0
+    assert r["baseline"]["searched"] == r["baseline"]["typical"]  # the searched costs are DASH's only
+    if r["step_ratio"] > 1 and r["eval_ratio"] > 1:
+        assert r["dash"]["searched"] > r["dash"]["typical"]
+    elif r["step_ratio"] < 1 and r["eval_ratio"] < 1:
+        assert r["dash"]["searched"] < r["dash"]["typical"]
+    capsys.readouterr()
+    assert tune_costs.main([str(run), "--steps", "2", "--configs", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert rows[0].startswith("| run | folds |") and len(rows) == 4
+    assert rows[2].startswith("| digits-tiny | 1 | ") and " | dash | " in rows[2] and " | baseline | " in rows[3]

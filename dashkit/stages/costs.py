@@ -105,9 +105,9 @@ def measure_chosen(task: "Task", cfg: RunConfig, card: "ArchCard", device: torch
     step and of one validation pass (chosen / typical).
 
     A time budget plans the tuning and the retraining before the search has chosen; the search often chooses wide
-    kernels, which cost more than the space's middle one (1.3-1.6x on the UCR datasets' widest pairs). After the
+    kernels, which cost more than the space's middle one (a 1.3-2.2x step on UCR datasets, BENCHMARKS.md). After the
     search the re-plan multiplies DASH's costs by these ratios (`dashkit.pipeline.run`). Ratios of two networks
-    timed round-robin in the same seconds do not depend on how busy the machine is now; the random draws stay
+    timed round-robin in the same seconds depend little on how busy the machine is now; the random draws stay
     costed at the typical architecture. A few steps of each network: well under a second on the 1D tasks.
     """
     chosen = build_model(task, cfg, card).to(device)

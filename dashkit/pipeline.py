@@ -24,7 +24,7 @@ time budget, the steps themselves are derived once (`dashkit.budget`) and record
 plan, which a resumed run keeps. A timed run re-plans after the search and after the tunings when the machine
 has slowed down (`dashkit.budget.replan`: fewer tuning and retraining steps), or gives the retraining more steps
 when it is well ahead of its plan; the re-planned steps are recorded too, and a resumed run keeps them.
-(``time_plan``, for calling the stages one by one, plans once.)
+(For calling the stages one by one: ``time_plan`` plans, ``replan_stages`` re-plans after a stage.)
 
 Each stage writes its files to the run directory (see `dashkit.rundir`) and is skipped when its done marker
 and files exist; a stage that was stopped resumes from its last epoch checkpoint. Every stage seeds itself from
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
            "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "predict", "time_plan",
+           "replan_stages",
            "tune_worker", "random_control", "random_card", "best_network",
            "NonFiniteLossError", "TuningUndecidedWarning", "SmallValidationWarning", "tuning_decided",
            "UNDECIDED_MARGIN"]
@@ -296,7 +297,8 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     After the search, ``card`` (its choice) is costed first: the plan costed DASH's network at a typical
     architecture of the space, and the searched one is timed against it (`dashkit.stages.costs.measure_chosen`);
     the record's ``dash_step`` and ``dash_eval`` are multiplied by the ratios (the random draws keep the typical
-    costs, as ``random_step`` and ``random_eval``), which the record keeps as ``chosen_costs``, before the re-plan.
+    costs, as ``random_step`` and ``random_eval``), which the record keeps as ``chosen_costs`` (with the typical
+    costs as ``typical``), before the re-plan.
     """
     keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
     unchanged = [0.0] * len(keys)
@@ -360,7 +362,8 @@ def _cost_the_choice(task: "Task", cfg: RunConfig, rd: RunDir, record: Dict[str,
                        "random_eval": c.get("random_eval", c["dash_eval"]),
                        "dash_step": c["dash_step"] * ratios["step"], "dash_eval": c["dash_eval"] * ratios["eval"]}
     record["chosen_costs"] = {"after": "search", "step_ratio": round(ratios["step"], 4),
-                              "eval_ratio": round(ratios["eval"], 4)}
+                              "eval_ratio": round(ratios["eval"], 4),
+                              "typical": {"dash_step": c["dash_step"], "dash_eval": c["dash_eval"]}}
     meta = rd.read_json(RunDir.CONFIG)
     meta["budget"] = record
     rd.write_json(RunDir.CONFIG, meta)
@@ -386,7 +389,50 @@ def time_plan(task: Union["Task", str], cfg: RunConfig, budget: Union[str, float
     text = budget if isinstance(budget, str) else f"{seconds:g}s"
     cfg, record, _ = _plan_time(task, cfg, Path(out) if out is not None else Path("."), seconds, text,
                                 stage_device(cfg), t_call, figures, resume=out is not None)
+    _CLOCKS[id(record)] = t_call
     return cfg, record
+
+
+_CLOCKS: Dict[int, float] = {}  # time_plan's records (by identity) -> the monotonic second their clock started
+
+
+def replan_stages(stage: str, task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLike],
+                  record: Dict[str, Any], seconds: float, card: Optional["ArchCard"] = None,
+                  verbose: bool = True) -> RunConfig:
+    """After ``stage`` of a budget planned by `time_plan`, the config with the stages left re-planned, as `run`
+    re-plans its own (`dashkit.budget.replan`; it never grows the retraining here).
+
+    Args:
+        stage: "search", or "tune" once DASH's and the baseline's tunings have both run (the plan costs them
+            together).
+        record: the record `time_plan` returned in this process (its clock started there); updated in place and
+            written to config.json with the new steps.
+        seconds: the wall seconds ``stage`` took in this call (both tunings for "tune"); 0 for a stage read back
+            from the run directory, which is not re-planned after.
+        card: after the search, its ArchCard: the searched network is timed against the typical architecture the
+            plan costed (`dashkit.stages.costs.measure_chosen`) before the re-plan.
+
+    Returns:
+        ``cfg`` with the new ``tune_steps``, ``tune_n_trials`` and ``retrain_steps`` (``cfg`` itself when nothing
+        changed).
+
+    Example:
+        >>> t0 = time.monotonic(); card = pipeline.search(task, cfg, rd)
+        >>> cfg = pipeline.replan_stages("search", task, cfg, rd, record, time.monotonic() - t0, card)
+    """
+    if stage not in ("search", "tune"):
+        raise ValueError(f"stage = {stage!r}: expected 'search' or 'tune' (the stages followed by a re-plan)")
+    t_call = _CLOCKS.get(id(record))
+    if t_call is None:
+        raise ValueError("record: not a record that time_plan returned in this process (its clock started there); "
+                         "pass the record time_plan returned")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ValueError(f"seconds = {seconds!r}: expected the stage's wall seconds, a number >= 0")
+    task = resolve_task(task)
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    preset = rd.read_json(RunDir.CONFIG).get("preset") if rd.exists(RunDir.CONFIG) else None
+    say = print if verbose and distributed.is_main() else (lambda *a, **k: None)
+    return _replan(task, cfg, rd, preset, record, stage, seconds > 0, float(seconds), t_call, say, False, card)
 
 
 def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: str, device: torch.device,

@@ -408,7 +408,8 @@ def test_after_the_search_the_searched_network_is_costed_and_the_plan_fits_what_
     res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
                        random_draws=1, **SETTINGS)
     record = json.loads((tmp_path / "run" / "config.json").read_text())["budget"]
-    assert record["chosen_costs"] == {"after": "search", "step_ratio": 2.0, "eval_ratio": 1.5}
+    assert record["chosen_costs"] == {"after": "search", "step_ratio": 2.0, "eval_ratio": 1.5, "typical": {
+        "dash_step": COSTS["dash_step"], "dash_eval": COSTS["dash_eval"]}}
     c = record["costs"]
     assert c["dash_step"] == pytest.approx(2 * COSTS["dash_step"]) and c["dash_eval"] == pytest.approx(
         1.5 * COSTS["dash_eval"])
@@ -428,3 +429,37 @@ def test_after_the_search_the_searched_network_is_costed_and_the_plan_fits_what_
     assert entry["elapsed"] + at_old_costs + COSTS["after"] <= 300.0 < entry["elapsed"] + at_new_costs + \
         COSTS["after"]  # the old plan fitted the typical costs, not the searched network's
     assert "costed as searched: one step 2.00x" in res.summary()
+
+
+def test_stages_called_one_by_one_replan_after_the_search_with_replan_stages(tmp_path, monkeypatch):
+    """`time_plan` + the stages called by hand (notebook 05): `replan_stages` after the search re-plans as `run`
+    does (costing the searched network first), records it in config.json, and the retraining trains the new steps;
+    a second call after the same stage changes nothing."""
+    fake_costs(monkeypatch, lambda *a, **k: dict(COSTS), chosen=(1.2, 1.0))
+    clock = Clock()
+    monkeypatch.setattr(pipeline, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    task = tiny_task()
+    cfg = make_config("smoke", task.defaults, random_draws=0, **SETTINGS)
+    cfg, record = pipeline.time_plan(task, cfg, "300s", out=tmp_path / "run")
+    rd = pipeline.open_run_dir(tmp_path / "run", task, cfg, preset="smoke", budget=record)
+    card = pipeline.search(task, cfg, rd)
+    planned = record["planned"]["search"]
+    clock.now += 1.3 * planned
+    new = pipeline.replan_stages("search", task, cfg, rd, record, 1.3 * planned, card, verbose=False)
+    (entry,) = record["replans"]
+    assert entry["after"] == "search" and entry["factor"] == pytest.approx(1.3, rel=1e-3)
+    assert record["chosen_costs"]["step_ratio"] == 1.2
+    assert new.retrain.steps == entry["new"]["retrain_steps"] < cfg.retrain.steps
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["budget"]["replans"] == [entry] and meta["config"]["retrain"]["steps"] == new.retrain.steps
+    assert meta["preset"] == "smoke"
+    res = pipeline.retrain(task, new, rd, card)
+    assert len(rd.read_history("retrain")) == meta["plan"]["retrain"]["epochs"] and res["test"] >= 0
+    again = pipeline.replan_stages("search", task, new, rd, record, 10 * planned, card, verbose=False)
+    assert again is new and len(record["replans"]) == 1  # one re-plan per stage
+    with pytest.raises(ValueError, match=r"stage = 'retrain': expected 'search' or 'tune'"):
+        pipeline.replan_stages("retrain", task, new, rd, record, 1.0)
+    with pytest.raises(ValueError, match=r"record: not a record that time_plan returned in this process"):
+        pipeline.replan_stages("search", task, new, rd, dict(record), 1.0)
+    with pytest.raises(ValueError, match=r"seconds = -1: expected the stage's wall seconds"):
+        pipeline.replan_stages("tune", task, new, rd, record, -1)

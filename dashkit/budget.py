@@ -525,8 +525,8 @@ def stage_seconds(costs: Mapping[str, float], stage: str, steps: int, per_pass: 
 
 
 def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str, seconds_spent: float,
-           now_elapsed: float, per_pass: Mapping[str, int], baseline: bool = True, grow: bool = False
-           ) -> Optional[Dict[str, Any]]:
+           now_elapsed: float, per_pass: Mapping[str, int], baseline: bool = True, grow: bool = False,
+           factor: Optional[float] = None) -> Optional[Dict[str, Any]]:
     """Shrink the stages left after ``stage_done`` when, at the speed it just ran, they would overrun the budget;
     with ``grow``, raise the retraining's steps when they would leave much of it unused.
 
@@ -568,6 +568,9 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         now_elapsed: seconds since the budget's clock started.
         per_pass: batches per pass of each stage ("search", "tune", "retrain").
         baseline: whether the baseline is trained (its steps are costed beside DASH's).
+        factor: the slowdown factor observed otherwise, used instead of ``seconds_spent / planned``: after the
+            tunings, whose lr-block walk and pruner leave configurations unrun or cut short, the pipeline passes
+            their finished trials' seconds over those trials' planned seconds (`tuning_factor`).
 
     Returns:
         None (no change), or the entry for the record's ``replans``: ``after`` (``stage_done``), ``factor``,
@@ -593,7 +596,7 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     planned_done = seconds_of(stage_done, old)
     if planned_done <= 0 or seconds_spent <= 0:
         return None  # nothing ran (a skipped tuning): no speed observed
-    factor = seconds_spent / planned_done
+    factor = seconds_spent / planned_done if factor is None else float(factor)
     left = ("tune", "retrain") if stage_done == "search" else ("retrain",)
     planned_left = {stage: seconds_of(stage, old) for stage in left}
     after = float(costs["after"])
@@ -646,6 +649,31 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     if new == old and not note:
         return None
     return _entry(stage_done, factor, seconds_spent, now_elapsed, old, new, planned_new, end, False, note)
+
+
+def tuning_factor(record: Mapping[str, Any], trials: Mapping[str, List[Mapping[str, Any]]], tune_steps: int,
+                  per_pass: Mapping[str, int]) -> Optional[float]:
+    """The tunings' slowdown factor from their finished trials: their seconds over what the record's costs plan
+    for those trials (one configuration of ``tune_steps`` steps each, ``tune_folds`` trainings when
+    cross-validated); None when no trial finished.
+
+    The tunings' whole time over their plan is no speed: the plan counts every configuration, and the lr-block
+    walk skips some and the pruner cuts others short (a tuning at 0.61x its plan on the quickstart had run two
+    configurations of four whole, one pruned, one skipped, each whole one 1.1-1.3x slower than planned).
+
+    Args:
+        trials: ``{"dash": [...], "baseline": [...]}``, the trials of tune.json and baseline_tune.json (``state``
+            and ``seconds`` each).
+    """
+    costs, folds = record["costs"], int(record.get("tune_folds", 1))
+    spent = planned = 0.0
+    for net, rows in trials.items():
+        one = {**costs, "dash_step": costs[f"{net}_step"], "dash_eval": costs[f"{net}_eval"]}
+        done = [float(t["seconds"]) for t in rows if t.get("state") == "complete" and t.get("seconds")]
+        spent += sum(done)
+        planned += len(done) * stage_seconds(one, "tune", tune_steps, per_pass, baseline=False, configs=1,
+                                             folds=folds)
+    return spent / planned if spent > 0 and planned > 0 else None
 
 
 def _entry(stage_done: str, factor: float, seconds_spent: float, now_elapsed: float, old: Mapping[str, int],

@@ -53,7 +53,7 @@ from torch import nn
 
 from . import distributed, progress
 from .budget import PRESET_SECONDS, forecast_seconds, format_plan, parse_budget, plan_budget, replan, run_plan, \
-    stage_plan, tuning_folds, warn_if_long
+    stage_plan, tuning_factor, tuning_folds, warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
@@ -315,8 +315,14 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
         if stage == "search" and card is not None and "chosen_costs" not in record:
             _cost_the_choice(task, cfg, rd, record, card, say)
         per_pass = {s: stage_plan(task, cfg, s).batches_per_pass for s in ("search", "tune", "retrain")}
+        factor = None
+        if stage == "tune":  # speed from the finished trials: the walk and the pruner leave others unrun or short
+            trials = {net: rd.read_json(f"{name}.json").get("trials", [])
+                      for net, name in (("dash", "tune"), ("baseline", "baseline_tune"))
+                      if rd.exists(f"{name}.json") and (net == "dash" or cfg.baseline)}
+            factor = tuning_factor(record, trials, steps["tune_steps"], per_pass) if steps["tune_steps"] else None
         entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline,
-                       grow=grow)
+                       grow=grow, factor=factor)
         if entry is None:
             return unchanged
         record.setdefault("replans", []).append(entry)

@@ -363,12 +363,20 @@ def ahead(monkeypatch, search_factor, tune_factor):
 
     monkeypatch.setattr(pipeline, "search", search)
     monkeypatch.setattr(pipeline, "tune", tune)
+    seen = []
+
+    def factor(record, trials, tune_steps, per_pass):  # the finished trials ran at the clock's speed too
+        seen.append(trials)
+        return tune_factor
+
+    monkeypatch.setattr(pipeline, "tuning_factor", factor)
+    clock.trials = seen
     return clock
 
 
 def test_a_fresh_run_ahead_of_plan_trains_the_grown_steps_and_a_resumed_run_never_grows(tmp_path, monkeypatch):
     fake_costs(monkeypatch, lambda *a, **k: dict(COSTS))
-    ahead(monkeypatch, 1.0, 0.2)
+    clock = ahead(monkeypatch, 1.0, 0.2)
     task = tiny_task()
     res = pipeline.run(task, preset="smoke", out=tmp_path / "run", budget="300s", figures=False, verbose=False,
                        **SETTINGS)
@@ -380,6 +388,9 @@ def test_a_fresh_run_ahead_of_plan_trains_the_grown_steps_and_a_resumed_run_neve
     rows = (tmp_path / "run" / "history_retrain.csv").read_text().strip().splitlines()
     assert len(rows) - 1 == meta["plan"]["retrain"]["epochs"]
     assert "(ahead of plan: the retraining grows)" in res.summary()
+    (trials,) = clock.trials  # the re-plan read both tunings' trials from tune.json and baseline_tune.json
+    assert set(trials) == {"dash", "baseline"} and all(t and all("state" in r and "seconds" in r for r in t)
+                                                       for t in trials.values())
 
     # the same run stopped in its tuning, then resumed: the resumed call did not make the plan, so it keeps it
     monkeypatch.setattr(pipeline, "tune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -463,3 +474,28 @@ def test_stages_called_one_by_one_replan_after_the_search_with_replan_stages(tmp
         pipeline.replan_stages("search", task, new, rd, dict(record), 1.0)
     with pytest.raises(ValueError, match=r"seconds = -1: expected the stage's wall seconds"):
         pipeline.replan_stages("tune", task, new, rd, record, -1)
+
+
+def test_the_tunings_speed_is_read_from_their_finished_trials_not_from_skipped_configurations():
+    """The quickstart's tunings ran 0.61x their plan because the lr-block walk skipped a configuration and the
+    pruner cut one short; their two whole trials each ran slower than planned. Growing the retraining at 0.61x
+    overran the 3-minute budget by about a quarter; the finished trials' speed does not grow it."""
+    cfg, record, steps = start()
+    one = {net: B.stage_seconds({**FAKE_COSTS, "dash_step": FAKE_COSTS[f"{net}_step"],
+                                 "dash_eval": FAKE_COSTS[f"{net}_eval"]}, "tune", steps["tune_steps"], PER_PASS,
+                                baseline=False, configs=1, folds=record["tune_folds"]) for net in ("dash", "baseline")}
+    trials = {net: [{"state": "complete", "seconds": 1.2 * one[net]}, {"state": "complete", "seconds": 1.2 * one[net]},
+                    {"state": "pruned", "seconds": 0.3 * one[net]}, {"state": "skipped", "seconds": 0.0}]
+              for net in ("dash", "baseline")}
+    assert B.tuning_factor(record, trials, steps["tune_steps"], PER_PASS) == pytest.approx(1.2)
+    assert B.tuning_factor(record, {"dash": [{"state": "pruned", "seconds": 3.0}]}, steps["tune_steps"],
+                           PER_PASS) is None
+    tune_s = seconds_left(record, steps, ("tune",), 2)
+    spent = sum(t["seconds"] for rows in trials.values() for t in rows)  # about 0.65x the planned tunings
+    assert spent < 0.7 * tune_s
+    elapsed = 10.0 + record["planned"]["search"] + spent
+    grown = B.replan(record, steps, "tune", spent, elapsed, PER_PASS, grow=True)
+    assert grown is not None and grown["grew"]  # the whole stage's ratio alone would grow the retraining
+    kept = B.replan(record, steps, "tune", spent, elapsed, PER_PASS, grow=True,
+                    factor=B.tuning_factor(record, trials, steps["tune_steps"], PER_PASS))
+    assert kept is None or (not kept["grew"] and kept["factor"] == pytest.approx(1.2))

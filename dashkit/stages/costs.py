@@ -45,15 +45,12 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     base = build_model(task, cfg, None).to(device)
     n = len(task.train)  # type: ignore[arg-type]
 
-    def batch(size: int, data: Any = task.train) -> Tuple[torch.Tensor, torch.Tensor]:
-        return _batch(data, size)
-
-    xs, ys = batch(effective_batch(sc.batch_size, n))
-    xr, yr = batch(effective_batch(cfg.retrain.batch_size, n))
+    xs, ys = _batch(task.train, effective_batch(sc.batch_size, n))
+    xr, yr = _batch(task.train, effective_batch(cfg.retrain.batch_size, n))
     val_batch = None  # the bilevel scheme's alpha batch: its step is two forward and backward passes
     if sc.scheme == "bilevel":
         arch_data = arch_split(task, cfg)[1]
-        val_batch = batch(effective_batch(sc.batch_size, len(arch_data)), arch_data)
+        val_batch = _batch(arch_data, effective_batch(sc.batch_size, len(arch_data)))
     w_opt = sgd(supernet.weight_parameters(sup), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
     a_opt = sgd(supernet.arch_parameters(sup), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
     opts = {name: sgd(model.parameters(), 1e-4, 0.9, True, 0.0) for name, model in (("dash", dash), ("base", base))}

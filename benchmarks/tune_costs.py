@@ -45,8 +45,7 @@ def check(task: Any, card: ArchCard, steps: int = 100, configs: int = 2, seed: i
     per_pass = {s: B.stage_plan(task, cfg, s).batches_per_pass for s in ("search", "tune", "retrain")}
 
     def predicted(costs: Dict[str, float], net: str) -> float:
-        one = {**costs, "dash_step": costs[f"{net}_step"], "dash_eval": costs[f"{net}_eval"]}
-        return B.stage_seconds(one, "tune", steps, per_pass, baseline=False, configs=configs, folds=folds)
+        return B.tune_seconds(costs, net, steps, per_pass, configs=configs, folds=folds)
 
     out: Dict[str, Any] = {"task": task.name, "folds": folds, "steps": steps, "configs": configs,
                            "step_ratio": ratios["step"], "eval_ratio": ratios["eval"]}

@@ -86,7 +86,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_SHARE", "MIN_TUNE_STEPS", "StagePlan",
            "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
-           "BudgetTooSmallError", "format_plan", "replan", "stage_seconds", "batches_per_pass", "effective_batch",
+           "BudgetTooSmallError", "format_plan", "replan", "tuning_factor", "tune_seconds", "typical_costs",
+           "stage_seconds", "batches_per_pass", "effective_batch",
            "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds",
            "tuning_scoring", "tuning_folds", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
            "warn_if_long"]
@@ -665,15 +666,27 @@ def tuning_factor(record: Mapping[str, Any], trials: Mapping[str, List[Mapping[s
         trials: ``{"dash": [...], "baseline": [...]}``, the trials of tune.json and baseline_tune.json (``state``
             and ``seconds`` each).
     """
-    costs, folds = record["costs"], int(record.get("tune_folds", 1))
+    folds = int(record.get("tune_folds", 1))
     spent = planned = 0.0
     for net, rows in trials.items():
-        one = {**costs, "dash_step": costs[f"{net}_step"], "dash_eval": costs[f"{net}_eval"]}
         done = [float(t["seconds"]) for t in rows if t.get("state") == "complete" and t.get("seconds")]
         spent += sum(done)
-        planned += len(done) * stage_seconds(one, "tune", tune_steps, per_pass, baseline=False, configs=1,
-                                             folds=folds)
+        planned += tune_seconds(record["costs"], net, tune_steps, per_pass, configs=len(done), folds=folds)
     return spent / planned if spent > 0 and planned > 0 else None
+
+
+def tune_seconds(costs: Mapping[str, float], net: str, steps: int, per_pass: Mapping[str, int], configs: int = 1,
+                 folds: int = 1) -> float:
+    """Planned seconds of one network's tuning alone (``net``: "dash" or "baseline"), ``configs`` configurations
+    of ``steps`` steps: `stage_seconds` counts DASH's and the baseline's together."""
+    one = {**costs, "dash_step": costs[f"{net}_step"], "dash_eval": costs[f"{net}_eval"]}
+    return stage_seconds(one, "tune", steps, per_pass, baseline=False, configs=configs, folds=folds)
+
+
+def typical_costs(record: Mapping[str, Any]) -> Dict[str, float]:
+    """A budget record's costs with DASH's network costed as before the search (a typical architecture of the
+    space), undoing the searched network's costing (``chosen_costs``) for a plan of another seed's run."""
+    return {**record["costs"], **(record.get("chosen_costs") or {}).get("typical", {})}
 
 
 def _entry(stage_done: str, factor: float, seconds_spent: float, now_elapsed: float, old: Mapping[str, int],

@@ -426,6 +426,7 @@ def test_after_the_search_the_searched_network_is_costed_and_the_plan_fits_what_
         1.5 * COSTS["dash_eval"])
     assert c["random_step"] == COSTS["dash_step"] and c["random_eval"] == COSTS["dash_eval"]
     assert c["baseline_step"] == COSTS["baseline_step"] and c["search_step"] == COSTS["search_step"]
+    assert B.typical_costs(record) == {**COSTS, "random_step": COSTS["dash_step"], "random_eval": COSTS["dash_eval"]}
     (entry,) = record["replans"]
     assert entry["after"] == "search" and entry["factor"] == pytest.approx(1.0, rel=1e-3)  # on plan
     assert entry["new"]["retrain_steps"] < entry["old"]["retrain_steps"]
@@ -481,9 +482,11 @@ def test_the_tunings_speed_is_read_from_their_finished_trials_not_from_skipped_c
     pruner cut one short; their two whole trials each ran slower than planned. Growing the retraining at 0.61x
     overran the 3-minute budget by about a quarter; the finished trials' speed does not grow it."""
     cfg, record, steps = start()
-    one = {net: B.stage_seconds({**FAKE_COSTS, "dash_step": FAKE_COSTS[f"{net}_step"],
-                                 "dash_eval": FAKE_COSTS[f"{net}_eval"]}, "tune", steps["tune_steps"], PER_PASS,
-                                baseline=False, configs=1, folds=record["tune_folds"]) for net in ("dash", "baseline")}
+    one = {net: B.tune_seconds(FAKE_COSTS, net, steps["tune_steps"], PER_PASS, folds=record["tune_folds"])
+           for net in ("dash", "baseline")}
+    # the two networks' tunings alone add up to the stage's count of both
+    assert sum(one.values()) == pytest.approx(B.stage_seconds(FAKE_COSTS, "tune", steps["tune_steps"], PER_PASS,
+                                                              configs=1, folds=record["tune_folds"]))
     trials = {net: [{"state": "complete", "seconds": 1.2 * one[net]}, {"state": "complete", "seconds": 1.2 * one[net]},
                     {"state": "pruned", "seconds": 0.3 * one[net]}, {"state": "skipped", "seconds": 0.0}]
               for net in ("dash", "baseline")}

@@ -199,34 +199,24 @@ def test_smoke_run_searches_the_planted_layers(tmp_path):
     assert all(0.0 < v < 10.0 for v in res.metrics.values())
 
 
-def test_the_search_recovers_every_planted_layer_of_planted1d(tmp_path):
-    """The search's unit test: the standard search lengthened to 4000 steps, with the setting RESULTS.md measured on
-    this task (candidates at init std 0.3, softmax mixing, full convolutions), finds the planted (k, d) of all three
-    layers. RESULTS.md: all three in 10 of 10 seeds at 4000 steps, 8 of 10 at 2000; seed 8, used here, is one that
-    2000 steps get wrong (it swaps the dilations of convs.1 and convs.2). Chance: (1/9)^3 per seed. The decision
-    test calls every layer of this seed decided."""
+@pytest.mark.parametrize("name,seed,lengthen", [("planted1d", 8, {"search_steps": 4000}),
+                                                ("planted2d", 4, {"search_batch_size": 32})])
+def test_the_search_recovers_every_planted_layer(tmp_path, name, seed, lengthen):
+    """The search's unit test: the standard search with the setting RESULTS.md measured on the planted tasks
+    (candidates at init std 0.3, softmax mixing, full convolutions) finds the planted (k, d) of all three layers,
+    and the decision test calls each of them decided. Chance: (1/M)^3 per seed (M = 9 in 1D, 6 in 2D).
+
+    planted1d, lengthened to 4000 search steps: all three in 10 of 10 seeds, 8 of 10 at 2000; seed 8 is one that
+    2000 steps get wrong (it swaps the dilations of convs.1 and convs.2).
+    planted2d, 2000 steps of batches of 32: all three in 10 of 10 seeds (batches of 64: 9 of 10), 49-56 s a search
+    on one thread of a busy machine (batches of 64: 84-127 s); seed 4 is the one whose layers decided by the widest
+    margins (z 20, 6.0 and 5.2), so the check does not rest on a choice near the gradient noise, which the thread
+    count's roundings could flip."""
     from dashkit import pipeline
 
-    task = tasks.get("planted1d")
-    cfg = make_config("standard", task.defaults, seed=8, device="cpu", search_backend="fft", search_init_std=0.3,
-                      search_relaxation="softmax", search_depthwise=False, search_steps=4000)
-    card = pipeline.search(task, cfg, tmp_path / "search")
-    assert {layer.name: [layer.k, layer.d] for layer in card.layers} == task.info["planted"]
-    assert all(layer.decided for layer in card.layers), [layer.z for layer in card.layers]
-
-
-def test_the_search_recovers_every_planted_layer_of_planted2d(tmp_path):
-    """The 2D unit test: the standard search (2000 steps, the first quarter the weights' alone) with the setting
-    measured on the planted tasks and batches of 32, which RESULTS.md measured over ten seeds: all three planted
-    layers in 10 of 10 (batches of 64: 9 of 10), 49-56 s a search on one thread of a busy machine (batches of 64:
-    84-127 s). Chance: (1/6)^3 per seed. Seed 4, used here, is the one whose layers the decision test calls
-    decided by the widest margins (z 20, 6.0 and 5.2 there), so the check does not rest on a choice near the
-    gradient noise, which the thread count's roundings could flip."""
-    from dashkit import pipeline
-
-    task = tasks.get("planted2d")
-    cfg = make_config("standard", task.defaults, seed=4, device="cpu", search_backend="fft", search_init_std=0.3,
-                      search_relaxation="softmax", search_depthwise=False, search_batch_size=32)
+    task = tasks.get(name)
+    cfg = make_config("standard", task.defaults, seed=seed, device="cpu", search_backend="fft", search_init_std=0.3,
+                      search_relaxation="softmax", search_depthwise=False, **lengthen)
     card = pipeline.search(task, cfg, tmp_path / "search")
     assert {layer.name: [layer.k, layer.d] for layer in card.layers} == task.info["planted"]
     assert all(layer.decided for layer in card.layers), [layer.z for layer in card.layers]

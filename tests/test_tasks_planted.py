@@ -199,9 +199,9 @@ def test_smoke_run_searches_the_planted_layers(tmp_path):
     assert all(0.0 < v < 10.0 for v in res.metrics.values())
 
 
-@pytest.mark.parametrize("name,seed,lengthen", [("planted1d", 8, {"search_steps": 4000}),
+@pytest.mark.parametrize("name,seed,setting", [("planted1d", 8, {"search_steps": 4000}),
                                                 ("planted2d", 4, {"search_batch_size": 32})])
-def test_the_search_recovers_every_planted_layer(tmp_path, name, seed, lengthen):
+def test_the_search_recovers_every_planted_layer(tmp_path, name, seed, setting):
     """The search's unit test: the standard search with the setting RESULTS.md measured on the planted tasks
     (candidates at init std 0.3, softmax mixing, full convolutions) finds the planted (k, d) of all three layers,
     and the decision test calls each of them decided. Chance: (1/M)^3 per seed (M = 9 in 1D, 6 in 2D).
@@ -216,7 +216,7 @@ def test_the_search_recovers_every_planted_layer(tmp_path, name, seed, lengthen)
 
     task = tasks.get(name)
     cfg = make_config("standard", task.defaults, seed=seed, device="cpu", search_backend="fft", search_init_std=0.3,
-                      search_relaxation="softmax", search_depthwise=False, **lengthen)
+                      search_relaxation="softmax", search_depthwise=False, **setting)
     card = pipeline.search(task, cfg, tmp_path / "search")
     assert {layer.name: [layer.k, layer.d] for layer in card.layers} == task.info["planted"]
     assert all(layer.decided for layer in card.layers), [layer.z for layer in card.layers]

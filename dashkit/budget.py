@@ -41,8 +41,9 @@ tuning                  ``TUNE_SHARE`` (20%): DASH's and the baseline's grids, t
                         that would leave fewer than two; the lr-block walk keeps one configuration for each
                         lr when it is capped, `dashkit.stages.tune.walk_lr_blocks`)
 retraining              the rest (40%): DASH's network, the baseline and the ``random_draws`` random architectures
-                        (`dashkit.stages.control`), the *same* number of steps each, so the controls are fair; a
-                        random draw's step is costed as DASH's (a typical architecture of the space). Draws that
+                        (`dashkit.stages.control`), the *same* number of steps each, so the controls are fair; the
+                        draws' steps are costed as drawn (the seed fixes them; their mean), DASH's as a typical
+                        architecture of the space until the search has chosen. Draws that
                         would leave the retraining fewer than ``MIN_CONTROL_STEPS`` steps are dropped, with a
                         warning and a note in the record (``random_draws`` there and in the config is the count
                         kept)
@@ -387,7 +388,8 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
             checkpoint-sized file: a search epoch makes ``SEARCH_EPOCH_WRITES``, a retraining epoch
             ``RETRAIN_EPOCH_WRITES`` per network),
             ``after`` (the test passes and figures after the stages); optionally ``random_step`` and
-            ``random_eval`` for a random draw of the control (default: DASH's ``dash_step`` and ``dash_eval``).
+            ``random_eval`` for a random draw of the control (`measure_costs` times the run's draws and gives their
+            mean; default: DASH's ``dash_step`` and ``dash_eval``).
         cfg: the run's configuration (its grid, whether tuning and the baseline run, ``random_draws``).
         per_pass: batches per pass of each stage ("search", "tune", "retrain"), for the epochs each gets.
         spent: seconds already spent (building the task, measuring).

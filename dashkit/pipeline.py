@@ -296,9 +296,10 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
 
     After the search, ``card`` (its choice) is costed first: the plan costed DASH's network at a typical
     architecture of the space, and the searched one is timed against it (`dashkit.stages.costs.measure_chosen`);
-    the record's ``dash_step`` and ``dash_eval`` are multiplied by the ratios (the random draws keep the typical
-    costs, as ``random_step`` and ``random_eval``), which the record keeps as ``chosen_costs`` (with the typical
-    costs as ``typical``), before the re-plan.
+    the record's ``dash_step`` and ``dash_eval`` are multiplied by the ratios (the random draws keep their costs,
+    ``random_step`` and ``random_eval``: measured as drawn at the start, or the typical architecture's in a record
+    without them), which the record keeps as ``chosen_costs`` (with the typical costs as ``typical``), before the
+    re-plan.
     """
     keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
     unchanged = [0.0] * len(keys)

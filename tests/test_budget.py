@@ -397,6 +397,52 @@ def test_the_search_step_is_measured_as_the_configured_scheme_takes_it(monkeypat
     assert seen and set(seen) == {(32,) + tuple(task.in_shape)}  # a batch of the held-out half (48 examples)
 
 
+def test_the_random_draws_are_costed_as_they_will_be_drawn_not_as_the_typical_architecture(monkeypatch):
+    """With ``random_draws=2`` `measure_costs` steps the two architectures the control will retrain (the run's seed
+    fixes them: `random_card` on the same layers) beside the other networks, and ``random_step`` /
+    ``random_eval`` are the means of theirs; the timings are stood in for (nothing is timed here)."""
+    from dashkit.stages.control import random_card
+
+    def signature(model):
+        return [(m.kernel_size[0], m.dilation[0]) for m in model.modules() if isinstance(m, torch.nn.Conv1d)
+                and m.kernel_size[0] > 1]
+
+    task = tiny_task()
+    cfg = make_config("smoke", task.defaults, search_backend="fft", random_draws=2, seed=3)
+    typical = costs.typical_card(costs.build_supernet(task, cfg))
+    expected = [signature(costs.build_model(task, cfg, random_card(typical, 3, i))) for i in range(2)]
+    assert expected[0] != expected[1] and signature(costs.build_model(task, cfg, typical)) not in expected
+    stepped = {}
+    real_rounds = costs.timed_rounds
+
+    def rounds(steps, **k):
+        assert set(steps) == {"search_step", "dash_step", "baseline_step", "random_0_step", "random_1_step"}
+        real_rounds(steps, **{**k, "rounds": 1})  # every step runs once; the times below are made up
+        return {"search_step": [1.0] * 3, "dash_step": [0.5] * 3, "baseline_step": [0.25] * 3,
+                "random_0_step": [2.0, 0.7, 9.0], "random_1_step": [3.0, 1.3, 1.3]}
+
+    real_step = costs.train_step
+
+    def recording(model, *a, **k):
+        stepped.setdefault(id(model), signature(model))
+        return real_step(model, *a, **k)
+
+    monkeypatch.setattr(costs, "timed_rounds", rounds)
+    monkeypatch.setattr(costs, "train_step", recording)
+    passes = iter([0.1, 0.2, 0.3, 0.5])  # dash, baseline, random_0, random_1
+    monkeypatch.setattr(costs, "best_time", lambda fn, *a, **k: (fn(), next(passes))[1])
+    measured = costs.measure_costs(task, cfg, torch.device("cpu"), figures=False)
+    assert all(sig in stepped.values() for sig in expected)  # the draws the control retrains were stepped
+    assert measured["random_step"] == pytest.approx((2.0 + 1.3) / 2)  # the mean of the draws' medians
+    assert measured["random_eval"] == pytest.approx((0.3 + 0.5) / 2)
+    assert measured["dash_step"] == 0.5 and measured["baseline_eval"] == 0.2
+    assert not any(key.startswith("random_0") or key.startswith("random_1") for key in measured)
+    monkeypatch.setattr(costs, "timed_rounds", real_rounds)
+    monkeypatch.setattr(costs, "best_time", lambda fn, *a, **k: (fn(), 0.1)[1])
+    alone = costs.measure_costs(task, cfg.override(random_draws=0), torch.device("cpu"), figures=False, rounds=1)
+    assert "random_step" not in alone and "random_eval" not in alone  # no draws: the plan costs none
+
+
 def test_the_searched_network_is_timed_against_the_typical_one_the_plan_costed(monkeypatch):
     """`measure_chosen` steps DASH's searched network and the typical architecture (`typical_card`) side by side
     and returns the ratios of their medians; the timings are stood in for (nothing is timed here)."""

@@ -35,14 +35,26 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     pass on a batch of its data (`dashkit.stages.search.arch_split`). DASH's discrete network is measured at the
     space's middle candidate (by receptive field) in every layer, as a typical choice of the search, with the
     retrain conv backend (whose ``auto`` choice times the convolutions
-    itself; a first untimed call lets it choose). Steps are
+    itself; a first untimed call lets it choose). The random-architecture control's draws (``cfg.random_draws``)
+    are timed as they will be drawn (`dashkit.stages.control.random_card`: the run's seed fixes them before the
+    search): ``random_step`` and ``random_eval`` are the means over the draws. A draw is costlier than the space's
+    middle candidate on average (its kernels are drawn uniformly; the cost grows with k), and costed as the typical
+    architecture the draws ran 1.0-1.9x their planned time on the UCR datasets (BENCHMARKS.md). Steps are
     timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
+
+    Returns:
+        Seconds of ``search_step``, ``dash_step``, ``baseline_step`` (one optimiser step), ``dash_eval``,
+        ``baseline_eval`` (one validation pass), ``checkpoint`` (one write) and ``after`` (the test passes,
+        figures and set-up after the stages); with random draws, ``random_step`` and ``random_eval`` too.
     """
+    from .control import random_card  # control imports the stages that import this module
+
     sc = cfg.search
     sup = build_supernet(task, cfg).to(device)
     card = typical_card(sup)
     dash = build_model(task, cfg, card).to(device)
     base = build_model(task, cfg, None).to(device)
+    draws = [build_model(task, cfg, random_card(card, cfg.seed, i)).to(device) for i in range(cfg.random_draws)]
     n = len(task.train)  # type: ignore[arg-type]
 
     xs, ys = _batch(task.train, effective_batch(sc.batch_size, n))
@@ -53,18 +65,25 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
         val_batch = _batch(arch_data, effective_batch(sc.batch_size, len(arch_data)))
     w_opt = sgd(supernet.weight_parameters(sup), sc.lr, sc.momentum, sc.nesterov, sc.weight_decay)
     a_opt = sgd(supernet.arch_parameters(sup), sc.arch_lr, sc.momentum, sc.nesterov, sc.arch_weight_decay)
-    opts = {name: sgd(model.parameters(), 1e-4, 0.9, True, 0.0) for name, model in (("dash", dash), ("base", base))}
-    sup.train(), dash.train(), base.train()
+    nets = {"dash": dash, "baseline": base, **{f"random_{i}": m for i, m in enumerate(draws)}}
+    opts = {name: sgd(model.parameters(), 1e-4, 0.9, True, 0.0) for name, model in nets.items()}
+    sup.train()
+    for model in nets.values():
+        model.train()
     steps = {"search_step": lambda: search_step(sup, task, xs, ys, w_opt, a_opt, grad_clip=sc.grad_clip,
                                                 val_batch=val_batch),
-             "dash_step": lambda: train_step(dash, task, xr, yr, opts["dash"], grad_clip=1.0),
-             "baseline_step": lambda: train_step(base, task, xr, yr, opts["base"], grad_clip=1.0)}
+             **{f"{name}_step": (lambda m=model, o=opts[name]: train_step(m, task, xr, yr, o, grad_clip=1.0))
+                for name, model in nets.items()}}
     timed = timed_rounds(steps, device=device, rounds=rounds, warmup=1, progress=False)
     costs = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
     eval_batch = 2 * cfg.retrain.batch_size
-    for name, model in (("dash_eval", dash), ("baseline_eval", base)):
+    for name, model in nets.items():
         # the untimed warm-up call makes the measured conv choice of the new batch shape
-        costs[name] = best_time(lambda: _forward_pass(model, task, device, eval_batch), device, repeats=1, warmup=1)
+        costs[f"{name}_eval"] = best_time(lambda m=model: _forward_pass(m, task, device, eval_batch), device,
+                                          repeats=1, warmup=1)
+    if draws:  # the draws' mean: the plan costs every draw alike
+        for kind in ("step", "eval"):
+            costs[f"random_{kind}"] = sum(costs.pop(f"random_{i}_{kind}") for i in range(len(draws))) / len(draws)
     state = {f"model/{k}": v for k, v in sup.state_dict().items()}
     state.update({f"opt/{k}": v.clone() for k, v in sup.state_dict().items()})  # about a checkpoint's size
     writes = []

@@ -169,3 +169,37 @@ def test_tune_costs_times_both_tunings_beside_the_cost_models_predictions(tmp_pa
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert rows[0].startswith("| run | folds |") and len(rows) == 4
     assert rows[2].startswith("| digits-tiny | 1 | ") and " | dash | " in rows[2] and " | baseline | " in rows[3]
+
+
+def test_plan_check_divides_each_networks_seconds_by_what_its_plan_costed(tmp_path, capsys):
+    """A made-up budgeted run: 10 retraining steps in 5 epochs (2 batches a pass), 4 search steps in 2 epochs;
+    each history's seconds are set so that every ratio is known."""
+    from dashkit.budget import RETRAIN_EPOCH_WRITES, SEARCH_EPOCH_WRITES
+
+    check = _script("plan_check")
+    run = tmp_path / "runs" / "Some-s0"
+    run.mkdir(parents=True)
+    costs = {"search_step": 1.0, "dash_step": 0.5, "baseline_step": 0.25, "dash_eval": 0.1, "baseline_eval": 0.05,
+             "random_step": 0.4, "random_eval": 0.1, "checkpoint": 0.01, "after": 1.0}
+    plan = {"search": {"steps": 4, "batches_per_pass": 2}, "retrain": {"steps": 10, "batches_per_pass": 2}}
+    (run / "config.json").write_text(json.dumps({"plan": plan, "budget": {"seconds": 60.0, "costs": costs,
+                                                                          "random_draws": 2}}))
+    (run / "metrics.json").write_text("{}")
+    planned = {"search": 4 * 1.0 + 2 * SEARCH_EPOCH_WRITES * 0.01,
+               "retrain": 10 * 0.5 + 5 * (0.1 + RETRAIN_EPOCH_WRITES * 0.01),
+               "baseline_retrain": 10 * 0.25 + 5 * (0.05 + RETRAIN_EPOCH_WRITES * 0.01),
+               "random_0_retrain": 10 * 0.4 + 5 * (0.1 + RETRAIN_EPOCH_WRITES * 0.01)}
+    planned["random_1_retrain"] = planned["random_0_retrain"]
+    wanted = {"search": 0.9, "retrain": 1.2, "baseline_retrain": 1.0, "random_0_retrain": 1.5,
+              "random_1_retrain": 2.0}
+    for stage, factor in wanted.items():
+        total = planned[stage] * factor  # split over two epochs' rows
+        (run / f"history_{stage}.csv").write_text(f"epoch,seconds\n1,{total / 4}\n2,{3 * total / 4}\n")
+    row = check.check_run(run)
+    assert row["search"] == pytest.approx(0.9) and row["dash"] == pytest.approx(1.2)
+    assert row["baseline"] == pytest.approx(1.0) and row["random"] == pytest.approx([1.5, 2.0])
+    assert check.main([str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "| Some-s0 | 0.90 | 1.20 | 1.00 | 1.50, 2.00 | 1.20 | 1.50, 2.00 |" in out
+    assert "random / baseline over 2: median 1.75, range 1.50-2.00" in out
+    assert check.check_run(tmp_path) is None  # no run here

@@ -4,9 +4,10 @@
 
 A RUN_DIR is a run made with ``budget=`` (its config.json holds the budget's record), or a directory of such runs
 (`benchmarks/ucr.py --budget` writes one per dataset and seed). Nothing is trained or timed here: the seconds are
-the runs' own, summed from their ``history_*.csv`` files (each epoch's steps, validation pass and checkpoint
-writes), and the planned seconds come from the record's measured costs (after the search: the searched network's,
-`dashkit.stages.costs.measure_chosen`) at the steps the run trained, counted as `dashkit.budget` counts them.
+the runs' own, each stage's from its done marker (``done/<stage>.json``: the whole stage, its epochs' files and
+its one test pass included), and the planned seconds come from the record's measured costs (after the search: the
+searched network's, `dashkit.stages.costs.measure_chosen`) at the steps the run trained, counted as
+`dashkit.budget` counts them (`dashkit.budget.epoch_writes` for the files).
 
 A ratio of 1 means the cost model priced that network as it ran; a machine busier than when the costs were
 measured moves every ratio of a run alike (the re-plans absorb that), so compare a network's ratio with the
@@ -22,13 +23,20 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from dashkit.budget import RETRAIN_EPOCH_WRITES, SEARCH_EPOCH_WRITES, epochs_for
+from dashkit.budget import epoch_writes, epochs_for
 
 NETWORKS = (("dash", "retrain", "dash"), ("baseline", "baseline_retrain", "baseline"))
 
 
-def seconds_of(path: Path) -> Optional[float]:
-    """The sum of a history file's ``seconds`` column; None when the file is missing or has no such column."""
+def seconds_of(run: Path, stage: str) -> Optional[float]:
+    """A stage's seconds: its done marker's; else (a run stopped in it) the sum of its history's ``seconds``
+    column, which leaves out the epochs' files; None when neither is there."""
+    done = run / "done" / f"{stage}.json"
+    if done.is_file():
+        seconds = json.loads(done.read_text()).get("seconds")
+        if isinstance(seconds, (int, float)):
+            return float(seconds)
+    path = run / f"history_{stage}.csv"
     if not path.is_file():
         return None
     with path.open(newline="") as f:
@@ -53,20 +61,20 @@ def check_run(run: Path) -> Optional[Dict[str, Any]]:
     search = plan.get("search", {})
     if search.get("steps"):
         planned = search["steps"] * costs["search_step"] + epochs_for(
-            search["steps"], search["batches_per_pass"]) * SEARCH_EPOCH_WRITES * costs["checkpoint"]
-        spent = seconds_of(run / "history_search.csv")
+            search["steps"], search["batches_per_pass"]) * epoch_writes(costs, "search")
+        spent = seconds_of(run, "search")
         out["search"] = spent / planned if spent and planned > 0 else None
     retrain = plan.get("retrain", {})
     steps, per_pass = retrain.get("steps"), retrain.get("batches_per_pass")
     if not steps or not per_pass:
         return out
     epochs = epochs_for(steps, per_pass)
-    writes = RETRAIN_EPOCH_WRITES * costs["checkpoint"]
+    writes = epoch_writes(costs, "retrain")
 
     def ratio(history: str, key: str) -> Optional[float]:
         step = costs.get(f"{key}_step", costs["dash_step"])
         evaluation = costs.get(f"{key}_eval", costs["dash_eval"])
-        spent = seconds_of(run / f"history_{history}.csv")
+        spent = seconds_of(run, history)
         planned = steps * step + epochs * (evaluation + writes)
         return spent / planned if spent and planned > 0 else None
 

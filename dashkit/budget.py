@@ -27,8 +27,9 @@ both train for the same number of steps. What follows from the data (`stage_plan
 ``max_batches``) without its ``steps`` puts that stage on this path too (see `dashkit.config.make_config`).
 
 **Time.** ``dashkit.run(task, budget="5min")`` measures (on rank 0) a few timed steps of the three networks it
-will train (the search's supernet, DASH's discrete network at the space's middle candidate, the baseline), one
-validation pass of each trained network and one checkpoint write, then shares the time left (`plan_budget`):
+will train (the search's supernet, DASH's discrete network at the space's middle candidate, the baseline, the
+random draws), one validation pass of each trained network and the files one epoch of the search and of a
+retraining writes (`epoch_writes`), then shares the time left (`plan_budget`):
 
 ======================  =========================================================================================
 search                  ``SEARCH_SHARE`` (40%) of the time left
@@ -89,7 +90,8 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "MIN_CONTROL_STEPS", "epochs_for", "stage_plan", "run_plan", "parse_budget", "plan_budget",
            "BudgetTooSmallError", "format_plan", "replan", "tuning_factor", "tune_seconds", "typical_costs",
            "stage_seconds", "batches_per_pass", "effective_batch",
-           "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "cv_pool", "cv_folds",
+           "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "epoch_writes",
+           "cv_pool", "cv_folds",
            "tuning_scoring", "tuning_folds", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
            "warn_if_long"]
 
@@ -102,6 +104,7 @@ MIN_TUNE_STEPS = 20  # a tuning configuration with fewer steps says little: fewe
 MIN_CONTROL_STEPS = 20  # random draws that would leave the retraining fewer steps than this are dropped
 SEARCH_EPOCH_WRITES = 3  # atomic files a search epoch writes: checkpoint tensors and JSON, history
 RETRAIN_EPOCH_WRITES = 4  # a retraining epoch: checkpoint tensors and JSON, history, the best weights
+# (both only for costs without ``search_writes`` / ``retrain_writes``, which `measure_costs` now times: `epoch_writes`)
 _STAGES = ("search", "tune", "retrain")
 PRESET_SECONDS = {"standard": 300.0}  # what a preset promises a run on 2 CPU cores (smoke: seconds; paper: days)
 LONG_RUN_FACTOR = 2.0  # a preset run forecast to take more than this times its promise is warned about
@@ -385,8 +388,9 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         seconds: the whole budget, from the call of ``dashkit.run``.
         costs: measured seconds of ``search_step``, ``dash_step``, ``baseline_step`` (one optimiser step),
             ``dash_eval``, ``baseline_eval`` (one validation pass), ``checkpoint`` (one atomic write of a
-            checkpoint-sized file: a search epoch makes ``SEARCH_EPOCH_WRITES``, a retraining epoch
-            ``RETRAIN_EPOCH_WRITES`` per network),
+            checkpoint-sized file), optionally ``search_writes`` and ``retrain_writes`` (the files of one search
+            epoch, of one network's retraining epoch; without them, ``SEARCH_EPOCH_WRITES`` and
+            ``RETRAIN_EPOCH_WRITES`` checkpoint writes: `epoch_writes`),
             ``after`` (the test passes and figures after the stages); optionally ``random_step`` and
             ``random_eval`` for a random draw of the control (`measure_costs` times the run's draws and gives their
             mean; default: DASH's ``dash_step`` and ``dash_eval``).
@@ -414,7 +418,7 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         if not (isinstance(costs.get(key), (int, float)) and costs[key] >= 0):
             raise ValueError(f"costs[{key!r}] = {costs.get(key)!r}: expected a measured number of seconds >= 0")
     baseline = cfg.baseline
-    search_epoch = SEARCH_EPOCH_WRITES * costs["checkpoint"]
+    search_epoch = epoch_writes(costs, "search")
     asked = cfg.random_draws
     left = seconds - spent - costs["after"]
     minimum = (costs["search_step"] + search_epoch) + sum(_retrain_unit(costs, baseline, 0))  # a step of each
@@ -512,8 +516,7 @@ def stage_seconds(costs: Mapping[str, float], stage: str, steps: int, per_pass: 
         per_pass: batches per pass of each stage, for the epochs.
     """
     if stage == "search":
-        return steps * costs["search_step"] + epochs_for(steps, per_pass["search"]) * SEARCH_EPOCH_WRITES * \
-            costs["checkpoint"]
+        return steps * costs["search_step"] + epochs_for(steps, per_pass["search"]) * epoch_writes(costs, "search")
     step_rt, tune_epoch = _tune_step(costs, baseline), _tune_epoch(costs, baseline)
     if stage == "tune":
         if configs < 1 or steps < 1:
@@ -735,10 +738,27 @@ def _retrain_unit(costs: Mapping[str, float], baseline: bool, draws: int) -> Tup
     """(seconds of one retraining step, seconds of one retraining epoch's passes and files) of all the networks."""
     models = 2 if baseline else 1
     step_rt = _tune_step(costs, baseline) + draws * float(costs.get("random_step", costs["dash_step"]))
-    epoch = (_tune_epoch(costs, baseline) + models * RETRAIN_EPOCH_WRITES * costs["checkpoint"]
-             + draws * (float(costs.get("random_eval", costs["dash_eval"])) + RETRAIN_EPOCH_WRITES
-                        * costs["checkpoint"]))
+    writes = epoch_writes(costs, "retrain")
+    epoch = (_tune_epoch(costs, baseline) + models * writes
+             + draws * (float(costs.get("random_eval", costs["dash_eval"])) + writes))
     return step_rt, epoch
+
+
+def epoch_writes(costs: Mapping[str, float], stage: str) -> float:
+    """Seconds of the files one epoch of ``stage`` ("search", or "retrain": per network) writes.
+
+    `measure_costs` times them as the stage writes them (``search_writes``, ``retrain_writes``: the history and the
+    checkpoint of the supernet, or of a retrained network with its optimiser's state). Costs without them (records
+    made before, or made-up costs) count ``SEARCH_EPOCH_WRITES`` or ``RETRAIN_EPOCH_WRITES`` checkpoint-sized
+    writes of the supernet (``checkpoint``): a retrained network's files are far smaller, and that count
+    over-costed a retraining epoch's writes 3-5x on the UCR datasets (BENCHMARKS.md).
+    """
+    if stage not in ("search", "retrain"):
+        raise ValueError(f"stage = {stage!r}: expected 'search' or 'retrain' (the stages that write every epoch)")
+    key = f"{stage}_writes"
+    if key in costs:
+        return float(costs[key])
+    return (SEARCH_EPOCH_WRITES if stage == "search" else RETRAIN_EPOCH_WRITES) * float(costs["checkpoint"])
 
 
 # ------------------------------------------------------------------------------ a preset run's forecast

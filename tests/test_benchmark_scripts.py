@@ -173,7 +173,8 @@ def test_tune_costs_times_both_tunings_beside_the_cost_models_predictions(tmp_pa
 
 def test_plan_check_divides_each_networks_seconds_by_what_its_plan_costed(tmp_path, capsys):
     """A made-up budgeted run: 10 retraining steps in 5 epochs (2 batches a pass), 4 search steps in 2 epochs;
-    each history's seconds are set so that every ratio is known."""
+    each stage's seconds are set so that every ratio is known: from its done marker, or (the stage stopped before
+    it was done) from its history's rows."""
     from dashkit.budget import RETRAIN_EPOCH_WRITES, SEARCH_EPOCH_WRITES
 
     check = _script("plan_check")
@@ -192,9 +193,14 @@ def test_plan_check_divides_each_networks_seconds_by_what_its_plan_costed(tmp_pa
     planned["random_1_retrain"] = planned["random_0_retrain"]
     wanted = {"search": 0.9, "retrain": 1.2, "baseline_retrain": 1.0, "random_0_retrain": 1.5,
               "random_1_retrain": 2.0}
+    (run / "done").mkdir()
     for stage, factor in wanted.items():
-        total = planned[stage] * factor  # split over two epochs' rows
-        (run / f"history_{stage}.csv").write_text(f"epoch,seconds\n1,{total / 4}\n2,{3 * total / 4}\n")
+        total = planned[stage] * factor
+        if stage == "random_1_retrain":  # stopped: its history's rows, split over two epochs
+            (run / f"history_{stage}.csv").write_text(f"epoch,seconds\n1,{total / 4}\n2,{3 * total / 4}\n")
+        else:
+            (run / "done" / f"{stage}.json").write_text(json.dumps({"seconds": total}))
+            (run / f"history_{stage}.csv").write_text("epoch,seconds\n1,1000.0\n")  # the done marker counts
     row = check.check_run(run)
     assert row["search"] == pytest.approx(0.9) and row["dash"] == pytest.approx(1.2)
     assert row["baseline"] == pytest.approx(1.0) and row["random"] == pytest.approx([1.5, 2.0])
@@ -203,3 +209,9 @@ def test_plan_check_divides_each_networks_seconds_by_what_its_plan_costed(tmp_pa
     assert "| Some-s0 | 0.90 | 1.20 | 1.00 | 1.50, 2.00 | 1.20 | 1.50, 2.00 |" in out
     assert "random / baseline over 2: median 1.75, range 1.50-2.00" in out
     assert check.check_run(tmp_path) is None  # no run here
+    costs.update({"search_writes": 0.5, "retrain_writes": 0.2})  # measured epoch files replace the old count
+    (run / "config.json").write_text(json.dumps({"plan": plan, "budget": {"seconds": 60.0, "costs": costs,
+                                                                          "random_draws": 2}}))
+    assert check.check_run(run)["search"] == pytest.approx(0.9 * planned["search"] / (4 * 1.0 + 2 * 0.5))
+    assert check.check_run(run)["baseline"] == pytest.approx(planned["baseline_retrain"] / (
+        10 * 0.25 + 5 * (0.05 + 0.2)))

@@ -443,6 +443,55 @@ def test_the_random_draws_are_costed_as_they_will_be_drawn_not_as_the_typical_ar
     assert "random_step" not in alone and "random_eval" not in alone  # no draws: the plan costs none
 
 
+def test_an_epochs_files_are_costed_as_measured_or_else_as_checkpoint_writes():
+    """`epoch_writes`: the measured files of one epoch when the costs have them; else (records made before)
+    SEARCH_EPOCH_WRITES / RETRAIN_EPOCH_WRITES supernet-sized writes; the stages' seconds count them."""
+    per_pass = {"search": 1, "tune": 1, "retrain": 1}
+    old = dict(FAKE_COSTS)
+    assert B.epoch_writes(old, "search") == pytest.approx(B.SEARCH_EPOCH_WRITES * old["checkpoint"])
+    assert B.epoch_writes(old, "retrain") == pytest.approx(B.RETRAIN_EPOCH_WRITES * old["checkpoint"])
+    new = {**old, "search_writes": 0.02, "retrain_writes": 0.003}
+    assert B.epoch_writes(new, "search") == 0.02 and B.epoch_writes(new, "retrain") == 0.003
+    epochs = B.epochs_for(30, 1)
+    assert B.stage_seconds(new, "search", 30, per_pass) == pytest.approx(30 * 0.1 + epochs * 0.02)
+    # DASH and the baseline: a step, a validation pass and the files of an epoch each
+    assert B.stage_seconds(new, "retrain", 30, per_pass) == pytest.approx(
+        30 * (0.05 + 0.05) + epochs * (0.01 + 0.01 + 2 * 0.003))
+    assert B.stage_seconds(new, "retrain", 30, per_pass, draws=1) == pytest.approx(
+        30 * (0.05 + 0.05 + 0.05) + epochs * (0.01 + 0.01 + 0.01 + 3 * 0.003))
+    with pytest.raises(ValueError, match="stage = 'tune'"):
+        B.epoch_writes(new, "tune")
+
+
+def test_an_epochs_files_are_timed_as_the_search_and_the_retraining_write_them(monkeypatch):
+    """`measure_costs` writes a search epoch's files (the supernet's checkpoint with both optimisers, its history)
+    and a retraining epoch's (a discrete network's checkpoint with its SGD state, its history) as the stages do."""
+    from dashkit.rundir import RunDir
+    from dashkit.supernet import dash_layers
+
+    saved, histories = [], []
+    real_save, real_history = RunDir.save_checkpoint, RunDir.write_history
+
+    def save(self, stage, epoch, model, optimizers, extra=None):
+        saved.append((stage, bool(list(dash_layers(model))), tuple(sorted(optimizers)),
+                      tuple(sorted(extra or {})), any(optimizers[k].state for k in optimizers)))
+        return real_save(self, stage, epoch, model, optimizers, extra)
+
+    def history(self, stage, rows):
+        histories.append((stage, len(rows)))
+        return real_history(self, stage, rows)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", save)
+    monkeypatch.setattr(RunDir, "write_history", history)
+    task = tiny_task()
+    measured = costs.measure_costs(task, make_config("smoke", task.defaults, search_backend="fft"),
+                                   torch.device("cpu"), figures=False)
+    assert measured["search_writes"] > 0 and measured["retrain_writes"] > 0
+    assert set(saved) == {("search", True, ("arch", "weights"), ("alphas", "history", "seconds"), True),
+                          ("retrain", False, ("sgd",), ("best_epoch", "best_val", "history", "seconds"), True)}
+    assert len(saved) == 6 and set(histories) == {("search", B.EPOCHS_MAX // 2), ("retrain", B.EPOCHS_MAX // 2)}
+
+
 def test_the_searched_network_is_timed_against_the_typical_one_the_plan_costed(monkeypatch):
     """`measure_chosen` steps DASH's searched network and the typical architecture (`typical_card`) side by side
     and returns the ratios of their medians; the timings are stood in for (nothing is timed here)."""

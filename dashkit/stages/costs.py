@@ -7,12 +7,12 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 import torch
 
 from .. import supernet
-from ..budget import FIGURES_SECONDS, SETUP_SECONDS, effective_batch
+from ..budget import EPOCHS_MAX, FIGURES_SECONDS, SETUP_SECONDS, effective_batch
 from ..config import RunConfig
 from ..rundir import save_tensors
 from ..timing import best_time, timed_rounds
@@ -42,10 +42,17 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     architecture the draws ran 1.0-1.9x their planned time on the UCR datasets (BENCHMARKS.md). Steps are
     timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
 
+    The files an epoch writes are timed as the stages write them (``search_writes``: the supernet's checkpoint
+    and history; ``retrain_writes``: a retrained network's, DASH's typical one, with its optimiser's state): a
+    retraining epoch's files cost far less than the four supernet-sized writes (``checkpoint``) the plan once
+    counted for them.
+
     Returns:
         Seconds of ``search_step``, ``dash_step``, ``baseline_step`` (one optimiser step), ``dash_eval``,
-        ``baseline_eval`` (one validation pass), ``checkpoint`` (one write) and ``after`` (the test passes,
-        figures and set-up after the stages); with random draws, ``random_step`` and ``random_eval`` too.
+        ``baseline_eval`` (one validation pass), ``checkpoint`` (one write of a supernet-sized file),
+        ``search_writes`` and ``retrain_writes`` (one epoch's files; `dashkit.budget.epoch_writes`) and
+        ``after`` (the test passes, figures and set-up after the stages); with random draws, ``random_step``
+        and ``random_eval`` too.
     """
     from .control import random_card  # control imports the stages that import this module
 
@@ -94,10 +101,45 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
             save_tensors(Path(tmp) / f"probe{i}.safetensors", state)
             writes.append(time.perf_counter() - t0)
     costs["checkpoint"] = sorted(writes)[len(writes) // 2]
+    costs.update(_epoch_writes(sup, {"weights": w_opt, "arch": a_opt}, dash, opts["dash"], max(3, rounds)))
     n_val, n_test = len(task.val), len(task.test)  # type: ignore[arg-type]
     test_passes = (costs["dash_eval"] + costs["baseline_eval"]) * n_test / max(n_val, 1)
     costs["after"] = test_passes + (FIGURES_SECONDS if figures else 0.0) + SETUP_SECONDS
     return costs
+
+
+def _epoch_writes(sup: torch.nn.Module, sup_opts: Dict[str, torch.optim.Optimizer], net: torch.nn.Module,
+                  net_opt: torch.optim.Optimizer, repeats: int) -> Dict[str, float]:
+    """``search_writes`` and ``retrain_writes``: seconds of the files one search epoch writes (the history and the
+    supernet's checkpoint, alpha's history in its JSON) and one network's retraining epoch (the history and the
+    network's checkpoint with its optimiser's state), written as the stages write them (`RunDir`) into a throwaway
+    folder, half of ``EPOCHS_MAX`` epochs into the stage (the histories grow with the epochs); the median of
+    ``repeats``. The best weights a retraining epoch writes when its validation improves are not counted."""
+    from ..rundir import RunDir
+
+    epochs = max(1, EPOCHS_MAX // 2)
+    layers = [name for name, _ in supernet.dash_layers(sup)]
+    m = len(sup.dash_space.candidates)
+    search_rows = [{"epoch": e + 1, "lr": 0.1, "arch_lr": 0.05, "train_loss": 1.0, "arch_entropy": 1.0,
+                    "seconds": 1.0} for e in range(epochs)]
+    alphas = [{name: [1.0 / m] * m for name in layers} for _ in range(epochs)]
+    retrain_rows = [{"epoch": e + 1, "lr": 0.1, "train_loss": 1.0, "val_loss": 1.0, "val_metric": 1.0,
+                     "seconds": 1.0} for e in range(epochs)]
+    out: Dict[str, List[float]] = {"search_writes": [], "retrain_writes": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        rd = RunDir(tmp)
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            rd.write_history("search", search_rows)
+            rd.save_checkpoint("search", epochs + i, sup, sup_opts,
+                               extra={"history": search_rows, "alphas": alphas, "seconds": 1.0})
+            out["search_writes"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            rd.write_history("retrain", retrain_rows)
+            rd.save_checkpoint("retrain", epochs + i, net, {"sgd": net_opt},
+                               extra={"history": retrain_rows, "best_val": 1.0, "best_epoch": 0, "seconds": 1.0})
+            out["retrain_writes"].append(time.perf_counter() - t0)
+    return {key: sorted(values)[len(values) // 2] for key, values in out.items()}
 
 
 def typical_card(sup: torch.nn.Module) -> "ArchCard":

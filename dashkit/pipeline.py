@@ -602,7 +602,8 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
     Returns:
         Classification: (N,) labels as the run recorded them (config.json's ``task_info.classes``: the labels
         given to ``from_arrays``, e.g. strings), as ``Task.to_labels`` gives them. Other kinds: the outputs
-        (N, ...) as a float32 numpy array.
+        (N, ...) as a float32 numpy array, in the targets' units: through ``Task.decode`` when the task trains on
+        transformed targets (a ``from_arrays`` regression's standardised ones, darcy's normalised fields).
     """
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     meta, _, the_task = read_run(rd, task)
@@ -624,7 +625,7 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
             outs.append(model(x[i:i + batch_size].to(torch.device(device))).float().cpu())
     y_hat = torch.cat(outs) if outs else torch.zeros(0, the_task.num_outputs)
     if the_task.kind != "classification":
-        return y_hat.numpy()
+        return (the_task.decode(y_hat) if the_task.decode is not None else y_hat).float().numpy()
     classes = (meta.get("task_info") or {}).get("classes")
     if classes is None:
         return the_task.to_labels(y_hat)

@@ -294,6 +294,31 @@ def test_predictions_come_back_in_the_users_string_labels(tmp_path):
         pipeline.load_model(tmp_path / "run", "best", task=task)
 
 
+@pytest.mark.filterwarnings("ignore::dashkit.pipeline.TuningUndecidedWarning")
+@pytest.mark.filterwarnings("ignore::dashkit.supernet.SearchUndecidedWarning")
+def test_regression_targets_in_large_units_train_standardised_and_predict_in_their_units(tmp_path):
+    """y = 5e4 + 1e3 * (a weighted mean of x): in its own units no network of a short run gets near it (the head's
+    bias would have to walk to 5e4); standardised on the training split, the same run explains most of the test
+    variance, and `predict` answers in the targets' units."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 1, 16)).astype(np.float32)
+    y = 5e4 + 1e3 * (x[:, 0, :8].mean(axis=1) - x[:, 0, 8:].mean(axis=1)) * 2
+    settings = dict(STEPS, retrain_steps=150, tune_enabled=False, random_draws=0, backbone_kwargs={"width": 4})
+    mse = {}
+    for scaling in ("standardize", "none"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SmallSplitWarning)
+            task = dashkit.tasks.from_arrays(x[:200], y[:200], x_test=x[200:], y_test=y[200:], kind="regression",
+                                             target_scaling=scaling)
+        res = pipeline.run(task, preset="smoke", out=tmp_path / scaling, figures=False, verbose=False, **settings)
+        mse[scaling] = max(res.metrics["baseline"], res.metrics["dash"])
+        predicted = pipeline.predict(tmp_path / scaling, x[200:], which="baseline", task=task)
+        assert predicted.shape == (40, 1)
+        assert float(np.mean((predicted[:, 0] - y[200:]) ** 2)) == pytest.approx(res.metrics["baseline"], rel=1e-3)
+    variance = float(np.var(y[200:]))  # what predicting the test mean scores
+    assert mse["standardize"] < 0.5 * variance < variance < mse["none"]  # DASH and the baseline alike
+
+
 def test_best_network_prefers_the_lower_validation_metric_and_keeps_dash_on_a_tie():
     assert pipeline.best_network({"dash": 10.0, "baseline": 0.0}) == "baseline"
     assert pipeline.best_network({"dash": 0.2, "baseline": 0.3, "random": 0.0}) == "dash"  # draws are controls

@@ -260,10 +260,37 @@ def test_multilabel_1d():
 
 def test_regression_1d():
     rng = np.random.default_rng(2)
-    task = from_arrays(rng.normal(size=(30, 2, 20)), rng.normal(size=30), kind="regression", metric="rel_l2")
+    task = from_arrays(rng.normal(size=(30, 2, 20)), rng.normal(size=30), kind="regression", metric="rel_l2",
+                       target_scaling="none")
     assert task.num_outputs == 1 and task.metric_name == "rel_l2" and task.train[0][1].shape == (1,)
     y_test = stack(task.test, 1)
     assert task.metric(y_test, y_test) == 0.0 and task.metric(2 * y_test, y_test) == pytest.approx(1.0)
+    assert task.decode is None and task.info["target_scaling"] == {"policy": "none"}
+
+
+def test_regression_targets_are_standardised_on_train_and_metrics_are_in_their_units():
+    """Targets of about 5e4 +- 1e3 in two outputs: the splits hold them standardised with the training split's
+    mean and std (val and test with the same ones), and every metric and prediction goes back to the units."""
+    rng = np.random.default_rng(4)
+    y = np.stack([5e4 + 1e3 * rng.normal(size=60), -3.0 + 0.01 * rng.normal(size=60)], axis=1)
+    task = from_arrays(rng.normal(size=(60, 1, 16)), y, kind="regression", val_fraction=0.2, test_fraction=0.2,
+                       metric="mse")
+    train, test = stack(task.train, 1).double(), stack(task.test, 1)
+    assert train.mean(0).abs().max() < 1e-5 and (train.std(0, unbiased=False) - 1).abs().max() < 1e-5
+    scaling = task.info["target_scaling"]
+    assert scaling["policy"] == "standardize" and scaling["mean"][0] == pytest.approx(5e4, rel=0.01)
+    assert scaling["std"][1] == pytest.approx(0.01, rel=0.3)
+    raw_test = task.decode(test).double()
+    assert ((raw_test[:, 0] - 5e4).abs() < 5e3).all() and ((raw_test[:, 1] + 3.0).abs() < 0.05).all()
+    # one standard deviation of error on the first output is (about 1e3)^2 in the targets' units
+    off = test.clone()
+    off[:, 0] += 1.0
+    assert task.metric(off, test) == pytest.approx(0.5 * scaling["std"][0] ** 2, rel=1e-4)  # mean over 2 outputs
+    constant = from_arrays(rng.normal(size=(30, 1, 16)), np.full(30, 7.0), kind="regression")
+    assert constant.info["target_scaling"]["std"] == [1.0] and float(stack(constant.train, 1).abs().max()) == 0.0
+    with pytest.raises(ValueError, match=r"target_scaling='minmax' is not a target scaling; accepted: "
+                                         r"'standardize', 'none'"):
+        from_arrays(rng.normal(size=(30, 1, 16)), np.zeros(30), kind="regression", target_scaling="minmax")
 
 
 def test_dense_2d():

@@ -21,7 +21,8 @@ from .base import (KINDS, SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, SmallSplitWar
                    small_split_note, tensor_dataset)
 
 __all__ = ["from_arrays", "default_search_space", "pad_series", "EmptyClassWarning", "SeriesLengthWarning",
-           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES"]
+           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES",
+           "TARGET_SCALINGS", "TargetScaler"]
 
 _METRIC_BY_KIND = {"classification": "error_pct", "multilabel": "1-auroc", "regression": "mse", "dense": "rel_l2"}
 # DASH's candidate sets (dash-method.md) by number of spatial dims, and the dilations added for long inputs.
@@ -94,6 +95,46 @@ class SeriesLengthWarning(UserWarning):
 
 LENGTH_POLICIES = ("pad", "crop", "resample")
 NAN_POLICIES = ("error", "zero", "interpolate")
+TARGET_SCALINGS = ("standardize", "none")
+
+
+class TargetScaler:
+    """Regression targets standardised per output with the training split's statistics, and back.
+
+    ``encode(y) = (y - mean) / std`` with mean and std (population) of each output over the training split; an
+    output that is constant there keeps std 1. The network learns the standardised targets, whose scale is what
+    its initialisation and learning rates assume (targets of 0.04 or of 40,000 train alike), and ``decode``, the
+    task's `Task.decode`, turns its outputs back into the targets' units before every metric and in
+    `dashkit.predict`. Statistics are kept in float64.
+
+    Args:
+        y_train: (N, outputs) training targets.
+    """
+
+    def __init__(self, y_train: np.ndarray):
+        y = np.asarray(y_train, dtype=np.float64)
+        if y.ndim != 2 or len(y) < 1:
+            raise ValueError(f"y_train has shape {y.shape}; expected (N, outputs) with N >= 1")
+        self.mean = y.mean(axis=0)  # (outputs,)
+        std = y.std(axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+
+    def encode(self, y: np.ndarray) -> np.ndarray:
+        """(N, outputs) in the targets' units -> (N, outputs) standardised, float32."""
+        return ((np.asarray(y, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def decode(self, t: torch.Tensor) -> torch.Tensor:
+        """(N, outputs) standardised -> (N, outputs) in the targets' units, in at least float32."""
+        dtype = torch.promote_types(t.dtype, torch.float32)
+        mean = torch.as_tensor(self.mean, dtype=dtype, device=t.device)
+        std = torch.as_tensor(self.std, dtype=dtype, device=t.device)
+        return t.to(dtype) * std + mean
+
+    __call__ = decode
+
+    def as_info(self) -> Dict[str, Any]:
+        """JSON-ready: what ``Task.info["target_scaling"]`` records."""
+        return {"policy": "standardize", "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
 _SHOWN = 3  # positions or labels quoted in a message
 
 
@@ -498,7 +539,8 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
                 test_fraction: float = 0.1, metric: Optional[str] = None, seed: int = 0,
                 backbone: Optional[str] = None, kernel_sizes: Optional[Sequence[int]] = None,
                 dilations: Optional[Sequence[int]] = None, *, classes: Optional[Sequence[Any]] = None,
-                lengths: str = "pad", nan: str = "error", val_min_per_class: int = 2) -> Task:
+                lengths: str = "pad", nan: str = "error", val_min_per_class: int = 2,
+                target_scaling: str = "standardize") -> Task:
     """A Task from your own arrays: numpy arrays, torch tensors or lists of series, checked and split.
 
     Args:
@@ -542,6 +584,10 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
             each class, as far as a third of the class allows (so training keeps at least twice as many), so
             that a small data set does not get a validation split of one example per class or none: ArrowHead's
             36 (12 per class) give 6 rather than 4. 0: proportional only.
+        target_scaling: regression only: "standardize" (default) trains on targets standardised per output with
+            the training split's mean and std (`TargetScaler`; the metrics and `dashkit.predict` are in the
+            targets' own units, through ``Task.decode``); "none" trains on them as they are. Other kinds' targets
+            are used as they are.
 
     Returns:
         Task whose datasets yield x float32 (C, *spatial) and y int64 (classification) or float32. Its ``info``
@@ -549,7 +595,8 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         classification "classes" (the labels in class-index order; ``Task.to_labels`` maps predictions back to
         them) and "class_counts" {split: [count per class]}; "lengths" (policy, length T, mask channel index or
         None, [shortest, longest] per split) when series came as lists; "nan" {array: values filled} when NaN
-        were filled; "small_splits" (the splits too small to trust, see ``Task.too_small``).
+        were filled; "small_splits" (the splits too small to trust, see ``Task.too_small``); for regression,
+        "target_scaling" (policy, and the mean and std per output when standardised).
 
     Warns:
         EmptyClassWarning: a class has no training examples. A label that only y_val or y_test has warns too,
@@ -577,6 +624,9 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
     if classes is not None and kind != "classification":
         raise ValueError(f"classes={classes!r} is for kind='classification', not kind={kind!r}")
     val_min_per_class = check_int("val_min_per_class", val_min_per_class, 0)
+    if not isinstance(target_scaling, str) or target_scaling not in TARGET_SCALINGS:
+        raise ValueError(f"target_scaling={target_scaling!r} is not a target scaling; accepted: "
+                         f"{', '.join(map(repr, TARGET_SCALINGS))}")
 
     raw = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
     for split in ("val", "test"):
@@ -686,6 +736,17 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
     if any(filled.values()):
         info["nan"] = {"policy": nan, **{k: v for k, v in filled.items() if v}}
 
+    decode = None
+    if kind == "regression":
+        if target_scaling == "standardize":
+            scaler = TargetScaler(y_tr)
+            y_tr = scaler.encode(y_tr)
+            given = {s: (xg, scaler.encode(yg)) for s, (xg, yg) in given.items()}
+            decode = scaler.decode
+            info["target_scaling"] = scaler.as_info()
+        else:
+            info["target_scaling"] = {"policy": "none"}
+
     dims = x_tr.ndim - 2
     net = _backbone_name(backbone, dims)
     backbone_kwargs: Dict[str, Any] = {"dims": dims} if net == "wrn" else {}
@@ -700,4 +761,4 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         test=tensor_dataset(*given["test"]), in_shape=tuple(int(s) for s in x_tr.shape[1:]), num_outputs=num_outputs,
         metric_name=metric,
         defaults=TaskDefaults(backbone=net, backbone_kwargs=backbone_kwargs, kernel_sizes=ks, dilations=ds),
-        info=info)
+        decode=decode, info=info)

@@ -286,6 +286,9 @@ def test_regression_targets_are_standardised_on_train_and_metrics_are_in_their_u
     off = test.clone()
     off[:, 0] += 1.0
     assert task.metric(off, test) == pytest.approx(0.5 * scaling["std"][0] ** 2, rel=1e-4)  # mean over 2 outputs
+    # the input-ignoring guess: the split's mean target, scored in the targets' units (MSE: its variance)
+    raw = task.decode(test).double().numpy()
+    assert task.chance_metric("test") == pytest.approx(raw.var(axis=0).mean(), rel=1e-3)
     constant = from_arrays(rng.normal(size=(30, 1, 16)), np.full(30, 7.0), kind="regression")
     assert constant.info["target_scaling"]["std"] == [1.0] and float(stack(constant.train, 1).abs().max()) == 0.0
     with pytest.raises(ValueError, match=r"target_scaling='minmax' is not a target scaling; accepted: "

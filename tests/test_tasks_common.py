@@ -223,8 +223,12 @@ def test_chance_metric_is_the_metric_of_always_guessing_the_majority_class(metri
     task = Task(name="t", kind="classification", train=split([1, 2]), val=split([1]), test=split([0, 0, 0, 1, 2]),
                 in_shape=(1, 4), num_outputs=3, metric_name=metric)
     assert task.chance_metric() == pytest.approx(want)
-    dense = Task(name="d", kind="regression", train=split([1, 2]), val=split([1]), test=split([0, 1]),
-                 in_shape=(1, 4), num_outputs=1, metric_name="mse")
+    regression = Task(name="r", kind="regression", train=split([1.0, 2.0]), val=split([1.0]),
+                      test=split([[0.0], [1.0], [5.0]]), in_shape=(1, 4), num_outputs=1, metric_name="mse")
+    assert regression.chance_metric() == pytest.approx(((0 - 2) ** 2 + (1 - 2) ** 2 + (5 - 2) ** 2) / 3)  # the mean 2
+    dense_y = lambda n: tensor_dataset(torch.zeros(n, 1, 4), torch.ones(n, 1, 4))  # noqa: E731
+    dense = Task(name="d", kind="dense", train=dense_y(2), val=dense_y(1), test=dense_y(2), in_shape=(1, 4),
+                 num_outputs=1, metric_name="mse")
     assert dense.chance_metric() is None
     assert task.chance_metric("val") == 0.0  # one validation sample: its own class is the majority
     with pytest.raises(ValueError, match=r"split = 'dev': expected 'train', 'val' or 'test'"):

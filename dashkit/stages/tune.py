@@ -55,8 +55,8 @@ class SmallValidationWarning(UserWarning):
 def tuning_decided(best_value: float, chance: Optional[float], margin: float = UNDECIDED_MARGIN) -> bool:
     """Whether a tuning's best validation metric (lower is better) beat the chance level by more than ``margin``.
 
-    ``chance`` is the metric of the best input-ignoring guess (``Task.chance_metric("val")``); None (regression and
-    dense tasks, which have no such level) counts as decided. When every configuration is still within
+    ``chance`` is the metric of the best input-ignoring guess (``Task.chance_metric("val")``: for regression, the
+    split's mean); None (dense tasks, which have no such level) counts as decided. When every configuration is still within
     ``margin * |chance|`` of it, none has learned anything measurable in the tuning budget, and their order is noise.
     """
     if chance is None or not math.isfinite(chance):

@@ -163,16 +163,20 @@ class Task:
         Classification: always the split's majority class; for ``error_pct`` that is 100 minus the majority
         class's share, for ``1-macro_f1`` it is 1 - F1(majority) / K, since every other class has F1 = 0.
         Multi-label: every label scored by its prevalence in the split, the same score for every sample (so
-        ``1-auroc`` is 0.5). None for regression and dense tasks.
+        ``1-auroc`` is 0.5). Regression: the split's mean target for every sample (for ``mse``, the split's
+        variance in the targets' units, after ``decode``). None for dense tasks.
 
         Args:
             split: "train", "val" or "test".
         """
         if split not in ("train", "val", "test"):
             raise ValueError(f"split = {split!r}: expected 'train', 'val' or 'test'")
-        if self.kind not in ("classification", "multilabel"):
+        if self.kind not in ("classification", "multilabel", "regression"):
             return None
         ys = split_targets(getattr(self, split))
+        if self.kind == "regression":
+            ys = ys.float()
+            return float(self.metric(ys.mean(dim=0, keepdim=True).expand_as(ys).clone(), ys))
         if self.kind == "classification":
             ys = ys.long()
             majority = int(torch.bincount(ys, minlength=self.num_outputs).argmax())

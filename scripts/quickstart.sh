@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (CPU build of PyTorch) and run the quickstart notebook headless: DASH end to end on
-# MNIST-1D (search, tuning, retraining, and the default-kernel backbone beside it), about 2 minutes on a laptop CPU.
+# MNIST-1D (search, tuning, retraining, and the default-kernel backbone and random architectures beside it) on a
+# 150-second budget: about 3 minutes on a laptop CPU, after the environment is set up.
 # Extra arguments go to papermill, e.g. -p preset standard -p seed 1
 set -euo pipefail
 cd "$(dirname "$0")/.."

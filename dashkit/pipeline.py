@@ -591,7 +591,9 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
     Args:
         run_dir: a run directory whose retraining finished.
         x: inputs (N, *task.in_shape) as a numpy array or torch tensor, prepared as the task's inputs were (for a
-            ``from_arrays`` task: the same length policy and mask channel); (N, L) is read as one channel.
+            ``from_arrays`` task: the same length policy and mask channel, `dashkit.tasks.byod.pad_series`), in their
+            own units: a ``from_arrays`` task's input standardisation (``task.info["input_scaling"]``) is applied
+            here; (N, L) is read as one channel.
         which: "dash", "baseline", "best" (whichever of the two validates better: `best_network`) or
             "random_<i>".
         task: the Task or its registered name; default the name in config.json (a ``from_arrays`` task is not
@@ -619,6 +621,11 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
     if tuple(x.shape[1:]) != tuple(the_task.in_shape):
         raise ValueError(f"x has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, the_task.in_shape))}), "
                          f"the task's inputs")
+    scaling = the_task.info.get("input_scaling") or (meta.get("task_info") or {}).get("input_scaling")
+    if scaling and scaling.get("policy") == "standardize":
+        from .tasks.byod import InputScaler
+
+        x = torch.from_numpy(InputScaler.from_info(scaling).encode(x.numpy()))
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):

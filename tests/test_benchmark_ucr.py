@@ -183,7 +183,8 @@ def test_ucr_without_minirocket_then_with_it_fits_minirocket_alone(ucr, fake, tm
 def test_ucr_pads_series_for_minirocket_as_from_arrays_pads_them(ucr):
     x_train, y_train, x_test, y_test = FAKE["FakeVariable"]
     with pytest.warns(dashkit.tasks.SeriesLengthWarning):
-        task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name="v")
+        task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name="v",
+                                         input_scaling="none")  # the padding, before dashkit's standardisation
     xtr, xte, padded = ucr.pad_like_from_arrays(x_train, x_test)
     assert padded and xtr.shape == (40, 2, 24) and xte.shape == (30, 2, 24)
     assert np.array_equal(xte, task.test.tensors[0].numpy())

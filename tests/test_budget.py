@@ -26,6 +26,7 @@ from dashkit.progress import PlainProgress, set_deadline
 from dashkit.stages import costs
 from dashkit.config import make_config
 from dashkit.tasks.base import SmallSplitWarning, Task, TaskDefaults
+from dashkit.tasks.byod import InputScaler
 
 from test_pipeline import spikes, tiny_task
 
@@ -266,8 +267,10 @@ def test_predictions_come_back_in_the_users_string_labels(tmp_path):
     new = x[rng.permutation(200)[:17]]
     labels = pipeline.predict(tmp_path / "run", new, task=task)
     model = pipeline.load_model(tmp_path / "run", task=task)
+    scaled = InputScaler.from_info(task.info["input_scaling"]).encode(new)  # predict standardises as from_arrays did
+    assert not np.allclose(scaled, new, atol=1e-2)
     with torch.no_grad():
-        expected = task.to_labels(model(torch.from_numpy(new)))
+        expected = task.to_labels(model(torch.from_numpy(scaled)))
     assert labels.shape == (17,) and set(labels) <= {"calm", "spiky"} and list(labels) == list(expected)
     assert list(res.predict(new, task=task, which="baseline")) == list(
         pipeline.predict(tmp_path / "run", new[:, 0, :], task=task, which="baseline"))  # (N, L): one channel

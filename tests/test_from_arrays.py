@@ -12,6 +12,7 @@ from torch.utils.data import TensorDataset
 
 from dashkit import backbones
 from dashkit.tasks import KINDS, from_arrays
+from dashkit.tasks.byod import InputScaler, pad_series
 from dashkit.tasks.base import SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, small_split_note, tensor_dataset
 from dashkit.tasks.byod import (EmptyClassWarning, SeriesLengthWarning, SmallSplitWarning, default_search_space)
 
@@ -144,7 +145,7 @@ def test_option_errors(kwargs, error, match):
 # ------------------------------------------------------------------------------------------- splits
 def test_split_sizes_are_disjoint_and_cover_the_data():
     x, y = labelled(100)
-    task = from_arrays(x, y, val_fraction=0.1, test_fraction=0.2, seed=3)
+    task = from_arrays(x, y, val_fraction=0.1, test_fraction=0.2, seed=3, input_scaling="none")
     assert (len(task.train), len(task.val), len(task.test)) == (70, 10, 20)
     ids = [stack(getattr(task, s), 0)[:, 0, 0].long().tolist() for s in ("train", "val", "test")]
     assert sorted(sum(ids, [])) == list(range(100))
@@ -157,7 +158,7 @@ def test_classification_splits_are_stratified():
     x, _ = labelled(100)
     y = (np.arange(100) >= 80).astype(int)  # 80 of class 0, 20 of class 1
     for seed in range(5):
-        task = from_arrays(x, y, val_fraction=0.1, test_fraction=0.1, seed=seed)
+        task = from_arrays(x, y, val_fraction=0.1, test_fraction=0.1, seed=seed, input_scaling="none")
         counts = [np.bincount(stack(getattr(task, s), 1).numpy(), minlength=2).tolist()
                   for s in ("train", "val", "test")]
         assert counts == [[64, 16], [8, 2], [8, 2]]
@@ -181,7 +182,8 @@ def test_regression_split_is_random_with_the_right_sizes():
 
 def test_given_val_and_test_are_used_as_they_are():
     x, y = labelled(40)
-    task = from_arrays(x[:20], y[:20], x_val=x[20:30], y_val=y[20:30], x_test=x[30:], y_test=y[30:])
+    task = from_arrays(x[:20], y[:20], x_val=x[20:30], y_val=y[20:30], x_test=x[30:], y_test=y[30:],
+                       input_scaling="none")
     assert [stack(getattr(task, s), 0)[:, 0, 0].long().tolist() for s in ("train", "val", "test")] == \
         [list(range(20)), list(range(20, 30)), list(range(30, 40))]
     task = from_arrays(x[:30], y[:30], x_test=x[30:], y_test=y[30:], val_fraction=0.2)
@@ -190,7 +192,7 @@ def test_given_val_and_test_are_used_as_they_are():
 
 def test_splits_are_tensor_datasets_over_the_checked_arrays():
     x, y = labelled(20)
-    task = from_arrays(x, y, val_fraction=0.2, test_fraction=0.2)
+    task = from_arrays(x, y, val_fraction=0.2, test_fraction=0.2, input_scaling="none")
     for split in (task.train, task.val, task.test):
         assert isinstance(split, TensorDataset) and split.tensors[0].dtype == torch.float32
     # the one constructor of in-memory splits: numpy arrays are shared, not copied; tensors pass as they are
@@ -239,7 +241,7 @@ def test_1d_classification_from_n_by_l():
 def test_2d_classification_from_torch_tensors():
     x = torch.randn(30, 3, 8, 8, dtype=torch.bfloat16)
     y = torch.arange(30) % 3
-    task = from_arrays(x, y, name="tiny2d")
+    task = from_arrays(x, y, name="tiny2d", input_scaling="none")
     assert task.name == "tiny2d" and task.in_shape == (3, 8, 8) and task.dims == 2
     assert task.defaults.backbone == "wrn" and task.defaults.backbone_kwargs == {"dims": 2}
     assert (task.defaults.kernel_sizes, task.defaults.dilations) == ((3, 5, 7, 9), (1, 3, 7))
@@ -266,6 +268,59 @@ def test_regression_1d():
     y_test = stack(task.test, 1)
     assert task.metric(y_test, y_test) == 0.0 and task.metric(2 * y_test, y_test) == pytest.approx(1.0)
     assert task.decode is None and task.info["target_scaling"] == {"policy": "none"}
+
+
+def test_inputs_are_standardised_per_channel_on_train_so_their_units_do_not_matter():
+    """Two channels in different units: each is standardised with the training split's mean and std (val and test
+    with the same ones), so a signal in other units or with an offset makes the same task."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(size=(60, 1, 16)), 0.001 * rng.normal(size=(60, 1, 16))], axis=1)
+    y = np.arange(60) % 3
+    task = from_arrays(x, y, val_fraction=0.2, test_fraction=0.2, seed=1)
+    train = stack(task.train, 0).double()  # (N, 2, 16)
+    assert train.mean(dim=(0, 2)).abs().max() < 1e-5
+    assert (train.std(dim=(0, 2), unbiased=False) - 1).abs().max() < 1e-4
+    scaling = task.info["input_scaling"]
+    assert scaling["policy"] == "standardize" and scaling["channels"] == [0, 1] and scaling["mask_channel"] is None
+    assert scaling["std"][1] == pytest.approx(0.001, rel=0.1)
+    moved = x * np.array([1000.0, 1e6])[None, :, None] + np.array([5000.0, -3.0])[None, :, None]
+    other = from_arrays(moved, y, val_fraction=0.2, test_fraction=0.2, seed=1)
+    for split in ("train", "val", "test"):
+        assert torch.allclose(stack(getattr(task, split), 0), stack(getattr(other, split), 0), atol=1e-3)
+    raw = from_arrays(x, y, val_fraction=0.2, test_fraction=0.2, seed=1, input_scaling="none")
+    mean, std = np.array(scaling["mean"]), np.array(scaling["std"])
+    assert torch.allclose(stack(task.test, 0), ((stack(raw.test, 0).double() - torch.tensor(mean)[:, None])
+                                                / torch.tensor(std)[:, None]).float(), atol=1e-5)
+    assert raw.info["input_scaling"] == {"policy": "none"}
+    constant = from_arrays(np.full((30, 1, 8), 4.0), np.arange(30) % 2)
+    assert constant.info["input_scaling"]["std"] == [1.0] and float(stack(constant.train, 0).abs().max()) == 0.0
+    with pytest.raises(ValueError, match=r"input_scaling='minmax' is not an input scaling; accepted: 'standardize', "
+                                         r"'none'"):
+        from_arrays(x, y, input_scaling="minmax")
+
+
+def test_padded_series_standardise_their_real_positions_only():
+    """The mask channel stays 0/1 and padded positions stay 0; the statistics count real positions only."""
+    lengths = [6, 10] * 10
+    series = [np.full((1, n), 100.0 + 10.0 * (i % 2), dtype=np.float32) for i, n in enumerate(lengths)]
+    task = quiet(series, np.arange(20) % 2, val_fraction=0.2, input_scaling="standardize")
+    scaling = task.info["input_scaling"]
+    mask_channel = task.info["lengths"]["mask_channel"]
+    assert mask_channel == 1 and scaling["mask_channel"] == 1 and scaling["channels"] == [0]
+    assert scaling["mean"][0] == pytest.approx(100.0 + 10.0 * (10 / 16), abs=1.0)  # real positions only
+    x = stack(task.train, 0)
+    real = x[:, mask_channel] > 0.5
+    assert set(x[:, mask_channel].unique().tolist()) == {0.0, 1.0}
+    assert (x[:, 0][~real] == 0).all() and x[:, 0][real].abs().max() < 3
+    scaler = InputScaler.from_info(scaling)  # what predict applies to inputs padded as the task's were
+    padded = pad_series(series[:2], 10, True)  # (2, 2, 10): 6 and 10 real positions, the mask last
+    encoded = scaler.encode(padded)
+    mean, std = scaling["mean"][0], scaling["std"][0]
+    assert np.allclose(encoded[0, 0], [(100.0 - mean) / std] * 6 + [0.0] * 4, atol=1e-5)
+    assert np.allclose(encoded[1, 0], [(110.0 - mean) / std] * 10, atol=1e-5)
+    assert np.array_equal(encoded[:, 1], padded[:, 1])
+    with pytest.raises(ValueError, match=r"x has shape \(2, 1, 10\); expected \(N, 2, \.\.\.\)"):
+        scaler.encode(padded[:, :1])
 
 
 def test_regression_targets_are_standardised_on_train_and_metrics_are_in_their_units():
@@ -344,7 +399,9 @@ def test_default_search_space_fits_the_input():
 
 # ------------------------------------------------------------------------------------------- labels
 def quiet(*args, **kwargs):
-    """from_arrays with its small-split warnings silenced (the tests' data sets are small on purpose)."""
+    """from_arrays with its small-split warnings silenced (the tests' data sets are small on purpose), and the
+    inputs as given (``input_scaling="none"`` unless said), so that values can be followed through the splits."""
+    kwargs.setdefault("input_scaling", "none")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallSplitWarning)
         return from_arrays(*args, **kwargs)

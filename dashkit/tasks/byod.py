@@ -22,7 +22,7 @@ from .base import (KINDS, SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, SmallSplitWar
 
 __all__ = ["from_arrays", "default_search_space", "pad_series", "EmptyClassWarning", "SeriesLengthWarning",
            "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES",
-           "TARGET_SCALINGS", "TargetScaler"]
+           "TARGET_SCALINGS", "TargetScaler", "INPUT_SCALINGS", "InputScaler"]
 
 _METRIC_BY_KIND = {"classification": "error_pct", "multilabel": "1-auroc", "regression": "mse", "dense": "rel_l2"}
 # DASH's candidate sets (dash-method.md) by number of spatial dims, and the dilations added for long inputs.
@@ -96,6 +96,67 @@ class SeriesLengthWarning(UserWarning):
 LENGTH_POLICIES = ("pad", "crop", "resample")
 NAN_POLICIES = ("error", "zero", "interpolate")
 TARGET_SCALINGS = ("standardize", "none")
+INPUT_SCALINGS = ("standardize", "none")
+
+
+class InputScaler:
+    """Inputs standardised per channel with the training split's statistics.
+
+    ``encode(x)[:, c] = (x[:, c] - mean_c) / std_c`` for every data channel c, with mean and std (population) over
+    the training split's samples and positions; the mask channel of padded series (`pad_series`) is left as it is,
+    and padded positions stay 0 (the statistics count real positions only). A channel that is constant there keeps
+    std 1. Networks then see inputs of the scale their initialisation assumes whatever the units: a sensor in
+    millivolts or in volts, an offset of thousands, channels of different units side by side. Statistics are kept
+    in float64.
+
+    Args:
+        x_train: (N, C, *spatial) training inputs (numpy).
+        mask_channel: the index of the 0/1 padding mask channel, or None.
+    """
+
+    def __init__(self, x_train: np.ndarray, mask_channel: Optional[int] = None):
+        x = np.asarray(x_train)
+        if x.ndim < 3 or len(x) < 1:
+            raise ValueError(f"x_train has shape {x.shape}; expected (N, C, *spatial) with N >= 1")
+        self.mask_channel = mask_channel
+        self.channels = [c for c in range(x.shape[1]) if c != mask_channel]
+        real = None if mask_channel is None else x[:, mask_channel] > 0.5  # (N, *spatial)
+        means, stds = [], []
+        for c in self.channels:
+            values = x[:, c] if real is None else x[:, c][real]
+            mean = float(np.mean(values, dtype=np.float64)) if values.size else 0.0
+            std = float(np.sqrt(np.mean(np.square(values - mean, dtype=np.float64)))) if values.size else 0.0
+            means.append(mean)
+            stds.append(std if std > 0 else 1.0)
+        self.mean, self.std = np.array(means), np.array(stds)
+
+    @classmethod
+    def from_info(cls, info: Dict[str, Any]) -> "InputScaler":
+        """The scaler a task recorded (``Task.info["input_scaling"]``, `as_info`)."""
+        scaler = cls.__new__(cls)
+        scaler.mask_channel = info.get("mask_channel")
+        scaler.channels = [int(c) for c in info["channels"]]
+        scaler.mean, scaler.std = np.asarray(info["mean"], dtype=np.float64), np.asarray(info["std"], dtype=np.float64)
+        return scaler
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, *spatial) in the inputs' units -> (N, C, *spatial) float32, standardised (a new array)."""
+        x = np.asarray(x)
+        width = max(self.channels + [self.mask_channel if self.mask_channel is not None else -1]) + 1
+        if x.ndim < 3 or x.shape[1] != width:
+            raise ValueError(f"x has shape {x.shape}; expected (N, {width}, ...): the channels the task was made "
+                             f"with{' (the last one the padding mask)' if self.mask_channel is not None else ''}")
+        out = np.array(x, dtype=np.float32, copy=True)
+        real = None if self.mask_channel is None else x[:, self.mask_channel] > 0.5
+        for c, mean, std in zip(self.channels, self.mean, self.std):
+            scaled = ((x[:, c].astype(np.float64) - mean) / std).astype(np.float32)
+            out[:, c] = scaled if real is None else np.where(real, scaled, 0.0)
+        return out
+
+    def as_info(self) -> Dict[str, Any]:
+        """JSON-ready: what ``Task.info["input_scaling"]`` records."""
+        return {"policy": "standardize", "channels": list(self.channels), "mask_channel": self.mask_channel,
+                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
 
 
 class TargetScaler:
@@ -540,7 +601,7 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
                 backbone: Optional[str] = None, kernel_sizes: Optional[Sequence[int]] = None,
                 dilations: Optional[Sequence[int]] = None, *, classes: Optional[Sequence[Any]] = None,
                 lengths: str = "pad", nan: str = "error", val_min_per_class: int = 2,
-                target_scaling: str = "standardize") -> Task:
+                target_scaling: str = "standardize", input_scaling: str = "standardize") -> Task:
     """A Task from your own arrays: numpy arrays, torch tensors or lists of series, checked and split.
 
     Args:
@@ -588,6 +649,10 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
             the training split's mean and std (`TargetScaler`; the metrics and `dashkit.predict` are in the
             targets' own units, through ``Task.decode``); "none" trains on them as they are. Other kinds' targets
             are used as they are.
+        input_scaling: "standardize" (default) standardises every input channel with the training split's mean
+            and std over samples and positions (`InputScaler`; the padding mask and padded positions are left as
+            they are; `dashkit.predict` applies the same to the inputs it is given); "none" uses the inputs as
+            they are.
 
     Returns:
         Task whose datasets yield x float32 (C, *spatial) and y int64 (classification) or float32. Its ``info``
@@ -596,7 +661,8 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         them) and "class_counts" {split: [count per class]}; "lengths" (policy, length T, mask channel index or
         None, [shortest, longest] per split) when series came as lists; "nan" {array: values filled} when NaN
         were filled; "small_splits" (the splits too small to trust, see ``Task.too_small``); for regression,
-        "target_scaling" (policy, and the mean and std per output when standardised).
+        "target_scaling" (policy, and the mean and std per output when standardised); "input_scaling" (policy,
+        and the channels, mask channel, mean and std when standardised).
 
     Warns:
         EmptyClassWarning: a class has no training examples. A label that only y_val or y_test has warns too,
@@ -624,6 +690,9 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
     if classes is not None and kind != "classification":
         raise ValueError(f"classes={classes!r} is for kind='classification', not kind={kind!r}")
     val_min_per_class = check_int("val_min_per_class", val_min_per_class, 0)
+    if not isinstance(input_scaling, str) or input_scaling not in INPUT_SCALINGS:
+        raise ValueError(f"input_scaling={input_scaling!r} is not an input scaling; accepted: "
+                         f"{', '.join(map(repr, INPUT_SCALINGS))}")
     if not isinstance(target_scaling, str) or target_scaling not in TARGET_SCALINGS:
         raise ValueError(f"target_scaling={target_scaling!r} is not a target scaling; accepted: "
                          f"{', '.join(map(repr, TARGET_SCALINGS))}")
@@ -735,6 +804,14 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         info["lengths"] = length_info
     if any(filled.values()):
         info["nan"] = {"policy": nan, **{k: v for k, v in filled.items() if v}}
+
+    if input_scaling == "standardize":
+        x_scaler = InputScaler(x_tr, None if length_info is None else length_info["mask_channel"])
+        x_tr = x_scaler.encode(x_tr)
+        given = {s: (x_scaler.encode(xg), yg) for s, (xg, yg) in given.items()}
+        info["input_scaling"] = x_scaler.as_info()
+    else:
+        info["input_scaling"] = {"policy": "none"}
 
     decode = None
     if kind == "regression":

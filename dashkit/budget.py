@@ -387,10 +387,10 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     Args:
         seconds: the whole budget, from the call of ``dashkit.run``.
         costs: measured seconds of ``search_step``, ``dash_step``, ``baseline_step`` (one optimiser step),
-            ``dash_eval``, ``baseline_eval`` (one validation pass), ``checkpoint`` (one atomic write of a
-            checkpoint-sized file), optionally ``search_writes`` and ``retrain_writes`` (the files of one search
-            epoch, of one network's retraining epoch; without them, ``SEARCH_EPOCH_WRITES`` and
-            ``RETRAIN_EPOCH_WRITES`` checkpoint writes: `epoch_writes`),
+            ``dash_eval``, ``baseline_eval`` (one validation pass), ``search_writes`` and ``retrain_writes`` (the
+            files of one search epoch, of one network's retraining epoch; or, as records made before them have,
+            ``checkpoint``, one supernet-sized write, counted ``SEARCH_EPOCH_WRITES`` and
+            ``RETRAIN_EPOCH_WRITES`` times: `epoch_writes`),
             ``after`` (the test passes and figures after the stages); optionally ``random_step`` and
             ``random_eval`` for a random draw of the control (`measure_costs` times the run's draws and gives their
             mean; default: DASH's ``dash_step`` and ``dash_eval``).
@@ -414,9 +414,13 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     Raises:
         BudgetTooSmallError: the time left cannot pay for one step of the search and one of retraining.
     """
-    for key in ("search_step", "dash_step", "baseline_step", "dash_eval", "baseline_eval", "checkpoint", "after"):
+    measured = "checkpoint" not in costs or any(k in costs for k in ("search_writes", "retrain_writes"))
+    writes = ("search_writes", "retrain_writes") if measured else ("checkpoint",)
+    for key in ("search_step", "dash_step", "baseline_step", "dash_eval", "baseline_eval", *writes, "after"):
         if not (isinstance(costs.get(key), (int, float)) and costs[key] >= 0):
-            raise ValueError(f"costs[{key!r}] = {costs.get(key)!r}: expected a measured number of seconds >= 0")
+            raise ValueError(f"costs[{key!r}] = {costs.get(key)!r}: expected a measured number of seconds >= 0"
+                             + (" (the files of an epoch: search_writes and retrain_writes, or checkpoint)"
+                                if key in ("search_writes", "retrain_writes") else ""))
     baseline = cfg.baseline
     search_epoch = epoch_writes(costs, "search")
     asked = cfg.random_draws

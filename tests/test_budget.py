@@ -386,21 +386,29 @@ def test_run_measures_and_warns_before_a_long_standard_run_only(tmp_path, monkey
     assert len(calls) == 1  # smoke promises seconds, not minutes: nothing measured
 
 
-def test_measured_checkpoint_cost_is_a_median_so_one_stalled_write_does_not_shrink_the_plan(monkeypatch):
+def test_measured_epoch_writes_are_a_median_so_one_stalled_write_does_not_shrink_the_plan(monkeypatch):
     """One write that stalled (a disk flush) once made a 5-minute plan 30% shorter: every epoch's cost carries it."""
-    real, calls = costs.save_tensors, []
+    from dashkit import rundir
 
-    def stalling(path, state):
+    real, calls = rundir.save_tensors, []
+
+    def stalling(path, state, *args, **kwargs):
         calls.append(path)
-        real(path, state)
+        real(path, state, *args, **kwargs)
         if len(calls) == 1:
-            time.sleep(0.5)  # the first write stalls
+            time.sleep(0.5)  # the first write (a search epoch's checkpoint) stalls
 
-    monkeypatch.setattr(costs, "save_tensors", stalling)
+    monkeypatch.setattr(rundir, "save_tensors", stalling)
     task = tiny_task()
     measured = costs.measure_costs(task, make_config("smoke", task.defaults, search_backend="fft"),
                                    torch.device("cpu"), figures=False)
-    assert len(calls) >= 3 and measured["checkpoint"] < 0.25
+    assert len(calls) >= 6 and measured["search_writes"] < 0.25 and measured["retrain_writes"] < 0.25
+    assert "checkpoint" not in measured  # the epochs' files are measured as written, not as a probe
+    with pytest.raises(ValueError, match=r"costs\['retrain_writes'\] = None: expected a measured number of "
+                                         r"seconds >= 0 \(the files of an epoch: search_writes and retrain_writes, "
+                                         r"or checkpoint\)"):
+        B.plan_budget(60.0, {k: v for k, v in measured.items() if k != "retrain_writes"},
+                      make_config("smoke", task.defaults), {"search": 1, "tune": 1, "retrain": 1})
 
 
 def test_the_search_step_is_measured_as_the_configured_scheme_takes_it(monkeypatch):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 import torch
@@ -14,7 +13,6 @@ import torch
 from .. import supernet
 from ..budget import EPOCHS_MAX, FIGURES_SECONDS, SETUP_SECONDS, effective_batch
 from ..config import RunConfig
-from ..rundir import save_tensors
 from ..timing import best_time, timed_rounds
 from .models import build_model, build_supernet
 from .search import arch_split, search_step
@@ -29,7 +27,7 @@ __all__ = ["measure_costs", "measure_chosen", "typical_card"]
 
 def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: bool = True,
                   rounds: int = 3) -> Dict[str, float]:
-    """Seconds of one step of each network a run trains, one validation pass and one checkpoint write.
+    """Seconds of one step of each network a run trains, one validation pass, and the files an epoch writes.
 
     The search step is the configured scheme's: a bilevel step (``search_scheme="bilevel"``) includes alpha's
     pass on a batch of its data (`dashkit.stages.search.arch_split`). DASH's discrete network is measured at the
@@ -44,13 +42,12 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
 
     The files an epoch writes are timed as the stages write them (``search_writes``: the supernet's checkpoint
     and history; ``retrain_writes``: a retrained network's, DASH's typical one, with its optimiser's state): a
-    retraining epoch's files cost far less than the four supernet-sized writes (``checkpoint``) the plan once
-    counted for them.
+    retraining epoch's files cost far less than the four supernet-sized writes the plan once counted for them.
 
     Returns:
         Seconds of ``search_step``, ``dash_step``, ``baseline_step`` (one optimiser step), ``dash_eval``,
-        ``baseline_eval`` (one validation pass), ``checkpoint`` (one write of a supernet-sized file),
-        ``search_writes`` and ``retrain_writes`` (one epoch's files; `dashkit.budget.epoch_writes`) and
+        ``baseline_eval`` (one validation pass), ``search_writes`` and ``retrain_writes`` (one epoch's files;
+        `dashkit.budget.epoch_writes`) and
         ``after`` (the test passes, figures and set-up after the stages); with random draws, ``random_step``
         and ``random_eval`` too.
     """
@@ -91,16 +88,7 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     if draws:  # the draws' mean: the plan costs every draw alike
         for kind in ("step", "eval"):
             costs[f"random_{kind}"] = sum(costs.pop(f"random_{i}_{kind}") for i in range(len(draws))) / len(draws)
-    state = {f"model/{k}": v for k, v in sup.state_dict().items()}
-    state.update({f"opt/{k}": v.clone() for k, v in sup.state_dict().items()})  # about a checkpoint's size
-    writes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        # the median of a few writes: one write can stall (a disk flush), and every epoch's cost is multiplied by it
-        for i in range(max(3, rounds)):
-            t0 = time.perf_counter()
-            save_tensors(Path(tmp) / f"probe{i}.safetensors", state)
-            writes.append(time.perf_counter() - t0)
-    costs["checkpoint"] = sorted(writes)[len(writes) // 2]
+    # the median of a few epochs' writes: one write can stall (a disk flush), and every epoch's cost carries it
     costs.update(_epoch_writes(sup, {"weights": w_opt, "arch": a_opt}, dash, opts["dash"], max(3, rounds)))
     n_val, n_test = len(task.val), len(task.test)  # type: ignore[arg-type]
     test_passes = (costs["dash_eval"] + costs["baseline_eval"]) * n_test / max(n_val, 1)

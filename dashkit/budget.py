@@ -755,7 +755,7 @@ def epoch_writes(costs: Mapping[str, float], stage: str) -> float:
     checkpoint of the supernet, or of a retrained network with its optimiser's state). Costs without them (records
     made before, or made-up costs) count ``SEARCH_EPOCH_WRITES`` or ``RETRAIN_EPOCH_WRITES`` checkpoint-sized
     writes of the supernet (``checkpoint``): a retrained network's files are far smaller, and that count
-    over-costed a retraining epoch's writes 3-5x on the UCR datasets (BENCHMARKS.md).
+    over-costed a retraining epoch's files about 4x on GunPoint (BENCHMARKS.md).
     """
     if stage not in ("search", "retrain"):
         raise ValueError(f"stage = {stage!r}: expected 'search' or 'retrain' (the stages that write every epoch)")

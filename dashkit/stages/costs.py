@@ -36,8 +36,9 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
     itself; a first untimed call lets it choose). The random-architecture control's draws (``cfg.random_draws``)
     are timed as they will be drawn (`dashkit.stages.control.random_card`: the run's seed fixes them before the
     search): ``random_step`` and ``random_eval`` are the means over the draws. A draw is costlier than the space's
-    middle candidate on average (its kernels are drawn uniformly; the cost grows with k), and costed as the typical
-    architecture the draws ran 1.0-1.9x their planned time on the UCR datasets (BENCHMARKS.md). Steps are
+    middle candidate on average (its kernels are drawn uniformly; the cost grows with k): costed as the typical
+    architecture, the draws of the UCR 5-minute runs ran a median 1.17x (up to 1.91x) the baseline's time over its
+    plan (BENCHMARKS.md). Steps are
     timed round-robin (`dashkit.timing.timed_rounds`) on throwaway copies; the median round counts.
 
     The files an epoch writes are timed as the stages write them (``search_writes``: the supernet's checkpoint
@@ -79,7 +80,7 @@ def measure_costs(task: "Task", cfg: RunConfig, device: torch.device, figures: b
              **{f"{name}_step": (lambda m=model, o=opts[name]: train_step(m, task, xr, yr, o, grad_clip=1.0))
                 for name, model in nets.items()}}
     timed = timed_rounds(steps, device=device, rounds=rounds, warmup=1, progress=False)
-    costs = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
+    costs = {name: _median(values) for name, values in timed.items()}
     eval_batch = 2 * cfg.retrain.batch_size
     for name, model in nets.items():
         # the untimed warm-up call makes the measured conv choice of the new batch shape
@@ -127,7 +128,7 @@ def _epoch_writes(sup: torch.nn.Module, sup_opts: Dict[str, torch.optim.Optimize
             rd.save_checkpoint("retrain", epochs + i, net, {"sgd": net_opt},
                                extra={"history": retrain_rows, "best_val": 1.0, "best_epoch": 0, "seconds": 1.0})
             out["retrain_writes"].append(time.perf_counter() - t0)
-    return {key: sorted(values)[len(values) // 2] for key, values in out.items()}
+    return {key: _median(values) for key, values in out.items()}
 
 
 def typical_card(sup: torch.nn.Module) -> "ArchCard":
@@ -165,11 +166,16 @@ def measure_chosen(task: "Task", cfg: RunConfig, card: "ArchCard", device: torch
     timed = timed_rounds({name: (lambda m=model, o=opts[name]: train_step(m, task, xr, yr, o, grad_clip=1.0))
                           for name, model in (("chosen", chosen), ("typical", typical))},
                          device=device, rounds=rounds, warmup=1, progress=False)
-    step = {name: sorted(values)[len(values) // 2] for name, values in timed.items()}
+    step = {name: _median(values) for name, values in timed.items()}
     passes = {name: best_time(lambda m=model: _forward_pass(m, task, device, 2 * cfg.retrain.batch_size), device,
                               repeats=2, warmup=1) for name, model in (("chosen", chosen), ("typical", typical))}
     return {"step": step["chosen"] / max(step["typical"], 1e-12),
             "eval": passes["chosen"] / max(passes["typical"], 1e-12)}
+
+
+def _median(values: List[float]) -> float:
+    """The middle of a few timings (the upper middle of an even count): one stalled call does not move it."""
+    return sorted(values)[len(values) // 2]
 
 
 def _batch(data: Any, size: int) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -56,8 +56,9 @@ def tuning_decided(best_value: float, chance: Optional[float], margin: float = U
     """Whether a tuning's best validation metric (lower is better) beat the chance level by more than ``margin``.
 
     ``chance`` is the metric of the best input-ignoring guess (``Task.chance_metric("val")``: for regression, the
-    split's mean); None (dense tasks, which have no such level) counts as decided. When every configuration is still within
-    ``margin * |chance|`` of it, none has learned anything measurable in the tuning budget, and their order is noise.
+    split's mean); None (dense tasks, which have no such level) counts as decided. When every configuration is still
+    within ``margin * |chance|`` of it, none has learned anything measurable in the tuning budget, and their order
+    is noise.
     """
     if chance is None or not math.isfinite(chance):
         return True

@@ -22,7 +22,7 @@ from .base import (KINDS, SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, SmallSplitWar
 
 __all__ = ["from_arrays", "default_search_space", "pad_series", "EmptyClassWarning", "SeriesLengthWarning",
            "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES",
-           "TARGET_SCALINGS", "TargetScaler", "INPUT_SCALINGS", "InputScaler"]
+           "SCALINGS", "TargetScaler", "InputScaler"]
 
 _METRIC_BY_KIND = {"classification": "error_pct", "multilabel": "1-auroc", "regression": "mse", "dense": "rel_l2"}
 # DASH's candidate sets (dash-method.md) by number of spatial dims, and the dilations added for long inputs.
@@ -95,8 +95,12 @@ class SeriesLengthWarning(UserWarning):
 
 LENGTH_POLICIES = ("pad", "crop", "resample")
 NAN_POLICIES = ("error", "zero", "interpolate")
-TARGET_SCALINGS = ("standardize", "none")
-INPUT_SCALINGS = ("standardize", "none")
+SCALINGS = ("standardize", "none")  # input_scaling and target_scaling
+
+
+def _unit_if_constant(std: np.ndarray) -> np.ndarray:
+    """Standard deviations with 1 where a column is constant (std 0), so that standardising keeps it finite."""
+    return np.where(std > 0, std, 1.0)
 
 
 class InputScaler:
@@ -125,10 +129,9 @@ class InputScaler:
         for c in self.channels:
             values = x[:, c] if real is None else x[:, c][real]
             mean = float(np.mean(values, dtype=np.float64)) if values.size else 0.0
-            std = float(np.sqrt(np.mean(np.square(values - mean, dtype=np.float64)))) if values.size else 0.0
             means.append(mean)
-            stds.append(std if std > 0 else 1.0)
-        self.mean, self.std = np.array(means), np.array(stds)
+            stds.append(float(np.sqrt(np.mean(np.square(values - mean, dtype=np.float64)))) if values.size else 0.0)
+        self.mean, self.std = np.array(means), _unit_if_constant(np.array(stds))
 
     @classmethod
     def from_info(cls, info: Dict[str, Any]) -> "InputScaler":
@@ -177,8 +180,7 @@ class TargetScaler:
         if y.ndim != 2 or len(y) < 1:
             raise ValueError(f"y_train has shape {y.shape}; expected (N, outputs) with N >= 1")
         self.mean = y.mean(axis=0)  # (outputs,)
-        std = y.std(axis=0)
-        self.std = np.where(std > 0, std, 1.0)
+        self.std = _unit_if_constant(y.std(axis=0))
 
     def encode(self, y: np.ndarray) -> np.ndarray:
         """(N, outputs) in the targets' units -> (N, outputs) standardised, float32."""
@@ -690,12 +692,10 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
     if classes is not None and kind != "classification":
         raise ValueError(f"classes={classes!r} is for kind='classification', not kind={kind!r}")
     val_min_per_class = check_int("val_min_per_class", val_min_per_class, 0)
-    if not isinstance(input_scaling, str) or input_scaling not in INPUT_SCALINGS:
-        raise ValueError(f"input_scaling={input_scaling!r} is not an input scaling; accepted: "
-                         f"{', '.join(map(repr, INPUT_SCALINGS))}")
-    if not isinstance(target_scaling, str) or target_scaling not in TARGET_SCALINGS:
-        raise ValueError(f"target_scaling={target_scaling!r} is not a target scaling; accepted: "
-                         f"{', '.join(map(repr, TARGET_SCALINGS))}")
+    for option, value, what in (("input_scaling", input_scaling, "an input"),
+                                ("target_scaling", target_scaling, "a target")):
+        if not isinstance(value, str) or value not in SCALINGS:
+            raise ValueError(f"{option}={value!r} is not {what} scaling; accepted: {', '.join(map(repr, SCALINGS))}")
 
     raw = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
     for split in ("val", "test"):

@@ -9,6 +9,7 @@ defaults.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -149,6 +150,21 @@ def test_00_quickstart(tmp_path, monkeypatch):
         assert f"a difference of {abs(gap):.3g} points" in readings
     # Exercise 1's bound held (its solution asserts it) and was printed from this run's numbers
     assert "(a) In its 6 steps alpha can travel at most" in readings
+    # the planted task's run first (smoke preset too): its record is its own run directory's card and metrics, and
+    # the reading printed from it
+    demo = res["planted"]
+    demo_dir = tmp_path / demo["run_dir"]
+    demo_card = json.loads((demo_dir / "archcard.json").read_text())
+    assert demo["planted"] == {"convs.0": [7, 2], "convs.1": [7, 1], "convs.2": [7, 4]} and demo["layers"] == 3
+    assert demo["chosen"] == {l["name"]: [l["k"], l["d"]] for l in demo_card["layers"]}
+    assert demo["found"] == sum(demo["chosen"][n] == kd for n, kd in demo["planted"].items())
+    assert demo["decided"] == sum(bool(l["decided"]) for l in demo_card["layers"])
+    assert demo["search_steps"] == 8 and demo["ln_M"] == pytest.approx(math.log(9))
+    assert 0 < demo["entropy"] <= demo["ln_M"] + 1e-9
+    demo_metrics = json.loads((demo_dir / "metrics.json").read_text())
+    assert demo["metrics"] == {m: demo_metrics[m]["test"] for m in ("dash", "baseline")}
+    assert (f"In 8 search steps the search chose the planted pair in **{demo['found']} of 3 layers**, and "
+            f"**{demo['decided']} of 3** passed the decision test") in readings
 
 
 @pytest.mark.notebook

@@ -37,6 +37,7 @@ from pathlib import Path
 import dashkit
 from dashkit import widgets
 from dashkit.config import parse_setting
+from dashkit.tasks.planted import found_layers
 
 
 def parse_variant(text: str) -> tuple:
@@ -73,8 +74,8 @@ def stacked_field(card) -> int:
 
 def recovered(card, planted) -> tuple:
     """(layers whose chosen (k, d) is the planted one, layers): the search's score on a planted task."""
-    hits = sum([layer.k, layer.d] == list(planted[layer.name]) for layer in card.layers)
-    return hits, len(card.layers)
+    found = found_layers(card, planted)
+    return sum(found.values()), len(found)
 
 
 def run_variant(task, settings: dict, a, seed: int, out: Path):

@@ -192,6 +192,14 @@ def test_train_candidate_is_reproducible_and_checks_its_parameters():
 # -------------------------------------------------------------------------------------------- the pipeline
 
 
+def test_found_layers_scores_a_card_against_the_planted_pairs():
+    task = tasks.get("planted1d")
+    card = planted.planted_card(task)
+    assert planted.found_layers(card, task.info["planted"]) == {"convs.0": True, "convs.1": True, "convs.2": True}
+    wrong = planted.planted_card(task, {"convs.1": (5, 1)})
+    assert planted.found_layers(wrong, task.info["planted"]) == {"convs.0": True, "convs.1": False, "convs.2": True}
+
+
 def test_smoke_run_searches_the_planted_layers(tmp_path):
     res = dashkit.run("planted1d", preset="smoke", out=tmp_path / "run", figures=False, verbose=False)
     assert [layer.name for layer in res.card.layers] == list(tasks.get("planted1d").info["planted"])
@@ -219,6 +227,7 @@ def test_the_search_recovers_every_planted_layer(tmp_path, name, seed):
     card = pipeline.search(task, cfg, tmp_path / "search")
     assert {layer.name: [layer.k, layer.d] for layer in card.layers} == task.info["planted"]
     assert all(layer.decided for layer in card.layers), [layer.z for layer in card.layers]
+    assert all(planted.found_layers(card, task.info["planted"]).values())
 
 
 # ------------------------------------------------------------------------------------- the plain backbone

@@ -59,7 +59,7 @@ from .base import Task, TaskDefaults, register, tensor_dataset
 
 __all__ = ["planted1d", "planted2d", "contains", "teacher_forward", "planted_card", "train_candidate",
            "candidate_losses", "format_table", "PLANTED_1D", "PLANTED_2D", "SPACE_1D", "SPACE_2D",
-           "CANDIDATE_TRAINING", "PLANTED_SEARCH"]
+           "CANDIDATE_TRAINING", "PLANTED_SEARCH", "found_layers"]
 
 _GENERATOR_VERSION = 1
 _PREACT_STD = 1.5  # pre-activation std of every teacher layer: tanh is nonlinear there but not saturated
@@ -264,6 +264,19 @@ def planted2d(size: int = 24, n_train: int = 1000, n_val: int = 250, n_test: int
 
 # ----------------------------------------------------------------------------------------------------------
 # Training each candidate alone
+
+
+def found_layers(card: "Any", planted: Mapping[str, Sequence[int]]) -> Dict[str, bool]:
+    """Per searched layer of ``card`` (an ArchCard), whether it chose its planted (k, d): the search's score.
+
+    Args:
+        card: the search's ArchCard.
+        planted: layer name -> planted [k, d] (``task.info["planted"]``).
+
+    Returns:
+        {layer name: chosen (k, d) == planted (k, d)}, in the card's order.
+    """
+    return {layer.name: [layer.k, layer.d] == list(planted[layer.name]) for layer in card.layers}
 
 
 def planted_card(task: Task, overrides: Optional[Mapping[str, Tuple[int, int]]] = None) -> "Any":

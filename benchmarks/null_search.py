@@ -19,8 +19,8 @@ weight sharing, its normalisation, the receptive-field push), not of the data. T
   the prior alone would have made.
 
 Only the search runs (no tuning, retraining or test split). ``ucr:NAME`` builds the task from a dataset that
-`aeon` ships, as ``benchmarks/ucr.py`` does (`from_arrays` on the archive's training split; the test split is not
-read). Searches already in ``--out`` are read back, not repeated; ``--out``/null-search.json keeps every row.
+`aeon` ships, as ``benchmarks/ucr.py`` does (`from_arrays` with the archive's own test split, so that the training
+and validation splits are the benchmark's; the search reads the training split only). Searches already in ``--out`` are read back, not repeated; ``--out``/null-search.json keeps every row.
 """
 from __future__ import annotations
 
@@ -83,13 +83,13 @@ def permuted(task, seed: int):
 
 
 def build_task(name: str, seed: int):
-    """A registered task, or ``ucr:NAME``: `from_arrays` on the training split of a dataset that aeon ships."""
+    """A registered task, or ``ucr:NAME``: a dataset that aeon ships, split as ``benchmarks/ucr.py`` splits it."""
     if not name.startswith("ucr:"):
         return dashkit.tasks.get(name)
     import ucr  # benchmarks/ucr.py: the same loader as the UCR benchmark
 
-    x_train, y_train, _, _ = ucr.load(name[4:])
-    return dashkit.tasks.from_arrays(x_train, y_train, name=name[4:].lower(), seed=seed)
+    x_train, y_train, x_test, y_test = ucr.load(name[4:])
+    return dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name=name[4:].lower(), seed=seed)
 
 
 def prior_stats(card) -> Dict[str, Any]:

@@ -215,3 +215,65 @@ def test_plan_check_divides_each_networks_seconds_by_what_its_plan_costed(tmp_pa
     assert check.check_run(run)["search"] == pytest.approx(0.9 * planned["search"] / (4 * 1.0 + 2 * 0.5))
     assert check.check_run(run)["baseline"] == pytest.approx(planned["baseline_retrain"] / (
         10 * 0.25 + 5 * (0.05 + 0.2)))
+
+
+def test_null_search_permutes_the_training_targets_only():
+    null = _script("null_search")
+    import dashkit
+    import torch
+    from dashkit.tasks.base import split_targets
+
+    task = dashkit.tasks.get("digits")
+    shuffled = null.permuted(task, seed=3)
+    y, y_perm = split_targets(task.train), split_targets(shuffled.train)
+    assert torch.equal(torch.sort(y).values, torch.sort(y_perm).values)  # the same targets, as a multiset
+    assert (y != y_perm).float().mean() > 0.5  # most examples got another's target
+    assert torch.equal(shuffled.train.tensors[0], task.train.tensors[0])  # inputs unchanged, in order
+    assert shuffled.val is task.val and shuffled.test is task.test
+    assert torch.equal(split_targets(null.permuted(task, seed=3).train), y_perm)  # the seed fixes it
+    # any other split is wrapped, with the same permutation
+    wrapped = null.PermutedTargets(torch.utils.data.Subset(task.train, range(len(task.train))), seed=3)
+    assert torch.equal(wrapped.targets(), y_perm)
+    assert torch.equal(wrapped[5][0], task.train[5][0]) and int(wrapped[5][1]) == int(y_perm[5])
+
+
+@pytest.mark.filterwarnings("ignore::dashkit.tasks.base.SmallSplitWarning")
+def test_null_search_builds_ucr_tasks_as_the_ucr_benchmark_does(monkeypatch):
+    null = _script("null_search")
+    import numpy as np
+    import ucr  # on the path through null_search
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((24, 1, 40)).astype("float32"), np.array(["a", "b", "c"] * 8)
+    xt, yt = rng.standard_normal((12, 1, 40)).astype("float32"), np.array(["a", "b", "c"] * 4)
+    monkeypatch.setattr(ucr, "load", lambda name: (x, y, xt, yt) if name == "Toy" else 1 / 0)
+    task = null.build_task("ucr:Toy", seed=0)  # the archive's split: 24 for training and validation, 12 for test
+    assert task.name == "toy" and task.info["sizes"]["train"] + task.info["sizes"]["val"] == 24
+    assert task.info["sizes"]["test"] == 12
+    assert null.build_task("digits", seed=0).name == "digits"
+
+
+def test_null_search_compares_the_real_and_the_permuted_search(tmp_path, capsys):
+    null = _script("null_search")
+    argv = ["digits", "--preset", "smoke", "--seeds", "0", "--out", str(tmp_path), "--device", "cpu",
+            "--variant", "default"]
+    assert null.main(argv) == 0
+    rows = json.loads((tmp_path / "null-search.json").read_text())
+    assert [r["targets"] for r in rows] == ["real", "permuted"]
+    cards = {}
+    for r in rows:  # every count is the card's
+        card = json.loads((tmp_path / f"digits-default-{r['targets']}-s0" / "archcard.json").read_text())
+        cards[r["targets"]] = card["layers"]
+        assert r["pairs"] == [[c["k"], c["d"]] for c in card["layers"]]
+        assert r["max_k"] <= r["layers"] == len(card["layers"])
+        assert r["decided"] == [sum(bool(c["decided"]) for c in card["layers"]), len(card["layers"])]
+        assert not (tmp_path / f"digits-default-{r['targets']}-s0" / "dash.safetensors").exists()  # search only
+    same = sum(a["k"] == b["k"] and a["d"] == b["d"] for a, b in zip(cards["real"], cards["permuted"]))
+    assert rows[0]["same_as_real"] == rows[1]["same_as_real"] == same
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("| digits | default | real | 1 | ") and lines[-1].startswith(
+        "| digits | default | permuted | 1 | ")
+    # a second call reads both searches back
+    written = {f: f.stat().st_mtime_ns for f in tmp_path.glob("digits-*/archcard.json")}
+    assert len(written) == 2 and null.main(argv) == 0
+    assert {f: f.stat().st_mtime_ns for f in written} == written

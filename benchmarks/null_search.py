@@ -7,7 +7,7 @@
 For every variant and seed it runs the search twice on the same inputs: once with the task's own training targets
 ("real") and once with those targets shuffled among the training examples ("permuted": each input keeps its
 values, the targets keep their distribution, and the link between the two is gone, so no candidate can be better
-than another for a reason in the data). A search without a prior of its own would choose uniformly from the space
+than another for a reason in the data: `dashkit.tasks.shuffle_targets`). A search without a prior of its own would choose uniformly from the space
 on permuted targets; whatever it chooses there more often than 1/M is a preference of the method (the supernet's
 weight sharing, its normalisation, the receptive-field push), not of the data. The rows compare:
 
@@ -25,7 +25,6 @@ and validation splits are the benchmark's; the search reads the training split o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -33,53 +32,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import torch
-from torch.utils.data import Dataset, TensorDataset
 
 import dashkit
 from dashkit import pipeline
 from dashkit.config import make_config
 from dashkit.rundir import RunDir
-from dashkit.tasks.base import split_targets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_ablation import parse_variant  # noqa: E402  (the same KEY=VALUE variants)
-
-
-class PermutedTargets(Dataset):
-    """A split whose targets are shuffled among its examples: item i is (x_i, y_perm[i]).
-
-    Args:
-        data: the split; its inputs are read unchanged.
-        seed: fixes the permutation.
-    """
-
-    def __init__(self, data: Dataset, seed: int):
-        self.data = data
-        self.y = split_targets(data)
-        g = torch.Generator().manual_seed(10_000 + seed)
-        self.perm = torch.randperm(len(self.y), generator=g)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int):
-        return self.data[i][0], self.y[self.perm[i]]
-
-    def targets(self) -> torch.Tensor:
-        return self.y[self.perm]
-
-
-def permuted(task, seed: int):
-    """The task with its training targets shuffled (validation and test splits unchanged).
-
-    An in-memory split stays a ``TensorDataset`` (the loaders' fast path), with the same permutation as
-    `PermutedTargets`, which wraps any other split.
-    """
-    shuffled = PermutedTargets(task.train, seed)
-    if isinstance(task.train, TensorDataset):
-        shuffled = TensorDataset(task.train.tensors[0], shuffled.targets())
-    return dataclasses.replace(task, train=shuffled)
 
 
 def build_task(name: str, seed: int):
@@ -131,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for seed in a.seeds:
             task = build_task(a.task, seed)
             cards = {}
-            for targets, t in (("real", task), ("permuted", permuted(task, seed))):
+            for targets, t in (("real", task), ("permuted", dashkit.tasks.shuffle_targets(task, 10_000 + seed))):
                 t0 = time.perf_counter()
                 card, search_s = search_once(t, settings, a, seed, out / f"{label}-{name}-{targets}-s{seed}")
                 cards[targets] = card

@@ -1,6 +1,7 @@
 """The Task: data splits, loss, metric, shapes and defaults of one learning problem."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -14,7 +15,8 @@ from ..metrics import get_metric
 from ..registry import Registry
 
 __all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets", "tensor_dataset",
-           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "small_split_note", "kfold_indices"]
+           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "small_split_note", "kfold_indices",
+           "ShuffledTargets", "shuffle_targets"]
 
 KINDS = ("classification", "multilabel", "regression", "dense")
 
@@ -274,6 +276,61 @@ def tensor_dataset(x: Union[torch.Tensor, np.ndarray], y: Union[torch.Tensor, np
         y: (N, ...) targets, likewise.
     """
     return TensorDataset(*(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in (x, y)))
+
+
+class ShuffledTargets(Dataset):
+    """A split whose targets are shuffled among its examples: item i is (x_i, y[perm[i]]).
+
+    Each input keeps its values and the targets keep their distribution; only the link between the two is gone.
+
+    Args:
+        data: the split; its inputs are read unchanged.
+        seed: fixes the permutation (``torch.randperm`` from a generator seeded with it).
+    """
+
+    def __init__(self, data: Dataset, seed: int):
+        self.data = data
+        self.y = split_targets(data)
+        self.perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(int(seed)))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        return self.data[i][0], self.y[self.perm[i]]
+
+    def targets(self) -> torch.Tensor:
+        """Every target of the split in item order: (N, ...)."""
+        return self.y[self.perm]
+
+
+def shuffle_targets(task: "Task", seed: int = 0) -> "Task":
+    """The task with its training targets shuffled among the training examples: the null control of a search.
+
+    On such a training split no candidate of a search space can fit better than another for a reason in the data,
+    so a search without a preference of its own would choose uniformly from its space; what it chooses more often
+    than 1/M there is the method's own preference (``benchmarks/null_search.py`` measures it; RESULTS.md, "What the
+    search chooses when the targets are shuffled"). The validation and test splits are the task's own, unchanged
+    (a network trained on the shuffled split scores about chance on them). An in-memory training split stays a
+    ``TensorDataset`` sharing the task's inputs; any other is wrapped in `ShuffledTargets`, with the same
+    permutation.
+
+    Args:
+        task: any task.
+        seed: fixes the permutation.
+
+    Returns:
+        A new Task (``dataclasses.replace``; the same name) with ``info["shuffled_targets"] = seed``.
+    """
+    if not isinstance(task, Task):
+        raise TypeError(f"task={task!r} has type {type(task).__name__}; accepted: a dashkit Task")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed={seed!r} has type {type(seed).__name__}; accepted: an int")
+    shuffled: Dataset = ShuffledTargets(task.train, int(seed))
+    if isinstance(task.train, TensorDataset):
+        shuffled = TensorDataset(task.train.tensors[0], shuffled.targets())
+    return dataclasses.replace(task, train=shuffled,
+                               info={**task.info, "shuffled_targets": int(seed)})
 
 
 def holdout_indices(n: int, fraction: float, seed: int, labels: Optional[torch.Tensor] = None

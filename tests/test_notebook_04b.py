@@ -199,6 +199,28 @@ def test_choices_and_planted_task(run):
 
 
 @pytest.mark.notebook
+def test_the_shuffled_target_control_is_the_same_search_without_the_data(run):
+    book, r = run
+    planted = r["planted"]
+    control = r["control"]
+    chosen = {name: tuple(kd) for name, kd in control["chosen"].items()}
+    assert set(chosen) == set(planted)
+    assert control["max_k"] == sum(k == 7 for k, _ in chosen.values())  # planted1d: K = (3, 5, 7)
+    assert control["planted_d"] == sum(chosen[n][1] == planted[n][1] for n in planted)
+    assert control["planted_pair"] == sum(list(chosen[n]) == planted[n] for n in planted)
+    assert control["decided"] == sum(z >= 3 for z in control["z"]) and len(control["p_choice"]) == len(planted)
+    assert all(1 / 9 <= p <= 1 for p in control["p_choice"])
+    # another search than section 5's: its loss is measured on other targets (no link to learn)
+    assert control["loss_first20"] > 0 and control["loss_last20"] > 0
+    text = next("".join(o.get("data", {}).get("text/markdown", "")) for c in book.cells if c.cell_type == "code"
+                for o in c.get("outputs", []) if "On shuffled targets" in "".join(o.get("data", {}).get(
+                    "text/markdown", "")))
+    assert f"in {control['max_k']} of 3 layers" in text and f"planted pair in {control['planted_pair']} of 3" in text
+    assert f"{control['decided']} of 3 layers pass the decision test here" in text
+    assert f"p(choice) at most {max(control['p_choice']):.3f}" in text
+
+
+@pytest.mark.notebook
 def test_discretisation_gap(run):
     _, r = run
     gap = r["gap"]

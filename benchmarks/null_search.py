@@ -13,8 +13,8 @@ weight sharing, its normalisation, the receptive-field push), not of the data. T
 
 - share of the largest kernel size, and of the largest dilation, among the chosen pairs (uniform: 1/|K| and 1/|D|);
 - the chosen receptive field d (k - 1) + 1 as a fraction of the space's mean field (uniform: 1.0);
-- layers that passed the decision test (`DashConv.decision`): under permuted targets a "decided" layer is a push
-  the method makes whatever the data;
+- layers that passed the decision test (`DashConv.decision`), and the median z and mean p(choice) = softmax(alpha)
+  of the chosen pair: under permuted targets a "decided" layer is a push the method makes whatever the data;
 - layers where the real and the permuted searches chose the same pair (chance 1/M): how much of the real choice
   the prior alone would have made.
 
@@ -37,6 +37,7 @@ import dashkit
 from dashkit import pipeline
 from dashkit.config import make_config
 from dashkit.rundir import RunDir
+from dashkit.supernet import alpha_probs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_ablation import parse_variant  # noqa: E402  (the same KEY=VALUE variants)
@@ -62,6 +63,7 @@ def prior_stats(card) -> Dict[str, Any]:
             "max_k": sum(layer.k == ks for layer in layers), "max_d": sum(layer.d == ds for layer in layers),
             "field_ratio": statistics.mean(layer.receptive_field / mean_field for layer in layers),
             "decided": list(card.decided_count() or (0, len(layers))), "layers": len(layers),
+            "z": [layer.z for layer in layers], "p_choice": [max(alpha_probs(layer.alpha)) for layer in layers],
             "candidates": len(space), "n_k": len(space.kernel_sizes), "n_d": len(space.dilations)}
 
 
@@ -112,8 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def table(rows: List[Dict[str, Any]]) -> str:
     """A markdown table, one row per (task, variant, targets): sums and means over the seeds."""
     head = ("| task | variant | targets | seeds | largest k chosen (uniform) | largest d chosen (uniform) "
-            "| field / space's mean field (uniform 1.0) | layers decided | same pair, real and permuted (chance 1/M) "
-            "| search (s) |")
+            "| field / space's mean field (uniform 1.0) | layers decided | median z | mean p(choice) (1/M) "
+            "| same pair, real and permuted (chance 1/M) | search (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     keys = dict.fromkeys((r["task"], r["variant"], r["targets"]) for r in rows)
     for task, variant, targets in keys:
@@ -123,6 +125,8 @@ def table(rows: List[Dict[str, Any]]) -> str:
             f"| {task} | {variant} | {targets} | {len(rs)} | {sum(r['max_k'] for r in rs)}/{n} "
             f"({n / rs[0]['n_k']:.1f}) | {sum(r['max_d'] for r in rs)}/{n} ({n / rs[0]['n_d']:.1f}) | "
             f"{statistics.mean(r['field_ratio'] for r in rs):.2f} | {sum(r['decided'][0] for r in rs)}/{n} | "
+            f"{statistics.median(z for r in rs for z in r['z'] if z is not None):.1f} | "
+            f"{statistics.mean(p for r in rs for p in r['p_choice']):.3f} ({1 / rs[0]['candidates']:.3f}) | "
             f"{sum(r.get('same_as_real', 0) for r in rs)}/{n} ({n / rs[0]['candidates']:.1f}) | "
             f"{statistics.mean(r['search_s'] for r in rs):.0f} |")
     return "\n".join(lines)

@@ -234,6 +234,8 @@ def test_null_search_builds_ucr_tasks_as_the_ucr_benchmark_does(monkeypatch):
 
 
 def test_null_search_compares_the_real_and_the_permuted_search(tmp_path, capsys):
+    import torch
+
     null = _script("null_search")
     argv = ["digits", "--preset", "smoke", "--seeds", "0", "--out", str(tmp_path), "--device", "cpu",
             "--variant", "default"]
@@ -247,6 +249,9 @@ def test_null_search_compares_the_real_and_the_permuted_search(tmp_path, capsys)
         assert r["pairs"] == [[c["k"], c["d"]] for c in card["layers"]]
         assert r["max_k"] <= r["layers"] == len(card["layers"])
         assert r["decided"] == [sum(bool(c["decided"]) for c in card["layers"]), len(card["layers"])]
+        assert r["z"] == [c["z"] for c in card["layers"]]
+        probs = [torch.softmax(torch.tensor(c["alpha"]), 0) for c in card["layers"]]
+        assert r["p_choice"] == pytest.approx([p.max().item() for p in probs], rel=1e-6)
         assert not (tmp_path / f"digits-default-{r['targets']}-s0" / "dash.safetensors").exists()  # search only
     same = sum(a["k"] == b["k"] and a["d"] == b["d"] for a, b in zip(cards["real"], cards["permuted"]))
     assert rows[0]["same_as_real"] == rows[1]["same_as_real"] == same

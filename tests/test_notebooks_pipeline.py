@@ -167,6 +167,9 @@ def test_00_quickstart(tmp_path, monkeypatch):
     assert demo["metrics"] == {m: demo_metrics[m]["test"] for m in ("dash", "baseline")}
     assert (f"In 8 search steps the search chose the planted pair in **{demo['found']} of 3 layers**, and "
             f"**{demo['decided']} of 3** passed the decision test") in readings
+    assert demo["z"] == [None if l["z"] is None else round(l["z"], 1) for l in demo_card["layers"]]
+    zs = [z for z in demo["z"] if z is not None]
+    assert zs and f"this run's z is {min(zs):.1f} to {max(zs):.1f}." in readings  # beside the control's, sourced
 
 
 @pytest.mark.notebook

@@ -11,6 +11,7 @@ than another for a reason in the data: `dashkit.tasks.shuffle_targets`). A searc
 on permuted targets; whatever it chooses there more often than 1/M is a preference of the method (the supernet's
 weight sharing, its normalisation, the receptive-field push), not of the data. The rows compare:
 
+- passes: how many times the search goes through the training split (its steps times its batch over the examples);
 - share of the largest kernel size, and of the largest dilation, among the chosen pairs (uniform: 1/|K| and 1/|D|);
 - the chosen receptive field d (k - 1) + 1 as a fraction of the space's mean field (uniform: 1.0);
 - layers that passed the decision test (`DashConv.decision`), and the median z and mean p(choice) = softmax(alpha)
@@ -68,10 +69,12 @@ def prior_stats(card) -> Dict[str, Any]:
 
 
 def search_once(task, settings: Dict[str, Any], a: argparse.Namespace, seed: int, out: Path):
-    """(ArchCard, search seconds) of one search; read back when ``out`` holds a finished one."""
+    """(ArchCard, search seconds, passes over the training split) of one search; read back when ``out`` holds a
+    finished one."""
     cfg = make_config(a.preset, task.defaults, seed=seed, device=a.device, **settings)
     card = pipeline.search(task, cfg, pipeline.open_run_dir(out, task, cfg, preset=a.preset))
-    return card, float(RunDir(out).done_info("search")["seconds"])
+    passes = json.loads((out / "config.json").read_text())["plan"]["search"]["passes"]
+    return card, float(RunDir(out).done_info("search")["seconds"]), passes
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -95,9 +98,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             cards = {}
             for targets, t in (("real", task), ("permuted", dashkit.tasks.shuffle_targets(task, 10_000 + seed))):
                 t0 = time.perf_counter()
-                card, search_s = search_once(t, settings, a, seed, out / f"{label}-{name}-{targets}-s{seed}")
+                card, search_s, passes = search_once(t, settings, a, seed, out / f"{label}-{name}-{targets}-s{seed}")
                 cards[targets] = card
-                rows.append({"task": a.task, "variant": name, "seed": seed, "targets": targets,
+                rows.append({"task": a.task, "variant": name, "seed": seed, "targets": targets, "passes": passes,
                              **prior_stats(card), "search_s": search_s, "wall_s": time.perf_counter() - t0})
             same = sum(x.k == y.k and x.d == y.d for x, y in zip(cards["real"].layers, cards["permuted"].layers))
             rows[-1]["same_as_real"] = rows[-2]["same_as_real"] = same
@@ -113,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def table(rows: List[Dict[str, Any]]) -> str:
     """A markdown table, one row per (task, variant, targets): sums and means over the seeds."""
-    head = ("| task | variant | targets | seeds | largest k chosen (uniform) | largest d chosen (uniform) "
+    head = ("| task | variant | targets | seeds | passes | largest k chosen (uniform) | largest d chosen (uniform) "
             "| field / space's mean field (uniform 1.0) | layers decided | median z | mean p(choice) (1/M) "
             "| same pair, real and permuted (chance 1/M) | search (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -122,7 +125,8 @@ def table(rows: List[Dict[str, Any]]) -> str:
         rs = [r for r in rows if (r["task"], r["variant"], r["targets"]) == (task, variant, targets)]
         n = sum(r["layers"] for r in rs)
         lines.append(
-            f"| {task} | {variant} | {targets} | {len(rs)} | {sum(r['max_k'] for r in rs)}/{n} "
+            f"| {task} | {variant} | {targets} | {len(rs)} | {statistics.mean(r['passes'] for r in rs):.0f} | "
+            f"{sum(r['max_k'] for r in rs)}/{n} "
             f"({n / rs[0]['n_k']:.1f}) | {sum(r['max_d'] for r in rs)}/{n} ({n / rs[0]['n_d']:.1f}) | "
             f"{statistics.mean(r['field_ratio'] for r in rs):.2f} | {sum(r['decided'][0] for r in rs)}/{n} | "
             f"{statistics.median(z for r in rs for z in r['z'] if z is not None):.1f} | "

@@ -250,6 +250,8 @@ def test_null_search_compares_the_real_and_the_permuted_search(tmp_path, capsys)
         assert r["max_k"] <= r["layers"] == len(card["layers"])
         assert r["decided"] == [sum(bool(c["decided"]) for c in card["layers"]), len(card["layers"])]
         assert r["z"] == [c["z"] for c in card["layers"]]
+        plan = json.loads((tmp_path / f"digits-default-{r['targets']}-s0" / "config.json").read_text())["plan"]
+        assert r["passes"] == plan["search"]["passes"] > 0
         probs = [torch.softmax(torch.tensor(c["alpha"]), 0) for c in card["layers"]]
         assert r["p_choice"] == pytest.approx([p.max().item() for p in probs], rel=1e-6)
         assert not (tmp_path / f"digits-default-{r['targets']}-s0" / "dash.safetensors").exists()  # search only

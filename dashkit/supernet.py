@@ -30,7 +30,8 @@ from .space import SearchSpace
 
 __all__ = ["to_supernet", "discretize", "ArchCard", "LayerChoice", "dash_layers", "arch_parameters",
            "weight_parameters", "postprocess_arch_grads", "alpha_probs", "default_filter", "ARCHCARD_VERSION",
-           "SearchUndecidedWarning", "warn_if_undecided", "DECISION_Z"]
+           "SearchUndecidedWarning", "warn_if_undecided", "DECISION_Z", "SearchMemorisingWarning",
+           "warn_if_memorising", "MEMORISING_PASSES"]
 
 ARCHCARD_VERSION = 1
 
@@ -229,6 +230,17 @@ class SearchUndecidedWarning(UserWarning):
     """Most searched layers did not decide: their kernel size and dilation are about what gradient noise gives."""
 
 
+class SearchMemorisingWarning(UserWarning):
+    """A single-level search went through a small training split so often that its supernet can memorise it."""
+
+
+# A single-level search that goes through its training split this many times or more is warned about
+# (`warn_if_memorising`). Measured with shuffled training targets (RESULTS.md, "What the search chooses when the
+# targets are shuffled"): at 13-65 passes (ecg_synth, mnist1d, planted1d) the choices on the real targets differed
+# from the shuffled-target control; at 1000 and 2000 passes (OSULeaf, ArrowHead) they were the control's.
+MEMORISING_PASSES = 500.0
+
+
 @dataclass
 class ArchCard:
     """A searched architecture: the space and, per layer, the chosen kernel size and dilation.
@@ -395,6 +407,45 @@ def discretize(supernet: nn.Module, keep_search_groups: bool = False, decision_z
     space = layers[0][1].space
     meta = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "decision_z": decision_z}
     return plain, ArchCard(space=space, layers=choices, backbone=type(supernet).__name__, meta=meta)
+
+
+def warn_if_memorising(card: ArchCard, stacklevel: int = 2) -> bool:
+    """Warn (`SearchMemorisingWarning`) when a single-level search went through its training split at least
+    `MEMORISING_PASSES` times (``card.meta["passes"]``, which `dashkit.stages.search` records).
+
+    A supernet trained that long on a small split can fit its labels whatever they are, and DASH's single-level
+    search steps alpha on that same training loss, so it rewards the candidates that fit fastest: the widest. On
+    two small UCR datasets (OSULeaf, 1000 passes; ArrowHead, 2000) the search chose the same pairs with the labels
+    shuffled as with the real ones, and passed the decision test as often (RESULTS.md, "What the search chooses
+    when the targets are shuffled"). The message gives the passes and what to do instead. A bilevel search, a card
+    without ``passes`` and a search with fewer passes never warn.
+
+    Args:
+        card: an ArchCard from `dashkit.stages.search`.
+        stacklevel: as in ``warnings.warn``: 2 names the caller's line.
+
+    Returns:
+        Whether it warned.
+    """
+    if not isinstance(card, ArchCard):
+        raise TypeError(f"card={card!r} has type {type(card).__name__}; accepted: a dashkit.ArchCard")
+    if isinstance(stacklevel, bool) or not isinstance(stacklevel, int) or stacklevel < 1:
+        raise ValueError(f"stacklevel={stacklevel!r} is not valid; accepted: an int >= 1")
+    passes = card.meta.get("passes")
+    if passes is None or card.meta.get("scheme", "single_level") != "single_level" or passes < MEMORISING_PASSES:
+        return False
+    examples = card.meta.get("train_examples")
+    split = f"its training split ({examples} examples)" if examples else "its training split"
+    warnings.warn(f"The search went through {split} {passes:g} times: its supernet can memorise those labels, and "
+                  f"a single-level search then rewards the candidates that memorise fastest, the widest ones, "
+                  f"whatever the labels say (on OSULeaf and ArrowHead, at 1000 and 2000 passes, it chose the same "
+                  f"pairs with the labels shuffled, and decided as often: RESULTS.md, \"What the search chooses "
+                  f"when the targets are shuffled\"). Its choices and decisions here may be the method's, not the "
+                  f"data's. Compare them with a search on shuffled labels (dashkit.tasks.shuffle_targets, "
+                  f"benchmarks/null_search.py); search alpha on held-out examples (search_scheme='bilevel', "
+                  f"search_arch_holdout=0.5); and compare DASH with the baseline on validation (which='best').",
+                  SearchMemorisingWarning, stacklevel=stacklevel)
+    return True
 
 
 def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:

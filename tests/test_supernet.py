@@ -15,8 +15,9 @@ from torch import nn
 from dashkit import ArchCard, DashConv, SearchSpace, backbones, discretize, to_supernet
 from dashkit.backbones import resnet1d, tcn, wrn
 from dashkit.layers import CausalConv1d, search_mark, searchable
-from dashkit.supernet import (ARCHCARD_VERSION, LayerChoice, SearchUndecidedWarning, arch_parameters, dash_layers,
-                              postprocess_arch_grads, warn_if_undecided, weight_parameters)
+from dashkit.supernet import (ARCHCARD_VERSION, MEMORISING_PASSES, LayerChoice, SearchMemorisingWarning,
+                              SearchUndecidedWarning, arch_parameters, dash_layers, postprocess_arch_grads,
+                              warn_if_memorising, warn_if_undecided, weight_parameters)
 
 SPACE_1D = SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), dims=1)  # DASH's default 1D space
 SPACE_2D = SearchSpace((3, 5, 7, 9), (1, 3, 7, 15), dims=2)  # DASH's default 2D space
@@ -635,6 +636,62 @@ def test_warn_if_undecided_checks_its_arguments():
     # a one-candidate layer has nothing to decide: decided, with no z
     one = LayerChoice(name="a", k=3, d=1, alpha=[0.0], in_channels=1, out_channels=1, z=None, decided=True)
     assert dataclasses.replace(card, layers=[one]).decided_fraction() == 1.0
+
+
+@pytest.mark.parametrize("meta, warns", [
+    ({"passes": 1000.0, "scheme": "single_level", "train_examples": 180}, True),
+    ({"passes": MEMORISING_PASSES, "scheme": "single_level"}, True),
+    ({"passes": MEMORISING_PASSES - 0.01, "scheme": "single_level", "train_examples": 180}, False),
+    ({"passes": 36.0, "scheme": "single_level", "train_examples": 3600}, False),
+    ({"passes": 1000.0, "scheme": "bilevel", "train_examples": 90}, False),  # alpha on held-out batches
+    ({}, False),  # a card written before dashkit recorded the passes
+])
+def test_warn_if_memorising_warns_on_a_single_level_search_of_many_passes(meta, warns):
+    _, card = discretize(pushed_resnet1d(decided_layers=9))
+    card.meta.update(meta)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert warn_if_memorising(card) is warns
+    assert [w.category for w in caught] == [SearchMemorisingWarning] * warns
+    if warns:
+        text = str(caught[0].message)
+        examples = meta.get("train_examples")
+        split = f"its training split ({examples} examples)" if examples else "its training split"
+        assert text.startswith(f"The search went through {split} {meta['passes']:g} times")
+        assert "dashkit.tasks.shuffle_targets" in text and "search_scheme='bilevel'" in text
+        assert "search_arch_holdout=0.5" in text and "which='best'" in text
+        assert caught[0].filename == __file__  # stacklevel=2 names the caller's line
+    with pytest.raises(TypeError, match=r"card=\[\] has type list; accepted: a dashkit.ArchCard"):
+        warn_if_memorising([])
+    with pytest.raises(ValueError, match=r"stacklevel=0 is not valid"):
+        warn_if_memorising(card, stacklevel=0)
+
+
+@pytest.mark.filterwarnings("ignore::dashkit.supernet.SearchUndecidedWarning")
+@pytest.mark.filterwarnings("ignore::dashkit.tasks.base.SmallSplitWarning")
+@pytest.mark.parametrize("steps, warns", [(int(MEMORISING_PASSES), True), (20, False)])
+def test_the_search_records_its_passes_and_warns_when_it_can_memorise(tmp_path, steps, warns):
+    import numpy as np
+
+    import dashkit
+    from dashkit import pipeline
+    from dashkit.config import make_config
+
+    rng = np.random.default_rng(0)  # 24 series: 20 to train on, one batch of 20 a pass
+    task = dashkit.tasks.from_arrays(rng.standard_normal((24, 1, 32)).astype("float32"), np.arange(24) % 2,
+                                     x_test=rng.standard_normal((8, 1, 32)).astype("float32"), y_test=np.arange(8) % 2,
+                                     val_fraction=4 / 24)
+    cfg = make_config("smoke", task.defaults, seed=0, device="cpu", search_steps=steps, search_batch_size=64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        card = pipeline.search(task, cfg, pipeline.open_run_dir(tmp_path / "run", task, cfg, preset="smoke"))
+    assert card.meta["train_examples"] == len(task.train) == 20
+    assert card.meta["passes"] == steps  # one batch of 20 a pass
+    found = [w for w in caught if issubclass(w.category, SearchMemorisingWarning)]
+    assert len(found) == int(warns)
+    if warns:
+        assert str(found[0].message).startswith(f"The search went through its training split (20 examples) "
+                                                f"{steps:g} times")
 
 
 def test_a_search_with_one_right_candidate_decides_it():

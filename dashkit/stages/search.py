@@ -187,7 +187,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     _, card = supernet.discretize(model)
     card.backbone = name
     card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": plan.epochs,
-                      "steps": plan.steps, "arch_lr": arch_lr, "warmup_steps": warmup})
+                      "steps": plan.steps, "arch_lr": arch_lr, "warmup_steps": warmup,
+                      "passes": round(plan.passes, 2), "train_examples": len(weight_data)})
     if arch_data is not task.val:
         card.meta["arch_holdout"] = len(arch_data)  # training examples alpha stepped on (the weights: the rest)
     rd.write_json("alphas.json", {"layers": layer_names, "candidates": [list(c) for c in space.candidates],
@@ -196,6 +197,7 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
         card.save(rd.file("archcard.json"))
     if distributed.is_main():  # most layers' choices no larger than gradient noise: say so, and what to change
         supernet.warn_if_undecided(card, stacklevel=caller_stacklevel())
+        supernet.warn_if_memorising(card, stacklevel=caller_stacklevel())
     rd.mark_done("search", {"seconds": seconds_before + time.perf_counter() - t0, "layers": len(layer_names)})
     return card
 

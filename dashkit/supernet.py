@@ -414,11 +414,11 @@ def warn_if_memorising(card: ArchCard, stacklevel: int = 2) -> bool:
     `MEMORISING_PASSES` times (``card.meta["passes"]``, which `dashkit.stages.search` records).
 
     A supernet trained that long on a small split can fit its labels whatever they are, and DASH's single-level
-    search steps alpha on that same training loss, so it rewards the candidates that fit fastest: the widest. On
-    two small UCR datasets (OSULeaf, 1000 passes; ArrowHead, 2000) the search chose the same pairs with the labels
-    shuffled as with the real ones, and passed the decision test as often (RESULTS.md, "What the search chooses
-    when the targets are shuffled"). The message gives the passes and what to do instead. A bilevel search, a card
-    without ``passes`` and a search with fewer passes never warn.
+    search steps alpha on that same training loss, so it rewards the candidates that fit fastest, often the
+    widest. On two small UCR datasets (OSULeaf, 1000 passes; ArrowHead, 2000) the search chose the same pairs with
+    the labels shuffled as with the real ones, and passed the decision test as often (RESULTS.md, "What the search
+    chooses when the targets are shuffled"). The message gives the passes and what to do instead. A bilevel search,
+    a card without ``passes`` and a search with fewer passes never warn.
 
     Args:
         card: an ArchCard from `dashkit.stages.search`.
@@ -437,7 +437,7 @@ def warn_if_memorising(card: ArchCard, stacklevel: int = 2) -> bool:
     examples = card.meta.get("train_examples")
     split = f"its training split ({examples} examples)" if examples else "its training split"
     warnings.warn(f"The search went through {split} {passes:g} times: its supernet can memorise those labels, and "
-                  f"a single-level search then rewards the candidates that memorise fastest, the widest ones, "
+                  f"a single-level search then rewards the candidates that memorise fastest, often the widest, "
                   f"whatever the labels say (on OSULeaf and ArrowHead, at 1000 and 2000 passes, it chose the same "
                   f"pairs with the labels shuffled, and decided as often: RESULTS.md, \"What the search chooses "
                   f"when the targets are shuffled\"). Its choices and decisions here may be the method's, not the "

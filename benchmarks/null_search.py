@@ -69,12 +69,10 @@ def prior_stats(card) -> Dict[str, Any]:
 
 
 def search_once(task, settings: Dict[str, Any], a: argparse.Namespace, seed: int, out: Path):
-    """(ArchCard, search seconds, passes over the training split) of one search; read back when ``out`` holds a
-    finished one."""
+    """(ArchCard, search seconds) of one search; read back when ``out`` holds a finished one."""
     cfg = make_config(a.preset, task.defaults, seed=seed, device=a.device, **settings)
     card = pipeline.search(task, cfg, pipeline.open_run_dir(out, task, cfg, preset=a.preset))
-    passes = json.loads((out / "config.json").read_text())["plan"]["search"]["passes"]
-    return card, float(RunDir(out).done_info("search")["seconds"]), passes
+    return card, float(RunDir(out).done_info("search")["seconds"])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -98,9 +96,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             cards = {}
             for targets, t in (("real", task), ("permuted", dashkit.tasks.shuffle_targets(task, 10_000 + seed))):
                 t0 = time.perf_counter()
-                card, search_s, passes = search_once(t, settings, a, seed, out / f"{label}-{name}-{targets}-s{seed}")
+                card, search_s = search_once(t, settings, a, seed, out / f"{label}-{name}-{targets}-s{seed}")
                 cards[targets] = card
-                rows.append({"task": a.task, "variant": name, "seed": seed, "targets": targets, "passes": passes,
+                rows.append({"task": a.task, "variant": name, "seed": seed, "targets": targets,
+                             "passes": card.meta["passes"],  # the search's plan, as the card records it
                              **prior_stats(card), "search_s": search_s, "wall_s": time.perf_counter() - t0})
             same = sum(x.k == y.k and x.d == y.d for x, y in zip(cards["real"].layers, cards["permuted"].layers))
             rows[-1]["same_as_real"] = rows[-2]["same_as_real"] = same

@@ -1,10 +1,12 @@
-"""The command line: ``python -m dashkit`` (or ``dashkit``) ``run | tune-worker | tasks | show | settings | bench``.
+"""The command line: ``python -m dashkit`` (or ``dashkit``) ``run | tune-worker | tasks | show | shuffled-control |
+settings | bench``.
 
     python -m dashkit run mnist1d --out runs/m1                      # the standard preset (steps per stage)
     python -m dashkit run mnist1d --budget 5m --out runs/m2          # five minutes, shared among the stages
     python -m dashkit run mnist1d --preset smoke --set search_steps=50 retrain_backbone='{"width": 2}'
     python -m dashkit tasks
     python -m dashkit show runs/m1
+    python -m dashkit shuffled-control runs/m1                        # the search again on shuffled targets
     python -m dashkit settings --preset standard
 
 Scaling out: ``torchrun --nproc_per_node 2 -m dashkit run mnist1d ...`` trains every stage data-parallel (one
@@ -99,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p_show = sub.add_parser("show", help="summarise a run directory: metrics, architecture, stage times")
     p_show.add_argument("run_dir")
+
+    p_ctl = sub.add_parser("shuffled-control", help="the run's search again with its training targets shuffled: "
+                           "which of its choices are the data's, which the method's")
+    p_ctl.add_argument("run_dir", help="a run directory whose search finished")
+    p_ctl.add_argument("--task", default=None, help="the task's registered name (default: the run's)")
+    p_ctl.add_argument("--device", default=None, help="where the control searches (default: the run's device)")
+    add_import(p_ctl)
 
     p_set = sub.add_parser("settings", help="list every setting with its value in a preset")
     p_set.add_argument("--preset", default="standard", choices=list(PRESETS))
@@ -223,10 +232,26 @@ def show(run_dir: Any) -> str:
         card = ArchCard.load(rd.file("archcard.json"))
         lines.append(f"architecture ({len(card.layers)} searched layers):")
         lines += ["  " + row for row in card.summary().splitlines()]
+    if rd.exists("shuffled_control.json"):
+        from .stages.shuffled import ShuffledControl
+
+        control = ShuffledControl.from_dict(rd.read_json("shuffled_control.json"))
+        lines.append("shuffled-target control (the same search, the training targets shuffled):")
+        lines.append("  " + control.verdict())
     figures = sorted((rd.path / "figures").glob("*.png")) if (rd.path / "figures").is_dir() else []
     if figures:
         lines.append("figures: " + ", ".join(str(f) for f in figures))
     return "\n".join(lines)
+
+
+def _cmd_shuffled_control(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .pipeline import shuffled_control
+
+    report = shuffled_control(args.run_dir, task=args.task, device=args.device)
+    if distributed.is_main():
+        print(report.summary())
+    return 0
 
 
 def _cmd_settings(args: argparse.Namespace) -> int:
@@ -257,7 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for spec in getattr(args, "imports", []):
             _import(spec)
         command = {"run": _cmd_run, "tune-worker": _cmd_tune_worker, "tasks": _cmd_tasks, "show": _cmd_show,
-                   "settings": _cmd_settings}
+                   "shuffled-control": _cmd_shuffled_control, "settings": _cmd_settings}
         return command[args.command](args)
     except (_InputError, ValueError, TypeError, FileNotFoundError) as e:
         if os.environ.get("DASHKIT_DEBUG"):  # the traceback, for bug reports

@@ -64,6 +64,7 @@ from .stages.models import build_backbone, build_model, net_spec
 from .stages.queue import tune_worker
 from .stages.retrain import baseline, retrain
 from .stages.search import search
+from .stages.shuffled import ShuffledControl, shuffled_search
 from .stages.training import NonFiniteLossError, evaluate
 from .stages.tune import UNDECIDED_MARGIN, SmallValidationWarning, TuningUndecidedWarning, tune, tuning_decided
 
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
 __all__ = ["run", "RunResult", "search", "tune", "retrain", "baseline", "evaluate", "build_backbone",
            "build_model", "resolve_task", "open_run_dir", "load_result", "load_model", "predict", "time_plan",
            "replan_stages",
-           "tune_worker", "random_control", "random_card", "best_network",
+           "tune_worker", "random_control", "random_card", "best_network", "shuffled_control", "ShuffledControl",
            "NonFiniteLossError", "TuningUndecidedWarning", "SmallValidationWarning", "tuning_decided",
            "UNDECIDED_MARGIN"]
 
@@ -542,6 +543,41 @@ def best_network(val_metrics: Mapping[str, float]) -> str:
     if dash is None:
         raise ValueError(f"val_metrics = {dict(val_metrics)!r}: expected a 'dash' entry (and 'baseline')")
     return "baseline" if base is not None and float(base) < float(dash) else "dash"
+
+
+def shuffled_control(run_dir: Union[RunDir, PathLike], task: Union["Task", str, None] = None,
+                     device: Optional[str] = None) -> ShuffledControl:
+    """A run's search beside the same search on shuffled training targets: which choices are the data's.
+
+    The control (`dashkit.stages.shuffled`) repeats the run's search (its config, plan, seed and inputs) with the
+    training targets shuffled among the examples (`dashkit.tasks.shuffle_targets`), in
+    ``<run_dir>/shuffled_control``, and compares the two layer by layer. Where the run's choices agree with the
+    control's far more than chance (``report.prior_made_it``), they are the method's preference on this training
+    split rather than the data's; `SearchMemorisingWarning` names the runs where that is likely. It costs one more
+    search; a stopped control resumes, and a finished one is read back.
+
+    Args:
+        run_dir: a run directory whose search finished.
+        task: the Task or its registered name; default the name in config.json (a task made with ``from_arrays``
+            must be given).
+        device: where the control searches; default the run's device setting.
+
+    Returns:
+        A `ShuffledControl` (``.summary()``, ``.verdict()``, ``.same``, ``.p_value``); also written to
+        ``<run_dir>/shuffled_control.json``, which `dashkit show` prints.
+
+    Example:
+        >>> report = dashkit.pipeline.shuffled_control("runs/osuleaf", task=task)
+        >>> print(report.summary())
+    """
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    meta, cfg, the_task = read_run(rd, task)
+    if not stage_done(rd, "search", ("archcard.json",)):
+        raise FileNotFoundError(f"the run in {str(rd.path)!r} has not finished its search (no archcard.json with "
+                                f"its done marker): finish the run, or its search, first")
+    if device is not None:
+        cfg = cfg.override(device=device)
+    return shuffled_search(the_task, cfg, rd, preset=meta.get("preset"))[1]
 
 
 def load_model(run_dir: Union[RunDir, PathLike], which: str = "dash", task: Union["Task", str, None] = None,

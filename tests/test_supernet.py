@@ -658,7 +658,7 @@ def test_warn_if_memorising_warns_on_a_single_level_search_of_many_passes(meta, 
         examples = meta.get("train_examples")
         split = f"its training split ({examples} examples)" if examples else "its training split"
         assert text.startswith(f"The search went through {split} {meta['passes']:g} times")
-        assert "dashkit.tasks.shuffle_targets" in text and "search_scheme='bilevel'" in text
+        assert "dashkit.pipeline.shuffled_control(run_dir)" in text and "search_scheme='bilevel'" in text
         assert "search_arch_holdout=0.5" in text and "which='best'" in text
         assert caught[0].filename == __file__  # stacklevel=2 names the caller's line
     with pytest.raises(TypeError, match=r"card=\[\] has type list; accepted: a dashkit.ArchCard"):

@@ -10,6 +10,7 @@
 ``queue``           the tuning queue of ``tune_parallel=True`` and ``tune_worker``
 ``retrain``         the ``retrain`` stage and the ``baseline``
 ``control``         the random-architecture control: architectures drawn uniformly from the space, retrained
+``shuffled``        the shuffled-target control: the run's search again on shuffled training targets, compared
 ``costs``           ``measure_costs``: one step of each network, timed, for a time budget (`dashkit.budget`)
 ==================  ================================================================================
 

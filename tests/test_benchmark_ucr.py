@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import dashkit
+from dashkit.config import parse_setting
 
 ROOT = Path(__file__).resolve().parents[1]
 # tiny budgets (TINY in test_pipeline.py), as --set tokens
@@ -302,3 +303,32 @@ def test_minirocket_gives_torch_its_thread_count_back(ucr, monkeypatch):
         assert torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # small splits, undecided smoke searches and tunings
+def test_ucr_control_compares_each_finished_run_with_its_shuffled_search(tmp_path, capsys, monkeypatch):
+    """benchmarks/ucr_control.py on a run made as ucr.py makes it (the same task name, seed and folder)."""
+    spec = importlib.util.spec_from_file_location("bench_ucr_control", ROOT / "benchmarks" / "ucr_control.py")
+    control = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(control)
+    monkeypatch.setattr(control.ucr, "load", lambda name: FAKE[name])
+    x_train, y_train, x_test, y_test = FAKE["FakeFixed"]
+    task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name="FakeFixed", seed=0)
+    settings = dict(parse_setting(s) for s in TINY)
+    result = dashkit.run(task, preset="smoke", out=tmp_path / "FakeFixed-s0", seed=0, device="cpu", figures=False,
+                         verbose=False, **settings)
+    argv = ["--runs", str(tmp_path), "--datasets", "FakeFixed,FakeVariable", "--seeds", "0"]
+    assert control.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "FakeVariable seed 0: no finished search" in out  # no run there: skipped, said so
+    rows = json.loads((tmp_path / "control.json").read_text())
+    assert len(rows) == 1 and rows[0]["dataset"] == "FakeFixed" and rows[0]["seed"] == 0
+    row = rows[0]
+    report = dashkit.pipeline.shuffled_control(tmp_path / "FakeFixed-s0", task=task)  # read back, as written
+    assert row["layers"] == len(result.card.layers) == 9 and row["same"] == report.same
+    assert row["data"] + row["method"] + row["undecided"] == 9 and row["prior_made_it"] == report.prior_made_it
+    assert row["dash"] == pytest.approx(1.0 - result.metrics["dash"] / 100.0)
+    assert row["baseline"] == pytest.approx(1.0 - result.metrics["baseline"] / 100.0)
+    table = out.strip().splitlines()[-3:]
+    assert table[0].startswith("| dataset | seeds | passes |") and table[2].startswith("| FakeFixed | 1 |")
+    assert control.main(argv) == 0 and len(json.loads((tmp_path / "control.json").read_text())) == 1  # replaced

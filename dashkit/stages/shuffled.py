@@ -6,8 +6,8 @@ single-level search then rewards the candidates that fit fastest (RESULTS.md, "W
 targets are shuffled": on OSULeaf the search chose the same pair with shuffled labels as with the real ones in 23
 of 27 layers, chance 1.4, and decided as often). The control separates the two: the same search (the run's
 config, plan, seed and inputs) on `dashkit.tasks.shuffle_targets`, where no candidate can be better than another
-for a reason in the data. A real choice that the control makes too is the method's; one that differs, and passed
-the decision test, is the data's.
+for a reason in the data. A choice that the control makes too, and decides, is the method's; one that passed the
+decision test and is not such a choice is the data's.
 
     report = dashkit.pipeline.shuffled_control("runs/osuleaf")   # a run whose search finished
     print(report.summary())
@@ -67,9 +67,9 @@ class ControlLayer:
 
     @property
     def reading(self) -> str:
-        """"method": the control chose the same pair and passed the decision test with it, so the method prefers
-        it whatever the targets; "data": the run's choice passed the decision test and is not such a pair;
-        "undecided": the run's choice did not pass the decision test."""
+        """Whose choice this is. "method": the control chose the same pair and passed the decision test with it,
+        so the method prefers it whatever the targets; "data": the run's choice passed the decision test and is
+        not such a pair; "undecided": the run's choice did not pass the decision test."""
         if self.same and self.control_decided:
             return "method"
         return "data" if self.decided else "undecided"

@@ -42,8 +42,11 @@ def control_row(runs: Path, name: str, seed: int) -> Optional[Dict[str, Any]]:
     acc = {m: round(1.0 - metrics[m]["test"] / 100.0, 6) for m in ("dash", "baseline")
            if isinstance(metrics.get(m), dict)}
     val = {m: metrics[m]["val"] for m in ("dash", "baseline") if isinstance(metrics.get(m), dict)}
+    passes = report.passes  # a card made before dashkit recorded it: the plan in config.json has it
+    if passes is None:
+        passes = RunDir(run_dir).read_json("config.json").get("plan", {}).get("search", {}).get("passes")
     return {"dataset": name, "seed": seed, "layers": len(report.layers), "candidates": report.candidates,
-            "passes": report.passes, "same": report.same, "p_value": report.p_value,
+            "passes": passes, "same": report.same, "p_value": report.p_value,
             "data": report.data_decided, "method": report.method_made,
             "undecided": sum(layer.reading == "undecided" for layer in report.layers),
             "prior_made_it": report.prior_made_it, "dash": acc.get("dash"), "baseline": acc.get("baseline"),

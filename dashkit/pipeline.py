@@ -558,8 +558,8 @@ def shuffled_control(run_dir: Union[RunDir, PathLike], task: Union["Task", str, 
 
     Args:
         run_dir: a run directory whose search finished.
-        task: the Task or its registered name; default the name in config.json (a task made with ``from_arrays``
-            must be given).
+        task: the Task or its registered name; default the name in config.json. A task made with ``from_arrays``
+            must be given, built as the run's was (the same arrays and ``seed``, hence the same training split).
         device: where the control searches; default the run's device setting.
 
     Returns:
@@ -572,6 +572,9 @@ def shuffled_control(run_dir: Union[RunDir, PathLike], task: Union["Task", str, 
     """
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     meta, cfg, the_task = read_run(rd, task)
+    if meta.get("task_summary") and the_task.summary() != meta["task_summary"]:
+        raise ValueError(f"task = {the_task.summary()!r} is not the run's task ({meta['task_summary']!r}): build it "
+                         f"as the run was built (the same data, and from_arrays' seed)")
     if not stage_done(rd, "search", ("archcard.json",)):
         raise FileNotFoundError(f"the run in {str(rd.path)!r} has not finished its search (no archcard.json with "
                                 f"its done marker): finish the run, or its search, first")

@@ -15,6 +15,8 @@ from dashkit.stages.shuffled import CONTROL_DIR, PERMUTATION_SEED_OFFSET, REPORT
     binomial_tail, compare_with_control
 from dashkit.supernet import ArchCard, LayerChoice
 
+pytestmark = pytest.mark.usefixtures("private_data_dir")  # the generated planted data in a fresh cache (conftest)
+
 SPACE = SearchSpace((3, 7, 11, 15, 19), (1, 3, 7, 15), dims=1)  # M = 20
 
 
@@ -131,6 +133,10 @@ def test_bad_runs_are_refused_with_what_to_do(tmp_path, capsys):
         pipeline.shuffled_control(tmp_path / "fresh")
     assert main(["shuffled-control", str(tmp_path / "nowhere")]) == 2
     assert "not a dashkit run directory" in capsys.readouterr().err
+    other = dashkit.tasks.get("planted1d", n_train=64)  # the same name, other data
+    pipeline.search(task, cfg, tmp_path / "done")
+    with pytest.raises(ValueError, match="is not the run's task"):
+        pipeline.shuffled_control(tmp_path / "done", task=other)
     bilevel = make_config("smoke", task.defaults, seed=0, device="cpu", search_scheme="bilevel")
     pipeline.search(task, bilevel, tmp_path / "bilevel")
     with pytest.raises(ValueError, match="search_arch_holdout = 0"):

@@ -38,6 +38,7 @@ import dashkit
 from dashkit import pipeline
 from dashkit.config import make_config
 from dashkit.rundir import RunDir
+from dashkit.stages.shuffled import PERMUTATION_SEED_OFFSET, compare_with_control
 from dashkit.supernet import alpha_probs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,14 +95,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for seed in a.seeds:
             task = build_task(a.task, seed)
             cards = {}
-            for targets, t in (("real", task), ("permuted", dashkit.tasks.shuffle_targets(task, 10_000 + seed))):
+            permuted = dashkit.tasks.shuffle_targets(task, PERMUTATION_SEED_OFFSET + seed)  # as shuffled_control
+            for targets, t in (("real", task), ("permuted", permuted)):
                 t0 = time.perf_counter()
                 card, search_s = search_once(t, settings, a, seed, out / f"{label}-{name}-{targets}-s{seed}")
                 cards[targets] = card
                 rows.append({"task": a.task, "variant": name, "seed": seed, "targets": targets,
                              "passes": card.meta["passes"],  # the search's plan, as the card records it
                              **prior_stats(card), "search_s": search_s, "wall_s": time.perf_counter() - t0})
-            same = sum(x.k == y.k and x.d == y.d for x, y in zip(cards["real"].layers, cards["permuted"].layers))
+            same = compare_with_control(cards["real"], cards["permuted"], PERMUTATION_SEED_OFFSET + seed).same
             rows[-1]["same_as_real"] = rows[-2]["same_as_real"] = same
             print(json.dumps(rows[-2]), json.dumps(rows[-1]), sep="\n", flush=True)
     path = out / "null-search.json"

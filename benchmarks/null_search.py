@@ -7,9 +7,10 @@
 For every variant and seed it runs the search twice on the same inputs: once with the task's own training targets
 ("real") and once with those targets shuffled among the training examples ("permuted": each input keeps its
 values, the targets keep their distribution, and the link between the two is gone, so no candidate can be better
-than another for a reason in the data: `dashkit.tasks.shuffle_targets`). A search without a prior of its own would choose uniformly from the space
-on permuted targets; whatever it chooses there more often than 1/M is a preference of the method (the supernet's
-weight sharing, its normalisation, the receptive-field push), not of the data. The rows compare:
+than another for a reason in the data: `dashkit.tasks.shuffle_targets`). A search without a prior of its own
+would choose uniformly from the space on permuted targets; whatever it chooses there more often than 1/M is a
+preference of the method (the supernet's weight sharing, its normalisation, the receptive-field push), not of the
+data. The rows compare:
 
 - passes: how many times the search goes through the training split (its steps times its batch over the examples);
 - share of the largest kernel size, and of the largest dilation, among the chosen pairs (uniform: 1/|K| and 1/|D|);
@@ -21,7 +22,10 @@ weight sharing, its normalisation, the receptive-field push), not of the data. T
 
 Only the search runs (no tuning, retraining or test split). ``ucr:NAME`` builds the task from a dataset that
 `aeon` ships, as ``benchmarks/ucr.py`` does (`from_arrays` with the archive's own test split, so that the training
-and validation splits are the benchmark's; the search reads the training split only). Searches already in ``--out`` are read back, not repeated; ``--out``/null-search.json keeps every row.
+and validation splits are the benchmark's; the search reads the training split only). Searches already in
+``--out`` are read back, not repeated; ``--out``/null-search.json keeps every row. For one run of your own,
+``python -m dashkit shuffled-control RUN_DIR`` is the same control with the run's own search
+(`dashkit.stages.shuffled`).
 """
 from __future__ import annotations
 

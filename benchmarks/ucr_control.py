@@ -32,19 +32,20 @@ import ucr  # noqa: E402  (the benchmark's loader and split)
 def control_row(runs: Path, name: str, seed: int) -> Optional[Dict[str, Any]]:
     """One run's control, or None when the run's search has not finished."""
     run_dir = runs / f"{name}-s{seed}"
-    if not RunDir(run_dir).is_done("search"):
+    rd = RunDir(run_dir)
+    if not rd.is_done("search"):
         return None
     x_train, y_train, x_test, y_test = ucr.load(name)
     task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name=name, seed=seed)
     t0 = time.perf_counter()
     report = shuffled_control(run_dir, task=task)
-    metrics = RunDir(run_dir).read_json("metrics.json") if RunDir(run_dir).exists("metrics.json") else {}
-    acc = {m: round(1.0 - metrics[m]["test"] / 100.0, 6) for m in ("dash", "baseline")
-           if isinstance(metrics.get(m), dict)}
-    val = {m: metrics[m]["val"] for m in ("dash", "baseline") if isinstance(metrics.get(m), dict)}
+    metrics = rd.read_json("metrics.json") if rd.exists("metrics.json") else {}
+    nets = [m for m in ("dash", "baseline") if isinstance(metrics.get(m), dict)]
+    acc = {m: ucr._accuracy(metrics[m]["test"]) for m in nets}  # the error in % as the benchmark reports it
+    val = {m: metrics[m]["val"] for m in nets}
     passes = report.passes  # a card made before dashkit recorded it: the plan in config.json has it
     if passes is None:
-        passes = RunDir(run_dir).read_json("config.json").get("plan", {}).get("search", {}).get("passes")
+        passes = rd.read_json("config.json").get("plan", {}).get("search", {}).get("passes")
     return {"dataset": name, "seed": seed, "layers": len(report.layers), "candidates": report.candidates,
             "passes": passes, "same": report.same, "p_value": report.p_value,
             "data": report.data_decided, "method": report.method_made,

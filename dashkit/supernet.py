@@ -441,9 +441,11 @@ def warn_if_memorising(card: ArchCard, stacklevel: int = 2) -> bool:
                   f"whatever the labels say (on OSULeaf and ArrowHead, at 1000 and 2000 passes, it chose the same "
                   f"pairs with the labels shuffled, and decided as often: RESULTS.md, \"What the search chooses "
                   f"when the targets are shuffled\"). Its choices and decisions here may be the method's, not the "
-                  f"data's. Compare them with the same search on shuffled labels (dashkit.pipeline.shuffled_control(run_dir) "
-                  f"or `python -m dashkit shuffled-control RUN_DIR`, once the run's search has finished); search alpha on held-out examples (search_scheme='bilevel', "
-                  f"search_arch_holdout=0.5); and compare DASH with the baseline on validation (which='best').",
+                  f"data's. Compare them with the same search on shuffled labels "
+                  f"(dashkit.pipeline.shuffled_control(run_dir) or `python -m dashkit shuffled-control RUN_DIR`, "
+                  f"once the run's search has finished); search alpha on held-out examples "
+                  f"(search_scheme='bilevel', search_arch_holdout=0.5); and compare DASH with the baseline on "
+                  f"validation (which='best').",
                   SearchMemorisingWarning, stacklevel=stacklevel)
     return True
 

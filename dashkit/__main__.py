@@ -203,9 +203,16 @@ def show(run_dir: Any) -> str:
                 lines.append(t["skipped"])
                 continue
             line = f"{stage}: chose {t['best']}, validation {t['metric']} {t['best_val']:.4f}"
+            if t.get("best_trial") not in (None, t["best"]):
+                line = (f"{stage}: chose {t['best']}; the best trial, {t['best_trial']}, scored {t['metric']} "
+                        f"{t['best_val']:.4f}")
             if t.get("chance_val") is not None:
                 line += f" (input-ignoring guess {t['chance_val']:.4f}"
                 line += ")" if t.get("decided", True) else "; undecided: no configuration beat it)"
+            vs = t.get("vs_defaults")
+            if vs:
+                line += (f"; {'beat' if vs['beats_defaults'] else 'within the noise of'} the retrain defaults: "
+                         f"{vs['gain']:.3g} +- {vs['se']:.3g} over {vs['folds']} folds")
             lines.append(line)
     if rd.exists("metrics.json"):
         metrics = rd.read_json("metrics.json")

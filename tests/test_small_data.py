@@ -8,11 +8,13 @@ import math
 import statistics
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 import dashkit
+import dashkit.__main__
 from dashkit import budget as B
 from dashkit import pipeline
 from dashkit.config import RunConfig, make_config
@@ -20,7 +22,8 @@ from dashkit.rundir import RunDir
 from dashkit.stages import trials
 from dashkit.stages.common import StageContext, as_run_dir, stage_seed
 from dashkit.stages.models import initial_state
-from dashkit.stages.tune import SmallValidationWarning, tune, walk_lr_blocks
+from dashkit.stages.tune import DEFAULTS_MARGIN_SE, SmallValidationWarning, TuningUndecidedWarning, against_defaults, \
+    tune, walk_lr_blocks
 from dashkit.tasks.base import SmallSplitWarning, Task, TaskDefaults, kfold_indices, split_targets
 
 from test_budget import FAKE_COSTS, STEPS, fake_costs
@@ -204,6 +207,95 @@ def test_a_normal_validation_split_keeps_the_best_epoch(tmp_path):
     assert res.metrics["dash"] == entry["test"]
     assert entry["best_epoch"] == vals.index(min(vals)) + 1
     assert B.run_plan(task, make_config("smoke", task.defaults))["tune"]["folds"] == 1
+
+
+# ------------------------------------------------------------------------------- the defaults, beaten or not
+@pytest.mark.parametrize("defaults, best", [
+    ([30.0, 27.5, 40.0, 25.0, 22.5], [30.0, 32.5, 30.0, 40.0, 15.0]),  # OSULeaf's first tuning: a tie with noise
+    ([20.0, 25.0, 30.0, 20.0, 25.0], [15.0, 19.0, 26.0, 14.0, 20.0]),  # better on every fold, by 4 to 6
+    ([10.0, 10.0, 10.0], [12.0, 11.0, 10.5]),  # worse
+])
+def test_against_defaults_is_a_paired_test_over_the_folds(defaults, best):
+    d = np.asarray(defaults, dtype=np.float64) - np.asarray(best, dtype=np.float64)
+    gain, se = d.mean(), d.std(ddof=1) / np.sqrt(len(d))
+    out = against_defaults(defaults, best)
+    assert out["gain"] == pytest.approx(gain, rel=1e-12) and out["se"] == pytest.approx(se, rel=1e-12)
+    assert out["folds"] == len(d) and out["margin_se"] == DEFAULTS_MARGIN_SE
+    assert out["beats_defaults"] is bool(gain > DEFAULTS_MARGIN_SE * se and gain > 0)
+    assert [against_defaults(defaults, best)["beats_defaults"] for _ in range(2)] == [out["beats_defaults"]] * 2
+
+
+def test_against_defaults_edge_cases():
+    assert against_defaults([5.0, 5.0], [4.0, 4.0]) == {"gain": 1.0, "se": 0.0, "folds": 2, "margin_se": 2.0,
+                                                        "beats_defaults": True}  # the same gain on every fold
+    assert against_defaults([5.0, 5.0], [5.0, 5.0])["beats_defaults"] is False  # a tie is not a gain
+    assert against_defaults([5.0], [1.0])["beats_defaults"] is False  # one fold has no error bar
+    with pytest.raises(ValueError, match=r"default_folds \(2 values\) and best_folds \(3\)"):
+        against_defaults([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def fold_values_by_lr(monkeypatch, by_lr):
+    """Stand in for the folds' training: configuration lr -> its five held-out errors."""
+    def fake(hp, ctx, folds):
+        assert len(folds) == 5
+        return list(by_lr[hp["lr"]])
+    monkeypatch.setattr(trials, "cross_validate", fake)
+
+
+@pytest.mark.parametrize("undecided", ["retrain_defaults", "best"])
+def test_a_cross_validated_winner_within_the_noise_leaves_the_defaults(tmp_path, monkeypatch, undecided):
+    task = arrowhead_like()
+    cfg = make_config("smoke", task.defaults, tune_undecided=undecided, **STEPS)
+    # lr 0.01 ranks first on the mean (27.0 against 29.0) but loses two folds of five: noise
+    fold_values_by_lr(monkeypatch, {0.1: [30.0, 27.5, 40.0, 25.0, 22.5], 0.01: [25.0, 32.5, 30.0, 22.5, 25.0]})
+    with pytest.warns(TuningUndecidedWarning) as caught:
+        hp = tune(task, cfg, tmp_path / "run", None)
+    text = next(str(w.message) for w in caught if issubclass(w.category, TuningUndecidedWarning))
+    defaults = {"lr": 0.1, "dropout": 0.0, "weight_decay": 5e-4, "momentum": 0.9}
+    report = RunDir(tmp_path / "run").read_json("baseline_tune.json")
+    best = {**defaults, "lr": 0.01}
+    assert report["best_trial"] == best and report["best_val"] == pytest.approx(27.0)
+    assert report["decided"] is True  # far below the input-ignoring guess (66.7% error): it is the defaults' test
+    vs = report["vs_defaults"]
+    assert vs["defaults"] == defaults and vs["beats_defaults"] is False and vs["folds"] == 5
+    assert vs["gain"] == pytest.approx(2.0) and vs["se"] == pytest.approx(np.std([5, -5, 10, 2.5, -2.5], ddof=1)
+                                                                           / np.sqrt(5))
+    assert "baseline_tune: the best configuration" in text and "by 2 error_pct on average over 5 folds" in text
+    if undecided == "retrain_defaults":
+        assert hp == report["best"] == defaults and "not used: retraining with the retrain_*" in text
+    else:
+        assert hp == report["best"] == best and "kept anyway (tune_undecided='best')" in text
+    shown = dashkit.__main__.show(tmp_path / "run")
+    assert "within the noise of the retrain defaults: 2 +- 2.67 over 5 folds" in shown
+
+
+def test_a_cross_validated_winner_beyond_the_noise_is_kept(tmp_path, monkeypatch):
+    task = arrowhead_like()
+    cfg = make_config("smoke", task.defaults, **STEPS)
+    fold_values_by_lr(monkeypatch, {0.1: [20.0, 25.0, 30.0, 20.0, 25.0], 0.01: [15.0, 19.0, 26.0, 14.0, 20.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TuningUndecidedWarning)
+        warnings.simplefilter("ignore", SmallValidationWarning)
+        hp = tune(task, cfg, tmp_path / "run", None)
+    report = RunDir(tmp_path / "run").read_json("baseline_tune.json")
+    assert hp == report["best"] == report["best_trial"] and hp["lr"] == 0.01
+    assert report["vs_defaults"]["beats_defaults"] is True and report["vs_defaults"]["gain"] == pytest.approx(5.2)
+    assert "beat the retrain defaults: 5.2 +- " in dashkit.__main__.show(tmp_path / "run")
+
+
+def test_no_comparison_when_the_defaults_win_or_are_not_in_the_grid(tmp_path, monkeypatch):
+    task = arrowhead_like()
+    fold_values_by_lr(monkeypatch, {0.1: [10.0] * 5, 0.01: [20.0] * 5, 0.05: [15.0] * 5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TuningUndecidedWarning)
+        warnings.simplefilter("ignore", SmallValidationWarning)
+        hp = tune(task, make_config("smoke", task.defaults, **STEPS), tmp_path / "a", None)
+        report = RunDir(tmp_path / "a").read_json("baseline_tune.json")
+        assert hp["lr"] == 0.1 and report["vs_defaults"] is None
+        # a grid without the retrain defaults (lr 0.1) has nothing to compare with: its best is used
+        hp = tune(task, make_config("smoke", task.defaults, **{**STEPS, "tune_lrs": (0.05, 0.01)}), tmp_path / "b",
+                  None)
+    assert hp["lr"] == 0.05 and RunDir(tmp_path / "b").read_json("baseline_tune.json")["vs_defaults"] is None
 
 
 # ------------------------------------------------------------------------------------------------- budget

@@ -34,15 +34,19 @@ if TYPE_CHECKING:
     from ..supernet import ArchCard
     from ..tasks.base import Task
 
-__all__ = ["tune", "tuning_decided", "walk_lr_blocks", "stage_names", "retrain_hparams", "UNDECIDED_MARGIN",
-           "TuningUndecidedWarning", "SmallValidationWarning"]
+__all__ = ["tune", "tuning_decided", "against_defaults", "walk_lr_blocks", "stage_names", "retrain_hparams",
+           "UNDECIDED_MARGIN", "DEFAULTS_MARGIN_SE", "TuningUndecidedWarning", "SmallValidationWarning"]
 
 # the best tuning trial must beat the input-ignoring guess by this share of it to count as a decision
 UNDECIDED_MARGIN = 0.02
+# a cross-validated tuning's best configuration must beat the retrain_* defaults, fold by fold, by more than this
+# many standard errors of the paired differences to replace them
+DEFAULTS_MARGIN_SE = 2.0
 
 
 class TuningUndecidedWarning(UserWarning):
-    """No tuning configuration beat the input-ignoring guess on validation: the choice among them was noise."""
+    """No tuning configuration beat the input-ignoring guess on validation, or (cross-validated) the best one did not
+    beat the retrain_* defaults beyond the noise of its folds: the choice among them was noise."""
 
 
 class SmallValidationWarning(UserWarning):
@@ -63,6 +67,34 @@ def tuning_decided(best_value: float, chance: Optional[float], margin: float = U
     if chance is None or not math.isfinite(chance):
         return True
     return best_value < chance - margin * abs(chance)
+
+
+def against_defaults(default_folds: List[float], best_folds: List[float], margin_se: float = DEFAULTS_MARGIN_SE
+                     ) -> Dict[str, Any]:
+    """Whether a cross-validated tuning's best configuration beat the retrain_* defaults beyond the folds' noise.
+
+    Both were scored on the same k folds (lower is better), so the comparison is paired: d_i = default_i - best_i,
+    the gain is their mean and its standard error sd(d) / sqrt(k). The best configuration replaces the defaults only
+    when the gain is positive and larger than ``margin_se`` standard errors (about a one-sided 5% t-test at k = 5,
+    t_4 = 2.13). With five folds of a few dozen examples, a configuration that merely ranks first is usually one
+    fold's luck.
+
+    Returns:
+        ``{"gain", "se", "folds", "margin_se", "beats_defaults"}``.
+
+    Example:
+        >>> against_defaults([30.0, 30.0, 40.0], [25.0, 35.0, 30.0])["beats_defaults"]
+        False
+    """
+    if len(default_folds) != len(best_folds) or not default_folds:
+        raise ValueError(f"default_folds ({len(default_folds)} values) and best_folds ({len(best_folds)}) must be "
+                         f"the same, non-empty number of folds")
+    diffs = [float(a) - float(b) for a, b in zip(default_folds, best_folds)]
+    k = len(diffs)
+    gain = math.fsum(diffs) / k
+    se = statistics.stdev(diffs) / math.sqrt(k) if k > 1 else math.inf
+    return {"gain": gain, "se": se, "folds": k, "margin_se": margin_se,
+            "beats_defaults": bool(gain > 0 and gain > margin_se * se)}
 
 
 def stage_names(card: Optional["ArchCard"]) -> Tuple[str, str, str]:
@@ -96,7 +128,10 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
     When no configuration beats the input-ignoring guess on validation by 2% (`tuning_decided`; classification
     and multi-label tasks), the tuning has not seen any of them learn, and their order is noise: a
     `TuningUndecidedWarning` says so, and with ``tune_undecided="retrain_defaults"`` (the default) the retrain_*
-    hyper-parameters are used instead of the noisy best.
+    hyper-parameters are used instead of the noisy best. A cross-validated tuning must also beat the retrain_*
+    defaults (a configuration of the grid) fold by fold by more than `DEFAULTS_MARGIN_SE` standard errors
+    (`against_defaults`); otherwise the defaults are used and a `TuningUndecidedWarning` says so, giving the gain
+    and its error (``"vs_defaults"`` in the stage's JSON; ``tune_undecided="best"`` keeps the best anyway).
 
     Args:
         card: the ArchCard to tune; None tunes the baseline (default kernels).
@@ -166,7 +201,12 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
         chance = task.chance_metric("val")
     decided = tuning_decided(best_value, chance)
     tried = _scored(tried, mode, folds, study)
-    chosen = best if decided or tc.undecided == "best" else retrain_hparams(cfg)
+    defaults = retrain_hparams(cfg)
+    vs_defaults, beats = None, True
+    if mode == "cv":  # rank 0 alone holds the folds' values (the study); every rank must choose alike
+        vs_defaults = _vs_defaults(tried, best, defaults) if distributed.is_main() else None
+        beats = distributed.main_decides(vs_defaults is None or vs_defaults["beats_defaults"])
+    chosen = best if (decided and beats) or tc.undecided == "best" else defaults
     if not decided and distributed.is_main():
         then = ("kept anyway (tune_undecided='best')" if tc.undecided == "best" else
                 f"not used: retraining with the retrain_* hyper-parameters {chosen} (tune_undecided="
@@ -175,13 +215,36 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
                       f"{best_value:.4g} at best, chance level {chance:.4g}), so their order is noise; the best one, "
                       f"{best}, is {then}. Give every configuration more steps (tune_steps) for a tuning that "
                       f"decides.", TuningUndecidedWarning, stacklevel=caller_stacklevel())
+    elif not beats and distributed.is_main():
+        then = ("kept anyway (tune_undecided='best')" if tc.undecided == "best" else
+                "not used: retraining with the retrain_* hyper-parameters (tune_undecided='retrain_defaults')")
+        warnings.warn(f"{stage}: the best configuration {best} beat the retrain_* hyper-parameters {defaults} by "
+                      f"{vs_defaults['gain']:.3g} {task.metric_name} on average over {vs_defaults['folds']} folds, "
+                      f"within {DEFAULTS_MARGIN_SE:g} standard errors of the paired fold differences "
+                      f"(se {vs_defaults['se']:.3g}): its rank is the folds' noise, and it is {then}. More examples "
+                      f"or more tuning steps (tune_steps) would let a tuning decide.", TuningUndecidedWarning,
+                      stacklevel=caller_stacklevel())
     rd.write_history(stage, [{"trial": i, **t} for i, t in enumerate(tried)])
     rd.write_json(f"{stage}.json", {"best": chosen, "best_trial": best, "best_val": best_value,
                                     "metric": task.metric_name, "chance_val": chance, "decided": decided,
                                     "skipped": None, "study": trials.study_name(task, cfg, stage),
-                                    "scored_by": mode, **_fold_record(folds), "trials": tried})
+                                    "scored_by": mode, **_fold_record(folds), "vs_defaults": vs_defaults,
+                                    "trials": tried})
     rd.mark_done(stage, {"seconds": time.perf_counter() - t0, "best": chosen, "best_val": best_value})
     return dict(chosen)
+
+
+def _vs_defaults(tried: List[Dict[str, Any]], best: Optional[Dict[str, float]], defaults: Dict[str, float]
+                 ) -> Optional[Dict[str, Any]]:
+    """`against_defaults` for a cross-validated tuning's trial records, with ``"defaults"`` added; None when the
+    best configuration is the defaults, or the defaults have no fold values (not in the grid, or diverged)."""
+    if best is None or trials.trial_key(best) == trials.trial_key(defaults):
+        return None
+    folds_of = {trials.trial_key(t): t.get("fold_values") for t in tried if t["state"] == "complete"}
+    default_folds, best_folds = folds_of.get(trials.trial_key(defaults)), folds_of.get(trials.trial_key(best))
+    if not default_folds or not best_folds:
+        return None
+    return {"defaults": dict(defaults), **against_defaults(default_folds, best_folds)}
 
 
 def _val_note(task: "Task") -> str:

@@ -92,7 +92,7 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "stage_seconds", "batches_per_pass", "effective_batch",
            "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "epoch_writes",
            "cv_pool", "cv_folds",
-           "tuning_scoring", "tuning_folds", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
+           "tuning_scoring", "tuning_folds", "tuning_runs", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
            "warn_if_long"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
@@ -218,13 +218,17 @@ def n_batches_of(per_pass: int, fraction: float, cap: Optional[int]) -> int:
 def run_plan(task: "Task", cfg: "RunConfig") -> Dict[str, Dict[str, Any]]:
     """Every stage's plan as recorded in config.json: ``{"search": {...}, "tune": {...}, "retrain": {...}}``.
 
-    Tuning's entry adds the configurations it tries (``configs``), whether it runs (``enabled``) and the trainings
-    per configuration (``folds``: k when it cross-validates, else 1, `tuning_folds`);
+    Tuning's entry adds the configurations it tries (``configs``), whether it runs (``enabled``; ``skipped``: True
+    when it is enabled but this task's validation split is too small to rank configurations and it will be
+    skipped, `tuning_runs`) and the trainings per configuration (``folds``: k when it cross-validates, else 1,
+    `tuning_folds`);
     retraining's adds the random architectures retrained on its plan beside DASH (``random_draws``,
     `dashkit.stages.control`).
     """
     plan = {stage: stage_plan(task, cfg, stage).to_dict() for stage in _STAGES}
     plan["tune"].update(enabled=cfg.tune.enabled, configs=cfg.tune.n_configs(), folds=tuning_folds(task, cfg))
+    if cfg.tune.enabled and not tuning_runs(task, cfg):
+        plan["tune"]["skipped"] = True
     plan["retrain"]["random_draws"] = cfg.random_draws
     return plan
 
@@ -255,8 +259,9 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
         extra = ""
         if stage == "tune":
             folds = p.get("folds", 1)
-            extra = (f", {p['configs']} configurations" + (f", each {folds}-fold cross-validated" if folds > 1 else "")
-                     if p.get("enabled", True) else " (tuning off)")
+            extra = (" (tuning off)" if not p.get("enabled", True) else
+                     " (skipped: the validation split is too small to rank configurations)" if p.get("skipped") else
+                     f", {p['configs']} configurations" + (f", each {folds}-fold cross-validated" if folds > 1 else ""))
         elif stage == "retrain":
             draws = p.get("random_draws", 0)
             extra = ", the baseline the same" + (f", {draws} random architecture{'s' if draws != 1 else ''} too"
@@ -314,6 +319,12 @@ def tuning_scoring(task: "Task", cfg: "RunConfig") -> Tuple[str, Optional[List[L
         return "skip", None, None
     folds, why = cv_folds(task, cfg)
     return ("cv", folds, None) if folds is not None else ("skip", None, why)
+
+
+def tuning_runs(task: "Task", cfg: "RunConfig") -> bool:
+    """Whether this task's tuning will train anything: enabled, and not skipped for a validation split too small to
+    rank configurations (``tune_small_val="skip"``, or "cv" when the folds cannot be made: `tuning_scoring`)."""
+    return cfg.tune.enabled and tuning_scoring(task, cfg)[0] != "skip"
 
 
 def tuning_folds(task: "Task", cfg: "RunConfig") -> int:
@@ -779,7 +790,8 @@ def forecast_seconds(costs: Mapping[str, float], cfg: "RunConfig", plan: Mapping
     out = {
         "search": stage_seconds(costs, "search", plan["search"]["steps"], per_pass, cfg.baseline),
         "tune": (stage_seconds(costs, "tune", tune["steps"], per_pass, cfg.baseline, configs=tune["configs"],
-                               folds=tune.get("folds", 1)) if tune.get("enabled", True) else 0.0),
+                               folds=tune.get("folds", 1)) if tune.get("enabled", True) and not tune.get("skipped")
+                 else 0.0),
         "retrain": stage_seconds(costs, "retrain", plan["retrain"]["steps"], per_pass, cfg.baseline,
                                  draws=plan["retrain"].get("random_draws", 0)),
         "after": float(costs["after"]),

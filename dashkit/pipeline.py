@@ -53,7 +53,7 @@ from torch import nn
 
 from . import distributed, progress
 from .budget import PRESET_SECONDS, forecast_seconds, format_plan, parse_budget, plan_budget, replan, run_plan, \
-    stage_plan, tuning_factor, tuning_folds, warn_if_long
+    stage_plan, tuning_factor, tuning_folds, tuning_runs, warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
@@ -67,6 +67,7 @@ from .stages.search import search
 from .stages.shuffled import ShuffledControl, shuffled_search
 from .stages.training import NonFiniteLossError, evaluate
 from .stages.tune import UNDECIDED_MARGIN, SmallValidationWarning, TuningUndecidedWarning, tune, tuning_decided
+from .tasks.base import split_digest
 
 if TYPE_CHECKING:
     from .supernet import ArchCard
@@ -309,7 +310,7 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
         done = [r.get("after") for r in (record or {}).get("replans", [])]
         if not ran or not record or stage in done or t_call is None:
             return unchanged
-        tuned = cfg.tune.enabled
+        tuned = tuning_runs(task, cfg)
         steps = {"search_steps": cfg.search.steps or 0, "tune_steps": (cfg.tune.steps or 0) if tuned else 0,
                  "tune_configs": cfg.tune.n_configs() if tuned else 0, "retrain_steps": cfg.retrain.steps or 0}
         if not steps["retrain_steps"] or not steps["search_steps"]:
@@ -323,6 +324,9 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
                       for net, name in (("dash", "tune"), ("baseline", "baseline_tune"))
                       if rd.exists(f"{name}.json") and (net == "dash" or cfg.baseline)}
             factor = tuning_factor(record, trials, steps["tune_steps"], per_pass) if steps["tune_steps"] else None
+            if factor is None:  # no trial finished (all pruned or diverged): no speed seen; the search's stands in
+                seen = [r["factor"] for r in record.get("replans", []) if r.get("after") == "search"]
+                factor = max([1.0] + seen)
         entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline,
                        grow=grow, factor=factor)
         if entry is None:
@@ -462,8 +466,17 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
                      "random_draws": old.random_draws}, record, False)
         costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
-        overrides, record = plan_budget(seconds, costs, cfg, per_pass, spent=time.monotonic() - t_call, text=text,
+        # a tuning that will be skipped (a validation split too small to rank configurations) gets no share: its time
+        # goes to the retraining; the stage still runs, to record why it chose the retrain defaults
+        skipped = cfg.tune.enabled and not tuning_runs(task, cfg)
+        overrides, record = plan_budget(seconds, costs, cfg.override(tune_enabled=False) if skipped else cfg,
+                                        per_pass, spent=time.monotonic() - t_call, text=text,
                                         folds=tuning_folds(task, cfg))
+        if skipped:
+            overrides["tune_enabled"] = True
+            record["note"] = "; ".join(n for n in (record["note"], "tuning skipped (the validation split is too "
+                                                                  "small to rank configurations): its share goes "
+                                                                  "to the retraining") if n)
         full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, "random_draws": cfg.random_draws,
                 **overrides}
         return full, record, True
@@ -575,6 +588,11 @@ def shuffled_control(run_dir: Union[RunDir, PathLike], task: Union["Task", str, 
     if meta.get("task_summary") and the_task.summary() != meta["task_summary"]:
         raise ValueError(f"task = {the_task.summary()!r} is not the run's task ({meta['task_summary']!r}): build it "
                          f"as the run was built (the same data, and from_arrays' seed)")
+    if meta.get("task_digest") and split_digest(the_task) != meta["task_digest"]:
+        raise ValueError(f"task = {the_task.summary()!r} has the run's summary but other data (data digest "
+                         f"{split_digest(the_task)}, the run's {meta['task_digest']}): other examples in a split, e.g. "
+                         f"a from_arrays task split with another seed; build it as the run was built (the same "
+                         f"arrays, and from_arrays' seed)")
     if not stage_done(rd, "search", ("archcard.json",)):
         raise FileNotFoundError(f"the run in {str(rd.path)!r} has not finished its search (no archcard.json with "
                                 f"its done marker): finish the run, or its search, first")

@@ -186,7 +186,7 @@ class RunDir:
 
     @classmethod
     def create(cls, path: PathLike, config: Mapping[str, Any], overwrite: bool = False, resume: bool = True,
-               ignore: Sequence[str] = ()) -> "RunDir":
+               ignore: Sequence[str] = (), new_keys: Sequence[str] = ()) -> "RunDir":
         """Open `path` for a run with `config`, creating it when needed.
 
         Args:
@@ -196,6 +196,8 @@ class RunDir:
             resume: continue an existing run made with the same config; if False, an existing run is an error
                 unless `overwrite` is True.
             ignore: dotted config keys that may differ on resume (e.g. ``"config.device"``).
+            new_keys: top-level keys that a run made by an earlier version may lack (then not compared); when the
+                stored config has one, it must match.
 
         Raises:
             ValueError: `path` holds a run with another config, or a folder that is not a run directory.
@@ -217,7 +219,7 @@ class RunDir:
                 raise ValueError(f"run directory {str(rd.path)!r} has a corrupt {cls.CONFIG} ({e.__cause__}), so "
                                  f"its run cannot be resumed; pass overwrite=True (--overwrite) to start afresh, or "
                                  f"choose another folder") from e
-            diff = config_diff(old, config, ignore=ignore)
+            diff = config_diff(old, config, ignore=tuple(ignore) + tuple(k for k in new_keys if k not in old))
             if diff:
                 raise ValueError(f"run directory {str(rd.path)!r} was made with another config ("
                                  f"{'; '.join(diff[:8])}{'; ...' if len(diff) > 8 else ''}); pass overwrite=True "

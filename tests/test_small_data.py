@@ -349,6 +349,44 @@ def test_a_capped_walk_still_tries_every_learning_rate():
     assert seen == [(0.1, 0.0), (0.1, 0.05), (0.01, 0.0), (0.01, 0.05)]
 
 
+def test_a_timed_run_whose_tuning_is_skipped_plans_no_tuning(monkeypatch):
+    """A tuning that will be skipped (``tune_small_val="skip"``, or folds that cannot be made) gets no share of a
+    time budget: the retraining has it. The stage stays enabled, to record why it used the retrain defaults."""
+    fake_costs(monkeypatch, lambda *a, **k: dict(FAKE_COSTS))
+    task = arrowhead_like()
+    cfg = make_config("standard", random_draws=0, tune_small_val="skip")
+    assert not B.tuning_runs(task, cfg) and B.tuning_runs(tiny_task(), cfg)
+    planned, record = pipeline.time_plan(task, cfg, "600s")
+    assert planned.tune.enabled and record["shares"] == {"search": 0.4, "tune": 0.0, "retrain": 0.6}
+    assert record["planned"]["tune"] == 0 and record["tune_configs"] == 0
+    assert "tuning skipped (the validation split is too small to rank configurations)" in record["note"]
+    cv_planned, cv_record = pipeline.time_plan(task, cfg.override(tune_small_val="cv"), "600s")
+    assert planned.retrain.steps > 1.4 * cv_planned.retrain.steps  # 60% of the time left against 40%
+    assert planned.search.steps == cv_planned.search.steps
+    plan = B.run_plan(task, planned)
+    assert plan["tune"]["skipped"] is True and "skipped" not in B.run_plan(task, cfg.override(tune_small_val="cv"))[
+        "tune"]
+    assert "(skipped: the validation split is too small to rank configurations)" in B.format_plan(plan)
+    assert B.forecast_seconds(dict(FAKE_COSTS), planned, plan)["tune"] == 0.0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_skipped_tuning_does_not_make_a_timed_run_look_ahead_of_its_plan(tmp_path, monkeypatch):
+    """After a skipped tuning there is no speed to re-plan with: the retraining keeps what the plan (and the
+    re-plan after the search) gave it. (A skipped tuning timed as a stage of its planned length once read as
+    0.0001x its plan, and the retraining grew threefold: 50% over the budget.)"""
+    fake_costs(monkeypatch, lambda *a, **k: dict(FAKE_COSTS))
+    settings = {k: v for k, v in STEPS.items() if not k.endswith("_steps")}
+    res = pipeline.run(arrowhead_like(), preset="smoke", budget="40s", out=tmp_path / "run", figures=False,
+                       verbose=False, **{**settings, "tune_small_val": "skip", "random_draws": 0})
+    record = RunDir(tmp_path / "run").read_json("config.json")["budget"]
+    assert record["shares"]["tune"] == 0.0 and RunDir(tmp_path / "run").read_json("tune.json")["skipped"]
+    replans = record.get("replans", [])
+    assert [r["after"] for r in replans] in ([], ["search"])  # none after the tuning
+    if replans:  # the retraining ran the steps the re-plan after the search gave it
+        assert res.plan["retrain"]["steps"] == replans[0]["new"]["retrain_steps"]
+
+
 def test_a_timed_run_on_a_tiny_validation_split_plans_the_folds(monkeypatch):
     """``run(budget=...)``/``time_plan`` give the planner the fold count: the record says 5 folds on a tiny task, 1 on
     a task whose validation split is large enough (the costs are stood in for, so nothing is timed)."""

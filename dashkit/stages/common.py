@@ -102,9 +102,10 @@ def run_config_dict(task: "Task", cfg: RunConfig, preset: Optional[str] = None,
     """What config.json holds: the task's name, summary and classes, the preset, the full config, the plan of each
     stage on this task's data (`dashkit.budget.run_plan`) and, for a run with a time budget, its record."""
     from ..budget import run_plan
+    from ..tasks.base import split_digest
 
-    data = {"task": task.name, "task_summary": task.summary(), "task_info": task_record(task), "preset": preset,
-            "config": cfg.to_dict(), "plan": run_plan(task, cfg)}
+    data = {"task": task.name, "task_summary": task.summary(), "task_digest": split_digest(task),
+            "task_info": task_record(task), "preset": preset, "config": cfg.to_dict(), "plan": run_plan(task, cfg)}
     if budget is not None:
         data["budget"] = budget
     return data
@@ -138,9 +139,28 @@ def open_run_dir(out: PathLike, task: "Task", cfg: RunConfig, resume: bool = Tru
     # the plan follows from the config and the task (compared through its summary): its lines would only repeat
     # the config's in a message
     ignore = RESUMABLE_KEYS + ("plan",) + (() if budget is not None else ("budget",))
-    rd = distributed.on_main(RunDir.create, out, run_config_dict(task, cfg, preset, budget), overwrite=overwrite,
+    rd = distributed.on_main(_create, out, run_config_dict(task, cfg, preset, budget), overwrite=overwrite,
                              resume=resume, ignore=ignore)
     return rd if rd is not None else RunDir(out, writable=False)
+
+
+def _create(out: PathLike, data: Dict[str, Any], overwrite: bool, resume: bool, ignore: Tuple[str, ...]) -> RunDir:
+    """`RunDir.create`, with a clear error when a resumed run's data are not the run's own (`split_digest`): the
+    same summary, other examples."""
+    rd = RunDir(out)
+    old: Dict[str, Any] = {}
+    if (rd.path / RunDir.CONFIG).is_file() and not overwrite:
+        try:
+            old = rd.read_json(RunDir.CONFIG)
+        except ValueError:  # a corrupt config.json: RunDir.create says so
+            pass
+    digest = old.get("task_digest")
+    if digest is not None and digest != data["task_digest"] and old.get("task_summary") == data["task_summary"]:
+        raise ValueError(f"run directory {str(rd.path)!r} was made with other data under the same task summary (data "
+                         f"digest {digest}, this task's {data['task_digest']}): other examples in a split, e.g. a "
+                         f"from_arrays task split with another seed, or other arrays. Build the task as the run was "
+                         f"built, pass overwrite=True (--overwrite) to start afresh, or choose another folder")
+    return RunDir.create(out, data, overwrite=overwrite, resume=resume, ignore=ignore, new_keys=("task_digest",))
 
 
 def as_run_dir(run_dir: Union[RunDir, PathLike], task: "Task", cfg: RunConfig) -> RunDir:

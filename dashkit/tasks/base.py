@@ -16,7 +16,7 @@ from ..registry import Registry
 
 __all__ = ["Task", "TaskDefaults", "TASKS", "register", "get", "names", "KINDS", "split_targets", "tensor_dataset",
            "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "small_split_note", "kfold_indices",
-           "ShuffledTargets", "shuffle_targets"]
+           "ShuffledTargets", "shuffle_targets", "split_digest"]
 
 KINDS = ("classification", "multilabel", "regression", "dense")
 
@@ -266,6 +266,67 @@ def split_targets(data: Dataset) -> torch.Tensor:
     if callable(targets):
         return targets()
     return torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))])
+
+
+def _targets_if_cheap(data: Dataset) -> Optional[torch.Tensor]:
+    """`split_targets` where it reads no inputs (tensors, subsets and concatenations of them, a ``targets()``
+    method); None for a dataset that would be read sample by sample."""
+    if isinstance(data, TensorDataset) or callable(getattr(data, "targets", None)):
+        return split_targets(data)
+    if isinstance(data, Subset):
+        parent = _targets_if_cheap(data.dataset)
+        return None if parent is None else parent[torch.as_tensor(list(data.indices), dtype=torch.long)]
+    if isinstance(data, ConcatDataset):
+        parts = [_targets_if_cheap(part) for part in data.datasets]
+        return None if any(p is None for p in parts) else torch.cat(parts)
+    return None
+
+
+def _hash_into(h: Any, obj: Any) -> None:
+    """Feed tensors, arrays, numbers and nested tuples / lists / dicts of them to the hash ``h``."""
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        a = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a.tobytes())
+    elif isinstance(obj, dict):
+        for key in sorted(obj, key=str):
+            h.update(f"{key}=".encode())
+            _hash_into(h, obj[key])
+    elif isinstance(obj, (tuple, list)):
+        h.update(f"({len(obj)};".encode())
+        for item in obj:
+            _hash_into(h, item)
+    else:
+        h.update(f"{obj!r};".encode())
+
+
+def split_digest(task: "Task", samples: int = 16) -> str:
+    """A fingerprint of a task's data (12 hex digits of a SHA-1): per split its size and its targets where they can
+    be read without the inputs (`split_targets` of tensors, subsets and concatenations, a ``targets()`` method),
+    and ``samples`` training examples, inputs and targets, at evenly spaced indices. No validation or test example
+    is read.
+
+    The same data split the same way give the same digest; a split made with another seed (other examples in
+    training) or other data under the same summary give another, with near certainty. Runs record it in
+    config.json, and a resumed run or a control on a run checks it (`dashkit.stages.common.open_run_dir`,
+    `dashkit.pipeline.shuffled_control`).
+    """
+    import hashlib
+
+    h = hashlib.sha1()
+    for name in ("train", "val", "test"):
+        data = getattr(task, name)
+        n = len(data)
+        h.update(f"{name}:{n};".encode())
+        targets = _targets_if_cheap(data)
+        if targets is not None:
+            _hash_into(h, targets)
+        if name != "train":  # the validation and test splits are read where a stage needs them, not here
+            continue
+        for i in sorted({round(j * (n - 1) / max(samples - 1, 1)) for j in range(samples)}):
+            _hash_into(h, data[i])
+    return h.hexdigest()[:12]
 
 
 def tensor_dataset(x: Union[torch.Tensor, np.ndarray], y: Union[torch.Tensor, np.ndarray]) -> TensorDataset:

@@ -237,7 +237,7 @@ def test_tuning_is_skipped_on_a_validation_split_too_small_to_decide(tmp_path):
     with pytest.warns(pipeline.SmallValidationWarning, match=r"tune: skipped, the val split has 12 samples .* "
                                                              r"retraining with the retrain_\* hyper-parameters"):
         res = pipeline.run(task, preset="smoke", out=tmp_path / "run", figures=False, verbose=False,
-                           tune_small_val="skip", **STEPS)  # the default, "cv": tests/test_small_data.py
+                           tune_small_val="skip", **STEPS)  # the default; "cv": tests/test_small_data.py
     report = json.loads((tmp_path / "run" / "tune.json").read_text())
     assert report["skipped"].startswith("tune: skipped") and report["trials"] == [] and report["decided"] is False
     assert report["best"] == res.hparams["dash"] == {"lr": 0.1, "dropout": 0.0, "weight_decay": 5e-4,

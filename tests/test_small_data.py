@@ -1,6 +1,8 @@
-"""Small data handled as a statistician would: a tuning that cross-validates over train + val when the validation
-split is too small to rank configurations (``tune_small_val="cv"``, the default), its fall-back to no tuning, the
-retraining that keeps its last epoch on such a split, and the time budget that counts the folds.
+"""Small data handled as a statistician would: on a validation split too small to rank configurations, no tuning
+(``tune_small_val="skip"``, the default) or a tuning that cross-validates over train + val (``"cv"``) and keeps
+the defaults unless beaten beyond the folds' noise, the fall-back to no tuning, the retraining that keeps its last
+epoch on such a split, and the time budget that counts the folds. The tests here ask for "cv" unless they say
+otherwise (this module's `make_config`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import dashkit
 import dashkit.__main__
 from dashkit import budget as B
 from dashkit import pipeline
-from dashkit.config import RunConfig, make_config
+from dashkit.config import RunConfig
+from dashkit.config import make_config as preset_config
 from dashkit.rundir import RunDir
 from dashkit.stages import trials
 from dashkit.stages.common import StageContext, as_run_dir, stage_seed
@@ -28,6 +31,11 @@ from dashkit.tasks.base import SmallSplitWarning, Task, TaskDefaults, kfold_indi
 
 from test_budget import FAKE_COSTS, STEPS, fake_costs
 from test_pipeline import tiny_task
+
+
+def make_config(preset, *args, **settings):
+    """`dashkit.config.make_config` with the cross-validated tuning (``tune_small_val="cv"``) unless asked otherwise."""
+    return preset_config(preset, *args, **{"tune_small_val": "cv", **settings})
 
 
 def three_bumps(n: int, seed: int) -> tuple:
@@ -103,7 +111,7 @@ def test_a_tiny_task_is_tuned_by_cross_validation_and_retrained_to_its_last_epoc
     task = arrowhead_like()
     with pytest.warns(SmallValidationWarning) as caught:
         res = pipeline.run(task, preset="smoke", out=tmp_path / "run", figures=False, verbose=False,
-                           **{**STEPS, "tune_steps": 30})
+                           **{**STEPS, "tune_steps": 30, "tune_small_val": "cv"})
     texts = [str(w.message) for w in caught if issubclass(w.category, SmallValidationWarning)]
     assert any(t.startswith("tune: the val split has") and "5-fold cross-validation over train + val (36 examples)"
                in t for t in texts)
@@ -347,6 +355,23 @@ def test_a_capped_walk_still_tries_every_learning_rate():
     seen.clear()
     walk_lr_blocks(make_config("standard").tune, try_config)  # uncapped: the whole grid, as before
     assert seen == [(0.1, 0.0), (0.1, 0.05), (0.01, 0.0), (0.01, 0.05)]
+
+
+def test_by_default_a_too_small_validation_split_skips_the_tuning_and_says_so(tmp_path):
+    task = arrowhead_like()
+    cfg = preset_config("smoke", task.defaults)  # the package's default, not this module's
+    assert cfg.tune.small_val == "skip" and trials.tuning_scoring(task, cfg) == ("skip", None, None)
+    assert B.run_plan(task, cfg)["tune"]["skipped"] is True and not B.tuning_runs(task, cfg)
+    with pytest.warns(SmallValidationWarning, match=r"tune: skipped, the val split has 6 samples .*"
+                                                    r"\(tune_small_val='skip'; 'cv' cross-validates over train \+ val"):
+        res = pipeline.run(task, preset="smoke", out=tmp_path / "run", figures=False, verbose=False, **STEPS)
+    rd = RunDir(tmp_path / "run")
+    for stage in ("tune", "baseline_tune"):
+        assert rd.read_json(f"{stage}.json")["skipped"] and rd.read_json(f"{stage}.json")["trials"] == []
+    assert res.hparams["dash"] == res.hparams["baseline"] == {"lr": 0.1, "dropout": 0.0, "weight_decay": 5e-4,
+                                                             "momentum": 0.9}
+    # a validation split large enough to rank configurations is tuned on, as before
+    assert B.tuning_runs(tiny_task(), preset_config("smoke", tiny_task().defaults))
 
 
 def test_a_timed_run_whose_tuning_is_skipped_plans_no_tuning(monkeypatch):

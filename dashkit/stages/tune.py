@@ -144,15 +144,16 @@ def tune(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLi
         every trial.
 
     A validation split too small to rank configurations (``task.too_small("val")``: fewer than 30 examples, or
-    fewer than 5 of a class) cannot decide among them. With ``tune_small_val="cv"`` (the default) each configuration
-    is then scored by k-fold cross-validation (``tune_cv_folds``, 5; stratified by class for classification) over
-    train + val pooled, the same folds for every configuration (`dashkit.stages.trials.cv_folds`): trained on k - 1
-    folds with a normal trial's steps, measured on the held-out one at the last epoch; the trial's value is the mean
-    over the folds, and its record says ``"scored_by": "cv"`` with the ``"folds"``, ``"fold_values"`` and their
+    fewer than 5 of a class) cannot decide among them. With ``tune_small_val="skip"`` (the default) the tuning is
+    skipped and the retrain_* hyper-parameters used. With ``tune_small_val="cv"`` each configuration is scored by
+    k-fold cross-validation (``tune_cv_folds``, 5; stratified by class for classification) over train + val pooled,
+    the same folds for every configuration (`dashkit.stages.trials.cv_folds`): trained on k - 1 folds with a normal
+    trial's steps, measured on the held-out one at the last epoch; the trial's value is the mean over the folds,
+    and its record says ``"scored_by": "cv"`` with the ``"folds"``, ``"fold_values"`` and their
     ``"sd"``. The decided rule compares that mean with the chance level of train + val. It costs k times the
     tuning's training (a time budget counts it: `dashkit.budget.plan_budget`). When train + val cannot fill k folds
-    (a class with fewer than k examples), or with ``tune_small_val="skip"``, the tuning is skipped and the retrain_*
-    hyper-parameters used. A `SmallValidationWarning` says which, giving the split's size.
+    (a class with fewer than k examples), the tuning is skipped as with "skip". A `SmallValidationWarning` says
+    which, giving the split's size.
     """
     import optuna
 

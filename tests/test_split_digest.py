@@ -112,3 +112,26 @@ def test_overwrite_replaces_a_run_on_other_data(tmp_path):
                           overwrite=True)
     assert RunDir(tmp_path / "run").read_json("config.json")["task_digest"] == split_digest(resplit)
     assert not (tmp_path / "run" / "archcard.json").exists()  # the old run's search went with it
+
+
+class Thing:
+    """A sample part with the default repr, which holds the object's address."""
+
+
+def test_samples_that_are_not_arrays_give_a_stable_digest():
+    x, y = arrays()
+    task = task_of(x, y)
+
+    class WithThing(Dataset):
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            return (*self.ds[i], Thing(), "a label", 3)
+
+    first = split_digest(dataclasses.replace(task, train=WithThing(task.train)))
+    assert split_digest(dataclasses.replace(task, train=WithThing(task.train))) == first
+    assert first != split_digest(task)

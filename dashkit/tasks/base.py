@@ -297,8 +297,15 @@ def _hash_into(h: Any, obj: Any) -> None:
         h.update(f"({len(obj)};".encode())
         for item in obj:
             _hash_into(h, item)
-    else:
-        h.update(f"{obj!r};".encode())
+    else:  # numbers, strings, images: as an array; anything else by its type alone (a repr may hold an address)
+        try:
+            a = np.asarray(obj)
+        except Exception:  # noqa: BLE001 - whatever cannot become an array
+            a = None
+        if a is not None and a.dtype != object:
+            _hash_into(h, a)
+        else:
+            h.update(f"<{type(obj).__module__}.{type(obj).__qualname__}>;".encode())
 
 
 def split_digest(task: "Task", samples: int = 16) -> str:

@@ -588,11 +588,11 @@ def shuffled_control(run_dir: Union[RunDir, PathLike], task: Union["Task", str, 
     if meta.get("task_summary") and the_task.summary() != meta["task_summary"]:
         raise ValueError(f"task = {the_task.summary()!r} is not the run's task ({meta['task_summary']!r}): build it "
                          f"as the run was built (the same data, and from_arrays' seed)")
-    if meta.get("task_digest") and split_digest(the_task) != meta["task_digest"]:
-        raise ValueError(f"task = {the_task.summary()!r} has the run's summary but other data (data digest "
-                         f"{split_digest(the_task)}, the run's {meta['task_digest']}): other examples in a split, e.g. "
-                         f"a from_arrays task split with another seed; build it as the run was built (the same "
-                         f"arrays, and from_arrays' seed)")
+    digest = split_digest(the_task) if meta.get("task_digest") else None
+    if digest is not None and digest != meta["task_digest"]:
+        raise ValueError(f"task = {the_task.summary()!r} has the run's summary but other data (data digest {digest}, "
+                         f"the run's {meta['task_digest']}): other examples in a split, e.g. a from_arrays task split "
+                         f"with another seed; build it as the run was built (the same arrays, and from_arrays' seed)")
     if not stage_done(rd, "search", ("archcard.json",)):
         raise FileNotFoundError(f"the run in {str(rd.path)!r} has not finished its search (no archcard.json with "
                                 f"its done marker): finish the run, or its search, first")

@@ -8,11 +8,10 @@ On a validation split too small to rank configurations (``Task.too_small("val")`
 (`cross_validate`; the folds come from `dashkit.budget.tuning_scoring` and `dashkit.budget.cv_folds`, re-exported
 here): train + val pooled, cut into ``tune_cv_folds`` folds (stratified by class for classification) from a
 generator seeded by the run's seed alone, so every configuration, the baseline's tuning and a resumed run see the
-same folds. The
-configuration is trained k times, each time on k - 1 folds with the steps of a normal trial, and its metric on the
-held-out fold is taken at the last epoch (the retraining on such a split keeps its last epoch too, see
-`dashkit.stages.retrain`); the trial's value is the mean over the folds, and the fold values are stored with the
-trial (user attribute ``dashkit_folds``). Such a trial is not pruned.
+same folds. The configuration is trained k times, each time on k - 1 folds with the steps of a normal trial, and
+its metric on the held-out fold is taken at the last epoch (the retraining on such a split keeps its last epoch
+too, see `dashkit.stages.retrain`); the trial's value is the mean over the folds, and the fold values are stored
+with the trial (user attribute ``dashkit_folds``). Such a trial is not pruned.
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ from .budget import PRESET_SECONDS, forecast_seconds, format_plan, parse_budget,
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
-from .stages.common import caller_stacklevel, open_run_dir, read_run, resolve_task, run_config_dict, stage_device, \
+from .stages.common import caller_stacklevel, open_run_dir, read_run, resolve_task, stage_device, \
     stage_done
 from .stages.control import random_card, random_control, random_line
 from .stages.models import build_backbone, build_model, net_spec
@@ -346,8 +346,8 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     new_cfg = cfg.override(**changes)
     if distributed.is_main() and record:
         meta = rd.read_json(RunDir.CONFIG)
-        meta.update({k: v for k, v in run_config_dict(task, new_cfg, preset, record).items()
-                     if k in ("config", "plan", "budget")})
+        # the re-planned keys alone (run_config_dict would also hash the data and count the classes again)
+        meta.update({"config": new_cfg.to_dict(), "plan": run_plan(task, new_cfg), "budget": record})
         rd.write_json(RunDir.CONFIG, meta)
         entry = record["replans"][-1]
         old, new = entry["old"], entry["new"]

@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="runs/results")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-time-cap", dest="time_cap", action="store_false",
+                   help="run the preset's own steps even where they are forecast to take well over its time here "
+                        "(dashkit.run(time_cap=False); by default such a standard run is fit to its 5 minutes)")
     p.add_argument("--collect", nargs="+", default=None, metavar="DIR[:TASK,...]",
                    help="run nothing: print the table of the results.json files in these folders (only the rows "
                         "of the tasks named after a colon, when given)")
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
         for seed in a.seeds:
             t0 = time.perf_counter()
             r = dashkit.run(task, preset=a.preset, out=out / f"{task}-s{seed}", seed=seed, device=a.device,
-                            resume=True)
+                            resume=True, time_cap=a.time_cap)
             decided = r.card.decided_count() if r.card is not None else None
             rows.append({"task": task, "seed": seed, "metric": r.metric, "dash": r.metrics["dash"],
                          "baseline": r.metrics["baseline"], "random": r.metrics.get("random"),

@@ -238,7 +238,8 @@ def _chosen_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
 
 
 def _same_config(row: Dict[str, Any], config: Dict[str, Any]) -> bool:
-    return all(row.get(k) == v for k, v in config.items())
+    """Whether ``row`` was made with ``config`` (a row of an uncapped run, ``time_cap`` False, only with one)."""
+    return all(row.get(k) == v for k, v in config.items()) and row.get("time_cap", True) == config.get("time_cap", True)
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -252,6 +253,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="settings",
                    help="dashkit settings on top of the preset, as dashkit run --set reads them")
+    p.add_argument("--no-time-cap", dest="time_cap", action="store_false",
+                   help="run the preset's own steps even where they are forecast to take well over its time here "
+                        "(dashkit.run(time_cap=False); by default such a standard run is fit to its 5 minutes)")
     p.add_argument("--no-minirocket", action="store_true", help="run dashkit only")
     p.add_argument("--collect", nargs="+", metavar="DIR", default=None,
                    help="train nothing: the table of the rows in DIR/ucr.json (several runs' --out, e.g. datasets "
@@ -262,14 +266,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     names = parse_datasets(a.datasets)
     seeds = parse_list("--seeds", a.seeds, int)
     settings = parse_settings(a.settings)
-    extra = budget_kwargs(a.budget)
+    extra = {**budget_kwargs(a.budget), **({} if a.time_cap else {"time_cap": False})}
     if load is _default_load:
         _aeon("the UCR/UEA data files")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "ucr.json"
     earlier = json.loads(path.read_text()) if path.exists() else []
-    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget}
+    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget,
+              **({} if a.time_cap else {"time_cap": False})}
     by_key = {(r["dataset"], r["seed"]): r for r in earlier if _same_config(r, config)}
     rows = []
     for name in names:
@@ -300,7 +305,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def collect(a: argparse.Namespace) -> int:
     """``--collect``: the rows of several ``--out`` directories as one table (the later directory wins a row)."""
-    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget}
+    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget,
+              **({} if a.time_cap else {"time_cap": False})}
     out = Path(a.out)
     if any(out.resolve() == Path(d).resolve() for d in a.collect):
         raise SystemExit(f"--out {a.out!r} is one of the --collect directories; name another (its ucr.json would "

@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--budget", default=None, metavar="TIME",
                        help="a wall-time budget for the whole run, e.g. 90s, 5m, 1h or seconds: the step cost of each "
                             "network is measured and the time shared among the stages")
+    p_run.add_argument("--no-time-cap", dest="time_cap", action="store_false",
+                       help="keep the standard preset's steps where they are forecast to take well over its 5 minutes "
+                            "on this machine (by default such a run is fit to the 5 minutes, as --budget 5m fits it)")
     p_run.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-seed<seed>)")
     p_run.add_argument("--resume", action="store_true", help="continue the run already in --out")
     p_run.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start afresh")
@@ -125,7 +128,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if key in overrides:
             raise _InputError(f"--set {key}=...: use --{key} instead")
     result = run(args.task, preset=args.preset, out=args.out, seed=args.seed, device=args.device,
-                 resume=args.resume, overwrite=args.overwrite, figures=args.figures, budget=args.budget, **overrides)
+                 resume=args.resume, overwrite=args.overwrite, figures=args.figures, budget=args.budget,
+                 time_cap=args.time_cap, **overrides)
     from . import distributed
 
     if distributed.is_main():

@@ -93,7 +93,7 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "epoch_writes",
            "cv_pool", "cv_folds",
            "tuning_scoring", "tuning_folds", "tuning_runs", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
-           "warn_if_long"]
+           "warn_if_long", "warn_capped", "CAP_SLACK"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -108,6 +108,7 @@ RETRAIN_EPOCH_WRITES = 4  # a retraining epoch: checkpoint tensors and JSON, his
 _STAGES = ("search", "tune", "retrain")
 PRESET_SECONDS = {"standard": 300.0}  # what a preset promises a run on 2 CPU cores (smoke: seconds; paper: days)
 LONG_RUN_FACTOR = 2.0  # a preset run forecast to take more than this times its promise is warned about
+CAP_SLACK = 1.15  # ... and, with run(time_cap=True), one forecast over this times its promise is fit to the promise
 GROW_SLACK = 0.10  # a run projected to leave more than this fraction of its budget unused grows its retraining
 GROW_FILL = 0.95  # ... to end at this fraction of the budget (at the speed observed; after the search, at most 1x)
 GROW_MAX = 3.0  # ... to at most this many times the retraining steps it had
@@ -239,6 +240,10 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
     if budget:
         lines.append(f"time budget {budget['text']} ({budget['seconds']:.0f} s): planned "
                      f"{budget['planned_seconds']:.0f} s after {budget['spent_before']:.1f} s of planning")
+    cap = (budget or {}).get("time_cap")
+    if cap:
+        lines.append(f"  the {cap['preset']} preset's steps were forecast at {_minutes(cap['forecast_seconds'])} "
+                     f"here, over its {_minutes(cap['promise_seconds'])}: fit to them (time_cap=False keeps the steps)")
     chosen = (budget or {}).get("chosen_costs")
     if chosen:
         lines.append(f"  after the search, DASH's network costed as searched: one step {chosen['step_ratio']:.2f}x "
@@ -807,15 +812,33 @@ def warn_if_long(preset: str, forecast: Mapping[str, float], costs: Mapping[str,
     promise = PRESET_SECONDS.get(preset)
     if promise is None or forecast["total"] <= LONG_RUN_FACTOR * promise:
         return False
-    parts = ", ".join(f"{stage} {_minutes(forecast[stage])}" for stage in _STAGES if forecast[stage] > 0)
-    warnings.warn(f"{task_name}: the {preset} preset's steps are forecast to take about "
-                  f"{_minutes(forecast['total'])} on this machine ({parts}; one search step {costs['search_step']:.2f}"
-                  f" s, one retraining step of DASH's network {costs['dash_step']:.2f} s, measured), where the preset is "
-                  f"meant to take about {_minutes(promise)} on 2 CPU cores: the inputs are large or long for it. "
-                  f"budget='{int(promise // 60)}m' (--budget {int(promise // 60)}m) fits the steps to that time; "
+    warnings.warn(f"{_forecast_text(preset, forecast, costs, task_name, promise)}: the inputs are large or long for "
+                  f"it. budget='{int(promise // 60)}m' (--budget {int(promise // 60)}m) fits the steps to that time; "
                   f"a smaller search space (kernel_sizes, dilations) or shorter inputs make each step cheaper",
                   LongRunWarning, stacklevel=stacklevel)
     return True
+
+
+def warn_capped(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
+                stacklevel: int = 2) -> None:
+    """Warn (`LongRunWarning`) that a ``preset`` run's steps, forecast (`forecast_seconds`) over ``CAP_SLACK`` times
+    the preset's promise (`PRESET_SECONDS`), are fit to the promise instead (``run(time_cap=True)``)."""
+    promise = PRESET_SECONDS[preset]
+    minutes = f"{promise / 60:g}m"
+    warnings.warn(f"{_forecast_text(preset, forecast, costs, task_name, promise)}: the run is fit to those "
+                  f"{_minutes(promise)} instead, as budget='{minutes}' fits it (fewer steps, shared among the stages; "
+                  f"config.json's budget.time_cap records the forecast). time_cap=False (--no-time-cap) keeps the "
+                  f"preset's steps; a smaller search space (kernel_sizes, dilations) or shorter inputs make each step "
+                  f"cheaper", LongRunWarning, stacklevel=stacklevel)
+
+
+def _forecast_text(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
+                   promise: float) -> str:
+    parts = ", ".join(f"{stage} {_minutes(forecast[stage])}" for stage in _STAGES if forecast[stage] > 0)
+    return (f"{task_name}: the {preset} preset's steps are forecast to take about {_minutes(forecast['total'])} on "
+            f"this machine ({parts}; one search step {costs['search_step']:.2f} s, one retraining step of DASH's "
+            f"network {costs['dash_step']:.2f} s, measured), where the preset is meant to take about "
+            f"{_minutes(promise)} on 2 CPU cores")
 
 
 def _minutes(seconds: float) -> str:

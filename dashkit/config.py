@@ -335,8 +335,10 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
         "retrain": dict(steps=12, epochs=2, batch_size=16, max_batches=6, milestones=(0.5,)),
         "run": dict(random_draws=0),
     },
-    # About 5 minutes a run on 2 CPU cores for the offline 1D tasks and small real datasets (measured: RESULTS.md,
-    # "Budgets in steps"), with results worth looking at (the dense 2D tasks need a GPU or the time).
+    # About 5 minutes a run on 2 CPU cores for mnist1d and small real datasets of short series (measured: RESULTS.md,
+    # "Budgets in steps"), with results worth looking at. Where these steps are forecast to take more than 15% over
+    # the 5 minutes (long series, the 2D tasks on a CPU), run() fits the run to them as budget="5m" would
+    # (time_cap=True, the default; dashkit.budget.PRESET_SECONDS and CAP_SLACK).
     # Two search settings differ from DASH's here, chosen on validation splits (RESULTS.md, "The receptive-field
     # push"): no receptive-field push (rf_penalty 0; DASH's 1e-5 outweighs the data in the 1D spaces, whose fields
     # reach 271 inputs and more), and a search shorter than 2000 steps (a time budget's) scales alpha's lr up to the

@@ -52,8 +52,8 @@ import torch
 from torch import nn
 
 from . import distributed, progress
-from .budget import PRESET_SECONDS, forecast_seconds, format_plan, parse_budget, plan_budget, replan, run_plan, \
-    stage_plan, tuning_factor, tuning_folds, tuning_runs, warn_if_long
+from .budget import CAP_SLACK, PRESET_SECONDS, BudgetTooSmallError, forecast_seconds, format_plan, parse_budget, \
+    plan_budget, replan, run_plan, stage_plan, tuning_factor, tuning_folds, tuning_runs, warn_capped, warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
@@ -157,7 +157,7 @@ class RunResult:
 # ---------------------------------------------------------------------------------------------------- run
 def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLike] = None, seed: int = 0,
         device: str = "auto", resume: bool = True, overwrite: bool = False, figures: bool = True, verbose: bool = True,
-        budget: Union[str, float, None] = None, **overrides: Any) -> RunResult:
+        budget: Union[str, float, None] = None, time_cap: bool = True, **overrides: Any) -> RunResult:
     """Search, tune, retrain and test DASH on a task, beside the default-kernel baseline.
 
     Args:
@@ -180,6 +180,14 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             overrun, and the retraining gets more steps when the run would leave over 10% of the budget unused
             (`dashkit.budget.replan`; config.json's ``budget.replans``). A resumed run keeps its plan, re-planned
             steps included.
+        time_cap: keep the ``standard`` preset to its promise (about 5 minutes a run on 2 CPU cores,
+            `dashkit.budget.PRESET_SECONDS`). A fresh run without a budget measures its step costs (a few seconds)
+            and forecasts the preset's steps; where they would take more than ``CAP_SLACK`` (1.15) times the
+            promise here (long series, large inputs, a slow machine), the run is fit to the promise as
+            ``budget="5m"`` would fit it (fewer steps; a `LongRunWarning` gives the forecast, and config.json's
+            ``budget.time_cap`` records it; a resumed run keeps that plan). False keeps the preset's steps whatever
+            they take (the warning then comes above twice the promise). Steps set in ``overrides``
+            (``search_steps=...``) are kept as given: no cap.
         **overrides: flat settings such as ``search_steps=500`` (see ``dashkit.config.setting_names()``).
             ``random_draws=N`` sets the random-architecture control: N architectures drawn uniformly from the search
             space, retrained after DASH and the baseline with DASH's tuned hyper-parameters and its retraining
@@ -213,13 +221,21 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
     _preflight(task, cfg)
     name = f"{task.name}-{preset}" + (f"-{seconds:g}s" if seconds is not None else "")
     out = Path(out) if out is not None else Path("runs") / f"{name}-seed{seed}"
-    record = None
-    if seconds is None and preset in PRESET_SECONDS and not (resume and not overwrite and
-                                                             (out / RunDir.CONFIG).exists()):
-        _forecast(task, cfg, preset, dev, figures)
+    record, costs, cap = None, None, None
+    if not isinstance(time_cap, bool):
+        raise TypeError(f"time_cap = {time_cap!r}: expected True (fit a preset run to the preset's promised time "
+                        f"where its steps would take longer) or False (keep the preset's steps)")
+    if seconds is None and preset in PRESET_SECONDS:
+        if distributed.main_decides(resume and not overwrite and (out / RunDir.CONFIG).exists()):
+            seconds = _stored_cap(out)  # a resumed run that was fit to its preset's time keeps that plan
+        else:
+            costs, cap = _forecast(task, cfg, preset, dev, figures, t_call, may_cap=time_cap and not counted)
+            seconds = PRESET_SECONDS[preset] if cap is not None else None
     if seconds is not None:
-        text = budget if isinstance(budget, str) else f"{seconds:g}s"
-        cfg, record, fresh = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite)
+        text = (budget if isinstance(budget, str) else f"{seconds:g}s") if budget is not None else \
+            f"{seconds / 60:g}m (the {preset} preset's time)"
+        cfg, record, fresh = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite,
+                                        costs=costs, cap=cap)
         _preflight(task, cfg)
         progress.set_deadline(t_call + seconds)
     try:
@@ -448,12 +464,15 @@ def replan_stages(stage: str, task: Union["Task", str], cfg: RunConfig, run_dir:
 
 
 def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: str, device: torch.device,
-               t_call: float, figures: bool, resume: bool) -> Tuple[RunConfig, Dict[str, Any], bool]:
+               t_call: float, figures: bool, resume: bool, costs: Optional[Dict[str, float]] = None,
+               cap: Optional[Dict[str, Any]] = None) -> Tuple[RunConfig, Dict[str, Any], bool]:
     """The config with a time budget's steps, the budget's record (`dashkit.budget.plan_budget`), and whether
     the plan was made in this call (False: read back from a resumed run's config.json; on every rank alike).
 
     A run resumed in ``out`` with the same budget keeps the plan in its config.json (nothing is measured again).
-    Under torchrun rank 0 measures and decides, and every rank gets the steps.
+    Under torchrun rank 0 measures and decides, and every rank gets the steps. ``costs``: step costs rank 0 has
+    measured already (a preset's forecast); ``cap``: the preset's time cap that made this budget (`_forecast`),
+    kept in the record as ``time_cap``.
     """
     keys = ("search_steps", "tune_steps", "tune_n_trials", "tune_enabled", "retrain_steps", "random_draws")
 
@@ -464,19 +483,10 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
             return ({"search_steps": old.search.steps, "tune_steps": old.tune.steps, "tune_n_trials": old.tune.n_trials,
                      "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps,
                      "random_draws": old.random_draws}, record, False)
-        costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
-        per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
-        # a tuning that will be skipped (a validation split too small to rank configurations) gets no share: its time
-        # goes to the retraining; the stage still runs, to record why it chose the retrain defaults
-        skipped = cfg.tune.enabled and not tuning_runs(task, cfg)
-        overrides, record = plan_budget(seconds, costs, cfg.override(tune_enabled=False) if skipped else cfg,
-                                        per_pass, spent=time.monotonic() - t_call, text=text,
-                                        folds=tuning_folds(task, cfg))
-        if skipped:
-            overrides["tune_enabled"] = True
-            record["note"] = "; ".join(n for n in (record["note"], "tuning skipped (the validation split is too "
-                                                                  "small to rank configurations): its share goes "
-                                                                  "to the retraining") if n)
+        measured = costs if costs is not None else stage_costs.measure_costs(task, cfg, device, figures=figures)
+        overrides, record = _budget_plan(task, cfg, seconds, measured, time.monotonic() - t_call, text)
+        if cap is not None:
+            record["time_cap"] = dict(cap)
         full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, "random_draws": cfg.random_draws,
                 **overrides}
         return full, record, True
@@ -494,18 +504,77 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
     return cfg.override(**overrides), (decided[1] if decided is not None else {}), fresh
 
 
-def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, figures: bool) -> None:
-    """Warn before a fresh preset run that its steps will take far longer here than the preset promises.
+def _budget_plan(task: "Task", cfg: RunConfig, seconds: float, costs: Mapping[str, float], spent: float,
+                 text: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """`dashkit.budget.plan_budget` for this task: (step overrides, the budget's record).
+
+    A tuning that will be skipped (a validation split too small to rank configurations) gets no share: its time goes
+    to the retraining; the stage still runs, to record why it chose the retrain defaults.
+    """
+    per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
+    skipped = cfg.tune.enabled and not tuning_runs(task, cfg)
+    overrides, record = plan_budget(seconds, costs, cfg.override(tune_enabled=False) if skipped else cfg, per_pass,
+                                    spent=spent, text=text, folds=tuning_folds(task, cfg))
+    if skipped:
+        overrides["tune_enabled"] = True
+        record["note"] = "; ".join(n for n in (record["note"], "tuning skipped (the validation split is too small to "
+                                                              "rank configurations): its share goes to the retraining")
+                                   if n)
+    return overrides, record
+
+
+def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, figures: bool, t_call: float,
+              may_cap: bool) -> Tuple[Optional[Dict[str, float]], Optional[Dict[str, Any]]]:
+    """Forecast a fresh preset run's steps here; fit it to the preset's promised time when they would overrun it.
 
     Measures the step costs as a time budget does (a few seconds; `dashkit.stages.costs.measure_costs`) and
-    forecasts the run with the budget's cost model (`dashkit.budget.forecast_seconds`); a `LongRunWarning` names
-    the forecast and ``budget=``. Rank 0 alone under torchrun (the others wait at the next collective).
+    forecasts the run with the budget's cost model (`dashkit.budget.forecast_seconds`). With ``may_cap``, a
+    forecast over ``CAP_SLACK`` times the promise (`dashkit.budget.PRESET_SECONDS`) caps the run: the budget of
+    the promise is planned (`_budget_plan`) and a `LongRunWarning` says so. A promise too short for one step of
+    every stage leaves the preset's steps. Without a cap, a forecast over twice the promise is warned about.
+
+    Returns:
+        (the measured costs, the cap) on rank 0; the cap is None when the preset's steps are kept, else
+        ``{"preset", "forecast_seconds", "promise_seconds"}``. Under torchrun rank 0 alone measures, and the
+        others get (None, the same decision).
     """
-    if not distributed.is_main():
-        return
-    costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
-    warn_if_long(preset, forecast_seconds(costs, cfg, run_plan(task, cfg)), costs, task.name,
-                 stacklevel=caller_stacklevel() + 1)  # + 1: warn_if_long is a frame deeper
+    promise = PRESET_SECONDS[preset]
+    costs, cap = None, None
+    if distributed.is_main():
+        costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
+        forecast = forecast_seconds(costs, cfg, run_plan(task, cfg))
+        level = caller_stacklevel() + 1  # + 1: the warnings are raised a frame deeper
+        if may_cap and forecast["total"] > CAP_SLACK * promise:
+            try:
+                _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call, "")
+                cap = {"preset": preset, "forecast_seconds": round(forecast["total"], 1), "promise_seconds": promise}
+            except BudgetTooSmallError:
+                pass  # not one step of every stage fits the promise here: the preset's steps, with the warning
+        if cap is not None:
+            warn_capped(preset, forecast, costs, task.name, stacklevel=level)
+        else:
+            warn_if_long(preset, forecast, costs, task.name, stacklevel=level)
+    capped = distributed.broadcast_floats([cap["forecast_seconds"] if cap else -1.0] if distributed.is_main()
+                                          else None, 1)[0]
+    if cap is None and capped >= 0:  # another rank: rank 0's decision
+        cap = {"preset": preset, "forecast_seconds": capped, "promise_seconds": promise}
+    return costs, cap
+
+
+def _stored_cap(out: Path) -> Optional[float]:
+    """The budget seconds of a run in ``out`` that its preset's time cap fit to its promise (config.json's
+    ``budget.time_cap``), or None; rank 0 reads, every rank gets it."""
+    seconds = None
+    if distributed.is_main():
+        try:
+            record = RunDir(out, writable=False).read_json(RunDir.CONFIG).get("budget")
+            if isinstance(record, dict) and record.get("time_cap"):
+                seconds = float(record["seconds"])
+        except (ValueError, TypeError, KeyError, AttributeError, OSError):
+            seconds = None  # a foreign or corrupt file: RunDir.create says what is wrong
+    got = distributed.broadcast_floats([seconds if seconds is not None else -1.0] if distributed.is_main() else None,
+                                       1)[0]
+    return got if got >= 0 else None
 
 
 def _stored_budget(out: Path, seconds: float) -> Optional[Tuple[RunConfig, Dict[str, Any]]]:

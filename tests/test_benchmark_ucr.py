@@ -332,3 +332,25 @@ def test_ucr_control_compares_each_finished_run_with_its_shuffled_search(tmp_pat
     table = out.strip().splitlines()[-3:]
     assert table[0].startswith("| dataset | seeds | passes |") and table[2].startswith("| FakeFixed | 1 |")
     assert control.main(argv) == 0 and len(json.loads((tmp_path / "control.json").read_text())) == 1  # replaced
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_ucr_no_time_cap_reaches_run_and_keeps_its_rows_apart(ucr, fake, tmp_path, monkeypatch):
+    """--no-time-cap runs the preset's own steps (dashkit.run(time_cap=False)); its rows are not those of a capped
+    run, so neither is read back for the other."""
+    seen = []
+    real = ucr.dashkit.run
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("time_cap", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ucr.dashkit, "run", recording)
+    argv = ["--datasets", "FakeFixed", "--seeds", "0", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu",
+            "--no-minirocket", "--set", *TINY]
+    assert ucr.main(argv + ["--no-time-cap"]) == 0
+    assert seen == [False] and json.loads((tmp_path / "ucr.json").read_text())[0]["time_cap"] is False
+    assert ucr.main(argv) == 0  # the capped row is another row: run again, with the cap
+    assert seen == [False, True]
+    rows = json.loads((tmp_path / "ucr.json").read_text())
+    assert [r.get("time_cap", True) for r in rows] == [True]  # a dataset and seed keep one row: the newest

@@ -563,3 +563,83 @@ def test_the_searched_network_is_timed_against_the_typical_one_the_plan_costed(m
     assert any(k * 100 + d in s for s in stepped)  # the searched network was stepped
     tk, td = typical.layers[0].k, typical.layers[0].d
     assert any(tk * 100 + td in s and k * 100 + d not in s for s in stepped)  # and the typical one
+
+
+# ------------------------------------------------------------------- the standard preset's time cap
+SLOW = {**{k: 25 * v for k, v in FAKE_COSTS.items()}, "after": 0.5}  # 2000 search steps: 5000 s, far over 300
+# the tiny task's settings that leave the steps to the preset (no steps, epochs or trials of any stage)
+UNCOUNTED = {k: v for k, v in STEPS.items() if not k.endswith("_steps")}
+
+
+def test_a_standard_run_forecast_over_its_five_minutes_is_fit_to_them_and_resumes_with_that_plan(tmp_path,
+                                                                                                  monkeypatch):
+    calls = []
+
+    def slow(task, cfg, device, figures=True):
+        calls.append(cfg.search.steps)
+        return dict(SLOW)
+
+    fake_costs(monkeypatch, slow)
+    task = tiny_task()
+    with pytest.warns(B.LongRunWarning, match=r"tiny: the standard preset's steps are forecast to take about \d+ min "
+                                              r"on this machine .*: the run is fit to those 5 min instead, as "
+                                              r"budget='5m' fits it .*time_cap=False \(--no-time-cap\) keeps") as got:
+        first = pipeline.run(task, preset="standard", out=tmp_path / "run", figures=False, verbose=False,
+                             random_draws=0, **UNCOUNTED)
+    assert got[0].filename == __file__
+    assert calls == [2000]  # measured once, with the preset's own steps, and reused by the plan
+    cap = first.budget["time_cap"]
+    assert cap["preset"] == "standard" and cap["promise_seconds"] == 300.0 and cap["forecast_seconds"] > 2000 * 2.5
+    assert first.budget["seconds"] == 300.0 and first.budget["planned_seconds"] <= 300.0
+    # the plan is the 5-minute budget's: far fewer steps than the preset's 2000, the same as budget="5m" plans them
+    steps = {s: first.plan[s]["steps"] for s in ("search", "retrain")}
+    assert 10 < steps["search"] < 200 and steps["retrain"] < 2000
+    monkeypatch.setattr(pipeline, "_run", lambda task, cfg, *a, **k: cfg)
+    as_budget = pipeline.run(task, preset="standard", out=tmp_path / "b", budget="5m", random_draws=0, **UNCOUNTED)
+    assert as_budget.search.steps == pytest.approx(steps["search"], rel=0.05)
+    assert "standard preset's steps were forecast at" in B.format_plan(first.plan, first.budget)
+    assert "standard preset's steps were forecast at" in show(tmp_path / "run")
+    # resumed: nothing is measured again, no warning, and the capped plan (re-plans included) is kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", B.LongRunWarning)
+        again = pipeline.run(task, preset="standard", out=tmp_path / "run", random_draws=0, **UNCOUNTED)
+    assert len(calls) == 2  # the budget="5m" run above measured once; the resume did not
+    assert again.search.steps == steps["search"] and again.retrain.steps == steps["retrain"]
+
+
+def test_without_the_time_cap_or_with_steps_given_a_slow_standard_run_keeps_the_preset_steps(tmp_path,
+                                                                                              monkeypatch):
+    fake_costs(monkeypatch, lambda task, cfg, device, figures=True: dict(SLOW))
+    monkeypatch.setattr(pipeline, "_run", lambda task, cfg, *a, **k: cfg)  # the plan only
+    task = tiny_task()
+    with pytest.warns(B.LongRunWarning, match=r"budget='5m' \(--budget 5m\) fits the steps to that time"):
+        cfg = pipeline.run(task, preset="standard", out=tmp_path / "a", time_cap=False, **UNCOUNTED)
+    assert (cfg.search.steps, cfg.retrain.steps) == (2000, 2000)
+    fake_costs(monkeypatch, lambda task, cfg, device, figures=True: {k: 1e4 * v for k, v in SLOW.items()})
+    with pytest.warns(B.LongRunWarning, match=r"budget='5m' \(--budget 5m\) fits the steps to that time"):
+        cfg = pipeline.run(task, preset="standard", out=tmp_path / "b", **STEPS)  # steps given: kept as given
+    assert (cfg.search.steps, cfg.retrain.steps) == (STEPS["search_steps"], STEPS["retrain_steps"])
+    # a machine on which not one step of every stage fits the five minutes: the preset's steps, and the warning
+    fake_costs(monkeypatch, lambda task, cfg, device, figures=True: {**SLOW, "search_step": 400.0})
+    with pytest.warns(B.LongRunWarning, match=r"fits the steps to that time"):
+        cfg = pipeline.run(task, preset="standard", out=tmp_path / "c", **UNCOUNTED)
+    assert cfg.search.steps == 2000
+    # a forecast within 15% of the promise runs the preset's steps, with no warning
+    fake_costs(monkeypatch, lambda task, cfg, device, figures=True: {k: v / 100 for k, v in SLOW.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", B.LongRunWarning)
+        cfg = pipeline.run(task, preset="standard", out=tmp_path / "d", **UNCOUNTED)
+    assert cfg.search.steps == 2000
+    with pytest.raises(TypeError, match=r"time_cap = 'no': expected True .* or False"):
+        pipeline.run(task, preset="standard", out=tmp_path / "e", time_cap="no", **UNCOUNTED)
+
+
+def test_cli_no_time_cap_reaches_run(monkeypatch):
+    from dashkit import __main__ as cli
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: seen.update(k) or (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        cli.main(["run", "mnist1d", "--no-time-cap"])
+    assert seen["time_cap"] is False
+    assert cli._parser().parse_args(["run", "mnist1d"]).time_cap is True

@@ -253,6 +253,45 @@ def test_torchrun_with_a_time_budget_plans_on_rank_0_and_every_rank_follows(task
         assert d0 == d1
 
 
+SLOW_COSTS = """
+from dashkit.stages import costs
+
+SLOW = {"search_step": 2.5, "dash_step": 1.25, "baseline_step": 1.25, "dash_eval": 0.25, "baseline_eval": 0.25,
+        "checkpoint": 0.025, "after": 0.5}
+costs.measure_costs = lambda task, cfg, device, figures=True: dict(SLOW)  # a machine far too slow for 2000 steps
+costs.measure_chosen = lambda *args, **kwargs: {"step": 1.0, "eval": 1.0}
+"""
+
+
+def test_torchrun_standard_run_over_its_time_is_capped_on_rank_0_and_every_rank_follows(task_module, tmp_path):
+    """The standard preset's time cap: rank 0 forecasts and decides, every rank runs the capped plan, and a resumed
+    run takes the same branch on every rank (each branch has its own collectives)."""
+    name, module, _ = task_module
+    slow = tmp_path / "slow_costs.py"
+    slow.write_text(SLOW_COSTS)
+    out, dump = tmp_path / "run", tmp_path / "dump"
+    env = child_env(DASHKIT_RANK_DUMP=str(dump))
+    settings = {k: v for k, v in SETTINGS.items() if not k.endswith(("_epochs", "_max_batches"))}
+    args = ["-m", "dashkit", "run", name, "--import", module, "--import", str(slow), "--out", str(out), "--device",
+            "cpu", "--no-figures", "--set", *as_flags(settings), "random_draws=0"]
+    done = torchrun(args, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("the run is fit to those 5 min instead") == 1  # rank 0 alone forecasts and warns
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["preset"] == "standard" and meta["budget"]["seconds"] == 300.0
+    assert meta["budget"]["time_cap"]["forecast_seconds"] > 5000
+    assert 1 <= meta["config"]["search"]["steps"] == meta["plan"]["search"]["steps"] < 2000
+    a0, a1 = (json.loads((dump / f"search_alpha.rank{r}.json").read_text()) for r in (0, 1))
+    assert a0 == a1 and len(a0["epochs"]) == meta["plan"]["search"]["epochs"]  # both ranks ran rank 0's plan
+    for stage in ("retrain", "baseline_retrain"):
+        d0, d1 = (json.loads((dump / f"{stage}.rank{r}.json").read_text()) for r in (0, 1))
+        assert d0 == d1
+    again = torchrun([*args, "--resume"], env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "forecast" not in again.stderr  # a resumed capped run keeps its plan: nothing forecast again
+    assert json.loads((out / "config.json").read_text())["config"] == meta["config"]
+
+
 # ------------------------------------------------------------------------------------------ tuning workers
 def study_trials(journal: Path, stage: str) -> list:
     import optuna

@@ -820,16 +820,21 @@ def warn_if_long(preset: str, forecast: Mapping[str, float], costs: Mapping[str,
 
 
 def warn_capped(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
-                stacklevel: int = 2) -> None:
+                steps: Mapping[str, Tuple[int, int]], stacklevel: int = 2) -> None:
     """Warn (`LongRunWarning`) that a ``preset`` run's steps, forecast (`forecast_seconds`) over ``CAP_SLACK`` times
-    the preset's promise (`PRESET_SECONDS`), are fit to the promise instead (``run(time_cap=True)``)."""
+    the preset's promise (`PRESET_SECONDS`), are fit to the promise instead (``run(time_cap=True)``).
+
+    ``steps``: for "search" and "retrain", (the steps the promise buys, the preset's steps)."""
     promise = PRESET_SECONDS[preset]
     minutes = f"{promise / 60:g}m"
+    (search, search_preset), (retrain, retrain_preset) = steps["search"], steps["retrain"]
     warnings.warn(f"{_forecast_text(preset, forecast, costs, task_name, promise)}: the run is fit to those "
-                  f"{_minutes(promise)} instead, as budget='{minutes}' fits it (fewer steps, shared among the stages; "
-                  f"config.json's budget.time_cap records the forecast). time_cap=False (--no-time-cap) keeps the "
-                  f"preset's steps; a smaller search space (kernel_sizes, dilations) or shorter inputs make each step "
-                  f"cheaper", LongRunWarning, stacklevel=stacklevel)
+                  f"{_minutes(promise)} instead, as budget='{minutes}' fits it: {search} search steps of the preset's "
+                  f"{search_preset} and {retrain} retraining steps of its {retrain_preset} (config.json's "
+                  f"budget.time_cap records the forecast). Networks trained for a small part of the preset's steps "
+                  f"can end far from what its steps reach: time_cap=False (--no-time-cap) keeps the preset's steps; "
+                  f"a smaller search space (kernel_sizes, dilations) or shorter inputs make each step cheaper",
+                  LongRunWarning, stacklevel=stacklevel)
 
 
 def _forecast_text(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,

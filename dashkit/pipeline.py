@@ -546,12 +546,13 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
         level = caller_stacklevel() + 1  # + 1: the warnings are raised a frame deeper
         if may_cap and forecast["total"] > CAP_SLACK * promise:
             try:
-                _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call, "")
+                planned, _ = _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call, "")
                 cap = {"preset": preset, "forecast_seconds": round(forecast["total"], 1), "promise_seconds": promise}
             except BudgetTooSmallError:
                 pass  # not one step of every stage fits the promise here: the preset's steps, with the warning
         if cap is not None:
-            warn_capped(preset, forecast, costs, task.name, stacklevel=level)
+            steps = {stage: (planned[f"{stage}_steps"], getattr(cfg, stage).steps) for stage in ("search", "retrain")}
+            warn_capped(preset, forecast, costs, task.name, steps, stacklevel=level)
         else:
             warn_if_long(preset, forecast, costs, task.name, stacklevel=level)
     capped = distributed.broadcast_floats([cap["forecast_seconds"] if cap else -1.0] if distributed.is_main()

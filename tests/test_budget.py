@@ -583,7 +583,9 @@ def test_a_standard_run_forecast_over_its_five_minutes_is_fit_to_them_and_resume
     task = tiny_task()
     with pytest.warns(B.LongRunWarning, match=r"tiny: the standard preset's steps are forecast to take about \d+ min "
                                               r"on this machine .*: the run is fit to those 5 min instead, as "
-                                              r"budget='5m' fits it .*time_cap=False \(--no-time-cap\) keeps") as got:
+                                              r"budget='5m' fits it: \d+ search steps of the preset's 2000 and \d+ "
+                                              r"retraining steps of its 2000 .*can end far from what its steps reach: "
+                                              r"time_cap=False \(--no-time-cap\) keeps") as got:
         first = pipeline.run(task, preset="standard", out=tmp_path / "run", figures=False, verbose=False,
                              random_draws=0, **UNCOUNTED)
     assert got[0].filename == __file__

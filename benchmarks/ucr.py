@@ -237,6 +237,12 @@ def _chosen_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
     return {**row, **chosen_fields(val, test)}
 
 
+def run_config(a: argparse.Namespace) -> Dict[str, Any]:
+    """What a row records of the arguments it was made with; rows of the same ``run_config`` are read back."""
+    return {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget,
+            **({} if a.time_cap else {"time_cap": False})}
+
+
 def _same_config(row: Dict[str, Any], config: Dict[str, Any]) -> bool:
     """Whether ``row`` was made with ``config`` (a row of an uncapped run, ``time_cap`` False, only with one)."""
     return all(row.get(k) == v for k, v in config.items()) and row.get("time_cap", True) == config.get("time_cap", True)
@@ -273,8 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "ucr.json"
     earlier = json.loads(path.read_text()) if path.exists() else []
-    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget,
-              **({} if a.time_cap else {"time_cap": False})}
+    config = run_config(a)
     by_key = {(r["dataset"], r["seed"]): r for r in earlier if _same_config(r, config)}
     rows = []
     for name in names:
@@ -305,8 +310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def collect(a: argparse.Namespace) -> int:
     """``--collect``: the rows of several ``--out`` directories as one table (the later directory wins a row)."""
-    config = {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget,
-              **({} if a.time_cap else {"time_cap": False})}
+    config = run_config(a)
     out = Path(a.out)
     if any(out.resolve() == Path(d).resolve() for d in a.collect):
         raise SystemExit(f"--out {a.out!r} is one of the --collect directories; name another (its ucr.json would "

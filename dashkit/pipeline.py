@@ -567,12 +567,9 @@ def _stored_cap(out: Path) -> Optional[float]:
     ``budget.time_cap``), or None; rank 0 reads, every rank gets it."""
     seconds = None
     if distributed.is_main():
-        try:
-            record = RunDir(out, writable=False).read_json(RunDir.CONFIG).get("budget")
-            if isinstance(record, dict) and record.get("time_cap"):
-                seconds = float(record["seconds"])
-        except (ValueError, TypeError, KeyError, AttributeError, OSError):
-            seconds = None  # a foreign or corrupt file: RunDir.create says what is wrong
+        stored = _stored_record(out)
+        if stored is not None and stored[1].get("time_cap"):
+            seconds = float(stored[1]["seconds"])
     got = distributed.broadcast_floats([seconds if seconds is not None else -1.0] if distributed.is_main() else None,
                                        1)[0]
     return got if got >= 0 else None
@@ -580,16 +577,26 @@ def _stored_cap(out: Path) -> Optional[float]:
 
 def _stored_budget(out: Path, seconds: float) -> Optional[Tuple[RunConfig, Dict[str, Any]]]:
     """The config and budget record of a run in ``out`` made with the same time budget, or None."""
+    stored = _stored_record(out)
+    if stored is None or stored[1]["seconds"] != seconds:
+        return None
+    return stored
+
+
+def _stored_record(out: Path) -> Optional[Tuple[RunConfig, Dict[str, Any]]]:
+    """The config and time-budget record in ``out``'s config.json (the record's ``seconds`` a float), or None
+    when there is none (no run, a run without a budget, a foreign or corrupt file: RunDir.create says what is
+    wrong with the last two)."""
     rd = RunDir(out, writable=False)
     if not rd.exists(RunDir.CONFIG):
         return None
     try:
         meta = rd.read_json(RunDir.CONFIG)
         record = meta.get("budget") if isinstance(meta, dict) else None
-        if not isinstance(record, dict) or float(record.get("seconds", -1)) != seconds:
+        if not isinstance(record, dict):
             return None
-        return RunConfig.from_dict(meta["config"]), record
-    except (ValueError, TypeError, KeyError):  # a foreign or corrupt file: RunDir.create says what is wrong
+        return RunConfig.from_dict(meta["config"]), {**record, "seconds": float(record["seconds"])}
+    except (ValueError, TypeError, KeyError):
         return None
 
 

@@ -221,7 +221,7 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
     _preflight(task, cfg)
     name = f"{task.name}-{preset}" + (f"-{seconds:g}s" if seconds is not None else "")
     out = Path(out) if out is not None else Path("runs") / f"{name}-seed{seed}"
-    record, costs, cap = None, None, None
+    record, planned = None, None
     if not isinstance(time_cap, bool):
         raise TypeError(f"time_cap = {time_cap!r}: expected True (fit a preset run to the preset's promised time "
                         f"where its steps would take longer) or False (keep the preset's steps)")
@@ -229,13 +229,11 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
         if distributed.main_decides(resume and not overwrite and (out / RunDir.CONFIG).exists()):
             seconds = _stored_cap(out)  # a resumed run that was fit to its preset's time keeps that plan
         else:
-            costs, cap = _forecast(task, cfg, preset, dev, figures, t_call, may_cap=time_cap and not counted)
-            seconds = PRESET_SECONDS[preset] if cap is not None else None
+            seconds, planned = _forecast(task, cfg, preset, dev, figures, t_call, may_cap=time_cap and not counted)
     if seconds is not None:
-        text = (budget if isinstance(budget, str) else f"{seconds:g}s") if budget is not None else \
-            f"{seconds / 60:g}m (the {preset} preset's time)"
+        text = budget if isinstance(budget, str) else f"{seconds:g}s"  # a capped run's record has its own
         cfg, record, fresh = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite,
-                                        costs=costs, cap=cap)
+                                        planned=planned)
         _preflight(task, cfg)
         progress.set_deadline(t_call + seconds)
     try:
@@ -464,15 +462,15 @@ def replan_stages(stage: str, task: Union["Task", str], cfg: RunConfig, run_dir:
 
 
 def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: str, device: torch.device,
-               t_call: float, figures: bool, resume: bool, costs: Optional[Dict[str, float]] = None,
-               cap: Optional[Dict[str, Any]] = None) -> Tuple[RunConfig, Dict[str, Any], bool]:
+               t_call: float, figures: bool, resume: bool,
+               planned: Optional[Tuple[Dict[str, Any], Dict[str, Any]]] = None
+               ) -> Tuple[RunConfig, Dict[str, Any], bool]:
     """The config with a time budget's steps, the budget's record (`dashkit.budget.plan_budget`), and whether
     the plan was made in this call (False: read back from a resumed run's config.json; on every rank alike).
 
     A run resumed in ``out`` with the same budget keeps the plan in its config.json (nothing is measured again).
-    Under torchrun rank 0 measures and decides, and every rank gets the steps. ``costs``: step costs rank 0 has
-    measured already (a preset's forecast); ``cap``: the preset's time cap that made this budget (`_forecast`),
-    kept in the record as ``time_cap``.
+    Under torchrun rank 0 measures and decides, and every rank gets the steps. ``planned``: rank 0's plan made
+    already (`_budget_plan`'s overrides and record: a preset run fit to its time by `_forecast`), used as it is.
     """
     keys = ("search_steps", "tune_steps", "tune_n_trials", "tune_enabled", "retrain_steps", "random_draws")
 
@@ -483,10 +481,11 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
             return ({"search_steps": old.search.steps, "tune_steps": old.tune.steps, "tune_n_trials": old.tune.n_trials,
                      "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps,
                      "random_draws": old.random_draws}, record, False)
-        measured = costs if costs is not None else stage_costs.measure_costs(task, cfg, device, figures=figures)
-        overrides, record = _budget_plan(task, cfg, seconds, measured, time.monotonic() - t_call, text)
-        if cap is not None:
-            record["time_cap"] = dict(cap)
+        if planned is not None:
+            overrides, record = planned
+        else:
+            costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
+            overrides, record = _budget_plan(task, cfg, seconds, costs, time.monotonic() - t_call, text)
         full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, "random_draws": cfg.random_draws,
                 **overrides}
         return full, record, True
@@ -524,42 +523,43 @@ def _budget_plan(task: "Task", cfg: RunConfig, seconds: float, costs: Mapping[st
 
 
 def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, figures: bool, t_call: float,
-              may_cap: bool) -> Tuple[Optional[Dict[str, float]], Optional[Dict[str, Any]]]:
+              may_cap: bool) -> Tuple[Optional[float], Optional[Tuple[Dict[str, Any], Dict[str, Any]]]]:
     """Forecast a fresh preset run's steps here; fit it to the preset's promised time when they would overrun it.
 
     Measures the step costs as a time budget does (a few seconds; `dashkit.stages.costs.measure_costs`) and
     forecasts the run with the budget's cost model (`dashkit.budget.forecast_seconds`). With ``may_cap``, a
     forecast over ``CAP_SLACK`` times the promise (`dashkit.budget.PRESET_SECONDS`) caps the run: the budget of
-    the promise is planned (`_budget_plan`) and a `LongRunWarning` says so. A promise too short for one step of
-    every stage leaves the preset's steps. Without a cap, a forecast over twice the promise is warned about.
+    the promise is planned (`_budget_plan`; its record keeps ``time_cap``: preset, forecast and promise) and a
+    `LongRunWarning` gives the plan's steps. A promise too short for one step of every stage leaves the preset's
+    steps. Without a cap, a forecast over twice the promise is warned about.
 
     Returns:
-        (the measured costs, the cap) on rank 0; the cap is None when the preset's steps are kept, else
-        ``{"preset", "forecast_seconds", "promise_seconds"}``. Under torchrun rank 0 alone measures, and the
-        others get (None, the same decision).
+        (None, None) when the preset's steps are kept; else (the promise's seconds, the plan) on rank 0 and (the
+        promise's seconds, None) on the other ranks under torchrun (rank 0 alone measures and decides; the plan
+        reaches them through `_plan_time`).
     """
     promise = PRESET_SECONDS[preset]
-    costs, cap = None, None
+    planned = None
     if distributed.is_main():
         costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         forecast = forecast_seconds(costs, cfg, run_plan(task, cfg))
         level = caller_stacklevel() + 1  # + 1: the warnings are raised a frame deeper
         if may_cap and forecast["total"] > CAP_SLACK * promise:
             try:
-                planned, _ = _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call, "")
-                cap = {"preset": preset, "forecast_seconds": round(forecast["total"], 1), "promise_seconds": promise}
+                planned = _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call,
+                                       f"{promise / 60:g}m (the {preset} preset's time)")
             except BudgetTooSmallError:
                 pass  # not one step of every stage fits the promise here: the preset's steps, with the warning
-        if cap is not None:
-            steps = {stage: (planned[f"{stage}_steps"], getattr(cfg, stage).steps) for stage in ("search", "retrain")}
+        if planned is not None:
+            overrides, record = planned
+            record["time_cap"] = {"preset": preset, "forecast_seconds": round(forecast["total"], 1),
+                                  "promise_seconds": promise}
+            steps = {stage: (overrides[f"{stage}_steps"], getattr(cfg, stage).steps) for stage in ("search", "retrain")}
             warn_capped(preset, forecast, costs, task.name, steps, stacklevel=level)
         else:
             warn_if_long(preset, forecast, costs, task.name, stacklevel=level)
-    capped = distributed.broadcast_floats([cap["forecast_seconds"] if cap else -1.0] if distributed.is_main()
-                                          else None, 1)[0]
-    if cap is None and capped >= 0:  # another rank: rank 0's decision
-        cap = {"preset": preset, "forecast_seconds": capped, "promise_seconds": promise}
-    return costs, cap
+    capped = distributed.main_decides(planned is not None)
+    return (promise if capped else None), planned
 
 
 def _stored_cap(out: Path) -> Optional[float]:

@@ -590,6 +590,8 @@ def test_a_standard_run_forecast_over_its_five_minutes_is_fit_to_them_and_resume
                              random_draws=0, **UNCOUNTED)
     assert got[0].filename == __file__
     assert calls == [2000]  # measured once, with the preset's own steps, and reused by the plan
+    said = re.search(r"(\d+) search steps of the preset's 2000", str(got[0].message))
+    assert int(said.group(1)) == first.plan["search"]["steps"]  # the warning gives the plan the run ran
     cap = first.budget["time_cap"]
     assert cap["preset"] == "standard" and cap["promise_seconds"] == 300.0 and cap["forecast_seconds"] > 2000 * 2.5
     assert first.budget["seconds"] == 300.0 and first.budget["planned_seconds"] <= 300.0

@@ -78,6 +78,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from .backbones import ResNet1D
 from .config import stage_seed
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "epoch_writes",
            "cv_pool", "cv_folds",
            "tuning_scoring", "tuning_folds", "tuning_runs", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
-           "warn_if_long", "warn_capped", "CAP_SLACK"]
+           "warn_if_long", "warn_capped", "cheaper_steps", "CAP_SLACK"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -805,26 +806,52 @@ def forecast_seconds(costs: Mapping[str, float], cfg: "RunConfig", plan: Mapping
     return out
 
 
+def cheaper_steps(cfg: "RunConfig", num_outputs: int) -> str:
+    """The settings that make a run's steps cheaper, as a warning names them (`warn_if_long`, `warn_capped`).
+
+    Always a smaller search space or shorter inputs. Where the network's width follows DASH's class-count rule
+    (``resnet1d`` with no ``width`` set: `ResNet1D.default_width`, 16 channels from 10
+    classes and 64 from 20), a narrower one; where random architectures are drawn, fewer draws (each is retrained
+    for the same steps as DASH, so two draws take half the retraining's time).
+    """
+    parts = []
+    set_by_hand = any("width" in (kw or {}) for kw in (cfg.backbone_kwargs, cfg.search.backbone, cfg.retrain.backbone))
+    if cfg.backbone == "resnet1d" and not set_by_hand:
+        width = ResNet1D.default_width(num_outputs)
+        if width > 4:
+            parts.append(f"a narrower network (DASH's width rule gives {num_outputs} classes {width} channels; "
+                         f"backbone_kwargs={{'width': 4}} is what it gives fewer than 10)")
+    if cfg.random_draws:
+        parts.append(f"fewer random-architecture draws (random_draws={cfg.random_draws}: each is retrained for "
+                     f"DASH's steps; random_draws=0 leaves the retraining to DASH and the baseline)")
+    parts.append("a smaller search space (kernel_sizes, dilations) or shorter inputs")
+    return "; ".join(parts)
+
+
 def warn_if_long(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
-                 stacklevel: int = 2) -> bool:
+                 stacklevel: int = 2, cheaper: str = "a smaller search space (kernel_sizes, dilations) or shorter "
+                                                    "inputs") -> bool:
     """Warn (`LongRunWarning`) when a ``preset`` run's ``forecast`` (`forecast_seconds`) exceeds what the preset
-    promises (`PRESET_SECONDS`) by more than ``LONG_RUN_FACTOR``; returns whether it warned."""
+    promises (`PRESET_SECONDS`) by more than ``LONG_RUN_FACTOR``; returns whether it warned. ``cheaper``: what
+    makes each step cheaper (`cheaper_steps`)."""
     promise = PRESET_SECONDS.get(preset)
     if promise is None or forecast["total"] <= LONG_RUN_FACTOR * promise:
         return False
     warnings.warn(f"{_forecast_text(preset, forecast, costs, task_name, promise)}: the inputs are large or long for "
                   f"it. budget='{int(promise // 60)}m' (--budget {int(promise // 60)}m) fits the steps to that time; "
-                  f"a smaller search space (kernel_sizes, dilations) or shorter inputs make each step cheaper",
+                  f"each step is cheaper with {cheaper}",
                   LongRunWarning, stacklevel=stacklevel)
     return True
 
 
 def warn_capped(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
-                steps: Mapping[str, Tuple[int, int]], stacklevel: int = 2) -> None:
+                steps: Mapping[str, Tuple[int, int]], stacklevel: int = 2,
+                cheaper: str = "a smaller search space (kernel_sizes, dilations) or shorter inputs") -> None:
     """Warn (`LongRunWarning`) that a ``preset`` run's steps, forecast (`forecast_seconds`) over ``CAP_SLACK`` times
     the preset's promise (`PRESET_SECONDS`), are fit to the promise instead (``run(time_cap=True)``).
 
-    ``steps``: for "search" and "retrain", (the steps the promise buys, the preset's steps)."""
+    ``steps``: for "search" and "retrain", (the steps the promise buys, the preset's steps). ``cheaper``: what
+    makes each step cheaper (`cheaper_steps`)."""
     promise = PRESET_SECONDS[preset]
     minutes = f"{promise / 60:g}m"
     (search, search_preset), (retrain, retrain_preset) = steps["search"], steps["retrain"]
@@ -832,8 +859,8 @@ def warn_capped(preset: str, forecast: Mapping[str, float], costs: Mapping[str, 
                   f"{_minutes(promise)} instead, as budget='{minutes}' fits it: {search} search steps of the preset's "
                   f"{search_preset} and {retrain} retraining steps of its {retrain_preset} (config.json's "
                   f"budget.time_cap records the forecast). Networks trained for a small part of the preset's steps "
-                  f"can end far from what its steps reach: time_cap=False (--no-time-cap) keeps the preset's steps; "
-                  f"a smaller search space (kernel_sizes, dilations) or shorter inputs make each step cheaper",
+                  f"can end far from what its steps reach: time_cap=False (--no-time-cap) keeps the preset's steps, "
+                  f"and the five minutes buy more of them with {cheaper}",
                   LongRunWarning, stacklevel=stacklevel)
 
 

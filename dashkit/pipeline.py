@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from . import distributed, progress
-from .budget import CAP_SLACK, PRESET_SECONDS, BudgetTooSmallError, forecast_seconds, format_plan, parse_budget, \
-    plan_budget, replan, run_plan, stage_plan, tuning_factor, tuning_folds, tuning_runs, warn_capped, warn_if_long
+from .budget import CAP_SLACK, PRESET_SECONDS, BudgetTooSmallError, cheaper_steps, forecast_seconds, format_plan, \
+    parse_budget, plan_budget, replan, run_plan, stage_plan, tuning_factor, tuning_folds, tuning_runs, warn_capped, \
+    warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
@@ -555,9 +556,11 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
             record["time_cap"] = {"preset": preset, "forecast_seconds": round(forecast["total"], 1),
                                   "promise_seconds": promise}
             steps = {stage: (overrides[f"{stage}_steps"], getattr(cfg, stage).steps) for stage in ("search", "retrain")}
-            warn_capped(preset, forecast, costs, task.name, steps, stacklevel=level)
+            warn_capped(preset, forecast, costs, task.name, steps, stacklevel=level,
+                        cheaper=cheaper_steps(cfg, task.num_outputs))
         else:
-            warn_if_long(preset, forecast, costs, task.name, stacklevel=level)
+            warn_if_long(preset, forecast, costs, task.name, stacklevel=level,
+                         cheaper=cheaper_steps(cfg, task.num_outputs))
     capped = distributed.main_decides(planned is not None)
     return (promise if capped else None), planned
 

@@ -647,3 +647,37 @@ def test_cli_no_time_cap_reaches_run(monkeypatch):
         cli.main(["run", "mnist1d", "--no-time-cap"])
     assert seen["time_cap"] is False
     assert cli._parser().parse_args(["run", "mnist1d"]).time_cap is True
+
+
+def test_a_long_run_warning_names_the_settings_that_make_the_steps_cheaper():
+    """A many-class series task gets DASH's widest network (64 channels from 20 classes): the warning says so."""
+    cfg = make_config("standard", backbone="resnet1d", backbone_kwargs={})
+    said = B.cheaper_steps(cfg, 52)
+    assert "DASH's width rule gives 52 classes 64 channels; backbone_kwargs={'width': 4}" in said
+    assert "random_draws=2: each is retrained" in said and said.endswith("(kernel_sizes, dilations) or shorter inputs")
+    assert "width rule gives 12 classes 16 channels" in B.cheaper_steps(cfg, 12)
+    # below 10 classes the rule gives 4 already; a width set by hand, or another backbone, is not second-guessed
+    for c, n in ((cfg, 9), (cfg.override(backbone_kwargs={"width": 8}), 52),
+                 (cfg.override(retrain_backbone={"width": 8}), 52),
+                 (make_config("standard", backbone="wrn", backbone_kwargs={}), 52)):
+        assert "width" not in B.cheaper_steps(c, n)
+    assert "random_draws" not in B.cheaper_steps(cfg.override(random_draws=0), 52)
+
+
+def test_a_capped_many_class_series_run_warns_that_a_narrower_network_buys_more_steps(tmp_path, monkeypatch):
+    fake_costs(monkeypatch, lambda task, cfg, device, figures=True: dict(SLOW))
+    monkeypatch.setattr(pipeline, "_run", lambda *a, **k: (_ for _ in ()).throw(_Planned()))  # stop once planned
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((240, 1, 16)).astype(np.float32), np.arange(240) % 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSplitWarning)
+        task = dashkit.tasks.from_arrays(x, y, name="twelve", seed=0)
+    with pytest.warns(B.LongRunWarning, match=r"twelve: .*the run is fit to those 5 min instead.*the five minutes buy "
+                                              r"more of them with a narrower network \(DASH's width rule gives 12 "
+                                              r"classes 16 channels; backbone_kwargs=\{'width': 4\}"):
+        with pytest.raises(_Planned):
+            pipeline.run(task, preset="standard", out=tmp_path / "run", figures=False, verbose=False)
+
+
+class _Planned(Exception):
+    """Raised in place of the stages once a run is planned."""

@@ -397,8 +397,8 @@ def _fit(share: float, step: float, per_epoch: float, pass_len: int) -> int:
 
 
 def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", per_pass: Mapping[str, int],
-                spent: float = 0.0, text: Optional[str] = None, folds: int = 1
-                ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+                spent: float = 0.0, text: Optional[str] = None, folds: int = 1,
+                ceilings: Optional[Mapping[str, int]] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Share a time budget among the stages and turn each share into steps (pure arithmetic).
 
     Args:
@@ -418,6 +418,12 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         folds: trainings per tuning configuration: k when the tuning cross-validates
             (`tuning_folds`), each of the tuning's steps and one validation pass at its end;
             1: one training, a validation pass per epoch.
+        ceilings: the most steps each stage may take ("search", "tune": per configuration, "retrain"), or None:
+            a preset run fit to its promised time (`run(time_cap=True)`) never takes more steps in a stage than
+            the preset gives it. A search or tuning held at its ceiling leaves part of its share to the
+            retraining, and a retraining held at its own leaves its rest to the search (up to the search's
+            ceiling). The record keeps them, and a re-plan never grows the retraining above its ceiling
+            (`replan`).
 
     Returns:
         (flat overrides: ``search_steps``, ``tune_steps``, ``tune_n_trials``, ``tune_enabled``, ``retrain_steps``,
@@ -478,15 +484,28 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
             if configs >= 2:
                 tune_steps = fit_config(tune_share / configs)
     tuned = tc.enabled and configs >= 2
+    ceiling = _check_ceilings(ceilings)
     search_share = SEARCH_SHARE * left
     retrain_share = left - search_share - (tune_share if tuned else 0.0)
     search_steps = _fit(search_share, costs["search_step"], search_epoch, per_pass["search"])
+    if search_steps > ceiling["search"]:  # held at its ceiling: the rest of its share goes to the retraining
+        search_steps = int(ceiling["search"])
+        retrain_share += search_share - stage_seconds(costs, "search", search_steps, per_pass)
+    if tuned and tune_steps > ceiling["tune"]:
+        tune_steps = int(ceiling["tune"])
+        retrain_share += tune_share - stage_seconds(costs, "tune", tune_steps, per_pass, baseline, configs=configs,
+                                                    folds=folds)
     draws = asked
     while True:  # DASH, the baseline and the draws, the same steps each; fewer draws when the steps would be too few
         retrain_steps = _fit(retrain_share, *_retrain_unit(costs, baseline, draws), per_pass["retrain"])
         if draws == 0 or retrain_steps >= MIN_CONTROL_STEPS:
             break
         draws -= 1
+    if retrain_steps > ceiling["retrain"]:  # held at its ceiling: the time it leaves grows the search to its own
+        retrain_steps = int(ceiling["retrain"])
+        room = retrain_share - stage_seconds(costs, "retrain", retrain_steps, per_pass, baseline, draws=draws)
+        search_steps = int(min(ceiling["search"], _fit(stage_seconds(costs, "search", search_steps, per_pass) + room,
+                                                       costs["search_step"], search_epoch, per_pass["search"])))
     draws_note = ""
     if draws < asked:
         draws_note = (f"random_draws reduced from {asked} to {draws}: with more, the retraining would get fewer than "
@@ -512,6 +531,7 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
                          "retrain": round(1 - SEARCH_SHARE - (TUNE_SHARE if tuned else 0.0), 6)},
               "planned": stages, "planned_seconds": round(spent + costs["after"] + sum(stages.values()), 2),
               "tune_configs": configs if tuned else 0, "tune_folds": folds, "random_draws": draws,
+              **({"ceilings": dict(ceiling)} if ceilings is not None else {}),
               "note": "; ".join(n for n in (
                   ("tuning reduced to %d of %d configurations to give each %d steps%s" % (
                       configs, grid, tune_steps, " in each of %d folds" % folds if folds > 1 else "")
@@ -520,6 +540,17 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
                        MIN_TUNE_STEPS, " in each of %d folds" % folds if folds > 1 else "")
                    if tc.enabled and not tuned else ""), draws_note) if n)}
     return overrides, record
+
+
+def _check_ceilings(ceilings: Optional[Mapping[str, int]]) -> Dict[str, float]:
+    """`plan_budget`'s ``ceilings`` checked: the most steps of "search", "tune" and "retrain" (inf without them)."""
+    if ceilings is None:
+        return {stage: math.inf for stage in _STAGES}
+    if not isinstance(ceilings, Mapping) or set(ceilings) != set(_STAGES) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in ceilings.values()):
+        raise ValueError(f"ceilings = {ceilings!r}: expected None or the most steps of each stage, "
+                         f"{{'search': int >= 1, 'tune': int >= 1, 'retrain': int >= 1}}")
+    return dict(ceilings)
 
 
 # ---------------------------------------------------------------------------------------------- re-planning
@@ -576,7 +607,8 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     Growing (``grow=True``; the pipeline passes it only in the call that made the plan, where every stage was
     timed whole): when the projected end leaves more than ``GROW_SLACK`` of the budget unused, the retraining's
     steps (DASH's, the baseline's and the random draws' alike) are raised to the most that end by ``GROW_FILL``
-    of the budget, and at most ``GROW_MAX`` times the old steps. After the tuning (which trained DASH's network
+    of the budget, at most ``GROW_MAX`` times the old steps and never above the record's ``ceilings``
+    (`plan_budget`: a preset run fit to its time). After the tuning (which trained DASH's network
     and the baseline, the networks the retraining trains) both projections run at ``f``; after the search (a
     supernet, whose retraining was costed as a typical architecture of the space) at ``max(f, 1)``: a fast search
     is not taken to say the retraining will be fast (on ACSF1, whose tuning is skipped, the searched network
@@ -728,11 +760,15 @@ def _grown_steps(record: Mapping[str, Any], old_steps: int, tune_left: float, sp
                  retrain_pass: int, baseline: bool) -> Optional[int]:
     """The retraining steps of a run ahead of its plan: the most that end by ``GROW_FILL`` of the budget at
     ``speed`` (after ``tune_left`` planned seconds of tuning still to run), at most ``GROW_MAX`` times
-    ``old_steps``; None when that is not more than ``old_steps``."""
+    ``old_steps`` and the record's retraining ceiling (`plan_budget`'s ``ceilings``); None when that is not more
+    than ``old_steps``."""
     costs, budget = record["costs"], float(record["seconds"])
     room = (GROW_FILL * budget - now_elapsed) / speed - float(costs["after"]) - tune_left
     step, epoch = _retrain_unit(costs, baseline, int(record.get("random_draws", 0)))
     steps = min(int(GROW_MAX * old_steps), _fit(room, step, epoch, retrain_pass) if room > 0 else 0)
+    ceiling = record.get("ceilings", {}).get("retrain")
+    if ceiling is not None:  # a preset run fit to its time never retrains longer than the preset
+        steps = min(steps, int(ceiling))
     return steps if steps > old_steps else None
 
 

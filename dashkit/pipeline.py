@@ -185,10 +185,11 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             `dashkit.budget.PRESET_SECONDS`). A fresh run without a budget measures its step costs (a few seconds)
             and forecasts the preset's steps; where they would take more than ``CAP_SLACK`` (1.15) times the
             promise here (long series, large inputs, a slow machine), the run is fit to the promise as
-            ``budget="5m"`` would fit it (fewer steps; a `LongRunWarning` gives the forecast, and config.json's
-            ``budget.time_cap`` records it; a resumed run keeps that plan). False keeps the preset's steps whatever
-            they take (the warning then comes above twice the promise). Steps set in ``overrides``
-            (``search_steps=...``) are kept as given: no cap.
+            ``budget="5m"`` would fit it, with no stage above the preset's steps (the time a stage held there
+            leaves goes to the others; the record's ``ceilings``): fewer steps; a `LongRunWarning` gives the
+            forecast, and config.json's ``budget.time_cap`` records it; a resumed run keeps that plan. False keeps
+            the preset's steps whatever they take (the warning then comes above twice the promise). Steps set in
+            ``overrides`` (``search_steps=...``) are kept as given: no cap.
         **overrides: flat settings such as ``search_steps=500`` (see ``dashkit.config.setting_names()``).
             ``random_draws=N`` sets the random-architecture control: N architectures drawn uniformly from the search
             space, retrained after DASH and the baseline with DASH's tuned hyper-parameters and its retraining
@@ -505,16 +506,17 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
 
 
 def _budget_plan(task: "Task", cfg: RunConfig, seconds: float, costs: Mapping[str, float], spent: float,
-                 text: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+                 text: str, ceilings: Optional[Mapping[str, int]] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """`dashkit.budget.plan_budget` for this task: (step overrides, the budget's record).
 
     A tuning that will be skipped (a validation split too small to rank configurations) gets no share: its time goes
-    to the retraining; the stage still runs, to record why it chose the retrain defaults.
+    to the retraining; the stage still runs, to record why it chose the retrain defaults. ``ceilings``: the most
+    steps of each stage (a preset run fit to its time: the preset's steps).
     """
     per_pass = {stage: stage_plan(task, cfg, stage).batches_per_pass for stage in ("search", "tune", "retrain")}
     skipped = cfg.tune.enabled and not tuning_runs(task, cfg)
     overrides, record = plan_budget(seconds, costs, cfg.override(tune_enabled=False) if skipped else cfg, per_pass,
-                                    spent=spent, text=text, folds=tuning_folds(task, cfg))
+                                    spent=spent, text=text, folds=tuning_folds(task, cfg), ceilings=ceilings)
     if skipped:
         overrides["tune_enabled"] = True
         record["note"] = "; ".join(n for n in (record["note"], "tuning skipped (the validation split is too small to "
@@ -548,7 +550,7 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
         if may_cap and forecast["total"] > CAP_SLACK * promise:
             try:
                 planned = _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call,
-                                       f"{promise / 60:g}m (the {preset} preset's time)")
+                                       f"{promise / 60:g}m (the {preset} preset's time)", ceilings=_ceilings(cfg))
             except BudgetTooSmallError:
                 pass  # not one step of every stage fits the promise here: the preset's steps, with the warning
         if planned is not None:
@@ -563,6 +565,13 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
                          cheaper=cheaper_steps(cfg, task.num_outputs))
     capped = distributed.main_decides(planned is not None)
     return (promise if capped else None), planned
+
+
+def _ceilings(cfg: RunConfig) -> Optional[Dict[str, int]]:
+    """The preset's steps of each stage, which a run fit to the preset's time never exceeds (None where a stage is
+    not counted in steps)."""
+    steps = {"search": cfg.search.steps, "tune": cfg.tune.steps, "retrain": cfg.retrain.steps}
+    return steps if all(isinstance(v, int) and v >= 1 for v in steps.values()) else None
 
 
 def _stored_cap(out: Path) -> Optional[float]:

@@ -151,6 +151,46 @@ def test_the_planner_shares_the_time_by_its_rule():
     assert record["planned_seconds"] == pytest.approx(300.0, rel=0.02)  # what is left over is under one step
 
 
+def test_the_planner_holds_each_stage_at_its_ceiling_and_gives_its_time_to_the_others():
+    """A preset run fit to its time (`run(time_cap=True)`) never takes more steps in a stage than the preset."""
+    cfg = make_config("standard", random_draws=0)
+    per_pass = {"search": 56, "tune": 56, "retrain": 56}
+    free, _ = B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, spent=10.0)
+    assert free["search_steps"] > 600 and free["tune_steps"] > 60 and free["retrain_steps"] > 600
+    # the search and the tuning held: what they leave of their shares goes to the retraining
+    held, record = B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, spent=10.0,
+                                 ceilings={"search": 600, "tune": 60, "retrain": 100000})
+    assert (held["search_steps"], held["tune_steps"]) == (600, 60)
+    assert held["retrain_steps"] > free["retrain_steps"] + 400  # about 500 search steps' and 4 x 2 x 60 tuning time
+    assert record["ceilings"] == {"search": 600, "tune": 60, "retrain": 100000}
+    assert 0.98 * 300.0 <= record["planned_seconds"] <= 300.0  # the budget is still used, never exceeded
+    # the retraining held: the time it leaves grows the search (up to its own ceiling)
+    held, record = B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, spent=10.0,
+                                 ceilings={"search": 100000, "tune": 100000, "retrain": 600})
+    assert held["retrain_steps"] == 600 and held["search_steps"] > free["search_steps"] + 400
+    assert 0.98 * 300.0 <= record["planned_seconds"] <= 300.0
+    top = {"search": free["search_steps"] + 10, "tune": 100000, "retrain": 600}
+    assert B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, spent=10.0, ceilings=top)[0]["search_steps"] == top["search"]
+    # without ceilings the plan is the budget's as before, and has no record of them
+    assert "ceilings" not in B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, spent=10.0)[1]
+    for bad in ({"search": 600}, {"search": 0, "tune": 1, "retrain": 1}, {"search": 1.5, "tune": 1, "retrain": 1}):
+        with pytest.raises(ValueError, match=r"ceilings = .*expected None or the most steps of each stage"):
+            B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, ceilings=bad)
+
+
+def test_a_run_ahead_of_its_plan_never_grows_its_retraining_above_its_ceiling():
+    cfg = make_config("standard", random_draws=0)
+    per_pass = {"search": 56, "tune": 56, "retrain": 56}
+    _, record = B.plan_budget(300.0, FAKE_COSTS, cfg, per_pass, ceilings={"search": 2000, "tune": 300, "retrain": 900})
+    steps = {"search_steps": 1150, "tune_steps": 100, "tune_configs": 4, "retrain_steps": 800}
+    # the search ran at a third of its planned time: without the ceiling the retraining would grow well past 900
+    grown = B.replan({k: v for k, v in record.items() if k != "ceilings"}, steps, "search", 40.0, 45.0, per_pass,
+                     grow=True)
+    assert grown["new"]["retrain_steps"] > 900
+    held = B.replan(record, steps, "search", 40.0, 45.0, per_pass, grow=True)
+    assert held["grew"] and held["new"]["retrain_steps"] == 900
+
+
 def test_the_planner_tunes_fewer_configurations_or_none_when_its_share_is_small():
     cfg = make_config("standard", random_draws=0)  # a grid of 4; no random draws to drop
     per_pass = {"search": 56, "tune": 56, "retrain": 56}
@@ -595,6 +635,9 @@ def test_a_standard_run_forecast_over_its_five_minutes_is_fit_to_them_and_resume
     cap = first.budget["time_cap"]
     assert cap["preset"] == "standard" and cap["promise_seconds"] == 300.0 and cap["forecast_seconds"] > 2000 * 2.5
     assert first.budget["seconds"] == 300.0 and first.budget["planned_seconds"] <= 300.0
+    ceilings = first.budget["ceilings"]  # no stage above the preset's own steps
+    assert ceilings == {"search": 2000, "tune": 300, "retrain": 2000}
+    assert all(first.plan[s]["steps"] <= ceilings[s] for s in ("search", "retrain"))
     # the plan is the 5-minute budget's: far fewer steps than the preset's 2000, the same as budget="5m" plans them
     steps = {s: first.plan[s]["steps"] for s in ("search", "retrain")}
     assert 10 < steps["search"] < 200 and steps["retrain"] < 2000

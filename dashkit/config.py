@@ -337,8 +337,8 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
     },
     # About 5 minutes a run on 2 CPU cores for mnist1d and small real datasets of short series (measured: RESULTS.md,
     # "Budgets in steps"), with results worth looking at. Where these steps are forecast to take more than 15% over
-    # the 5 minutes (long series, the 2D tasks on a CPU), run() fits the run to them as budget="5m" would
-    # (time_cap=True, the default; dashkit.budget.PRESET_SECONDS and CAP_SLACK).
+    # the 5 minutes (long series, the 2D tasks on a CPU), run() fits the run to them as budget="5m" would, with no
+    # stage above these steps (time_cap=True, the default; dashkit.budget.PRESET_SECONDS and CAP_SLACK).
     # Two search settings differ from DASH's here, chosen on validation splits (RESULTS.md, "The receptive-field
     # push"): no receptive-field push (rf_penalty 0; DASH's 1e-5 outweighs the data in the 1D spaces, whose fields
     # reach 271 inputs and more), and a search shorter than 2000 steps (a time budget's) scales alpha's lr up to the

@@ -842,13 +842,16 @@ def forecast_seconds(costs: Mapping[str, float], cfg: "RunConfig", plan: Mapping
     return out
 
 
+SMALLER_STEPS = "a smaller search space (kernel_sizes, dilations) or shorter inputs"  # cheaper steps for any run
+
+
 def cheaper_steps(cfg: "RunConfig", num_outputs: int) -> str:
     """The settings that make a run's steps cheaper, as a warning names them (`warn_if_long`, `warn_capped`).
 
-    Always a smaller search space or shorter inputs. Where the network's width follows DASH's class-count rule
-    (``resnet1d`` with no ``width`` set: `ResNet1D.default_width`, 16 channels from 10
-    classes and 64 from 20), a narrower one; where random architectures are drawn, fewer draws (each is retrained
-    for the same steps as DASH, so two draws take half the retraining's time).
+    Always a smaller search space or shorter inputs (``SMALLER_STEPS``). Where the network's width follows DASH's
+    class-count rule (``resnet1d`` with no ``width`` set: `ResNet1D.default_width`, 16 channels from 10 classes and
+    64 from 20), a narrower one; where random architectures are drawn, fewer draws (each is retrained for the same
+    steps as DASH, so two draws take half the retraining's time).
     """
     parts = []
     set_by_hand = any("width" in (kw or {}) for kw in (cfg.backbone_kwargs, cfg.search.backbone, cfg.retrain.backbone))
@@ -860,13 +863,12 @@ def cheaper_steps(cfg: "RunConfig", num_outputs: int) -> str:
     if cfg.random_draws:
         parts.append(f"fewer random-architecture draws (random_draws={cfg.random_draws}: each is retrained for "
                      f"DASH's steps; random_draws=0 leaves the retraining to DASH and the baseline)")
-    parts.append("a smaller search space (kernel_sizes, dilations) or shorter inputs")
+    parts.append(SMALLER_STEPS)
     return "; ".join(parts)
 
 
 def warn_if_long(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
-                 stacklevel: int = 2, cheaper: str = "a smaller search space (kernel_sizes, dilations) or shorter "
-                                                    "inputs") -> bool:
+                 stacklevel: int = 2, cheaper: str = SMALLER_STEPS) -> bool:
     """Warn (`LongRunWarning`) when a ``preset`` run's ``forecast`` (`forecast_seconds`) exceeds what the preset
     promises (`PRESET_SECONDS`) by more than ``LONG_RUN_FACTOR``; returns whether it warned. ``cheaper``: what
     makes each step cheaper (`cheaper_steps`)."""
@@ -882,7 +884,7 @@ def warn_if_long(preset: str, forecast: Mapping[str, float], costs: Mapping[str,
 
 def warn_capped(preset: str, forecast: Mapping[str, float], costs: Mapping[str, float], task_name: str,
                 steps: Mapping[str, Tuple[int, int]], stacklevel: int = 2,
-                cheaper: str = "a smaller search space (kernel_sizes, dilations) or shorter inputs") -> None:
+                cheaper: str = SMALLER_STEPS) -> None:
     """Warn (`LongRunWarning`) that a ``preset`` run's steps, forecast (`forecast_seconds`) over ``CAP_SLACK`` times
     the preset's promise (`PRESET_SECONDS`), are fit to the promise instead (``run(time_cap=True)``).
 

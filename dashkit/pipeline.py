@@ -547,6 +547,7 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
         costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         forecast = forecast_seconds(costs, cfg, run_plan(task, cfg))
         level = caller_stacklevel() + 1  # + 1: the warnings are raised a frame deeper
+        cheaper = cheaper_steps(cfg, task.num_outputs)  # what either warning names as making the steps cheaper
         if may_cap and forecast["total"] > CAP_SLACK * promise:
             try:
                 planned = _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call,
@@ -558,11 +559,9 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
             record["time_cap"] = {"preset": preset, "forecast_seconds": round(forecast["total"], 1),
                                   "promise_seconds": promise}
             steps = {stage: (overrides[f"{stage}_steps"], getattr(cfg, stage).steps) for stage in ("search", "retrain")}
-            warn_capped(preset, forecast, costs, task.name, steps, stacklevel=level,
-                        cheaper=cheaper_steps(cfg, task.num_outputs))
+            warn_capped(preset, forecast, costs, task.name, steps, stacklevel=level, cheaper=cheaper)
         else:
-            warn_if_long(preset, forecast, costs, task.name, stacklevel=level,
-                         cheaper=cheaper_steps(cfg, task.num_outputs))
+            warn_if_long(preset, forecast, costs, task.name, stacklevel=level, cheaper=cheaper)
     capped = distributed.main_decides(planned is not None)
     return (promise if capped else None), planned
 

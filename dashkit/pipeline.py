@@ -735,7 +735,8 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
 
     Args:
         run_dir: a run directory whose retraining finished.
-        x: inputs (N, *task.in_shape) as a numpy array or torch tensor, prepared as the task's inputs were (for a
+        x: inputs (N, *task.in_shape) as a numpy array, torch tensor or pandas DataFrame (anything with
+            ``to_numpy``/``__array__``), prepared as the task's inputs were (for a
             ``from_arrays`` task: the same length policy and mask channel, `dashkit.tasks.byod.pad_series`), in their
             own units: a ``from_arrays`` task's input standardisation (``task.info["input_scaling"]``) is applied
             here; (N, L) is read as one channel.
@@ -755,10 +756,13 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     meta, _, the_task = read_run(rd, task)
     model = load_model(rd, which=which, task=the_task, device=device)
+    if not isinstance(x, (np.ndarray, torch.Tensor)) and (callable(getattr(x, "to_numpy", None))
+                                                           or hasattr(x, "__array__")):
+        x = np.asarray(x.to_numpy() if callable(getattr(x, "to_numpy", None)) else x)  # pandas, xarray, polars
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x = {type(x).__name__}: expected a numpy array or torch tensor of shape (N, "
+        raise TypeError(f"x = {type(x).__name__}: expected a numpy array, torch tensor or pandas DataFrame of shape (N, "
                         f"{', '.join(map(str, the_task.in_shape))})")
     x = x.float()
     if x.dim() == len(the_task.in_shape) and the_task.in_shape[0] == 1:

@@ -12,6 +12,7 @@ import math
 import re
 import time
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -314,6 +315,9 @@ def test_predictions_come_back_in_the_users_string_labels(tmp_path):
     assert labels.shape == (17,) and set(labels) <= {"calm", "spiky"} and list(labels) == list(expected)
     assert list(res.predict(new, task=task, which="baseline")) == list(
         pipeline.predict(tmp_path / "run", new[:, 0, :], task=task, which="baseline"))  # (N, L): one channel
+    frame = SimpleNamespace(to_numpy=lambda: new[:, 0, :])  # what predict reads of a pandas DataFrame (N, L)
+    assert list(pipeline.predict(tmp_path / "run", frame, task=task, which="baseline")) == list(
+        res.predict(new, task=task, which="baseline"))
     with pytest.raises(ValueError, match=r"x has shape \(17, 1, 30\); expected \(N, 1, 32\)"):
         pipeline.predict(tmp_path / "run", new[:, :, :30], task=task)
 

@@ -30,7 +30,7 @@ def labelled(n=100, c=2, length=16, seed=0):
 
 # ------------------------------------------------------------------------------------------- checks
 @pytest.mark.parametrize("bad, match", [
-    ("abc", r"x_train: expected a numpy array or a torch tensor, got str"),
+    ("abc", r"x_train: expected a numpy array, a torch tensor, a list or a pandas/xarray object, got str"),
     (np.array([[1 + 2j, 3j]] * 4), r"x_train: dtype complex128 is not numeric"),
     (np.array([["a", "b"]] * 4), r"x_train: dtype <U1 is not numeric"),
 ])
@@ -490,7 +490,8 @@ def test_classes_errors(kwargs, error, match):
     (np.array([0, 1, np.inf, 1] * 5), ValueError, r"y_train holds 5 NaN or infinite label\(s\)"),
     (np.array(["a"] * 20), ValueError, r"y_train has the single class 'a'; classification needs at least 2"),
     (np.array([1j, 2j] * 10), TypeError, r"y_train: dtype complex128 is not usable as labels"),
-    ({"a": 1}, TypeError, r"y_train: expected a numpy array or a torch tensor, got dict"),
+    ({"a": 1}, TypeError,
+     r"y_train: expected a numpy array, a torch tensor, a list or a pandas/xarray object, got dict"),
 ])
 def test_bad_labels(y, error, match):
     with pytest.raises(error, match=match):
@@ -625,7 +626,8 @@ def test_resample_interpolates_to_the_longest():
      r"x_train\[1\] has shape \(2, 0\); a list of series takes \(C, L\) or \(L,\) arrays with L >= 1"),
     (dict(x_train=[np.zeros((1, 4, 4))] * 20), ValueError, r"x_train\[0\] has shape \(1, 4, 4\); a list of series"),
     (dict(x_train=[np.array(["a", "b"])] * 20), TypeError, r"x_train\[0\]: dtype <U1 is not numeric"),
-    (dict(x_train=[{"a": 1}] * 20), TypeError, r"x_train\[0\]: expected a numpy array or a torch tensor, got dict"),
+    (dict(x_train=[{"a": 1}] * 20), TypeError,
+     r"x_train\[0\]: expected a numpy array, a torch tensor, a list or a pandas/xarray object, got dict"),
     (dict(x_test=np.zeros((2, 2, 4, 4)), y_test=[0, 1]), ValueError,
      r"x_test has shape \(2, 2, 4, 4\); with series given as a list, every split takes a list of series, \(N, L\) "),
     (dict(kind="dense", y_train=np.zeros((20, 4))), ValueError,
@@ -837,3 +839,76 @@ def test_string_labels_train_through_the_pipeline(tmp_path):
     assert all(isinstance(v, str) for v in labels.tolist())
     # the labels are the predictions the recorded test error was computed from, in the user's words
     assert 100 * np.mean(labels != yt) == pytest.approx(result.metrics["dash"], abs=1e-3)
+
+
+# ------------------------------------------------------------------------------ pandas and other array-likes
+def same_task(a, b):
+    """Two tasks hold the same inputs, targets and classes in every split."""
+    for split in ("train", "val", "test"):
+        da, db = getattr(a, split), getattr(b, split)
+        assert len(da) == len(db)
+        for key in (0, 1):
+            assert torch.equal(stack(da, key), stack(db, key)), (split, key)
+    assert a.info.get("classes") == b.info.get("classes") and a.in_shape == b.in_shape
+
+
+class ArrayLike:
+    """An object numpy reads through ``__array__`` alone (as xarray and many others are read)."""
+
+    def __init__(self, a):
+        self.a = np.asarray(a)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+
+def test_array_likes_read_as_their_numpy_arrays():
+    x, y = labelled(60, 3, 12)
+    labels = np.array(["a", "b", "c"])[y]
+    want = from_arrays(x[:50], labels[:50], x_test=x[50:], y_test=labels[50:], seed=1)
+    got = from_arrays(ArrayLike(x[:50]), ArrayLike(labels[:50]), x_test=ArrayLike(x[50:]),
+                      y_test=ArrayLike(labels[50:]), seed=1)
+    same_task(want, got)
+    assert got.info["classes"] == ["a", "b", "c"]
+
+
+def test_pandas_frames_and_series_read_as_their_arrays():
+    pd = pytest.importorskip("pandas")
+    x, y = labelled(60, 3, 12)
+    labels = np.array(["low", "mid", "high"])[y]
+    want = from_arrays(x[:50, 0], labels[:50], x_test=x[50:, 0], y_test=labels[50:], seed=2)
+    got = from_arrays(pd.DataFrame(x[:50, 0]), pd.Series(labels[:50]), x_test=pd.DataFrame(x[50:, 0]),
+                      y_test=pd.Series(labels[50:]).astype("category"), seed=2)  # (N, L): one channel
+    same_task(want, got)
+    assert got.info["classes"] == ["high", "low", "mid"]
+    targets = np.linspace(0, 1, 60)  # regression targets as a Series
+    want = from_arrays(x[:, 0], targets, kind="regression", seed=2)
+    same_task(want, from_arrays(pd.DataFrame(x[:, 0]), pd.Series(targets), kind="regression", seed=2))
+
+
+def nested_series(n=40, seed=0):
+    """n two-channel series of lengths 8..19: as a list of (2, L_i) arrays, and as a table of cells."""
+    rng = np.random.default_rng(seed)
+    series = [rng.normal(size=(2, int(length))).astype(np.float32) for length in rng.integers(8, 20, n)]
+    table = np.empty((n, 2), dtype=object)
+    for i, s in enumerate(series):
+        table[i, 0], table[i, 1] = s[0], s[1]
+    return series, table, np.arange(n) % 2
+
+
+def test_a_table_of_series_reads_as_a_list_of_series():
+    series, table, y = nested_series()
+    want = from_arrays(series, y, seed=3)
+    same_task(want, from_arrays(table, y, seed=3))  # a 2-D object array: one row per sample, a column per channel
+    assert want.info["lengths"]["length"] == max(s.shape[1] for s in series)
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({f"dim_{c}": [pd.Series(s[c]) for s in series] for c in range(2)})  # sktime's nested frame
+    same_task(want, from_arrays(frame, pd.Series(y), seed=3))
+
+
+def test_a_table_of_series_needs_one_length_per_row():
+    series, table, y = nested_series()
+    table[5, 1] = table[5, 1][:-1]
+    with pytest.raises(ValueError, match=r"x_train\[5\]: a table of series .* row 5 has series of shapes "
+                                         r"\(\d+,\), \(\d+,\)"):
+        from_arrays(table, y)

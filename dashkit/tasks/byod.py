@@ -1,4 +1,4 @@
-"""Bring your own data: a Task from arrays (numpy or torch), checked, split and given sensible defaults.
+"""Bring your own data: a Task from arrays (numpy, torch or pandas), checked, split and given sensible defaults.
 
     >>> task = dashkit.tasks.from_arrays(x, y)                       # (N, C, L) or (N, C, H, W), labels 0..C-1
     >>> task = dashkit.tasks.from_arrays(x, ["1", "3", ...])         # any labels of one type; task.info["classes"]
@@ -201,18 +201,63 @@ class TargetScaler:
 _SHOWN = 3  # positions or labels quoted in a message
 
 
+def _is_array_like(value: Any) -> bool:
+    """A container of values that converts to numpy itself: a pandas DataFrame or Series, an xarray DataArray, a
+    polars frame (``to_numpy``), or anything with ``__array__``; not a numpy array, tensor, list or string."""
+    return not isinstance(value, (np.ndarray, torch.Tensor, list, tuple, str, bytes)) and (
+        callable(getattr(value, "to_numpy", None)) or hasattr(value, "__array__"))
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """An array-like (`_is_array_like`) as a numpy array."""
+    return np.asarray(value.to_numpy() if callable(getattr(value, "to_numpy", None)) else value)
+
+
+def _plain(name: str, value: Any) -> Any:
+    """``from_arrays``'s arguments as its checks take them: numpy arrays, tensors, lists and None as they are;
+    array-likes (pandas, xarray, polars: `_is_array_like`) as numpy arrays; and a table of series, one row per
+    sample and one column per channel with a series in each cell (sktime's nested DataFrame, or a 2-D object
+    array), as a list of (C, L_i) arrays (`_series`; the cells of one row must have one length).
+
+    E.g. a DataFrame (N, L) of numbers -> (N, L) array; a Series of N labels -> (N,) array; a DataFrame (N, C)
+    whose cells are series of length L_i -> N arrays (C, L_i).
+    """
+    if _is_array_like(value):
+        value = _to_numpy(value)
+    if not (isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 2 and value.size):
+        return value
+    cells = value.ravel()
+    if not all(_is_array_like(c) or isinstance(c, (np.ndarray, list, tuple)) for c in cells):
+        return value  # not a table of series: the checks below say what is wrong with it
+    rows = []
+    for i, row in enumerate(value):
+        channels = [np.asarray(_to_numpy(c) if _is_array_like(c) else c) for c in row]
+        lengths = sorted({c.shape for c in channels})
+        if len(lengths) != 1 or len(lengths[0]) != 1:
+            raise ValueError(f"{name}[{i}]: a table of series (one row per sample, one column per channel) needs "
+                             f"one 1-D series of one length in every cell of a row; row {i} has series of shapes "
+                             f"{', '.join(map(str, lengths))}")
+        rows.append(np.stack(channels))  # (C, L_i)
+    return rows
+
+
 def _numpy(name: str, value: Any) -> np.ndarray:
-    """A numpy array from a numpy array or torch tensor (bfloat16 read as float32)."""
+    """A numpy array from a numpy array, a torch tensor (bfloat16 read as float32) or an array-like (pandas,
+    xarray, polars: `_is_array_like`)."""
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu()
         return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    if _is_array_like(value):
+        return _to_numpy(value)
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array or a torch tensor, got {type(value).__name__}")
+        raise TypeError(f"{name}: expected a numpy array, a torch tensor, a list or a pandas/xarray object, got "
+                        f"{type(value).__name__}")
     return value
 
 
 def _array(name: str, value: Any, finite: bool = True) -> np.ndarray:
-    """A numeric, non-empty numpy array from a numpy array or torch tensor; finite unless ``finite=False``."""
+    """A numeric, non-empty numpy array from a numpy array, torch tensor or array-like (`_numpy`); finite unless
+    ``finite=False``."""
     value = _numpy(name, value)
     if value.dtype.kind not in "biuf":
         raise TypeError(f"{name}: dtype {value.dtype} is not numeric; expected bool, integer or floating-point "
@@ -609,7 +654,10 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
     Args:
         x_train: (N, C, L) for 1D or (N, C, H, W) for 2D inputs; (N, L) is read as one channel (N, 1, L).
             Variable-length 1D series come as a list (or 1-D object array) of N arrays (C, L_i) or (L_i,), brought
-            to one length by ``lengths``. Numeric; NaN as ``nan`` says; infinite values are an error.
+            to one length by ``lengths``. Every array may also be a pandas DataFrame or Series (or another object
+            with ``to_numpy``/``__array__``: xarray, polars), read as its numpy array; a table with one row per
+            sample and a series in each cell, one column per channel (sktime's nested DataFrame), is read as
+            that list of series. Numeric; NaN as ``nan`` says; infinite values are an error.
         y_train: targets, by ``kind``: "classification" (N,) labels: integers 0..C-1, strings, other integers
             or bools, as an array, tensor or list, at least 2 classes (see ``classes`` for how they are numbered);
             "multilabel" (N, labels) of 0/1; "regression" (N,) or (N, outputs); "dense" (N, *spatial) or
@@ -697,7 +745,8 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         if not isinstance(value, str) or value not in SCALINGS:
             raise ValueError(f"{option}={value!r} is not {what} scaling; accepted: {', '.join(map(repr, SCALINGS))}")
 
-    raw = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+    raw = {s: (_plain(f"x_{s}", x), _plain(f"y_{s}", y))
+           for s, (x, y) in {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}.items()}
     for split in ("val", "test"):
         xv, yv = raw[split]
         if (xv is None) != (yv is None):

@@ -444,8 +444,9 @@ def warn_if_memorising(card: ArchCard, stacklevel: int = 2) -> bool:
                   f"data's. Compare them with the same search on shuffled labels "
                   f"(dashkit.pipeline.shuffled_control(run_dir) or `python -m dashkit shuffled-control RUN_DIR`, "
                   f"once the run's search has finished); search alpha on held-out examples "
-                  f"(search_scheme='bilevel', search_arch_holdout=0.5); and compare DASH with the baseline on "
-                  f"validation (which='best').",
+                  f"(search_scheme='bilevel', search_arch_holdout=0.5), or push it towards small fields as DASH "
+                  f"does (search_rf_penalty=1e-5; RESULTS.md, \"DASH's push against the memorising preference\"); "
+                  f"and compare DASH with the baseline on validation (which='best').",
                   SearchMemorisingWarning, stacklevel=stacklevel)
     return True
 

@@ -756,14 +756,14 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     meta, _, the_task = read_run(rd, task)
     model = load_model(rd, which=which, task=the_task, device=device)
-    if not isinstance(x, (np.ndarray, torch.Tensor)) and (callable(getattr(x, "to_numpy", None))
-                                                           or hasattr(x, "__array__")):
-        x = np.asarray(x.to_numpy() if callable(getattr(x, "to_numpy", None)) else x)  # pandas, xarray, polars
+    from .tasks.byod import InputScaler, from_array_like
+
+    x = from_array_like(x)  # a pandas DataFrame (or xarray, polars) as its numpy array
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x = {type(x).__name__}: expected a numpy array, torch tensor or pandas DataFrame of shape (N, "
-                        f"{', '.join(map(str, the_task.in_shape))})")
+        raise TypeError(f"x = {type(x).__name__}: expected a numpy array, torch tensor or pandas DataFrame of "
+                        f"shape (N, {', '.join(map(str, the_task.in_shape))})")
     x = x.float()
     if x.dim() == len(the_task.in_shape) and the_task.in_shape[0] == 1:
         x = x.unsqueeze(1)  # (N, L) -> (N, 1, L): one channel
@@ -772,8 +772,6 @@ def predict(run_dir: Union[RunDir, PathLike], x: Any, which: str = "dash", task:
                          f"the task's inputs")
     scaling = the_task.info.get("input_scaling") or (meta.get("task_info") or {}).get("input_scaling")
     if scaling and scaling.get("policy") == "standardize":
-        from .tasks.byod import InputScaler
-
         x = torch.from_numpy(InputScaler.from_info(scaling).encode(x.numpy()))
     outs = []
     with torch.no_grad():

@@ -208,8 +208,11 @@ def _is_array_like(value: Any) -> bool:
         callable(getattr(value, "to_numpy", None)) or hasattr(value, "__array__"))
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    """An array-like (`_is_array_like`) as a numpy array."""
+def from_array_like(value: Any) -> Any:
+    """``value`` as a numpy array where it is an array-like (`_is_array_like`: pandas, xarray, polars), through its
+    ``to_numpy`` where it has one; anything else (numpy arrays, tensors, lists, None) unchanged."""
+    if not _is_array_like(value):
+        return value
     return np.asarray(value.to_numpy() if callable(getattr(value, "to_numpy", None)) else value)
 
 
@@ -222,8 +225,7 @@ def _plain(name: str, value: Any) -> Any:
     E.g. a DataFrame (N, L) of numbers -> (N, L) array; a Series of N labels -> (N,) array; a DataFrame (N, C)
     whose cells are series of length L_i -> N arrays (C, L_i).
     """
-    if _is_array_like(value):
-        value = _to_numpy(value)
+    value = from_array_like(value)
     if not (isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 2 and value.size):
         return value
     cells = value.ravel()
@@ -231,7 +233,7 @@ def _plain(name: str, value: Any) -> Any:
         return value  # not a table of series: the checks below say what is wrong with it
     rows = []
     for i, row in enumerate(value):
-        channels = [np.asarray(_to_numpy(c) if _is_array_like(c) else c) for c in row]
+        channels = [np.asarray(from_array_like(c)) for c in row]
         lengths = sorted({c.shape for c in channels})
         if len(lengths) != 1 or len(lengths[0]) != 1:
             raise ValueError(f"{name}[{i}]: a table of series (one row per sample, one column per channel) needs "
@@ -247,8 +249,7 @@ def _numpy(name: str, value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu()
         return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
-    if _is_array_like(value):
-        return _to_numpy(value)
+    value = from_array_like(value)
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array, a torch tensor, a list or a pandas/xarray object, got "
                         f"{type(value).__name__}")

@@ -20,7 +20,8 @@ from ._common import check_float, check_int, check_seed
 from .base import (KINDS, SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, SmallSplitWarning, Task, TaskDefaults,
                    small_split_note, tensor_dataset)
 
-__all__ = ["from_arrays", "default_search_space", "pad_series", "EmptyClassWarning", "SeriesLengthWarning",
+__all__ = ["from_arrays", "from_array_like", "default_search_space", "pad_series", "EmptyClassWarning",
+           "SeriesLengthWarning",
            "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES",
            "SCALINGS", "TargetScaler", "InputScaler"]
 
@@ -216,14 +217,14 @@ def from_array_like(value: Any) -> Any:
     return np.asarray(value.to_numpy() if callable(getattr(value, "to_numpy", None)) else value)
 
 
-def _plain(name: str, value: Any) -> Any:
-    """``from_arrays``'s arguments as its checks take them: numpy arrays, tensors, lists and None as they are;
+def _plain_inputs(name: str, value: Any) -> Any:
+    """``from_arrays``'s inputs as its checks take them: numpy arrays, tensors, lists and None as they are;
     array-likes (pandas, xarray, polars: `_is_array_like`) as numpy arrays; and a table of series, one row per
     sample and one column per channel with a series in each cell (sktime's nested DataFrame, or a 2-D object
     array), as a list of (C, L_i) arrays (`_series`; the cells of one row must have one length).
 
-    E.g. a DataFrame (N, L) of numbers -> (N, L) array; a Series of N labels -> (N,) array; a DataFrame (N, C)
-    whose cells are series of length L_i -> N arrays (C, L_i).
+    E.g. a DataFrame (N, L) of numbers -> (N, L) array; a DataFrame (N, C) whose cells are series of length L_i
+    -> N arrays (C, L_i). (Targets only go through `from_array_like`: a Series of N labels -> (N,) array.)
     """
     value = from_array_like(value)
     if not (isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 2 and value.size):
@@ -660,8 +661,8 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
             sample and a series in each cell, one column per channel (sktime's nested DataFrame), is read as
             that list of series. Numeric; NaN as ``nan`` says; infinite values are an error.
         y_train: targets, by ``kind``: "classification" (N,) labels: integers 0..C-1, strings, other integers
-            or bools, as an array, tensor or list, at least 2 classes (see ``classes`` for how they are numbered);
-            "multilabel" (N, labels) of 0/1; "regression" (N,) or (N, outputs); "dense" (N, *spatial) or
+            or bools, as an array, tensor, list or pandas Series, at least 2 classes (see ``classes`` for how they
+            are numbered); "multilabel" (N, labels) of 0/1; "regression" (N,) or (N, outputs); "dense" (N, *spatial) or
             (N, C_out, *spatial), the same spatial size as x.
         x_val, y_val: the validation split. When not given, ``val_fraction`` of x_train is split off.
         x_test, y_test: the test split. When not given, ``test_fraction`` of x_train is split off and
@@ -746,7 +747,7 @@ def from_arrays(x_train: Any, y_train: Any, x_val: Any = None, y_val: Any = None
         if not isinstance(value, str) or value not in SCALINGS:
             raise ValueError(f"{option}={value!r} is not {what} scaling; accepted: {', '.join(map(repr, SCALINGS))}")
 
-    raw = {s: (_plain(f"x_{s}", x), _plain(f"y_{s}", y))
+    raw = {s: (_plain_inputs(f"x_{s}", x), from_array_like(y))
            for s, (x, y) in {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}.items()}
     for split in ("val", "test"):
         xv, yv = raw[split]

@@ -18,6 +18,15 @@ For every dataset and seed, in one process and on the same train/test split (the
 Runs already finished are read back, not repeated: the rows of ``--out``/ucr.json made with the same preset,
 settings and budget are reused, and a dashkit run that stopped part-way resumes from its run directory
 (``--out``/DATASET-sSEED). The table goes to stdout and to ``--out``/ucr.md; the rows to ``--out``/ucr.json.
+
+``--cv K`` compares settings without the archive's test split: each seed cuts the archive's *training* split into K
+stratified folds (`cv_folds`, shuffled by the seed), and each fold in turn is the held-out split of one run, whose
+training data are the other folds (``from_arrays`` carves its validation split from those, as above). MiniRocket
+trains on the same other folds. Every training series is held out once per seed, so a dataset of N training series
+gives N held-out predictions a seed where its own validation split gives a handful; the table counts the held-out
+errors (`cv_table`). Runs go to ``--out``/DATASET-sSEED-fFOLD.
+
+    python benchmarks/ucr.py --datasets ArrowHead --seeds 0 --cv 4 --set search_rf_penalty=1e-5 --out runs/cv_push
 """
 from __future__ import annotations
 
@@ -194,12 +203,13 @@ def _length_text(x: Any) -> str:
 
 
 def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, settings: Dict[str, Any],
-                extra: Dict[str, Any]) -> Dict[str, Any]:
-    """DASH and the baseline on one dataset and seed: the row's dashkit fields."""
+                extra: Dict[str, Any], fold: Optional[int] = None) -> Dict[str, Any]:
+    """DASH and the baseline on one dataset and seed (and ``fold`` of ``--cv``): the row's dashkit fields."""
     x_train, y_train, x_test, y_test = data
     task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name=name, seed=seed)
     t0 = time.perf_counter()
-    r = dashkit.run(task, preset=args.preset, out=Path(args.out) / f"{name}-s{seed}", seed=seed, device=args.device,
+    r = dashkit.run(task, preset=args.preset, out=Path(args.out) / run_name(name, seed, fold), seed=seed,
+                    device=args.device,
                     resume=True, figures=False, verbose=False, **settings, **extra)
     run_s = time.perf_counter() - t0  # the whole dashkit.run call (a resumed run: its last part only)
     sizes = task.info["sizes"]
@@ -217,6 +227,50 @@ def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, sett
             "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers)}
 
 
+def run_name(name: str, seed: int, fold: Optional[int] = None) -> str:
+    """A row's run directory under ``--out``: DATASET-sSEED, and -fFOLD for a fold of ``--cv``."""
+    return f"{name}-s{seed}" + ("" if fold is None else f"-f{fold}")
+
+
+def cv_folds(y: Any, k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of every training example: stratified, shuffled by ``seed``.
+
+    Each class's examples, in an order shuffled by ``seed``, are dealt to the folds in turn, continuing from the
+    fold where the previous class ended, so every fold gets a class's share to within one example and the folds'
+    sizes differ by at most one. A class with fewer than ``k`` examples is missing from some folds.
+
+    Args:
+        y: (N,) labels, any hashable values.
+        k: the number of folds, 2 <= k <= N.
+        seed: the shuffle's seed (another seed, another partition: repeated k-fold).
+
+    Returns:
+        (N,) int array of fold indices.
+    """
+    labels = np.asarray(y).tolist()
+    n = len(labels)
+    if not 2 <= k <= n:
+        raise SystemExit(f"--cv {k}: expected a number of folds from 2 to the training split's {n} series")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(n, dtype=np.int64)
+    start = 0
+    for label in sorted(set(labels), key=repr):  # a fixed order of the classes, whatever their type
+        members = rng.permutation([i for i, v in enumerate(labels) if v == label])
+        fold[members] = (start + np.arange(len(members))) % k
+        start = (start + len(members)) % k
+    return fold
+
+
+def fold_data(data: Data, fold: np.ndarray, f: int) -> Data:
+    """``--cv``'s data for fold ``f``: the training split's other folds to train on, fold ``f`` held out as the run's
+    test split (the archive's test split is not used)."""
+    x, y = data[0], np.asarray(data[1])
+    held = np.flatnonzero(fold == f)
+    rest = np.flatnonzero(fold != f)
+    take = (lambda idx: [x[i] for i in idx]) if isinstance(x, list) else (lambda idx: x[idx])
+    return take(rest), y[rest], take(held), y[held]
+
+
 def chosen_fields(val_metrics: Dict[str, float], test_metrics: Dict[str, float]) -> Dict[str, Any]:
     """A row's fields for the network chosen on validation (`dashkit.pipeline.best_network`): which one, and its
     test accuracy."""
@@ -228,7 +282,7 @@ def chosen_fields(val_metrics: Dict[str, float], test_metrics: Dict[str, float])
 
 def _chosen_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
     """``chosen_fields`` of a row made before rows recorded them, read from its run directory (if it is there)."""
-    metrics = folder / f"{row['dataset']}-s{row['seed']}" / "metrics.json"
+    metrics = folder / run_name(row["dataset"], row["seed"], row.get("fold")) / "metrics.json"
     if "chosen" in row or not metrics.exists():
         return row
     m = json.loads(metrics.read_text())
@@ -240,12 +294,18 @@ def _chosen_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
 def run_config(a: argparse.Namespace) -> Dict[str, Any]:
     """What a row records of the arguments it was made with; rows of the same ``run_config`` are read back."""
     return {"preset": a.preset, "settings": sorted(a.settings), "budget": a.budget,
-            **({} if a.time_cap else {"time_cap": False})}
+            **({} if a.time_cap else {"time_cap": False}), **({"cv": a.cv} if a.cv else {})}
 
 
 def _same_config(row: Dict[str, Any], config: Dict[str, Any]) -> bool:
-    """Whether ``row`` was made with ``config`` (a row of an uncapped run, ``time_cap`` False, only with one)."""
-    return all(row.get(k) == v for k, v in config.items()) and row.get("time_cap", True) == config.get("time_cap", True)
+    """Whether ``row`` was made with ``config`` (a row of an uncapped run, ``time_cap`` False, only with one; a
+    row of ``--cv K`` only with the same K)."""
+    return (all(row.get(k) == v for k, v in config.items())
+            and row.get("time_cap", True) == config.get("time_cap", True) and row.get("cv") == config.get("cv"))
+
+
+def _key(row: Dict[str, Any]) -> Tuple[str, int, Optional[int]]:
+    return row["dataset"], row["seed"], row.get("fold")
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -263,10 +323,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="run the preset's own steps even where they are forecast to take well over its time here "
                         "(dashkit.run(time_cap=False); by default such a standard run is fit to its 5 minutes)")
     p.add_argument("--no-minirocket", action="store_true", help="run dashkit only")
+    p.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="K-fold cross-validation on the archive's training split (stratified, one partition per "
+                        "seed); the archive's test split is not read, and the table counts held-out errors")
     p.add_argument("--collect", nargs="+", metavar="DIR", default=None,
                    help="train nothing: the table of the rows in DIR/ucr.json (several runs' --out, e.g. datasets "
                         "run side by side), with the same --preset, --set and --budget, written to --out")
     a = p.parse_args(argv)
+    if a.cv is not None and a.cv < 2:
+        raise SystemExit(f"--cv {a.cv}: expected a number of folds of at least 2")
     if a.collect:
         return collect(a)
     names = parse_datasets(a.datasets)
@@ -280,29 +345,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     path = out / "ucr.json"
     earlier = json.loads(path.read_text()) if path.exists() else []
     config = run_config(a)
-    by_key = {(r["dataset"], r["seed"]): r for r in earlier if _same_config(r, config)}
+    by_key = {_key(r): r for r in earlier if _same_config(r, config)}
     rows = []
     for name in names:
         data = None
         for seed in seeds:
-            row = dict(by_key.get((name, seed), {}))
-            todo_dash = "dash" not in row
-            todo_mr = not a.no_minirocket and row.get("minirocket") is None
-            if todo_dash or todo_mr:
-                data = data or load(name)
-                row.update({"dataset": name, "seed": seed, **config})
-                if todo_dash:
-                    row.update(run_dashkit(name, data, seed, a, settings, extra))
-                if todo_mr:
-                    mr = minirocket(*data, seed=seed)
-                    row.update({"minirocket": mr["acc"], "minirocket_s": mr["seconds"],
-                                "minirocket_input": mr["input"]})
-                row.setdefault("minirocket", None)
-                print(json.dumps(row), flush=True)
-            rows.append(row)
-            ran = {(r["dataset"], r["seed"]) for r in rows}  # earlier rows of other runs are kept
-            path.write_text(json.dumps([r for r in earlier if (r["dataset"], r["seed"]) not in ran] + rows, indent=2))
-    text = table(rows, a.preset)
+            folds: Optional[np.ndarray] = None
+            for f in range(a.cv) if a.cv else [None]:
+                row = dict(by_key.get((name, seed, f), {}))
+                todo_dash = "dash" not in row
+                todo_mr = not a.no_minirocket and row.get("minirocket") is None
+                if todo_dash or todo_mr:
+                    data = data or load(name)
+                    here = data
+                    if f is not None:
+                        folds = cv_folds(data[1], a.cv, seed) if folds is None else folds
+                        here = fold_data(data, folds, f)
+                    row.update({"dataset": name, "seed": seed, **({} if f is None else {"fold": f}), **config})
+                    if todo_dash:
+                        row.update(run_dashkit(name, here, seed, a, settings, extra, fold=f))
+                    if todo_mr:
+                        mr = minirocket(*here, seed=seed)
+                        row.update({"minirocket": mr["acc"], "minirocket_s": mr["seconds"],
+                                    "minirocket_input": mr["input"]})
+                    row.setdefault("minirocket", None)
+                    print(json.dumps(row), flush=True)
+                rows.append(row)
+                ran = {_key(r) for r in rows}  # earlier rows of other runs are kept
+                path.write_text(json.dumps([r for r in earlier if _key(r) not in ran] + rows, indent=2))
+    text = cv_table(rows, a.preset) if a.cv else table(rows, a.preset)
     (out / "ucr.md").write_text(text + "\n")
     print(text)
     return 0
@@ -315,19 +386,20 @@ def collect(a: argparse.Namespace) -> int:
     if any(out.resolve() == Path(d).resolve() for d in a.collect):
         raise SystemExit(f"--out {a.out!r} is one of the --collect directories; name another (its ucr.json would "
                          f"lose the rows of other presets and settings)")
-    by_key: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    by_key: Dict[Tuple[str, int, Optional[int]], Dict[str, Any]] = {}
     for d in a.collect:
         path = Path(d) / "ucr.json"
         if not path.exists():
             raise SystemExit(f"--collect {d!r}: no ucr.json there")
         for r in json.loads(path.read_text()):
             if _same_config(r, config):
-                by_key[(r["dataset"], r["seed"])] = _chosen_from_run(r, Path(d))
+                by_key[_key(r)] = _chosen_from_run(r, Path(d))
     if not by_key:
         raise SystemExit(f"--collect: no rows made with {config} in {', '.join(a.collect)}")
     order = {name: i for i, name in enumerate(DATASETS)}
-    rows = sorted(by_key.values(), key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], r["seed"]))
-    text = table(rows, a.preset)
+    rows = sorted(by_key.values(), key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], r["seed"],
+                                                  r.get("fold") or 0))
+    text = cv_table(rows, a.preset) if a.cv else table(rows, a.preset)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ucr.json").write_text(json.dumps(rows, indent=2))
     (out / "ucr.md").write_text(text + "\n")
@@ -432,6 +504,59 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
               "seeds that was the baseline."]
     if padded:
         lines.append(f"Variable-length series ({', '.join(padded)}): {PAD_NOTE}, for dashkit and MiniRocket alike.")
+    return "\n".join(lines)
+
+
+CV_COLUMNS = ("dataset", "folds x seeds", "held-out series", "DASH errors", "baseline errors", "random archs' errors",
+              "MiniRocket errors", "DASH's folds better / level / worse than the baseline's", "layers decided")
+
+
+def _errors(rows: List[Dict[str, Any]], key: str) -> Optional[float]:
+    """Held-out errors summed over ``rows`` (a row's accuracy times its held-out series; the random archs' is the
+    draws' mean, so it may be fractional); None when a row lacks ``key``."""
+    if any(r.get(key) is None for r in rows):
+        return None
+    return sum((1.0 - r[key]) * r["test"] for r in rows)
+
+
+def _count(errors: Optional[float]) -> str:
+    """A count of errors: whole where it is one (accuracies are stored to 6 places), else to one decimal."""
+    return "–" if errors is None else (f"{errors:.0f}" if abs(errors - round(errors)) < 0.01 else f"{errors:.1f}")
+
+
+def cv_table(rows: List[Dict[str, Any]], preset: str = "") -> str:
+    """``--cv``'s Markdown table: per dataset, the held-out errors summed over folds and seeds (each training
+    series is held out once a seed), and how the folds compare DASH with the baseline."""
+    lines = ["| " + " | ".join(CV_COLUMNS) + " |", "|" + "---|" * len(CV_COLUMNS)]
+    total: Dict[str, Optional[float]] = {"dash": 0.0, "baseline": 0.0, "random": 0.0, "minirocket": 0.0}
+    held_all = 0
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        rs = [r for r in rows if r["dataset"] == name]
+        held = sum(r["test"] for r in rs)
+        held_all += held
+        errors = {k: _errors(rs, k) for k in total}
+        for k, v in errors.items():
+            total[k] = None if v is None or total[k] is None else total[k] + v
+        paired = [(1 - r["dash"]) * r["test"] - (1 - r["baseline"]) * r["test"] for r in rs
+                  if r.get("dash") is not None and r.get("baseline") is not None]
+        compare = (f"{sum(d < -0.5 for d in paired)} / {sum(abs(d) <= 0.5 for d in paired)} / "
+                   f"{sum(d > 0.5 for d in paired)}" if paired else "–")  # counts: whole, to rounding
+        decided = [r["decided"] for r in rs if r.get("decided")]
+        decided_text = f"{sum(d[0] for d in decided)}/{sum(d[1] for d in decided)}" if decided else "–"
+        folds = len({r.get("fold") for r in rs})
+        seeds = len({r["seed"] for r in rs})
+        lines.append(" | ".join([f"| {name}", f"{folds} x {seeds}", str(held),
+                                 *(_count(errors[k]) for k in total), compare, decided_text]) + " |")
+    n = len(dict.fromkeys(r["dataset"] for r in rows))
+    lines.append(" | ".join([f"| all {n} datasets", "", str(held_all), *(_count(total[k]) for k in total), "", ""])
+                 + " |")
+    seeds = sorted({r["seed"] for r in rows})
+    lines += ["", f"Preset {preset or '?'}, seeds {', '.join(map(str, seeds))}; cross-validation on the archive's "
+              "training split alone (its test split is not read): each seed cuts it into stratified folds, and each "
+              "fold is held out from one run, which trains on the others (dashkit carving its validation split from "
+              "those, MiniRocket on all of them). Errors: held-out series misclassified, summed over folds and seeds "
+              "(the random archs': the mean over the draws). Better / level / worse: DASH's held-out errors against "
+              "the baseline's, fold by fold."]
     return "\n".join(lines)
 
 

@@ -354,3 +354,103 @@ def test_ucr_no_time_cap_reaches_run_and_keeps_its_rows_apart(ucr, fake, tmp_pat
     assert seen == [False, True]
     rows = json.loads((tmp_path / "ucr.json").read_text())
     assert [r.get("time_cap", True) for r in rows] == [True]  # a dataset and seed keep one row: the newest
+
+
+def test_cv_folds_are_stratified_balanced_and_seeded(ucr):
+    y = np.array(["a"] * 13 + ["b"] * 7 + ["c"] * 2)
+    fold = ucr.cv_folds(y, 4, seed=0)
+    assert fold.shape == (22,) and set(fold.tolist()) == {0, 1, 2, 3}
+    sizes = np.bincount(fold, minlength=4)
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == 22
+    for label, n in (("a", 13), ("b", 7), ("c", 2)):  # each class dealt evenly: shares within one example
+        share = np.bincount(fold[y == label], minlength=4)
+        assert share.max() - share.min() <= 1 and share.sum() == n
+    assert np.array_equal(fold, ucr.cv_folds(y, 4, seed=0))
+    assert not np.array_equal(fold, ucr.cv_folds(y, 4, seed=1))  # another seed, another partition
+    assert np.array_equal(np.bincount(ucr.cv_folds(np.arange(5) % 2, 5, 0)), np.ones(5))  # k = N: leave-one-out
+    for k in (1, 23):
+        with pytest.raises(SystemExit, match=rf"--cv {k}: expected a number of folds from 2 to the training "
+                                             r"split's 22 series"):
+            ucr.cv_folds(y, k, seed=0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # small splits, undecided smoke tunings, a cut test series
+def test_ucr_cv_holds_out_each_training_series_once_and_never_reads_the_test_split(ucr, fake, tmp_path, capsys,
+                                                                                    monkeypatch):
+    seen = []
+    real = ucr.dashkit.tasks.from_arrays
+
+    def recording(x_train, y_train, x_test=None, y_test=None, **kwargs):
+        seen.append((len(x_train), len(x_test), np.asarray(x_test).copy()))
+        return real(x_train, y_train, x_test=x_test, y_test=y_test, **kwargs)
+
+    monkeypatch.setattr(ucr.dashkit.tasks, "from_arrays", recording)
+    argv = ["--datasets", "FakeFixed", "--seeds", "0", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu",
+            "--cv", "3", "--set", *TINY]
+    assert ucr.main(argv) == 0
+    x_train, y_train, x_test, _ = FAKE["FakeFixed"]
+    fold = ucr.cv_folds(y_train, 3, 0)
+    # every run trained on two folds and was tested on the third: the archive's training series, never its test ones
+    assert [(a, b) for a, b, _ in seen] == [(40 - n, n) for n in np.bincount(fold)]
+    for f, (_, _, held) in enumerate(seen):
+        assert np.array_equal(held, x_train[fold == f])
+        assert not any(np.array_equal(row, t) for row in held for t in x_test)
+    assert [n for n, _, _ in fake.fits] == [40 - n for n in np.bincount(fold)]  # MiniRocket on the same folds
+    rows = json.loads((tmp_path / "ucr.json").read_text())
+    assert [(r["dataset"], r["seed"], r["fold"], r["cv"]) for r in rows] == [("FakeFixed", 0, f, 3) for f in range(3)]
+    assert [r["test"] for r in rows] == np.bincount(fold).tolist()
+    for r in rows:
+        metrics = json.loads((tmp_path / f"FakeFixed-s0-f{r['fold']}" / "metrics.json").read_text())
+        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100)
+    # the table counts held-out errors: the rows' accuracies times their held-out series, summed over the folds
+    md = (tmp_path / "ucr.md").read_text()
+    assert md.strip() in capsys.readouterr().out
+    lines = md.splitlines()
+    assert lines[0] == "| " + " | ".join(ucr.CV_COLUMNS) + " |"
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    dash = sum((1 - r["dash"]) * r["test"] for r in rows)
+    base = sum((1 - r["baseline"]) * r["test"] for r in rows)
+    assert cells[:5] == ["FakeFixed", "3 x 1", "40", f"{dash:.0f}", f"{base:.0f}"]
+    assert cells[5] == "–"  # the smoke preset trains no random architectures
+    mr = sum((1 - r["minirocket"]) * r["test"] for r in rows)
+    assert cells[6] == f"{mr:.0f}"
+    better = sum((1 - r["dash"]) * r["test"] < (1 - r["baseline"]) * r["test"] - 0.5 for r in rows)
+    worse = sum((1 - r["dash"]) * r["test"] > (1 - r["baseline"]) * r["test"] + 0.5 for r in rows)
+    assert cells[7] == f"{better} / {3 - better - worse} / {worse}"
+    assert any(line.startswith("Preset smoke, seeds 0; cross-validation on the archive's training split")
+               for line in lines)
+
+    # finished folds are read back; a run without --cv is another row, kept apart in the same ucr.json
+    def no_run(*args, **kwargs):
+        raise AssertionError("dashkit.run called for a finished fold")
+
+    real_run = ucr.dashkit.run
+    monkeypatch.setattr(ucr.dashkit, "run", no_run)
+    assert ucr.main(argv) == 0 and (tmp_path / "ucr.md").read_text() == md
+    monkeypatch.setattr(ucr.dashkit, "run", real_run)
+    assert ucr.main([a for a in argv if a not in ("--cv", "3")]) == 0
+    rows_after = json.loads((tmp_path / "ucr.json").read_text())
+    assert [(r.get("fold"), r.get("cv")) for r in rows_after] == [(0, 3), (1, 3), (2, 3), (None, None)]
+    assert "held-out series" not in (tmp_path / "ucr.md").read_text()
+    with pytest.raises(SystemExit, match=r"--cv 1: expected a number of folds of at least 2"):
+        ucr.main(argv[:-len(TINY) - 3] + ["--cv", "1"])
+
+
+def test_ucr_cv_table_sums_errors_over_folds_and_seeds(ucr):
+    common = {"dataset": "A", "cv": 2, "minirocket": 1.0}
+    rows = [{**common, "seed": 0, "fold": 0, "test": 10, "dash": 0.8, "baseline": 0.9, "random": 0.75,
+             "decided": [1, 3]},
+            {**common, "seed": 0, "fold": 1, "test": 10, "dash": 0.9, "baseline": 0.9, "random": 0.6,
+             "decided": [2, 3]},
+            {**common, "seed": 1, "fold": 0, "test": 10, "dash": 1.0, "baseline": 0.7, "random": 0.8,
+             "decided": [0, 3]},
+            {**common, "seed": 1, "fold": 1, "test": 10, "dash": 0.7, "baseline": 0.9, "random": 0.7,
+             "decided": [3, 3]},
+            {"dataset": "B", "cv": 2, "seed": 0, "fold": 0, "test": 4, "dash": 0.5, "baseline": 0.75,
+             "random": None, "minirocket": None}]
+    lines = ucr.cv_table(rows, "standard").splitlines()
+    a, b, total = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:5])
+    assert a == ["A", "2 x 2", "40", "6", "6", "11.5", "0", "1 / 1 / 2", "6/12"]
+    assert b == ["B", "1 x 1", "4", "2", "1", "–", "–", "0 / 0 / 1", "–"]
+    assert total[:7] == ["all 2 datasets", "", "44", "8", "7", "–", "–"]
+    assert lines[-1].startswith("Preset standard, seeds 0, 1; cross-validation")

@@ -132,6 +132,8 @@ class StagePlan:
         batches_per_pass: batches in one shuffled pass over the training split.
         per_epoch: None when the steps are shared out over the epochs by `epochs_for`'s rule; a fixed number of
             steps per epoch on the epochs path (``steps=None``).
+        steps_asked: the steps configured, where ``search_max_passes`` cut them to ``steps``; else None.
+        max_passes: the ``search_max_passes`` that cut them; else None.
     """
 
     stage: str
@@ -140,6 +142,8 @@ class StagePlan:
     batch_size: int
     batches_per_pass: int
     per_epoch: Optional[int] = None
+    steps_asked: Optional[int] = None
+    max_passes: Optional[float] = None
 
     def steps_in_epoch(self, epoch: int) -> int:
         """Steps of epoch ``epoch`` (0-based)."""
@@ -164,7 +168,9 @@ class StagePlan:
         return {"steps": self.steps, "epochs": self.epochs,
                 "steps_per_epoch": per[0] if len(per) == 1 else [per[0], per[-1]], "batch_size": self.batch_size,
                 "batches_per_pass": self.batches_per_pass, "passes": round(self.passes, 2),
-                "counted_in": "epochs" if self.per_epoch is not None else "steps"}
+                "counted_in": "epochs" if self.per_epoch is not None else "steps",
+                **({"steps_asked": self.steps_asked, "max_passes": self.max_passes}
+                   if self.steps_asked is not None else {})}
 
 
 def epochs_for(steps: int, batches_per_pass: int) -> int:
@@ -193,8 +199,16 @@ def batches_per_pass(n: int, batch_size: int, world: int = 1) -> int:
     return m // per if m > per else 1
 
 
+def passes_cap(max_passes: float, batches_per_pass: int) -> int:
+    """The most steps a search of at most ``max_passes`` passes takes: ceil(max_passes x batches per pass), >= 1."""
+    return max(1, math.ceil(max_passes * batches_per_pass - 1e-9))
+
+
 def stage_plan(task: "Task", cfg: "RunConfig", stage: str) -> StagePlan:
-    """The plan of ``stage`` ("search", "tune" or "retrain"; "baseline_*" stages share tune's and retrain's)."""
+    """The plan of ``stage`` ("search", "tune" or "retrain"; "baseline_*" stages share tune's and retrain's).
+
+    A search counted in steps with ``search_max_passes`` set takes at most `passes_cap` steps (the plan records
+    the steps asked and the cap)."""
     from . import distributed
 
     stage = stage.split("_")[-1]
@@ -208,6 +222,11 @@ def stage_plan(task: "Task", cfg: "RunConfig", stage: str) -> StagePlan:
     if budget.steps is None:  # the epochs path (paper): as DASH counts, a fraction of the batches per epoch
         per = n_batches_of(per_pass, budget.batches_per_epoch, budget.max_batches)
         return StagePlan(stage, budget.epochs * per, budget.epochs, batch, per_pass, per_epoch=per)
+    cap = getattr(budget, "max_passes", None)
+    if cap is not None and budget.steps > passes_cap(cap, per_pass):
+        steps = passes_cap(cap, per_pass)
+        return StagePlan(stage, steps, epochs_for(steps, per_pass), batch, per_pass, steps_asked=budget.steps,
+                         max_passes=cap)
     return StagePlan(stage, budget.steps, epochs_for(budget.steps, per_pass), batch, per_pass)
 
 
@@ -274,6 +293,8 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
                                                  if draws else "")
         per = p["steps_per_epoch"]
         per = f"{per[0]}-{per[1]}" if isinstance(per, list) else per
+        if p.get("steps_asked") is not None:
+            extra += f" (of {p['steps_asked']}: at most {p['max_passes']:g} passes, search_max_passes)"
         lines.append(f"  {stage:<8} {p['steps']:>6} {what} in {p['epochs']} epochs of {per} (batch "
                      f"{p['batch_size']}, {p['passes']:g} passes){extra}")
     return "\n".join(lines)
@@ -485,6 +506,8 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
                 tune_steps = fit_config(tune_share / configs)
     tuned = tc.enabled and configs >= 2
     ceiling = _check_ceilings(ceilings)
+    if cfg.search.max_passes is not None:  # a search cut to its passes leaves the rest of its share to retraining
+        ceiling["search"] = min(ceiling["search"], passes_cap(cfg.search.max_passes, per_pass["search"]))
     search_share = SEARCH_SHARE * left
     retrain_share = left - search_share - (tune_share if tuned else 0.0)
     search_steps = _fit(search_share, costs["search_step"], search_epoch, per_pass["search"])

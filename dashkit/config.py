@@ -81,6 +81,9 @@ class SearchConfig:
     backend: str = "auto"  # "fft", "direct", "mixed_results" (DARTS), or "auto": measured per layer, so it may differ
     # between machines and runs; fix it for bit-reproducible resumes
     scheme: str = "single_level"  # "single_level" (DASH) or "bilevel" (first-order DARTS: alpha on val batches)
+    max_passes: Optional[float] = None  # at most this many passes over the training split: a search of more steps
+    # is cut to ceil(max_passes x batches per pass) (`dashkit.budget.stage_plan`; the steps path only), so a small
+    # dataset's supernet does not go through its labels thousands of times; None: the steps as given (DASH)
     arch_holdout: float = 0.0  # bilevel only: > 0 holds this fraction of the training split out (stratified) for
     # alpha's batches, the weights training on the rest, so the validation split stays unseen by the search
     # (DARTS's split of the training data); 0: alpha steps on the validation split's batches
@@ -108,6 +111,11 @@ class SearchConfig:
                              f"batches, which only the bilevel scheme takes: set search_scheme='bilevel' (it is "
                              f"{self.scheme!r}) or search_arch_holdout=0")
         _choice(self, "backend", SEARCH_BACKENDS)
+        if self.max_passes is not None and (isinstance(self.max_passes, bool) or
+                                            not isinstance(self.max_passes, (int, float)) or
+                                            not 0 < self.max_passes < float("inf")):
+            raise ValueError(f"search_max_passes = {self.max_passes!r}: expected None (the search's steps as given) "
+                             f"or a number of passes over the training split > 0")
 
     def warmup_steps(self, steps: int) -> int:
         """Of a search of ``steps`` optimiser steps, the first this many train the weights only (``warmup``);

@@ -445,10 +445,21 @@ def warn_if_memorising(card: ArchCard, stacklevel: int = 2) -> bool:
                   f"(dashkit.pipeline.shuffled_control(run_dir) or `python -m dashkit shuffled-control RUN_DIR`, "
                   f"once the run's search has finished); search alpha on held-out examples "
                   f"(search_scheme='bilevel', search_arch_holdout=0.5), or push it towards small fields as DASH "
-                  f"does (search_rf_penalty=1e-5; RESULTS.md, \"DASH's push against the memorising preference\"); "
-                  f"and compare DASH with the baseline on validation (which='best').",
+                  f"does (search_rf_penalty=1e-5; RESULTS.md, \"DASH's push against the memorising preference\"), "
+                  f"or cut the search to fewer passes (search_max_passes=100; RESULTS.md, \"A search of at most "
+                  f"100 passes\"); and compare DASH with the baseline on validation (which='best').",
                   SearchMemorisingWarning, stacklevel=stacklevel)
     return True
+
+
+def _cut_text(card: ArchCard) -> str:
+    """What the undecided warning adds for a search cut to its passes (``search_max_passes``), else ""."""
+    asked, cap = card.meta.get("steps_asked"), card.meta.get("max_passes")
+    if asked is None or cap is None:
+        return ""
+    return (f" This search was cut from {asked} to {card.meta.get('steps')} steps by search_max_passes={cap:g}: "
+            f"raising it searches longer, at the price of more passes over a small training split, through which "
+            f"the supernet memorises the labels and the choices become the method's (SearchMemorisingWarning).")
 
 
 def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:
@@ -482,6 +493,6 @@ def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:
                       f"or search_max_batches). Less noise in alpha's gradients helps too: "
                       f"search_relaxation=softmax (no Gumbel noise) or a larger search_batch_size. A larger "
                       f"search_arch_lr moves alpha farther, but the test asks whether its steps agree, which "
-                      f"the step size does not change.",
+                      f"the step size does not change.{_cut_text(card)}",
                       SearchUndecidedWarning, stacklevel=stacklevel)
     return card.decided_fraction()

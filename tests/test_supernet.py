@@ -660,6 +660,7 @@ def test_warn_if_memorising_warns_on_a_single_level_search_of_many_passes(meta, 
         assert text.startswith(f"The search went through {split} {meta['passes']:g} times")
         assert "dashkit.pipeline.shuffled_control(run_dir)" in text and "search_scheme='bilevel'" in text
         assert "search_arch_holdout=0.5" in text and "which='best'" in text and "search_rf_penalty=1e-5" in text
+        assert "search_max_passes=100" in text
         assert caught[0].filename == __file__  # stacklevel=2 names the caller's line
     with pytest.raises(TypeError, match=r"card=\[\] has type list; accepted: a dashkit.ArchCard"):
         warn_if_memorising([])

@@ -222,10 +222,10 @@ def stage_plan(task: "Task", cfg: "RunConfig", stage: str) -> StagePlan:
     if budget.steps is None:  # the epochs path (paper): as DASH counts, a fraction of the batches per epoch
         per = n_batches_of(per_pass, budget.batches_per_epoch, budget.max_batches)
         return StagePlan(stage, budget.epochs * per, budget.epochs, batch, per_pass, per_epoch=per)
-    cap = getattr(budget, "max_passes", None)
-    if cap is not None and budget.steps > passes_cap(cap, per_pass):
-        steps = passes_cap(cap, per_pass)
-        return StagePlan(stage, steps, epochs_for(steps, per_pass), batch, per_pass, steps_asked=budget.steps,
+    cap = getattr(budget, "max_passes", None)  # the search's alone
+    most = budget.steps if cap is None else passes_cap(cap, per_pass)
+    if budget.steps > most:
+        return StagePlan(stage, most, epochs_for(most, per_pass), batch, per_pass, steps_asked=budget.steps,
                          max_passes=cap)
     return StagePlan(stage, budget.steps, epochs_for(budget.steps, per_pass), batch, per_pass)
 

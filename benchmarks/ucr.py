@@ -209,8 +209,7 @@ def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, sett
     task = dashkit.tasks.from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, name=name, seed=seed)
     t0 = time.perf_counter()
     r = dashkit.run(task, preset=args.preset, out=Path(args.out) / run_name(name, seed, fold), seed=seed,
-                    device=args.device,
-                    resume=True, figures=False, verbose=False, **settings, **extra)
+                    device=args.device, resume=True, figures=False, verbose=False, **settings, **extra)
     run_s = time.perf_counter() - t0  # the whole dashkit.run call (a resumed run: its last part only)
     sizes = task.info["sizes"]
     channels = np.shape(x_train[0])[0] if isinstance(x_train, list) else np.shape(x_train)[1]
@@ -511,12 +510,17 @@ CV_COLUMNS = ("dataset", "folds x seeds", "held-out series", "DASH errors", "bas
               "MiniRocket errors", "DASH's folds better / level / worse than the baseline's", "layers decided")
 
 
+def _row_errors(row: Dict[str, Any], key: str) -> float:
+    """A row's held-out errors by ``key``'s network: one minus its accuracy, times the held-out series (the random
+    archs' is the draws' mean, so it may be fractional)."""
+    return (1.0 - row[key]) * row["test"]
+
+
 def _errors(rows: List[Dict[str, Any]], key: str) -> Optional[float]:
-    """Held-out errors summed over ``rows`` (a row's accuracy times its held-out series; the random archs' is the
-    draws' mean, so it may be fractional); None when a row lacks ``key``."""
+    """`_row_errors` summed over ``rows``; None when a row lacks ``key``."""
     if any(r.get(key) is None for r in rows):
         return None
-    return sum((1.0 - r[key]) * r["test"] for r in rows)
+    return sum(_row_errors(r, key) for r in rows)
 
 
 def _count(errors: Optional[float]) -> str:
@@ -537,7 +541,7 @@ def cv_table(rows: List[Dict[str, Any]], preset: str = "") -> str:
         errors = {k: _errors(rs, k) for k in total}
         for k, v in errors.items():
             total[k] = None if v is None or total[k] is None else total[k] + v
-        paired = [(1 - r["dash"]) * r["test"] - (1 - r["baseline"]) * r["test"] for r in rs
+        paired = [_row_errors(r, "dash") - _row_errors(r, "baseline") for r in rs
                   if r.get("dash") is not None and r.get("baseline") is not None]
         compare = (f"{sum(d < -0.5 for d in paired)} / {sum(abs(d) <= 0.5 for d in paired)} / "
                    f"{sum(d > 0.5 for d in paired)}" if paired else "–")  # counts: whole, to rounding

@@ -21,9 +21,8 @@ from .base import (KINDS, SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, SmallSplitWar
                    small_split_note, tensor_dataset)
 
 __all__ = ["from_arrays", "from_array_like", "default_search_space", "pad_series", "EmptyClassWarning",
-           "SeriesLengthWarning",
-           "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES", "NAN_POLICIES",
-           "SCALINGS", "TargetScaler", "InputScaler"]
+           "SeriesLengthWarning", "SmallSplitWarning", "SMALL_SPLIT_SIZE", "SMALL_SPLIT_PER_CLASS", "LENGTH_POLICIES",
+           "NAN_POLICIES", "SCALINGS", "TargetScaler", "InputScaler"]
 
 _METRIC_BY_KIND = {"classification": "error_pct", "multilabel": "1-auroc", "regression": "mse", "dense": "rel_l2"}
 # DASH's candidate sets (dash-method.md) by number of spatial dims, and the dilations added for long inputs.

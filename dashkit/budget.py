@@ -261,7 +261,12 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
         lines.append(f"time budget {budget['text']} ({budget['seconds']:.0f} s): planned "
                      f"{budget['planned_seconds']:.0f} s after {budget['spent_before']:.1f} s of planning")
     cap = (budget or {}).get("time_cap")
-    if cap:
+    if cap and cap.get("fit_after"):
+        lines.append(f"  the {cap['preset']} preset's steps were forecast at {cap['forecast_seconds']:.0f} s here, "
+                     f"within {CAP_SLACK:g}x its {cap['promise_seconds']:.0f} s; after the {cap['fit_after']} they "
+                     f"were projected to end at {cap['projected_seconds']:.0f} s: fit to the "
+                     f"{cap['promise_seconds']:.0f} s (time_cap=False keeps the steps)")
+    elif cap:
         lines.append(f"  the {cap['preset']} preset's steps were forecast at {_minutes(cap['forecast_seconds'])} "
                      f"here, over its {_minutes(cap['promise_seconds'])}: fit to them (time_cap=False keeps the steps)")
     chosen = (budget or {}).get("chosen_costs")

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
@@ -53,8 +54,8 @@ from torch import nn
 
 from . import distributed, progress
 from .budget import CAP_SLACK, PRESET_SECONDS, BudgetTooSmallError, cheaper_steps, forecast_seconds, format_plan, \
-    parse_budget, plan_budget, replan, run_plan, stage_plan, tuning_factor, tuning_folds, tuning_runs, warn_capped, \
-    warn_if_long
+    parse_budget, plan_budget, replan, run_plan, stage_plan, stage_seconds, tuning_factor, tuning_folds, tuning_runs, \
+    warn_capped, warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
@@ -187,7 +188,11 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             promise here (long series, large inputs, a slow machine), the run is fit to the promise as
             ``budget="5m"`` would fit it, with no stage above the preset's steps (the time a stage held there
             leaves goes to the others; the record's ``ceilings``): fewer steps; a `LongRunWarning` gives the
-            forecast, and config.json's ``budget.time_cap`` records it; a resumed run keeps that plan. False keeps
+            forecast, and config.json's ``budget.time_cap`` records it; a resumed run keeps that plan. A run
+            forecast within the slack keeps the preset's steps unless, after the search (its network costed as
+            searched, not as the typical architecture the forecast assumed) or after the tunings, the stages left
+            at the speed seen would end past ``CAP_SLACK`` times the promise: then the stages left are fit to the
+            promise as a capped run's are (``budget.time_cap.fit_after`` says after which stage). False keeps
             the preset's steps whatever they take (the warning then comes above twice the promise). Steps set in
             ``overrides`` (``search_steps=...``) are kept as given: no cap.
         **overrides: flat settings such as ``search_steps=500`` (see ``dashkit.config.setting_names()``).
@@ -223,7 +228,7 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
     _preflight(task, cfg)
     name = f"{task.name}-{preset}" + (f"-{seconds:g}s" if seconds is not None else "")
     out = Path(out) if out is not None else Path("runs") / f"{name}-seed{seed}"
-    record, planned = None, None
+    record, planned, watch = None, None, None
     if not isinstance(time_cap, bool):
         raise TypeError(f"time_cap = {time_cap!r}: expected True (fit a preset run to the preset's promised time "
                         f"where its steps would take longer) or False (keep the preset's steps)")
@@ -231,7 +236,8 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
         if distributed.main_decides(resume and not overwrite and (out / RunDir.CONFIG).exists()):
             seconds = _stored_cap(out)  # a resumed run that was fit to its preset's time keeps that plan
         else:
-            seconds, planned = _forecast(task, cfg, preset, dev, figures, t_call, may_cap=time_cap and not counted)
+            seconds, planned, watch = _forecast(task, cfg, preset, dev, figures, t_call,
+                                                may_cap=time_cap and not counted)
     if seconds is not None:
         text = budget if isinstance(budget, str) else f"{seconds:g}s"  # a capped run's record has its own
         cfg, record, fresh = _plan_time(task, cfg, out, seconds, text, dev, t_call, figures, resume and not overwrite,
@@ -240,20 +246,24 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
         progress.set_deadline(t_call + seconds)
     try:
         return _run(task, cfg, preset, out, dev, resume, overwrite, figures, verbose, record,
-                    t_call if seconds is not None else None, grow=seconds is not None and fresh)
+                    t_call if seconds is not None or watch is not None else None,
+                    grow=seconds is not None and fresh, watch=watch)
     finally:
         progress.set_deadline(None)
 
 
 def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device, resume: bool, overwrite: bool,
          figures: bool, verbose: bool, record: Optional[Dict[str, Any]], t_call: Optional[float] = None,
-         grow: bool = False) -> RunResult:
+         grow: bool = False, watch: Optional[Dict[str, Any]] = None) -> RunResult:
     """`run` once its configuration (and time plan) is fixed: the stages, the files, the result.
 
     With a time budget (``record``; its clock started at ``t_call``) the stages left are re-planned after the
     search and after the tunings (`_replan`); DASH's and the baseline's tunings therefore both run before the
     retrainings (each stage seeds itself, so the order changes no result). ``grow``: the plan was made in this
-    call, so a run ahead of it may raise its retraining steps (`dashkit.budget.replan`).
+    call, so a run ahead of it may raise its retraining steps (`dashkit.budget.replan`). ``watch``: a preset run
+    forecast within its promised time (`_forecast`; ``{}`` on the ranks other than 0), watched the same way: fit
+    to the promise only where a stage's speed or the searched network's cost project it past ``CAP_SLACK`` times
+    the promise (`_replan`).
     """
     rd = open_run_dir(out, task, cfg, resume=resume, overwrite=overwrite, preset=preset, budget=record)
     env = {**environment_info(dev), "world_size": distributed.world_size()}
@@ -263,18 +273,24 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
     ranks = f" x {distributed.world_size()} processes" if distributed.is_distributed() else ""
     say(f"dashkit: {task.summary()}; preset {preset}, device {dev}{ranks}, run directory {rd.path}")
     say("plan (optimiser steps per stage on this task's data):\n" + format_plan(run_plan(task, cfg), record))
+    watched = record is None and watch is not None
+    if watched:
+        record = watch  # not config.json's budget unless the watch fits the run to its promise (`_replan`)
     timed = record is not None and t_call is not None  # every rank alike (the record is rank 0's)
     ran, t0 = not stage_done(rd, "search", ("archcard.json",)), time.monotonic()
     card = search(task, cfg, rd)
     say("search: done; " + ", ".join(f"{layer.name} k={layer.k} d={layer.d}" for layer in card.layers))
     if timed:
-        cfg = _replan(task, cfg, rd, preset, record, "search", ran, time.monotonic() - t0, t_call, say, grow, card)
+        cfg = _replan(task, cfg, rd, preset, record, "search", ran, time.monotonic() - t0, t_call, say, grow, card,
+                      watch=watched)
+        watched = watched and not (record or {}).get("replans")  # once fit, a capped run's re-plans
         tunings = ("tune", "baseline_tune") if cfg.baseline else ("tune",)
         ran, t0 = any([not stage_done(rd, stage, (f"{stage}.json",)) for stage in tunings]), time.monotonic()
         tune(task, cfg, rd, card)
         if cfg.baseline:
             tune(task, cfg, rd, None)
-        cfg = _replan(task, cfg, rd, preset, record, "tune", ran, time.monotonic() - t0, t_call, say, grow)
+        cfg = _replan(task, cfg, rd, preset, record, "tune", ran, time.monotonic() - t0, t_call, say, grow,
+                      watch=watched)
     res = retrain(task, cfg, rd, card)
     say(f"dash: test {task.metric_name} {res['test']:.4f} (validation {res['val']:.4f}, {res['hparams']})")
     if cfg.baseline:
@@ -298,7 +314,7 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
 
 def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optional[Dict[str, Any]], stage: str,
             ran: bool, spent: float, t_call: Optional[float], say: Any, grow: bool = False,
-            card: Optional["ArchCard"] = None) -> RunConfig:
+            card: Optional["ArchCard"] = None, watch: bool = False) -> RunConfig:
     """The config with the stages after ``stage`` re-planned to the speed it ran at (`dashkit.budget.replan`).
 
     ``spent``: the wall seconds of ``stage`` in this call (the tunings: DASH's and the baseline's together), on
@@ -318,6 +334,14 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     ``random_step`` and ``random_eval``: measured as drawn at the start, or the typical architecture's in a record
     without them), which the record keeps as ``chosen_costs`` (with the typical costs as ``typical``), before the
     re-plan.
+
+    ``watch``: ``record`` is a preset run's forecast within its promise (`_forecast`), not a budget: nothing
+    changes, and nothing is written, unless the stages left, at the speed seen, would end after ``CAP_SLACK``
+    times the promise (a searched network dearer than the forecast's typical one, a machine that got busier).
+    Then the run is fit to the promise as a capped run is (the same `dashkit.budget.replan`, to the promise's
+    seconds; never grown), the record's ``time_cap`` says after which stage (``fit_after``) and where the run was
+    heading (``projected_seconds``), and config.json keeps the record as a capped run's, so that a resumed run
+    keeps the fitted steps.
     """
     keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
     unchanged = [0.0] * len(keys)
@@ -332,7 +356,7 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
         if not steps["retrain_steps"] or not steps["search_steps"]:
             return unchanged  # the epochs path: not a budget's plan
         if stage == "search" and card is not None and "chosen_costs" not in record:
-            _cost_the_choice(task, cfg, rd, record, card, say)
+            _cost_the_choice(task, cfg, rd, record, card, say, write=not watch)
         per_pass = {s: stage_plan(task, cfg, s).batches_per_pass for s in ("search", "tune", "retrain")}
         factor = None
         if stage == "tune":  # speed from the finished trials: the walk and the pruner leave others unrun or short
@@ -343,8 +367,22 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
             if factor is None:  # no trial finished (all pruned or diverged): no speed seen; the search's stands in
                 seen = [r["factor"] for r in record.get("replans", []) if r.get("after") == "search"]
                 factor = max([1.0] + seen)
-        entry = replan(record, steps, stage, spent, time.monotonic() - t_call, per_pass, baseline=cfg.baseline,
-                       grow=grow, factor=factor)
+        now = time.monotonic() - t_call
+        if watch:  # within the slack the preset's steps stand; past it, the run is fit to the promise
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the fit below warns where even the minimums overrun
+                past = replan({**record, "seconds": CAP_SLACK * record["seconds"]}, steps, stage, spent, now,
+                              per_pass, baseline=cfg.baseline, factor=factor)
+            if past is None:
+                return unchanged
+            left = ("tune", "retrain") if stage == "search" else ("retrain",)
+            heading = sum(stage_seconds(record["costs"], s, steps[f"{s}_steps"], per_pass, cfg.baseline,
+                                        configs=steps["tune_configs"], folds=int(record.get("tune_folds", 1)),
+                                        draws=int(record.get("random_draws", 0))) for s in left)
+            record["time_cap"].update(fit_after=stage, projected_seconds=round(
+                now + past["factor"] * (heading + float(record["costs"]["after"])), 1))
+        entry = replan(record, steps, stage, spent, now, per_pass, baseline=cfg.baseline,
+                       grow=grow and not watch, factor=factor)
         if entry is None:
             return unchanged
         record.setdefault("replans", []).append(entry)
@@ -367,6 +405,11 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
         rd.write_json(RunDir.CONFIG, meta)
         entry = record["replans"][-1]
         old, new = entry["old"], entry["new"]
+        if watch:
+            cap = record["time_cap"]
+            say(f"the {cap['preset']} preset's steps, forecast at {cap['forecast_seconds']:.0f} s, are now projected "
+                f"to end at {cap['projected_seconds']:.0f} s, over {CAP_SLACK:g}x its {cap['promise_seconds']:.0f} s: "
+                f"the run is fit to them (time_cap=False keeps the steps)")
         say(f"re-plan after the {stage}: it ran {entry['factor']:.2f}x its planned time; "
             + (f"tuning {old['tune_configs']} x {old['tune_steps']} -> {new['tune_configs']} x {new['tune_steps']} "
                f"steps, " if stage == "search" and old["tune_configs"] else "")
@@ -381,9 +424,10 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
 
 
 def _cost_the_choice(task: "Task", cfg: RunConfig, rd: RunDir, record: Dict[str, Any], card: "ArchCard",
-                     say: Any) -> None:
+                     say: Any, write: bool = True) -> None:
     """Rank 0, after the search: the budget record's DASH costs become the searched network's
-    (`dashkit.stages.costs.measure_chosen`), the ratios recorded as ``chosen_costs``; config.json is rewritten."""
+    (`dashkit.stages.costs.measure_chosen`), the ratios recorded as ``chosen_costs``; config.json is rewritten
+    (``write``; a preset run's watch, `_replan`, writes its record only when it fits the run)."""
     ratios = stage_costs.measure_chosen(task, cfg, card, stage_device(cfg))
     c = record["costs"]
     record["costs"] = {**c, "random_step": c.get("random_step", c["dash_step"]),
@@ -392,9 +436,10 @@ def _cost_the_choice(task: "Task", cfg: RunConfig, rd: RunDir, record: Dict[str,
     record["chosen_costs"] = {"after": "search", "step_ratio": round(ratios["step"], 4),
                               "eval_ratio": round(ratios["eval"], 4),
                               "typical": {"dash_step": c["dash_step"], "dash_eval": c["dash_eval"]}}
-    meta = rd.read_json(RunDir.CONFIG)
-    meta["budget"] = record
-    rd.write_json(RunDir.CONFIG, meta)
+    if write:
+        meta = rd.read_json(RunDir.CONFIG)
+        meta["budget"] = record
+        rd.write_json(RunDir.CONFIG, meta)
     say(f"costed the searched network: one step {ratios['step']:.2f}x, one validation pass {ratios['eval']:.2f}x "
         f"those of the typical architecture the plan assumed")
 
@@ -526,7 +571,8 @@ def _budget_plan(task: "Task", cfg: RunConfig, seconds: float, costs: Mapping[st
 
 
 def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, figures: bool, t_call: float,
-              may_cap: bool) -> Tuple[Optional[float], Optional[Tuple[Dict[str, Any], Dict[str, Any]]]]:
+              may_cap: bool) -> Tuple[Optional[float], Optional[Tuple[Dict[str, Any], Dict[str, Any]]],
+                                      Optional[Dict[str, Any]]]:
     """Forecast a fresh preset run's steps here; fit it to the preset's promised time when they would overrun it.
 
     Measures the step costs as a time budget does (a few seconds; `dashkit.stages.costs.measure_costs`) and
@@ -536,24 +582,33 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
     `LongRunWarning` gives the plan's steps. A promise too short for one step of every stage leaves the preset's
     steps. Without a cap, a forecast over twice the promise is warned about.
 
+    A forecast within the slack keeps the preset's steps, but the forecast costs DASH's network as a typical
+    architecture of the space and the machine as it was in the measuring seconds; so, with ``may_cap``, such a run
+    is watched: the third value is a record of the promise's budget at these costs, with the preset's steps
+    (`_watch_record`), which `_run` re-plans against after the search and after the tunings (`_replan`).
+
     Returns:
-        (None, None) when the preset's steps are kept; else (the promise's seconds, the plan) on rank 0 and (the
-        promise's seconds, None) on the other ranks under torchrun (rank 0 alone measures and decides; the plan
-        reaches them through `_plan_time`).
+        (None, None, watch) when the preset's steps are kept (watch None without ``may_cap`` or when even the
+        promise is too short for one step of every stage; ``{}`` on the ranks other than 0); else (the promise's
+        seconds, the plan, None) on rank 0 and (the promise's seconds, None, None) on the other ranks under
+        torchrun (rank 0 alone measures and decides; the plan reaches them through `_plan_time`).
     """
     promise = PRESET_SECONDS[preset]
-    planned = None
+    planned, watch = None, None
     if distributed.is_main():
         costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
         forecast = forecast_seconds(costs, cfg, run_plan(task, cfg))
         level = caller_stacklevel() + 1  # + 1: the warnings are raised a frame deeper
         cheaper = cheaper_steps(cfg, task.num_outputs)  # what either warning names as making the steps cheaper
+        text = f"{promise / 60:g}m (the {preset} preset's time)"
         if may_cap and forecast["total"] > CAP_SLACK * promise:
             try:
-                planned = _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call,
-                                       f"{promise / 60:g}m (the {preset} preset's time)", ceilings=_ceilings(cfg))
+                planned = _budget_plan(task, cfg, promise, costs, time.monotonic() - t_call, text,
+                                       ceilings=_ceilings(cfg))
             except BudgetTooSmallError:
                 pass  # not one step of every stage fits the promise here: the preset's steps, with the warning
+        elif may_cap and _ceilings(cfg) is not None:
+            watch = _watch_record(task, cfg, preset, promise, costs, forecast, time.monotonic() - t_call, text)
         if planned is not None:
             overrides, record = planned
             record["time_cap"] = {"preset": preset, "forecast_seconds": round(forecast["total"], 1),
@@ -563,7 +618,27 @@ def _forecast(task: "Task", cfg: RunConfig, preset: str, device: torch.device, f
         else:
             warn_if_long(preset, forecast, costs, task.name, stacklevel=level, cheaper=cheaper)
     capped = distributed.main_decides(planned is not None)
-    return (promise if capped else None), planned
+    watched = distributed.main_decides(watch is not None)
+    if capped:
+        return promise, planned, None
+    return None, None, ((watch if distributed.is_main() else {}) if watched else None)
+
+
+def _watch_record(task: "Task", cfg: RunConfig, preset: str, promise: float, costs: Mapping[str, float],
+                  forecast: Mapping[str, float], spent: float, text: str) -> Dict[str, Any]:
+    """A preset run's record for `_replan`'s watch: a budget record of the promise (`_budget_plan`: costs, tuning
+    folds, random draws kept, ceilings) whose planned seconds are the forecast of the preset's own steps, and whose
+    ``time_cap`` holds the forecast. Kept in memory; config.json gets it only if the run is fit to its promise."""
+    try:
+        _, record = _budget_plan(task, cfg, promise, costs, spent, text, ceilings=_ceilings(cfg))
+    except BudgetTooSmallError:  # the forecast is within the promise, so this cannot happen; nothing to watch
+        return None  # type: ignore[return-value]
+    stages = {s: round(forecast[s], 2) for s in ("search", "tune", "retrain")}
+    record.update(planned=stages, planned_seconds=round(spent + forecast["after"] + sum(stages.values()), 2),
+                  random_draws=cfg.random_draws, note="",
+                  time_cap={"preset": preset, "forecast_seconds": round(forecast["total"], 1),
+                            "promise_seconds": promise, "watched": True})
+    return record
 
 
 def _ceilings(cfg: RunConfig) -> Optional[Dict[str, int]]:

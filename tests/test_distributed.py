@@ -292,6 +292,44 @@ def test_torchrun_standard_run_over_its_time_is_capped_on_rank_0_and_every_rank_
     assert json.loads((out / "config.json").read_text())["config"] == meta["config"]
 
 
+WATCHED_COSTS = """
+from dashkit.config import PRESETS
+from dashkit.stages import costs
+
+for stage, steps in (("search", 30), ("tune", 4), ("retrain", 40)):  # the preset's steps, made small
+    PRESETS["standard"][stage]["steps"] = steps
+QUICK = {"search_step": 0.5, "dash_step": 0.5, "baseline_step": 0.5, "dash_eval": 0.05, "baseline_eval": 0.05,
+         "checkpoint": 0.005, "after": 0.5}
+costs.measure_costs = lambda task, cfg, device, figures=True: dict(QUICK)  # forecast well within 300 s
+costs.measure_chosen = lambda *args, **kwargs: {"step": 400.0, "eval": 1.0}  # a searched network far dearer
+"""
+
+
+def test_torchrun_standard_run_within_its_time_is_watched_on_rank_0_and_every_rank_follows_its_fit(task_module,
+                                                                                                   tmp_path):
+    """A standard run forecast within its five minutes (the preset's steps kept) whose searched network turns out
+    far dearer: rank 0 fits the stages left to the promise after the search, and every rank trains that fit."""
+    name, module, _ = task_module
+    watched = tmp_path / "watched_costs.py"
+    watched.write_text(WATCHED_COSTS)
+    out, dump = tmp_path / "run", tmp_path / "dump"
+    env = child_env(DASHKIT_RANK_DUMP=str(dump))
+    settings = {k: v for k, v in SETTINGS.items() if not k.endswith(("_epochs", "_max_batches"))}
+    args = ["-m", "dashkit", "run", name, "--import", module, "--import", str(watched), "--out", str(out),
+            "--device", "cpu", "--no-figures", "--set", *as_flags(settings), "random_draws=0"]
+    done = torchrun(args, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fit to those 5 min instead" not in done.stderr  # not capped at the start
+    meta = json.loads((out / "config.json").read_text())
+    cap = meta["budget"]["time_cap"]
+    assert cap["fit_after"] == "search" and cap["forecast_seconds"] < 300 < cap["projected_seconds"]
+    assert meta["config"]["search"]["steps"] == 30  # the search ran the preset's steps
+    assert 1 <= meta["config"]["retrain"]["steps"] == meta["plan"]["retrain"]["steps"] < 40
+    for stage in ("retrain", "baseline_retrain"):
+        d0, d1 = (json.loads((dump / f"{stage}.rank{r}.json").read_text()) for r in (0, 1))
+        assert d0 == d1
+
+
 # ------------------------------------------------------------------------------------------ tuning workers
 def study_trials(journal: Path, stage: str) -> list:
     import optuna

@@ -7,6 +7,7 @@ on the real clock, and what is asserted is the recorded plan's arithmetic.
 from __future__ import annotations
 
 import json
+import re
 import types
 import warnings
 
@@ -232,6 +233,7 @@ def test_a_run_stopped_after_its_replan_resumes_with_the_replanned_steps(tmp_pat
 # ------------------------------------------------------------------------------------------------ torchrun
 PATCH = '''
 import json
+import re
 import time
 import types
 
@@ -502,3 +504,97 @@ def test_the_tunings_speed_is_read_from_their_finished_trials_not_from_skipped_c
     kept = B.replan(record, steps, "tune", spent, elapsed, PER_PASS, grow=True,
                     factor=B.tuning_factor(record, trials, steps["tune_steps"], PER_PASS))
     assert kept is None or (not kept["grew"] and kept["factor"] == pytest.approx(1.2))
+
+
+# ------------------------------------------------- a standard run forecast within its five minutes, watched
+def watched_run(tmp_path, monkeypatch, chosen, factor=1.0, out="run"):
+    """A standard-preset run of the tiny task with the preset's steps made small (30 / 4 / 40), on a fake clock,
+    whose costs forecast those steps at 280 s (within 1.15 x 300) and whose search takes ``factor`` times its
+    forecast seconds; the searched network costs ``chosen`` (step, validation pass) times the typical one.
+    Returns (the RunResult, the costs the forecast used, the measuring calls, the clock)."""
+    from dashkit.config import PRESETS
+
+    for stage, steps in (("search", 30), ("tune", 4), ("retrain", 40)):
+        monkeypatch.setitem(PRESETS["standard"][stage], "steps", steps)
+    task = tiny_task()
+    settings = {k: v for k, v in STEPS.items() if not k.endswith("_steps")}
+    cfg = make_config("standard", task.defaults, random_draws=1, **settings)
+    plan = B.run_plan(task, cfg)
+    scale = (280.0 - 0.5) / (B.forecast_seconds({**FAKE_COSTS, "after": 0.0}, cfg, plan)["total"])
+    costs_ = {**{k: v * scale for k, v in FAKE_COSTS.items()}, "after": 0.5}
+    assert B.forecast_seconds(costs_, cfg, plan)["total"] == pytest.approx(280.0)
+    calls = []
+    fake_costs(monkeypatch, lambda *a, **k: calls.append(1) or dict(costs_), chosen=chosen)
+    clock = Clock()
+    monkeypatch.setattr(pipeline, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    real = pipeline.search
+    search_seconds = B.stage_seconds(costs_, "search", 30, {s: plan[s]["batches_per_pass"] for s in plan})
+
+    def search(task, cfg, rd):
+        card = real(task, cfg, rd)
+        clock.now += factor * search_seconds
+        return card
+
+    monkeypatch.setattr(pipeline, "search", search)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", B.LongRunWarning)  # within the slack: no warning at the start
+        res = pipeline.run(task, preset="standard", out=tmp_path / out, figures=False, verbose=False,
+                           random_draws=1, **settings)
+    return res, costs_, calls, clock
+
+
+def test_a_standard_run_within_its_promise_whose_searched_network_is_dear_is_fit_to_the_promise(tmp_path,
+                                                                                              monkeypatch):
+    """The forecast costs DASH's network as a typical architecture (280 s here, within the slack); the search
+    chose one three times as dear per step, so the run heads far past 345 s: after the search it is fit to the
+    300 s as a capped run is, config.json keeps the record, and a resumed run keeps the fitted steps."""
+    res, costs_, calls, _ = watched_run(tmp_path, monkeypatch, chosen=(3.0, 1.0))
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    record = meta["budget"]
+    cap = record["time_cap"]
+    assert cap["forecast_seconds"] == pytest.approx(280.0, abs=0.1) and cap["fit_after"] == "search"
+    assert cap["projected_seconds"] > B.CAP_SLACK * 300.0 and record["seconds"] == 300.0
+    assert record["chosen_costs"]["step_ratio"] == 3.0
+    (entry,) = record["replans"]
+    assert entry["old"]["retrain_steps"] == 40 and entry["new"]["retrain_steps"] < 40
+    assert entry["projected_end"] <= 300.0
+    assert meta["config"]["retrain"]["steps"] == res.plan["retrain"]["steps"] == entry["new"]["retrain_steps"]
+    assert res.plan["search"]["steps"] == 30  # the search ran the preset's steps
+    rows = (tmp_path / "run" / "history_retrain.csv").read_text().strip().splitlines()
+    assert len(rows) - 1 == res.plan["retrain"]["epochs"]
+    text = B.format_plan(res.plan, res.budget)
+    assert re.search(r"forecast at 280 s here, within 1.15x its 300 s; after the search they were projected to "
+                     r"end at \d+ s: fit to the 300 s", text)
+    assert "re-planned after the search" in text
+    # resumed: nothing measured, no re-plan again, the fitted steps kept
+    again = pipeline.run(tiny_task(), preset="standard", out=tmp_path / "run", figures=False, verbose=False,
+                         random_draws=1, **{k: v for k, v in STEPS.items() if not k.endswith("_steps")})
+    assert len(calls) == 1
+    assert again.plan == res.plan and again.metrics == res.metrics
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == meta
+
+
+def test_a_standard_run_within_its_promise_that_keeps_to_it_runs_the_preset_steps_and_records_no_budget(
+        tmp_path, monkeypatch):
+    """On plan (or slower, within the slack) the watch changes nothing: the preset's steps, no budget in
+    config.json; only a search that puts the run past 1.15 x 300 s fits it, and then the tuning shrinks too."""
+    res, _, _, _ = watched_run(tmp_path, monkeypatch, chosen=(1.0, 1.0), factor=1.1)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "budget" not in meta and res.budget is None
+    assert (res.plan["search"]["steps"], res.plan["tune"]["steps"], res.plan["retrain"]["steps"]) == (30, 4, 40)
+    slow, _, _, _ = watched_run(tmp_path, monkeypatch, chosen=(1.0, 1.0), factor=3.0, out="slow")
+    record = json.loads((tmp_path / "slow" / "config.json").read_text())["budget"]
+    (entry,) = record["replans"]
+    assert record["time_cap"]["fit_after"] == "search" and entry["factor"] == pytest.approx(3.0, rel=1e-3)
+    assert entry["new"]["retrain_steps"] < 40 and slow.plan["retrain"]["steps"] == entry["new"]["retrain_steps"]
+
+
+def test_without_the_time_cap_a_dear_searched_network_keeps_the_preset_steps(tmp_path, monkeypatch):
+    from dashkit.config import PRESETS
+
+    for stage, steps in (("search", 30), ("tune", 4), ("retrain", 40)):
+        monkeypatch.setitem(PRESETS["standard"][stage], "steps", steps)
+    fake_costs(monkeypatch, lambda *a, **k: dict(FAKE_COSTS), chosen=(50.0, 1.0))
+    res = pipeline.run(tiny_task(), preset="standard", out=tmp_path / "run", figures=False, verbose=False,
+                       random_draws=0, time_cap=False, **{k: v for k, v in STEPS.items() if not k.endswith("_steps")})
+    assert res.budget is None and res.plan["retrain"]["steps"] == 40

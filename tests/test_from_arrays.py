@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from dashkit import backbones
+from dashkit.config import make_config
 from dashkit.tasks import KINDS, from_arrays
 from dashkit.tasks.byod import InputScaler, pad_series
 from dashkit.tasks.base import SMALL_SPLIT_PER_CLASS, SMALL_SPLIT_SIZE, small_split_note, tensor_dataset
@@ -231,11 +232,32 @@ def test_1d_classification_from_n_by_l():
     assert task.in_shape == (1, 1000) and task.num_outputs == 4 and task.metric_name == "error_pct"
     xs, ys = task.train[0]
     assert xs.shape == (1, 1000) and xs.dtype == torch.float32 and ys.dtype == torch.int64
-    assert task.defaults.backbone == "resnet1d" and task.defaults.backbone_kwargs == {}
+    # 4 classes: DASH's width rule gives 4 channels, from_arrays' floor 8
+    assert task.defaults.backbone == "resnet1d" and task.defaults.backbone_kwargs == {"width": 8}
     assert (task.defaults.kernel_sizes, task.defaults.dilations) == ((3, 7, 11, 15, 19), (1, 3, 7, 15, 31))
     assert _check_runs_on_its_backbone(task).shape == (2, 4)
     y_test = stack(task.test, 1)
     assert task.metric(F.one_hot(y_test, 4).float(), y_test) == 0.0
+
+
+def test_a_series_classifier_is_at_least_eight_channels_wide_and_the_class_rule_stands_above():
+    """DASH's width rule gives 4 channels below 10 classes; from_arrays raises a classifier's resnet1d to 8
+    (RESULTS.md, "The network's width on small real datasets"), keeps the rule's 16 from 10 classes, and leaves
+    regression and a run's own width alone."""
+    from dashkit.tasks.byod import SERIES_MIN_WIDTH
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2, 50)).astype(np.float32)
+    for classes, want in ((2, {"width": 8}), (9, {"width": 8}), (10, {}), (12, {})):
+        task = from_arrays(x, np.arange(60) % classes, seed=0)
+        assert task.defaults.backbone_kwargs == want, classes
+        net = backbones.get("resnet1d", in_channels=2, num_classes=classes, **task.defaults.backbone_kwargs)
+        assert net.width == max(SERIES_MIN_WIDTH, backbones.ResNet1D.default_width(classes))
+    reg = from_arrays(x, rng.normal(size=60), kind="regression", seed=0)
+    assert reg.kind == "regression" and "width" not in reg.defaults.backbone_kwargs
+    task = from_arrays(x, np.arange(60) % 3, seed=0)
+    cfg = make_config("smoke", task.defaults, backbone_kwargs={"width": 4})
+    assert cfg.backbone_kwargs == {"width": 4}  # a run's own width replaces the floor
 
 
 def test_2d_classification_from_torch_tensors():

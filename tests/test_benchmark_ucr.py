@@ -114,7 +114,7 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
         assert r["decided"] == [sum(bool(layer["decided"]) for layer in card["layers"]), len(card["layers"])]
         # the accuracies are the run directory's test errors, and nothing else: test is only reported
         metrics = json.loads((tmp_path / f"{r['dataset']}-s0" / "metrics.json").read_text())
-        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100)
+        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100, abs=1e-6)  # the row keeps 6 decimals
         assert r["baseline"] == pytest.approx(1 - metrics["baseline"]["test"] / 100)
         # the network chosen on validation, and its test accuracy
         lower = "baseline" if metrics["baseline"]["val"] < metrics["dash"]["val"] else "dash"
@@ -401,7 +401,7 @@ def test_ucr_cv_holds_out_each_training_series_once_and_never_reads_the_test_spl
     assert [r["test"] for r in rows] == np.bincount(fold).tolist()
     for r in rows:
         metrics = json.loads((tmp_path / f"FakeFixed-s0-f{r['fold']}" / "metrics.json").read_text())
-        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100)
+        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100, abs=1e-6)  # the row keeps 6 decimals
     # the table counts held-out errors: the rows' accuracies times their held-out series, summed over the folds
     md = (tmp_path / "ucr.md").read_text()
     assert md.strip() in capsys.readouterr().out

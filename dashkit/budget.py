@@ -663,7 +663,8 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         None (no change), or the entry for the record's ``replans``: ``after`` (``stage_done``), ``factor``,
         ``elapsed``, ``old`` and ``new`` (``tune_steps``, ``tune_configs``, ``retrain_steps``), ``planned``
         (the new planned seconds of the stages left, at the measured costs), ``projected_end`` (seconds from the
-        clock's start, at ``f``), ``grew`` (whether the retraining was raised) and ``note``.
+        clock's start, at ``f``), ``projected_before`` (where the old steps were heading, at ``f``: the end the
+        re-plan avoids or, when grown, leaves unused), ``grew`` (whether the retraining was raised) and ``note``.
     """
     if stage_done not in ("search", "tune"):
         raise ValueError(f"stage_done = {stage_done!r}: expected 'search' or 'tune' (the stages followed by a "
@@ -701,7 +702,7 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         new = {**old, "retrain_steps": r_steps}
         planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
         return _entry(stage_done, factor, seconds_spent, now_elapsed, old, new, planned_new,
-                      now_elapsed + speed * (sum(planned_new.values()) + after), True,
+                      now_elapsed + speed * (sum(planned_new.values()) + after), projected, True,
                       f"ahead of plan after the {stage_done} ({factor:.2f}x its planned time): the retraining "
                       f"grows from {old['retrain_steps']} to {r_steps} steps to use the budget")
     room = (budget - now_elapsed) / factor - after  # planned seconds that fit the time left at this speed
@@ -735,7 +736,7 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         warnings.warn(f"budget = {record.get('text', budget)!r}: {note}", stacklevel=2)
     if new == old and not note:
         return None
-    return _entry(stage_done, factor, seconds_spent, now_elapsed, old, new, planned_new, end, False, note)
+    return _entry(stage_done, factor, seconds_spent, now_elapsed, old, new, planned_new, end, projected, False, note)
 
 
 def tuning_factor(record: Mapping[str, Any], trials: Mapping[str, List[Mapping[str, Any]]], tune_steps: int,
@@ -776,12 +777,12 @@ def typical_costs(record: Mapping[str, Any]) -> Dict[str, float]:
 
 
 def _entry(stage_done: str, factor: float, seconds_spent: float, now_elapsed: float, old: Mapping[str, int],
-           new: Mapping[str, int], planned: Mapping[str, float], end: float, grew: bool, note: str
+           new: Mapping[str, int], planned: Mapping[str, float], end: float, before: float, grew: bool, note: str
            ) -> Dict[str, Any]:
     """One entry of the budget record's ``replans`` (`replan`'s return value)."""
     return {"after": stage_done, "factor": round(factor, 4), "seconds_spent": round(seconds_spent, 3),
             "elapsed": round(now_elapsed, 3), "old": dict(old), "new": dict(new), "planned": dict(planned),
-            "projected_end": round(end, 2), "grew": grew, "note": note}
+            "projected_end": round(end, 2), "projected_before": round(before, 2), "grew": grew, "note": note}
 
 
 def _grown_steps(record: Mapping[str, Any], old_steps: int, tune_left: float, speed: float, now_elapsed: float,

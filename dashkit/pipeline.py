@@ -54,7 +54,7 @@ from torch import nn
 
 from . import distributed, progress
 from .budget import CAP_SLACK, PRESET_SECONDS, BudgetTooSmallError, cheaper_steps, forecast_seconds, format_plan, \
-    parse_budget, plan_budget, replan, run_plan, stage_plan, stage_seconds, tuning_factor, tuning_folds, tuning_runs, \
+    parse_budget, plan_budget, replan, run_plan, stage_plan, tuning_factor, tuning_folds, tuning_runs, \
     warn_capped, warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
@@ -375,12 +375,7 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
                               per_pass, baseline=cfg.baseline, factor=factor)
             if past is None:
                 return unchanged
-            left = ("tune", "retrain") if stage == "search" else ("retrain",)
-            heading = sum(stage_seconds(record["costs"], s, steps[f"{s}_steps"], per_pass, cfg.baseline,
-                                        configs=steps["tune_configs"], folds=int(record.get("tune_folds", 1)),
-                                        draws=int(record.get("random_draws", 0))) for s in left)
-            record["time_cap"].update(fit_after=stage, projected_seconds=round(
-                now + past["factor"] * (heading + float(record["costs"]["after"])), 1))
+            record["time_cap"].update(fit_after=stage, projected_seconds=round(past["projected_before"], 1))
         entry = replan(record, steps, stage, spent, now, per_pass, baseline=cfg.baseline,
                        grow=grow and not watch, factor=factor)
         if entry is None:

@@ -59,6 +59,7 @@ def test_a_3x_slowdown_after_the_search_shrinks_tuning_and_retraining_to_fit_the
     assert before > 300.0  # without a re-plan the run would end late
     entry = B.replan(record, steps, "search", 3 * search_s, elapsed, PER_PASS)
     assert entry["after"] == "search" and entry["factor"] == pytest.approx(3.0, rel=1e-3)
+    assert entry["projected_before"] == pytest.approx(before, abs=0.05)  # where the old steps were heading
     new, old = entry["new"], entry["old"]
     assert old == {k: steps[k] for k in ("tune_steps", "tune_configs", "retrain_steps")}
     assert B.MIN_TUNE_STEPS <= new["tune_steps"] < old["tune_steps"] and new["tune_configs"] <= old["tune_configs"]
@@ -556,6 +557,7 @@ def test_a_standard_run_within_its_promise_whose_searched_network_is_dear_is_fit
     assert cap["projected_seconds"] > B.CAP_SLACK * 300.0 and record["seconds"] == 300.0
     assert record["chosen_costs"]["step_ratio"] == 3.0
     (entry,) = record["replans"]
+    assert cap["projected_seconds"] == pytest.approx(entry["projected_before"], abs=0.06)
     assert entry["old"]["retrain_steps"] == 40 and entry["new"]["retrain_steps"] < 40
     assert entry["projected_end"] <= 300.0
     assert meta["config"]["retrain"]["steps"] == res.plan["retrain"]["steps"] == entry["new"]["retrain_steps"]

@@ -18,6 +18,8 @@ import dashkit
 from dashkit.config import parse_setting
 
 ROOT = Path(__file__).resolve().parents[1]
+# a row keeps an accuracy to 6 decimals (`ucr._accuracy`): compared with the unrounded metric at that precision
+ROW = 1e-6
 # tiny budgets (TINY in test_pipeline.py), as --set tokens
 TINY = ["search_backend=fft", "retrain_conv_backend=direct", "search_epochs=1", "search_batch_size=16",
         "tune_lrs=0.1,0.01", "tune_dropouts=0.0", "tune_weight_decays=0.0005", "tune_momentums=0.9",
@@ -114,8 +116,8 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
         assert r["decided"] == [sum(bool(layer["decided"]) for layer in card["layers"]), len(card["layers"])]
         # the accuracies are the run directory's test errors, and nothing else: test is only reported
         metrics = json.loads((tmp_path / f"{r['dataset']}-s0" / "metrics.json").read_text())
-        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100, abs=1e-6)  # the row keeps 6 decimals
-        assert r["baseline"] == pytest.approx(1 - metrics["baseline"]["test"] / 100)
+        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100, abs=ROW)
+        assert r["baseline"] == pytest.approx(1 - metrics["baseline"]["test"] / 100, abs=ROW)
         # the network chosen on validation, and its test accuracy
         lower = "baseline" if metrics["baseline"]["val"] < metrics["dash"]["val"] else "dash"
         assert r["chosen"] == lower and r["chosen_acc"] == r[lower]
@@ -327,8 +329,8 @@ def test_ucr_control_compares_each_finished_run_with_its_shuffled_search(tmp_pat
     report = dashkit.pipeline.shuffled_control(tmp_path / "FakeFixed-s0", task=task)  # read back, as written
     assert row["layers"] == len(result.card.layers) == 9 and row["same"] == report.same
     assert row["data"] + row["method"] + row["undecided"] == 9 and row["prior_made_it"] == report.prior_made_it
-    assert row["dash"] == pytest.approx(1.0 - result.metrics["dash"] / 100.0)
-    assert row["baseline"] == pytest.approx(1.0 - result.metrics["baseline"] / 100.0)
+    assert row["dash"] == pytest.approx(1.0 - result.metrics["dash"] / 100.0, abs=ROW)
+    assert row["baseline"] == pytest.approx(1.0 - result.metrics["baseline"] / 100.0, abs=ROW)
     table = out.strip().splitlines()[-3:]
     assert table[0].startswith("| dataset | seeds | passes |") and table[2].startswith("| FakeFixed | 1 |")
     assert control.main(argv) == 0 and len(json.loads((tmp_path / "control.json").read_text())) == 1  # replaced
@@ -401,7 +403,7 @@ def test_ucr_cv_holds_out_each_training_series_once_and_never_reads_the_test_spl
     assert [r["test"] for r in rows] == np.bincount(fold).tolist()
     for r in rows:
         metrics = json.loads((tmp_path / f"FakeFixed-s0-f{r['fold']}" / "metrics.json").read_text())
-        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100, abs=1e-6)  # the row keeps 6 decimals
+        assert r["dash"] == pytest.approx(1 - metrics["dash"]["test"] / 100, abs=ROW)
     # the table counts held-out errors: the rows' accuracies times their held-out series, summed over the folds
     md = (tmp_path / "ucr.md").read_text()
     assert md.strip() in capsys.readouterr().out

@@ -223,7 +223,21 @@ def run_dashkit(name: str, data: Data, seed: int, args: argparse.Namespace, sett
             "decided": list(r.card.decided_count() or ()) or None,
             "dash_s": sum(r.times.get(s, 0.0) for s in ("search", "tune", "retrain")),
             "baseline_s": sum(r.times.get(s, 0.0) for s in ("baseline_tune", "baseline_retrain")),
-            "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers)}
+            "arch": " ".join(f"{layer.k}/{layer.d}" for layer in r.card.layers),
+            "threads": torch.get_num_threads(), **plan_fields(r.plan, r.budget)}
+
+
+def plan_fields(plan: Optional[Dict[str, Any]], budget: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """A row's record of its run's plan (config.json's ``plan`` and ``budget``): the optimiser steps of the search
+    and of the retraining (``steps``), and what set them (``plan``): "preset" (the preset's own steps), "capped"
+    (a standard run forecast over its five minutes and fit to them), "fit after the <stage>" (watched, and fit
+    then), or "budget" (``--budget``)."""
+    if not plan:
+        return {}
+    cap = (budget or {}).get("time_cap")
+    how = ("preset" if not budget else "budget" if not cap else
+           f"fit after the {cap['fit_after']}" if cap.get("fit_after") else "capped")
+    return {"steps": [plan.get("search", {}).get("steps"), plan.get("retrain", {}).get("steps")], "plan": how}
 
 
 def run_name(name: str, seed: int, fold: Optional[int] = None) -> str:
@@ -280,14 +294,23 @@ def chosen_fields(val_metrics: Dict[str, float], test_metrics: Dict[str, float])
 
 
 def _chosen_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
-    """``chosen_fields`` of a row made before rows recorded them, read from its run directory (if it is there)."""
-    metrics = folder / run_name(row["dataset"], row["seed"], row.get("fold")) / "metrics.json"
-    if "chosen" in row or not metrics.exists():
-        return row
-    m = json.loads(metrics.read_text())
-    val = {k: v["val"] for k, v in m.items() if k in ("dash", "baseline") and isinstance(v, dict)}
-    test = {k: v["test"] for k, v in m.items() if k in ("dash", "baseline") and isinstance(v, dict)}
-    return {**row, **chosen_fields(val, test)}
+    """What a row made before rows recorded it lacks, read from its run directory (if it is there):
+    ``chosen_fields`` from metrics.json, ``plan_fields`` from config.json, ``threads`` from environment.json."""
+    run = folder / run_name(row["dataset"], row["seed"], row.get("fold"))
+    row = dict(row)
+    if "chosen" not in row and (run / "metrics.json").exists():
+        m = json.loads((run / "metrics.json").read_text())
+        val = {k: v["val"] for k, v in m.items() if k in ("dash", "baseline") and isinstance(v, dict)}
+        test = {k: v["test"] for k, v in m.items() if k in ("dash", "baseline") and isinstance(v, dict)}
+        row.update(chosen_fields(val, test))
+    if "steps" not in row and (run / "config.json").exists():
+        meta = json.loads((run / "config.json").read_text())
+        row.update(plan_fields(meta.get("plan"), meta.get("budget")))
+    if "threads" not in row and (run / "environment.json").exists():
+        threads = json.loads((run / "environment.json").read_text()).get("threads")
+        if threads is not None:
+            row["threads"] = threads
+    return row
 
 
 def run_config(a: argparse.Namespace) -> Dict[str, Any]:
@@ -409,7 +432,7 @@ def collect(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ table
 COLUMNS = ("dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "random archs",
            "MiniRocket", "ResNet (published)", "chosen on validation", "layers decided", "DASH s", "baseline s",
-           "run s", "MiniRocket s")
+           "run s", "MiniRocket s", "steps: search / retraining")
 
 
 def _chosen_text(rs: List[Dict[str, Any]]) -> str:
@@ -437,6 +460,31 @@ def _mean(values: List[Optional[float]]) -> Optional[float]:
 def _seconds(values: List[Optional[float]]) -> str:
     m = _mean(values)
     return "–" if m is None else f"{m:.1f}"
+
+
+def _span(values: List[int]) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def _steps_text(rs: List[Dict[str, Any]]) -> str:
+    """The steps cell: the search's and the retraining's optimiser steps over seeds, and what set them where it
+    was not the preset."""
+    planned = [r for r in rs if r.get("steps") and None not in r["steps"]]
+    if not planned:
+        return "–"
+    hows = sorted({r.get("plan", "preset") for r in planned} - {"preset"})
+    return (f"{_span([r['steps'][0] for r in planned])} / {_span([r['steps'][1] for r in planned])}"
+            + (f" ({', '.join(hows)})" if hows else ""))
+
+
+def _threads_text(rows: List[Dict[str, Any]]) -> str:
+    """The footer's line on the torch threads each run had (CPU timings, and so capped plans, depend on it)."""
+    threads = sorted({r["threads"] for r in rows if r.get("threads") is not None})
+    if not threads:
+        return "Torch threads per run: not recorded."
+    unknown = sum(r.get("threads") is None for r in rows)
+    return (f"Torch threads per run: {', '.join(map(str, threads))}"
+            + (f" ({unknown} of {len(rows)} runs not recorded)." if unknown else "."))
 
 
 def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
@@ -479,13 +527,14 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
             _mean_sd([r.get("minirocket") for r in rs]), "–" if resnet is None else f"~{resnet:.2f}",
             _chosen_text(rs), decided_text,
             _seconds([r.get("dash_s") for r in rs]), _seconds([r.get("baseline_s") for r in rs]),
-            _seconds([r.get("run_s") for r in rs]), _seconds([r.get("minirocket_s") for r in rs])]) + " |")
+            _seconds([r.get("run_s") for r in rs]), _seconds([r.get("minirocket_s") for r in rs]),
+            _steps_text(rs)]) + " |")
     n = len(dict.fromkeys(r["dataset"] for r in rows))
     # a method missing on some datasets (--no-minirocket for some) says over how many its mean is
     avg = {k: (f"{statistics.mean(v):.3f}" + (f" ({len(v)} of {n})" if len(v) < n else "")) if v else "–"
            for k, v in means.items()}
     lines.append(f"| mean over {n} datasets | | | | {avg['chance']} | {avg['dash']} | {avg['baseline']} | "
-                 f"{avg['random']} | {avg['minirocket']} | | {avg['chosen_acc']} | | | | | |")
+                 f"{avg['random']} | {avg['minirocket']} | | {avg['chosen_acc']} | | | | | | |")
     seeds = sorted({r["seed"] for r in rows})
     lines += ["", f"DASH >= baseline (mean test accuracy over seeds) on {wins} of {compared} datasets."]
     if random_compared:
@@ -500,7 +549,10 @@ def table(rows: List[Dict[str, Any]], preset: str = "") -> str:
               "run: the whole dashkit.run call, the random architectures and tests included). ResNet: Fawaz et al. "
               "(2019), approximate. Chosen on validation: the test accuracy of whichever of DASH and the baseline "
               "has the better validation metric (DASH on a tie; `which=\"best\"` in dashkit), and on how many "
-              "seeds that was the baseline."]
+              "seeds that was the baseline. Steps: the optimiser steps of the search and of the retraining "
+              "(DASH's; the baseline and the random architectures retrain for as many), over seeds; capped: the "
+              "run was forecast over the preset's five minutes and fit to them (`dashkit.run(time_cap=...)`).",
+              _threads_text(rows)]
     if padded:
         lines.append(f"Variable-length series ({', '.join(padded)}): {PAD_NOTE}, for dashkit and MiniRocket alike.")
     return "\n".join(lines)

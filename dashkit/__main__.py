@@ -184,7 +184,8 @@ def show(run_dir: Any) -> str:
         lines.append(format_plan(meta["plan"], meta.get("budget")))
     if rd.exists("environment.json"):
         env = rd.read_json("environment.json")
-        lines.append(f"  device  {env.get('device')}, torch {env.get('torch')}, dashkit {env.get('dashkit')}")
+        threads = f", {env['threads']} torch threads of {env.get('cpus')} CPUs" if env.get("threads") else ""
+        lines.append(f"  device  {env.get('device')}{threads}, torch {env.get('torch')}, dashkit {env.get('dashkit')}")
     draws = cfg.get("random_draws", 0) if isinstance(cfg.get("random_draws", 0), int) else 0
     order = ("search", "tune", "retrain", "baseline_tune", "baseline_retrain",
              *(f"random_{i}_retrain" for i in range(draws)))

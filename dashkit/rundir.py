@@ -153,6 +153,9 @@ def environment_info(device: Any = None) -> Dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device) if device is not None else None,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        # what a CPU run's timings (and so a time-budgeted run's steps) depend on
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:

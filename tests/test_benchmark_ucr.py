@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import dashkit
 from dashkit.config import parse_setting
@@ -121,6 +122,10 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
         # the network chosen on validation, and its test accuracy
         lower = "baseline" if metrics["baseline"]["val"] < metrics["dash"]["val"] else "dash"
         assert r["chosen"] == lower and r["chosen_acc"] == r[lower]
+        # the run's plan as config.json has it (the smoke preset's own steps), and the threads it ran on
+        plan = json.loads((tmp_path / f"{r['dataset']}-s0" / "config.json").read_text())["plan"]
+        assert r["steps"] == [plan["search"]["steps"], plan["retrain"]["steps"]] and r["plan"] == "preset"
+        assert r["threads"] == torch.get_num_threads()
     assert (fixed["channels"], fixed["length"], fixed["lengths"]) == (2, "24", "equal")
     assert (variable["channels"], variable["length"], variable["lengths"]) == (1, "14-24", "pad")
     assert fixed["minirocket_input"] == "as loaded" and variable["minirocket_input"] == ucr.PAD_NOTE
@@ -135,12 +140,14 @@ def test_ucr_runs_every_dataset_writes_rows_and_table_and_resumes(ucr, fake, tmp
     assert [c.strip() for c in lines[0].strip("|").split("|")] == [
         "dataset", "train (val) / test", "C x L", "classes", "chance", "DASH", "baseline", "random archs",
         "MiniRocket", "ResNet (published)", "chosen on validation", "layers decided", "DASH s", "baseline s",
-        "run s", "MiniRocket s"]
+        "run s", "MiniRocket s", "steps: search / retraining"]
     cells = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip("|").split("|")] for line in lines[2:5]}
     assert cells["FakeFixed"][1:5] == [f"40 ({fixed['val']}) / 30", "2 x 24", "2", f"{fixed['chance']:.3f}"]
     assert cells["FakeFixed"][5] == f"{fixed['dash']:.3f}" and cells["FakeFixed"][9] == "~0.90"
     assert cells["FakeVariable"][9] == "–" and cells["FakeVariable"][15] == "0.5"
     assert cells["FakeFixed"][10] == f"{fixed['chosen_acc']:.3f} (baseline {int(fixed['chosen'] == 'baseline')}/1)"
+    assert cells["FakeFixed"][16] == f"{fixed['steps'][0]} / {fixed['steps'][1]}"  # the preset's: no note
+    assert f"Torch threads per run: {torch.get_num_threads()}." in lines
     assert cells["mean over 2 datasets"][5] == f"{(fixed['dash'] + variable['dash']) / 2:.3f}"
     wins = sum(r["dash"] >= r["baseline"] for r in rows)
     assert f"DASH >= baseline (mean test accuracy over seeds) on {wins} of 2 datasets." in lines
@@ -239,13 +246,20 @@ def test_ucr_table_gives_mean_and_sd_over_seeds_and_says_over_how_many_datasets_
              "minirocket_s": 3.0, "minirocket_input": "as loaded"},
             {**common, "dataset": "B", "seed": 0, "chance": 0.2, "dash": 0.4, "baseline": 0.3, "minirocket": None,
              "random": 0.45, "decided": [1, 4], "run_s": 30.0}]
-    rows[0].update(random=0.3, decided=[2, 4], run_s=20.0, chosen="baseline", chosen_acc=0.7)
-    rows[1].update(random=0.5, decided=[3, 4], run_s=22.0, chosen="dash", chosen_acc=0.7)
+    rows[0].update(random=0.3, decided=[2, 4], run_s=20.0, chosen="baseline", chosen_acc=0.7, threads=1,
+                   steps=[900, 420], plan="capped")
+    rows[1].update(random=0.5, decided=[3, 4], run_s=22.0, chosen="dash", chosen_acc=0.7, threads=1,
+                   steps=[700, 300], plan="capped")
     lines = ucr.table(rows, "standard").splitlines()
     a, b, mean = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:5])
     assert a[5:] == ["0.600 ± 0.141", "0.700 ± 0.000", "0.400 ± 0.141", "0.850 ± 0.071", "~0.84",
-                     "0.700 ± 0.000 (baseline 1/2)", "5/8", "10.0", "4.0", "21.0", "2.0"]
-    assert b[5:] == ["0.400", "0.300", "0.450", "–", "–", "–", "1/4", "10.0", "4.0", "30.0", "–"]
+                     "0.700 ± 0.000 (baseline 1/2)", "5/8", "10.0", "4.0", "21.0", "2.0", "700-900 / 300-420 (capped)"]
+    assert b[5:] == ["0.400", "0.300", "0.450", "–", "–", "–", "1/4", "10.0", "4.0", "30.0", "–", "–"]
+    assert len(mean) == len(ucr.COLUMNS)
+    assert "Torch threads per run: 1 (1 of 3 runs not recorded)." in lines
+    rows[2].update(threads=2, steps=[2000, 2000], plan="preset")
+    lines = ucr.table(rows, "standard").splitlines()
+    assert lines[3].endswith("| 2000 / 2000 |") and "Torch threads per run: 1, 2." in lines
     assert mean[:1] + mean[4:9] == ["mean over 2 datasets", "0.300", "0.500", "0.500", "0.425", "0.850 (1 of 2)"]
     assert mean[10] == "0.700 (1 of 2)"
     assert "DASH >= baseline (mean test accuracy over seeds) on 1 of 2 datasets." in lines
@@ -279,12 +293,34 @@ def test_ucr_collect_merges_runs_made_side_by_side_into_one_table(ucr, monkeypat
     rows = json.loads((tmp_path / "all" / "ucr.json").read_text())
     assert rows[2]["chosen"] == "baseline" and rows[2]["chosen_acc"] == pytest.approx(0.5)
     assert "chosen" not in rows[0]  # no run directory: nothing to read
+    assert "steps" not in rows[2] and "threads" not in rows[2]  # no config.json or environment.json there
+    # and its plan from config.json, the threads from environment.json
+    plan = {"search": {"steps": 722}, "retrain": {"steps": 423}}
+    budget = {"seconds": 300.0, "time_cap": {"preset": "standard", "forecast_seconds": 1115.1}}
+    (run / "config.json").write_text(json.dumps({"plan": plan, "budget": budget}))
+    (run / "environment.json").write_text(json.dumps({"device": "cpu", "threads": 2}))
+    assert ucr.main(argv) == 0
+    rows = json.loads((tmp_path / "all" / "ucr.json").read_text())
+    assert (rows[2]["steps"], rows[2]["plan"], rows[2]["threads"]) == ([722, 423], "capped", 2)
+    md = (tmp_path / "all" / "ucr.md").read_text()
+    assert "| 722 / 423 (capped) |" in md and "Torch threads per run: 2 (2 of 3 runs not recorded)." in md
     with pytest.raises(SystemExit, match="one of the --collect directories"):
         ucr.main(["--collect", str(tmp_path / "a"), "--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match="no rows made with"):
         ucr.main(["--collect", str(tmp_path / "a"), "--preset", "paper", "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="no ucr.json there"):
         ucr.main(["--collect", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+
+
+def test_plan_fields_say_what_set_a_runs_steps(ucr):
+    plan = {"search": {"steps": 135}, "retrain": {"steps": 42}, "tune": {"steps": 300}}
+    assert ucr.plan_fields(None, None) == {}
+    assert ucr.plan_fields(plan, None) == {"steps": [135, 42], "plan": "preset"}
+    assert ucr.plan_fields(plan, {"seconds": 60.0})["plan"] == "budget"
+    cap = {"preset": "standard", "forecast_seconds": 7738.5, "promise_seconds": 300.0}
+    assert ucr.plan_fields(plan, {"seconds": 300.0, "time_cap": cap})["plan"] == "capped"
+    watched = {**cap, "fit_after": "search", "projected_seconds": 400.0}
+    assert ucr.plan_fields(plan, {"seconds": 300.0, "time_cap": watched})["plan"] == "fit after the search"
 
 
 def test_minirocket_gives_torch_its_thread_count_back(ucr, monkeypatch):

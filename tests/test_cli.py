@@ -244,6 +244,9 @@ def test_cli_tasks_run_and_show(task_module, tmp_path):
     assert f"  chosen on validation: {chosen} (the lower validation value" in text
     assert text.count("blocks.") == 9  # the ArchCard table: one row per searched layer
     assert "plan (optimiser steps per stage on this task's data):" in text and "  search  " in text
+    env = json.loads((out / "environment.json").read_text())  # the thread count CPU timings depend on
+    assert env["threads"] >= 1 and env["cpus"] >= 1
+    assert f"  device  cpu, {env['threads']} torch threads of {env['cpus']} CPUs, torch " in text
 
 
 def test_cli_run_defaults_to_the_standard_preset_and_reads_a_budget(capsys):

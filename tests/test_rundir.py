@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 
 import numpy as np
@@ -236,6 +237,7 @@ def test_environment_info_records_versions():
     info = rundir_mod.environment_info("cpu")
     assert info["torch"] == torch.__version__ and info["device"] == "cpu"
     assert info["python"].count(".") == 2 and "dashkit" in info
+    assert info["threads"] == torch.get_num_threads() and info["cpus"] == os.cpu_count()
 
 
 def test_atomic_writes_give_files_the_usual_permissions(tmp_path):

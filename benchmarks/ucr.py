@@ -15,6 +15,11 @@ For every dataset and seed, in one process and on the same train/test split (the
   ``from_arrays`` pads them (zeros at the end to the longest training series, test series cut to that length, plus a
   0/1 channel that marks the real positions).
 
+A capped standard run's steps follow the speed it measures at its start, so they depend on the cores it has: run
+one benchmark process at a time for the standard preset's five minutes on the machine's cores (several processes
+side by side, each with ``OMP_NUM_THREADS=1``, give each run one core and fewer steps on long series). Each row
+records its torch threads and its plan (``threads``, ``steps``, ``plan``), and the table shows them.
+
 Runs already finished are read back, not repeated: the rows of ``--out``/ucr.json made with the same preset,
 settings and budget are reused, and a dashkit run that stopped part-way resumes from its run directory
 (``--out``/DATASET-sSEED). The table goes to stdout and to ``--out``/ucr.md; the rows to ``--out``/ucr.json.

@@ -3,7 +3,8 @@
 Layout::
 
     config.json                 task name and the full RunConfig (a folder made with another config is refused)
-    environment.json            versions, device and start time of the latest session
+    environment.json            versions, device, torch threads and CPUs, and start time of the latest
+                                session
     archcard.json               the searched architecture (dashkit.ArchCard)
     alphas.json                 softmax(alpha) per layer per search epoch
     tune.json, baseline_tune.json   tuning trials and the chosen hyper-parameters

@@ -298,7 +298,7 @@ def chosen_fields(val_metrics: Dict[str, float], test_metrics: Dict[str, float])
     return {"chosen": which, "chosen_acc": _accuracy(test_metrics.get(which))}
 
 
-def _chosen_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
+def _fill_from_run(row: Dict[str, Any], folder: Path) -> Dict[str, Any]:
     """What a row made before rows recorded it lacks, read from its run directory (if it is there):
     ``chosen_fields`` from metrics.json, ``plan_fields`` from config.json, ``threads`` from environment.json."""
     run = folder / run_name(row["dataset"], row["seed"], row.get("fold"))
@@ -420,7 +420,7 @@ def collect(a: argparse.Namespace) -> int:
             raise SystemExit(f"--collect {d!r}: no ucr.json there")
         for r in json.loads(path.read_text()):
             if _same_config(r, config):
-                by_key[_key(r)] = _chosen_from_run(r, Path(d))
+                by_key[_key(r)] = _fill_from_run(r, Path(d))
     if not by_key:
         raise SystemExit(f"--collect: no rows made with {config} in {', '.join(a.collect)}")
     order = {name: i for i, name in enumerate(DATASETS)}

@@ -28,6 +28,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from .augment import check_augment
 from .conv_choice import CONV_BACKENDS, SEARCH_BACKENDS
 from .dashconv import RELAXATIONS
 
@@ -261,6 +262,8 @@ class RunConfig:
     backbone_kwargs: Optional[Dict[str, Any]] = None  # None: the task's
     kernel_sizes: Optional[Tuple[int, ...]] = None  # the search space; None: the task's
     dilations: Optional[Tuple[int, ...]] = None  # None: the task's
+    augment: str = "none"  # what every training batch goes through (dashkit.augment): "none", or "slice" (window
+    # slicing of series: a random 90% window stretched back to the length); validation and test never are
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:
@@ -269,6 +272,7 @@ class RunConfig:
             raise ValueError(f"random_draws = {self.random_draws!r}: expected an int >= 0 (how many random "
                              f"architectures to retrain beside DASH; 0 turns the control off)")
         resolve_device(self.device, check_available=False)
+        check_augment(self.augment)
         for name in ("kernel_sizes", "dilations"):
             values = getattr(self, name)
             if values is not None and (len(values) == 0 or any(v < 1 for v in values)

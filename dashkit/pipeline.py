@@ -687,8 +687,10 @@ def _preflight(task: "Task", cfg: RunConfig) -> None:
     Builds the search space and both backbones (cheap: no supernet, no data) and checks that every batch can be
     split over the torchrun processes.
     """
+    from .augment import check_augment
     from .space import SearchSpace
 
+    check_augment(cfg.augment, task)
     _, _, ks, ds = net_spec(task, cfg)
     SearchSpace(ks, ds, dims=task.dims)
     build_backbone(task, cfg, "search")

@@ -216,14 +216,17 @@ def test_torchrun_run_agrees_on_every_rank_and_measures_whole_splits(task_module
 
 def test_torchrun_with_the_default_measured_backends_keeps_the_ranks_in_step(task_module, tmp_path):
     """backend "auto" (the default) times FFT against direct inside a forward, on each rank for itself: the ranks
-    may choose differently, yet DDP must see the same parameters, and alpha must stay the same bits everywhere."""
+    may choose differently, yet DDP must see the same parameters, and alpha must stay the same bits everywhere. The
+    batches are window-sliced (augment="slice"), each rank drawing the windows of its own shard."""
     name, module, _ = task_module
     out, dump = tmp_path / "run", tmp_path / "dump"
     env = child_env(DASHKIT_RANK_DUMP=str(dump), DASHKIT_CHECK_SYNC="1")
-    settings = {**SETTINGS, "search_backend": "auto", "retrain_conv_backend": "auto", "tune_lrs": (0.1,)}
+    settings = {**SETTINGS, "search_backend": "auto", "retrain_conv_backend": "auto", "tune_lrs": (0.1,),
+                "augment": "slice"}
     done = torchrun(["-m", "dashkit", "run", name, "--import", module, "--out", str(out), "--device", "cpu",
                      "--no-figures", "--set", *as_flags(settings)], env)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "config.json").read_text())["config"]["augment"] == "slice"
     a0, a1 = (json.loads((dump / f"search_alpha.rank{r}.json").read_text()) for r in (0, 1))
     assert len(a0["epochs"]) == 2 and a0 == a1 and a0["epochs"][0] != a0["epochs"][1]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import distributed
+from ..augment import collate_for
 from ..config import RunConfig
 from ..rundir import RunDir
 from .common import StageContext
@@ -66,20 +67,23 @@ def train_loader(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.dev
     """A shuffled loader whose order depends only on `seed` (one seed per epoch makes resumes exact).
 
     Under torchrun each rank loads ``batch_size / world_size`` examples per step from its own shard, so a step
-    sees ``batch_size`` examples over all ranks.
+    sees ``batch_size`` examples over all ranks. Batches go through ``cfg.augment`` (`dashkit.augment`), with
+    random draws seeded by `seed` (and the rank).
     """
     if distributed.is_distributed():
         per_rank = distributed.per_rank_batch(batch_size)
         sampler = distributed.train_sampler(ds, seed)
         m = len(sampler)
         return DataLoader(ds, batch_size=min(per_rank, m), sampler=sampler, drop_last=m > per_rank,
-                          num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+                          num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                          collate_fn=collate_for(cfg.augment, seed + 7 * distributed.rank()))
     g = torch.Generator()
     g.manual_seed(seed)
     n = len(ds)  # type: ignore[arg-type]
     # drop the last partial batch (BatchNorm cannot train on a single example) unless it is the only one
     return DataLoader(ds, batch_size=min(batch_size, n), shuffle=True, generator=g, drop_last=n > batch_size,
-                      num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+                      num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                      collate_fn=collate_for(cfg.augment, seed))
 
 
 def cycle(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.device, seed: int

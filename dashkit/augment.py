@@ -1,0 +1,112 @@
+"""Training-time augmentation of series: window slicing.
+
+``RunConfig.augment`` names what every training batch of a run goes through before the network sees it (the
+search's, the tuning's and every retraining's alike, so DASH and its controls train on the same data; validation,
+test and prediction never are):
+
+- "none" (default): the batches as the task gives them.
+- "slice": window slicing (Le Guennec, Malinowski and Tavenard, 2016, "Data augmentation for time series
+  classification using convolutional neural networks"): each series of the batch is cut to a random window of
+  ``SLICE_FRACTION`` (90%) of its length, at a random start, and stretched back to the full length by linear
+  interpolation, every channel alike (a padding mask channel included). Labels are kept. For classification,
+  multilabel and regression tasks on series (C, L); a per-position ("dense") task's targets would no longer line
+  up with its inputs, and 2D inputs are not series, so both are refused (`check_augment`).
+
+The random windows of a training loader come from a generator seeded with the loader's own seed, so a resumed run
+sees the windows an uninterrupted one would, and two runs of one seed agree.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
+
+import torch
+from torch.utils.data import default_collate, get_worker_info
+
+if TYPE_CHECKING:
+    from .tasks.base import Task
+
+__all__ = ["AUGMENTATIONS", "SLICE_FRACTION", "window_slice", "check_augment", "AugmentingCollate", "collate_for"]
+
+AUGMENTATIONS = ("none", "slice")
+SLICE_FRACTION = 0.9
+_SEED_MIX = 0x5EED_A06  # keeps the windows' generator apart from the loader's shuffling generator of the same seed
+
+
+def window_slice(x: torch.Tensor, fraction: float = SLICE_FRACTION,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Each series of `x` cut to a random window and stretched back to its length.
+
+    Args:
+        x: (B, C, L) series, any float dtype.
+        fraction: the window's share of L, in (0, 1]; the window has ``max(2, round(fraction * L))`` steps.
+        generator: the source of the windows' starts (a CPU generator; None: torch's global one).
+
+    Returns:
+        (B, C, L), x's dtype and device: ``out[b, :, t] = x[b, :, s_b + t * (w - 1) / (L - 1)]``, linearly
+        interpolated between neighbouring steps, for a start s_b drawn uniformly from 0 .. L - w. A series of fewer
+        than 3 steps, or a window of the whole length, comes back unchanged.
+    """
+    if x.dim() != 3:
+        raise ValueError(f"x has shape {tuple(x.shape)}; expected (B, C, L) series")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction = {fraction!r}: expected a number in (0, 1], the window's share of the length")
+    b, _, length = x.shape
+    w = max(2, int(round(fraction * length)))
+    if length < 3 or w >= length:
+        return x
+    starts = torch.randint(0, length - w + 1, (b, 1), generator=generator).to(torch.float64)
+    pos = starts + torch.arange(length, dtype=torch.float64) * ((w - 1) / (length - 1))  # (B, L), in [0, L-1]
+    lo = pos.floor().clamp(max=length - 1)
+    frac = (pos - lo).to(x.dtype).to(x.device).unsqueeze(1)  # (B, 1, L)
+    lo_i = lo.long()
+    hi_i = (lo_i + 1).clamp(max=length - 1)
+    index_lo = lo_i.to(x.device).unsqueeze(1).expand(-1, x.shape[1], -1)
+    index_hi = hi_i.to(x.device).unsqueeze(1).expand(-1, x.shape[1], -1)
+    return x.gather(2, index_lo) * (1 - frac) + x.gather(2, index_hi) * frac
+
+
+def check_augment(augment: str, task: Optional["Task"] = None) -> None:
+    """Raise ValueError when `augment` is not a known augmentation, or not one for `task`'s inputs and targets."""
+    if not isinstance(augment, str) or augment not in AUGMENTATIONS:
+        raise ValueError(f"augment = {augment!r}: expected one of {', '.join(map(repr, AUGMENTATIONS))}")
+    if task is None or augment == "none":
+        return
+    if len(task.in_shape) != 2:
+        raise ValueError(f"augment = {augment!r} slices series (C, L); task {task.name!r} has inputs of shape "
+                         f"{tuple(task.in_shape)} (2D): use augment='none'")
+    if task.kind == "dense":
+        raise ValueError(f"augment = {augment!r} moves the inputs' positions, and task {task.name!r} is 'dense' "
+                         f"(one target per position), whose targets would no longer line up: use augment='none'")
+
+
+class AugmentingCollate:
+    """A DataLoader ``collate_fn``: torch's default collation, then `augment` on the batch's inputs.
+
+    Args:
+        augment: a name in `AUGMENTATIONS` other than "none".
+        seed: seeds the windows' generator (with the worker's id in a worker process, so that workers differ).
+    """
+
+    def __init__(self, augment: str, seed: int) -> None:
+        check_augment(augment)
+        self.augment, self.seed = augment, int(seed)
+        self._generator: Optional[torch.Generator] = None
+
+    def _gen(self) -> torch.Generator:
+        if self._generator is None:
+            info = get_worker_info()
+            self._generator = torch.Generator()
+            self._generator.manual_seed((self.seed ^ _SEED_MIX) + 7919 * (0 if info is None else info.id + 1))
+        return self._generator
+
+    def __call__(self, batch: Sequence[Any]) -> List[Any]:
+        x, *rest = default_collate(batch)
+        if self.augment == "slice":
+            x = window_slice(x, SLICE_FRACTION, self._gen())
+        return [x, *rest]
+
+
+def collate_for(augment: str, seed: int) -> Optional[Callable[[Sequence[Any]], List[Any]]]:
+    """The training loaders' ``collate_fn`` for `augment` (None, torch's default, for "none")."""
+    check_augment(augment)
+    return None if augment == "none" else AugmentingCollate(augment, seed)

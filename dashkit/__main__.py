@@ -177,6 +177,8 @@ def show(run_dir: Any) -> str:
     cfg = meta.get("config", {})
     lines = [f"run {rd.path}", f"  task    {meta.get('task_summary') or meta.get('task')}",
              f"  preset  {meta.get('preset')}, seed {cfg.get('seed')}, backbone {cfg.get('backbone')}"]
+    if cfg.get("augment", "none") != "none":
+        lines[-1] += f", training batches augmented: {cfg['augment']!r} (dashkit.augment)"
     if meta.get("plan"):
         from .budget import format_plan
 

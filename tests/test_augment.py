@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from dashkit import __main__ as cli
 from dashkit import pipeline
 from dashkit.augment import AugmentingCollate, check_augment, window_slice
 from dashkit.config import RunConfig, make_config
@@ -114,7 +115,7 @@ def test_the_training_loader_slices_its_batches_repeatably_and_keeps_the_labels(
     assert isinstance(train_loader(ds, 8, aug, cpu, 0).collate_fn, AugmentingCollate)
 
 
-def test_a_sliced_run_learns_records_the_setting_and_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_a_sliced_run_learns_records_the_setting_and_resumes_to_the_same_result(tmp_path, monkeypatch, capsys):
     task = tiny_task()
     settings = {**TINY, "augment": "slice", "tune_enabled": False, "retrain_epochs": 24}
     ref = pipeline.run(task, out=tmp_path / "ref", figures=False, verbose=False, **settings)
@@ -124,6 +125,11 @@ def test_a_sliced_run_learns_records_the_setting_and_resumes_to_the_same_result(
     assert ref.metrics["dash"] <= 10.5 and ref.metrics["baseline"] <= 10.5
     pipeline.run(task, out=tmp_path / "plain", figures=False, verbose=False, **{**settings, "augment": "none"})
     assert (RunDir(tmp_path / "plain").read_history("retrain") != RunDir(tmp_path / "ref").read_history("retrain"))
+    # dashkit show says when a run's training batches were augmented, and only then
+    for run, said in (("ref", True), ("plain", False)):
+        assert cli.main(["show", str(tmp_path / run)]) == 0
+        preset_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  preset"))
+        assert ("training batches augmented: 'slice' (dashkit.augment)" in preset_line) is said, preset_line
 
     original_save = RunDir.save_checkpoint
 

@@ -23,6 +23,7 @@ there (RESULTS.md, "Window slicing of the training batches").
 """
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
 import torch
@@ -35,7 +36,6 @@ __all__ = ["AUGMENTATIONS", "SLICE_FRACTION", "window_slice", "check_augment", "
 
 AUGMENTATIONS = ("none", "slice")
 SLICE_FRACTION = 0.9
-_SEED_MIX = 0x5EED_A06  # keeps the windows' generator apart from the loader's shuffling generator of the same seed
 
 
 def window_slice(x: torch.Tensor, fraction: float = SLICE_FRACTION,
@@ -85,24 +85,33 @@ def check_augment(augment: str, task: Optional["Task"] = None) -> None:
                          f"(one target per position), whose targets would no longer line up: use augment='none'")
 
 
+def _stream_seed(seed: int, rank: int, worker: int) -> int:
+    """A 64-bit seed for the windows of one loader (`seed`) on one torchrun rank and DataLoader worker (-1: none):
+    distinct for distinct triples, and apart from the loader's shuffling generator, which `seed` seeds directly."""
+    digest = hashlib.blake2b(f"dashkit.augment:{seed}:{rank}:{worker}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 class AugmentingCollate:
     """A DataLoader ``collate_fn``: torch's default collation, then `augment` on the batch's inputs.
 
     Args:
         augment: a name in `AUGMENTATIONS` other than "none".
-        seed: seeds the windows' generator (with the worker's id in a worker process, so that workers differ).
+        seed: the loader's seed; with `rank` and the DataLoader worker's id (in a worker process) it seeds the
+            windows' generator, so that ranks and workers draw their own windows.
+        rank: the torchrun rank (0 in one process).
     """
 
-    def __init__(self, augment: str, seed: int) -> None:
+    def __init__(self, augment: str, seed: int, rank: int = 0) -> None:
         check_augment(augment)
-        self.augment, self.seed = augment, int(seed)
+        self.augment, self.seed, self.rank = augment, int(seed), int(rank)
         self._generator: Optional[torch.Generator] = None
 
     def _gen(self) -> torch.Generator:
         if self._generator is None:
             info = get_worker_info()
             self._generator = torch.Generator()
-            self._generator.manual_seed((self.seed ^ _SEED_MIX) + 7919 * (0 if info is None else info.id + 1))
+            self._generator.manual_seed(_stream_seed(self.seed, self.rank, -1 if info is None else info.id))
         return self._generator
 
     def __call__(self, batch: Sequence[Any]) -> List[Any]:
@@ -112,7 +121,7 @@ class AugmentingCollate:
         return [x, *rest]
 
 
-def collate_for(augment: str, seed: int) -> Optional[Callable[[Sequence[Any]], List[Any]]]:
+def collate_for(augment: str, seed: int, rank: int = 0) -> Optional[Callable[[Sequence[Any]], List[Any]]]:
     """The training loaders' ``collate_fn`` for `augment` (None, torch's default, for "none")."""
     check_augment(augment)
-    return None if augment == "none" else AugmentingCollate(augment, seed)
+    return None if augment == "none" else AugmentingCollate(augment, seed, rank)

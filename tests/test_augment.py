@@ -1,4 +1,5 @@
 """RunConfig.augment: window slicing of the training batches (dashkit.augment), checked against a float64 reference."""
+import itertools
 import json
 
 import numpy as np
@@ -148,3 +149,16 @@ def test_a_sliced_run_learns_records_the_setting_and_resumes_to_the_same_result(
     without_time = lambda run: [{k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
                                 for r in RunDir(tmp_path / run).read_history("retrain")]
     assert without_time("b") == without_time("ref")
+
+
+def test_ranks_and_workers_draw_their_own_windows():
+    x = torch.arange(32, dtype=torch.float32).expand(4, 1, 32).contiguous()  # four copies of one series
+    batch = [(x[i], torch.tensor(0)) for i in range(4)]
+    out = lambda seed, rank: AugmentingCollate("slice", seed, rank)(batch)[0]  # noqa: E731
+    assert torch.equal(out(5, 0), out(5, 0)) and torch.equal(out(5, 1), out(5, 1))
+    assert not torch.equal(out(5, 0), out(5, 1)) and not torch.equal(out(5, 0), out(6, 0))
+    # two DataLoader workers each take every other batch of the same examples: their first batches differ
+    loader = torch.utils.data.DataLoader(TensorDataset(x.repeat(4, 1, 1), torch.zeros(16, dtype=torch.long)),
+                                         batch_size=4, num_workers=2, collate_fn=AugmentingCollate("slice", 5))
+    first_of_worker_0, first_of_worker_1 = [b[0] for b in itertools.islice(loader, 2)]
+    assert not torch.equal(first_of_worker_0, first_of_worker_1)

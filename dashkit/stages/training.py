@@ -76,7 +76,7 @@ def train_loader(ds: Dataset, batch_size: int, cfg: RunConfig, device: torch.dev
         m = len(sampler)
         return DataLoader(ds, batch_size=min(per_rank, m), sampler=sampler, drop_last=m > per_rank,
                           num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                          collate_fn=collate_for(cfg.augment, seed + 7 * distributed.rank()))
+                          collate_fn=collate_for(cfg.augment, seed, distributed.rank()))
     g = torch.Generator()
     g.manual_seed(seed)
     n = len(ds)  # type: ignore[arg-type]

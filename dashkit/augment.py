@@ -8,12 +8,14 @@ test and prediction never are):
 - "slice": window slicing (Le Guennec, Malinowski and Tavenard, 2016, "Data augmentation for time series
   classification using convolutional neural networks"): each series of the batch is cut to a random window of
   ``SLICE_FRACTION`` (90%) of its length, at a random start, and stretched back to the full length by linear
-  interpolation, every channel alike (a padding mask channel included). Labels are kept. For classification,
-  multilabel and regression tasks on series (C, L); a per-position ("dense") task's targets would no longer line
-  up with its inputs, and 2D inputs are not series, so both are refused (`check_augment`).
+  interpolation, every channel alike (a padding mask channel included, its edge interpolated too). Labels are
+  kept. For classification, multilabel and regression tasks on series (C, L); a per-position ("dense") task's
+  targets would no longer line up with its inputs, and 2D inputs are not series, so both are refused
+  (`check_augment`).
 
-The random windows of a training loader come from a generator seeded with the loader's own seed, so a resumed run
-sees the windows an uninterrupted one would, and two runs of one seed agree. Slicing a batch costs milliseconds
+The random windows of a training loader come from a generator seeded from the loader's own seed, the torchrun rank
+and the DataLoader worker, so a resumed run sees the windows an uninterrupted one would, two runs of one seed agree,
+and ranks and workers draw windows of their own. Slicing a batch costs milliseconds
 (7 ms for 64 series of 1460 steps on one CPU thread, about 1% of a step of ACSF1's network), which the step costs
 measured for a time budget do not include.
 

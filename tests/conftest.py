@@ -55,3 +55,24 @@ def kill_tuning_at(monkeypatch):
         return calls
 
     return kill
+
+
+@pytest.fixture
+def kill_after_checkpoint(monkeypatch):
+    """``kill_after_checkpoint(stage, epoch)``: from then on, the first checkpoint written for ``stage`` at
+    ``epoch`` (any stage or epoch where None) is written whole, then KeyboardInterrupt("killed after the STAGE
+    checkpoint of epoch E") is raised, a kill as the process sees it; ``monkeypatch.undo()`` disarms it."""
+    from dashkit.rundir import RunDir
+
+    real = RunDir.save_checkpoint
+
+    def arm(stage=None, epoch=None):
+        def save(self, saved_stage, saved_epoch, *args, **kwargs):
+            path = real(self, saved_stage, saved_epoch, *args, **kwargs)
+            if stage in (None, saved_stage) and epoch in (None, saved_epoch):
+                raise KeyboardInterrupt(f"killed after the {saved_stage} checkpoint of epoch {saved_epoch}")
+            return path
+
+        monkeypatch.setattr(RunDir, "save_checkpoint", save)
+
+    return arm

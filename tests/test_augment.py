@@ -116,7 +116,8 @@ def test_the_training_loader_slices_its_batches_repeatably_and_keeps_the_labels(
     assert isinstance(train_loader(ds, 8, aug, cpu, 0).collate_fn, AugmentingCollate)
 
 
-def test_a_sliced_run_learns_records_the_setting_and_resumes_to_the_same_result(tmp_path, monkeypatch, capsys):
+def test_a_sliced_run_learns_records_the_setting_and_resumes_to_the_same_result(tmp_path, monkeypatch, capsys,
+                                                                                kill_after_checkpoint):
     task = tiny_task()
     settings = {**TINY, "augment": "slice", "tune_enabled": False, "retrain_epochs": 24}
     ref = pipeline.run(task, out=tmp_path / "ref", figures=False, verbose=False, **settings)
@@ -132,16 +133,8 @@ def test_a_sliced_run_learns_records_the_setting_and_resumes_to_the_same_result(
         preset_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  preset"))
         assert ("training batches augmented: 'slice' (dashkit.augment)" in preset_line) is said, preset_line
 
-    original_save = RunDir.save_checkpoint
-
-    def save(self, stage, epoch, *args, **kwargs):
-        path = original_save(self, stage, epoch, *args, **kwargs)
-        if stage == "retrain" and epoch == 1:
-            raise KeyboardInterrupt("killed during the retraining")
-        return path
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", save)
-    with pytest.raises(KeyboardInterrupt, match="retraining"):
+    kill_after_checkpoint("retrain", 1)
+    with pytest.raises(KeyboardInterrupt, match="retrain"):
         pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **settings)
     monkeypatch.undo()
     res = pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **settings)

@@ -110,7 +110,7 @@ def test_search_writes_card_alphas_history_and_is_skipped_when_done(tmp_path, mo
     assert pipeline.search(task, cfg, tmp_path / "run") == card
 
 
-def test_single_level_search_never_reads_validation_and_bilevel_does(tmp_path, monkeypatch):
+def test_single_level_search_never_reads_validation_and_bilevel_does(tmp_path, monkeypatch, kill_after_checkpoint):
     val = Guarded(spikes(48, 1, 32, (6, 12), (4, 14)), labels=True)  # the plan counts its classes (too_small)
     task = tiny_task(val=val)
     pipeline.search(task, tiny_cfg(task), tmp_path / "single")  # would raise on a validation read
@@ -119,13 +119,7 @@ def test_single_level_search_never_reads_validation_and_bilevel_does(tmp_path, m
     card = pipeline.search(task, cfg, tmp_path / "bilevel")
     assert val.reads >= 2 * 3 * 32  # one validation batch per alpha step
     # a bilevel search stopped after its first epoch resumes to the same alphas
-    original_save = RunDir.save_checkpoint
-
-    def killed(self, stage, epoch, *args, **kwargs):
-        original_save(self, stage, epoch, *args, **kwargs)
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", killed)
+    kill_after_checkpoint()
     with pytest.raises(KeyboardInterrupt):
         pipeline.search(task, cfg, tmp_path / "resumed")
     monkeypatch.undo()
@@ -270,26 +264,16 @@ def test_tune_with_a_journal_resumes_without_repeating_trials(tmp_path, monkeypa
 
 
 # ----------------------------------------------------------------------------------------- run, resume, errors
-def test_interrupted_runs_resume_to_the_same_result(tmp_path, monkeypatch):
+def test_interrupted_runs_resume_to_the_same_result(tmp_path, monkeypatch, kill_after_checkpoint):
     task = tiny_task()
     ref = pipeline.run(task, out=tmp_path / "ref", figures=False, verbose=False, **TINY)
 
     # 1) killed mid-search, after the first epoch's checkpoint
-    original_save = RunDir.save_checkpoint
-
-    def kill_after(stage_to_kill, epoch_to_kill):
-        def save(self, stage, epoch, *args, **kwargs):
-            path = original_save(self, stage, epoch, *args, **kwargs)
-            if stage == stage_to_kill and epoch == epoch_to_kill:
-                raise KeyboardInterrupt(f"killed during {stage}")
-            return path
-        return save
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", kill_after("search", 0))
+    kill_after_checkpoint("search", 0)
     with pytest.raises(KeyboardInterrupt, match="search"):
         pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
     # 2) resumed, then killed after the search, before tuning
-    monkeypatch.setattr(RunDir, "save_checkpoint", original_save)
+    monkeypatch.undo()
     # the retraining tunes first: its `tune` is the one to kill
     monkeypatch.setattr(retrain_stage, "tune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed tune")))
     with pytest.raises(KeyboardInterrupt, match="tune"):
@@ -297,7 +281,7 @@ def test_interrupted_runs_resume_to_the_same_result(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert RunDir(tmp_path / "b").done_stages() == ["search"]
     # 3) resumed, then killed in the middle of the retraining
-    monkeypatch.setattr(RunDir, "save_checkpoint", kill_after("retrain", 1))
+    kill_after_checkpoint("retrain", 1)
     with pytest.raises(KeyboardInterrupt, match="retrain"):
         pipeline.run(task, out=tmp_path / "b", figures=False, verbose=False, **TINY)
     monkeypatch.undo()

@@ -243,19 +243,11 @@ def test_a_resumed_run_retrains_no_finished_draw(control_run, monkeypatch):
     assert before == {i: (out / f"random_{i}.safetensors").stat().st_mtime_ns for i in range(2)}
 
 
-def test_a_draw_stopped_in_its_retraining_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+def test_a_draw_stopped_in_its_retraining_resumes_from_its_checkpoint(tmp_path, monkeypatch, kill_after_checkpoint):
     task = tiny_task()
     ref = pipeline.run(task, out=tmp_path / "ref", random_draws=1, **SMOKE)
-    original = RunDir.save_checkpoint
-
-    def kill(self, stage, epoch, *args, **kwargs):
-        path = original(self, stage, epoch, *args, **kwargs)
-        if stage == "random_0_retrain" and epoch == 0:
-            raise KeyboardInterrupt("killed in the draw")
-        return path
-
-    monkeypatch.setattr(RunDir, "save_checkpoint", kill)
-    with pytest.raises(KeyboardInterrupt, match="draw"):
+    kill_after_checkpoint("random_0_retrain", 0)
+    with pytest.raises(KeyboardInterrupt, match="random_0_retrain"):
         pipeline.run(task, out=tmp_path / "b", random_draws=1, **SMOKE)
     monkeypatch.undo()
     assert "retrain" in RunDir(tmp_path / "b").done_stages() and (tmp_path / "b" / "checkpoints" /

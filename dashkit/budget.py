@@ -69,6 +69,12 @@ the baseline's tunings keep equal steps), and only in the call that made the pla
 tell how long the stages before it took). Each re-plan is appended to the record's ``replans`` (the stage it
 followed, ``f``, the old and new steps, the projected end) and the new steps to config.json's config, so a resumed
 run reads them back and does not re-plan a stage twice.
+
+The retraining's steps are fixed once DASH's network starts them (the baseline and the random draws train as long),
+so a slowdown that starts *during* the retraining is answered by the draws alone: before each draw the run
+projects its end at the speed this call's retrainings ran, and the draws that would end it after the budget are
+not trained (`trim_draws`; the record's ``draws_dropped`` list, and ``random_draws`` in config.json's config, so a
+resumed run keeps the count; a warning says so).
 """
 from __future__ import annotations
 
@@ -94,7 +100,7 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "epoch_writes",
            "cv_pool", "cv_folds",
            "tuning_scoring", "tuning_folds", "tuning_runs", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
-           "warn_if_long", "warn_capped", "cheaper_steps", "CAP_SLACK"]
+           "warn_if_long", "warn_capped", "cheaper_steps", "CAP_SLACK", "retrain_seconds", "trim_draws"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -281,6 +287,9 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
                      + f"retraining {o['retrain_steps']} -> {n['retrain_steps']} steps"
                      + (" (ahead of plan: the retraining grows)" if r.get("grew") else "")
                      + f"; projected end {r['projected_end']:.0f} s")
+    for d in (budget or {}).get("draws_dropped", []):
+        lines.append(f"  before random draw {d['before']} the retrainings ran {d['factor']:.2f}x their planned "
+                     f"time: {d['new']} of {d['old']} random draws kept; projected end {d['projected_end']:.0f} s")
     for stage in _STAGES:
         p = plan.get(stage)
         if not p:
@@ -768,6 +777,78 @@ def tune_seconds(costs: Mapping[str, float], net: str, steps: int, per_pass: Map
     of ``steps`` steps: `stage_seconds` counts DASH's and the baseline's together."""
     one = {**costs, "dash_step": costs[f"{net}_step"], "dash_eval": costs[f"{net}_eval"]}
     return stage_seconds(one, "tune", steps, per_pass, baseline=False, configs=configs, folds=folds)
+
+
+def retrain_seconds(costs: Mapping[str, float], net: str, steps: int, retrain_pass: int) -> float:
+    """Planned seconds of one network's retraining (``net``: "dash", "baseline" or "random", a random draw costed
+    at the draws' mean, ``random_step`` and ``random_eval``, or as DASH's network in costs without them): ``steps``
+    steps, and one validation pass and one epoch's files per epoch."""
+    if net not in ("dash", "baseline", "random"):
+        raise ValueError(f"net = {net!r}: expected 'dash', 'baseline' or 'random'")
+    if steps < 1:
+        return 0.0
+    step = float(costs.get(f"{net}_step", costs["dash_step"]))
+    evaluation = float(costs.get(f"{net}_eval", costs["dash_eval"]))
+    return steps * step + epochs_for(steps, retrain_pass) * (evaluation + epoch_writes(costs, "retrain"))
+
+
+def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int, ran: Mapping[str, float],
+               now_elapsed: float, draws_done: int, draws: int, limit: Optional[float] = None
+               ) -> Optional[Dict[str, Any]]:
+    """Before random draw ``draws_done`` is retrained: how many of the run's ``draws`` random architectures still
+    fit the time, at the speed this call's retrainings ran.
+
+    The retraining's steps are fixed once DASH's network has started them (the baseline and every draw must train
+    as long as DASH's, or the controls are not fair), so a machine that slows down during the retraining (another
+    process starts) can only be answered by training fewer random draws: they come last, and each is a control
+    of its own. Pure arithmetic on the budget's record (`plan_budget`): the slowdown factor is
+    ``f = sum(ran's seconds) / their planned seconds`` (`retrain_seconds`), and with ``k`` draws in all the run is
+    projected to end at ``now_elapsed + f ((k - draws_done) planned seconds of a draw + the work after)``. The most
+    ``k`` (``draws_done <= k <= draws``) that end by ``limit`` are kept.
+
+    Args:
+        record: the budget's record (``costs``, ``seconds``).
+        retrain_steps: the retraining's steps (each network's).
+        retrain_pass: batches per pass of the retraining.
+        ran: wall seconds of each network retrained (wholly or partly) in this call, by name: "dash", "baseline",
+            "random_<i>". A network resumed from a checkpoint looks faster than it was, so it may hide a
+            slowdown, never invent one; a network read back done is not in it.
+        now_elapsed: seconds since the budget's clock started.
+        draws_done: the draws already retrained (these are kept).
+        draws: the draws planned.
+        limit: the end to keep to, seconds from the clock's start; default the record's ``seconds``.
+
+    Returns:
+        None when every draw fits (or no retraining ran in this call: no speed seen), else the record's
+        ``draws_dropped`` entry: ``before`` (``draws_done``), ``factor``, ``elapsed``, ``old`` (``draws``),
+        ``new`` (the draws kept, at least ``draws_done``), ``limit``, ``projected_end`` (with the draws kept),
+        ``projected_before`` (with all of them) and ``note``.
+    """
+    if isinstance(draws_done, bool) or not isinstance(draws_done, int) or not 0 <= draws_done <= draws:
+        raise ValueError(f"draws_done = {draws_done!r}: expected an int from 0 to draws ({draws})")
+    costs = record["costs"]
+    limit = float(record["seconds"]) if limit is None else float(limit)
+    planned = math.fsum(retrain_seconds(costs, name.split("_")[0], retrain_steps, retrain_pass) for name in ran)
+    spent = math.fsum(float(s) for s in ran.values())
+    if planned <= 0 or spent <= 0 or draws_done == draws:
+        return None
+    factor = spent / planned
+    one = retrain_seconds(costs, "random", retrain_steps, retrain_pass)
+    after = float(costs["after"])
+
+    def end(k: int) -> float:
+        return now_elapsed + factor * ((k - draws_done) * one + after)
+
+    if end(draws) <= limit:
+        return None
+    kept = draws_done
+    while kept < draws and end(kept + 1) <= limit:
+        kept += 1
+    note = (f"the retrainings ran {factor:.2f}x their planned time; {draws} random draw{'s' if draws != 1 else ''} "
+            f"would end the run at {end(draws):.0f} s of {limit:.0f} s: {kept} kept")
+    return {"before": draws_done, "factor": round(factor, 4), "elapsed": round(now_elapsed, 3), "old": draws,
+            "new": kept, "limit": round(limit, 2), "projected_end": round(end(kept), 2),
+            "projected_before": round(end(draws), 2), "note": note}
 
 
 def typical_costs(record: Mapping[str, Any]) -> Dict[str, float]:

@@ -23,7 +23,8 @@ A preset counts optimiser steps per stage, whatever the size of the data; the ep
 time budget, the steps themselves are derived once (`dashkit.budget`) and recorded in config.json as the run's
 plan, which a resumed run keeps. A timed run re-plans after the search and after the tunings when the machine
 has slowed down (`dashkit.budget.replan`: fewer tuning and retraining steps), or gives the retraining more steps
-when it is well ahead of its plan; the re-planned steps are recorded too, and a resumed run keeps them.
+when it is well ahead of its plan; the re-planned steps are recorded too, and a resumed run keeps them. A slowdown
+that starts during the retraining drops the random draws that would end the run late (`dashkit.budget.trim_draws`).
 (For calling the stages one by one: ``time_plan`` plans, ``replan_stages`` re-plans after a stage.)
 
 Each stage writes its files to the run directory (see `dashkit.rundir`) and is skipped when its done marker
@@ -46,7 +47,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ from torch import nn
 from . import distributed, progress
 from .budget import CAP_SLACK, PRESET_SECONDS, BudgetTooSmallError, cheaper_steps, forecast_seconds, format_plan, \
     parse_budget, plan_budget, replan, run_plan, stage_plan, tuning_factor, tuning_folds, tuning_runs, \
-    warn_capped, warn_if_long
+    trim_draws, warn_capped, warn_if_long
 from .config import RunConfig, make_config
 from .rundir import PathLike, RunDir, environment_info
 from .stages import costs as stage_costs
@@ -180,8 +181,11 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             preset still gives batch sizes, learning rates and the tuning grid. After the search and after the
             tunings the stages left are re-planned to the speed the machine showed, when they would otherwise
             overrun, and the retraining gets more steps when the run would leave over 10% of the budget unused
-            (`dashkit.budget.replan`; config.json's ``budget.replans``). A resumed run keeps its plan, re-planned
-            steps included.
+            (`dashkit.budget.replan`; config.json's ``budget.replans``). The retraining's steps are fixed once
+            DASH's network starts them; before each random draw the run projects its end at the speed the
+            retrainings ran, and draws that would end it after the budget are dropped with a warning
+            (`dashkit.budget.trim_draws`; ``budget.draws_dropped``). A resumed run keeps its plan, re-planned
+            steps and the draws kept included.
         time_cap: keep the ``standard`` preset to its promise (about 5 minutes a run on 2 CPU cores,
             `dashkit.budget.PRESET_SECONDS`). A fresh run without a budget measures its step costs (a few seconds)
             and forecasts the preset's steps; where they would take more than ``CAP_SLACK`` (1.15) times the
@@ -291,16 +295,26 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
             tune(task, cfg, rd, None)
         cfg = _replan(task, cfg, rd, preset, record, "tune", ran, time.monotonic() - t0, t_call, say, grow,
                       watch=watched)
+    retrained: Dict[str, float] = {}  # wall seconds of each retraining that ran in this call (`_keep_draws`)
+    ran, t0 = not stage_done(rd, "retrain", ("dash.safetensors",)), time.monotonic()
     res = retrain(task, cfg, rd, card)
+    if ran:
+        retrained["dash"] = time.monotonic() - t0
     say(f"dash: test {task.metric_name} {res['test']:.4f} (validation {res['val']:.4f}, {res['hparams']})")
     if cfg.baseline:
+        ran, t0 = not stage_done(rd, "baseline_retrain", ("baseline.safetensors",)), time.monotonic()
         base = baseline(task, cfg, rd)
+        if ran:
+            retrained["baseline"] = time.monotonic() - t0
         say(f"baseline: test {task.metric_name} {base['test']:.4f} (validation {base['val']:.4f}, "
             f"{base['hparams']})")
     if cfg.random_draws:
-        ctrl = random_control(task, cfg, rd, card)
-        say(f"random: test {task.metric_name} {ctrl['test']:.4f} (validation {ctrl['val']:.4f}), "
-            + random_line(ctrl))
+        watching = watched and not (record or {}).get("replans")  # once fit, the record is a capped run's
+        keep = _keep_draws(task, cfg, rd, record, retrained, t_call, say, watch=watching) if timed else None
+        ctrl = random_control(task, cfg, rd, card, keep=keep)
+        if ctrl is not None:
+            say(f"random: test {task.metric_name} {ctrl['test']:.4f} (validation {ctrl['val']:.4f}), "
+                + random_line(ctrl))
     rd.write_json("environment.json", env)  # the session that finished the run
     if figures and rd.writable:
         from .viz import save_run_figures
@@ -416,6 +430,69 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     if t_call is not None:
         progress.set_deadline(t_call + got[4])
     return new_cfg
+
+
+def _keep_draws(task: "Task", cfg: RunConfig, rd: RunDir, record: Optional[Dict[str, Any]],
+                retrained: Dict[str, float], t_call: Optional[float], say: Any, watch: bool = False
+                ) -> Callable[[int], bool]:
+    """`random_control`'s ``keep`` for a timed run: before each draw not yet done, whether it still fits the time.
+
+    The draw before it (run in this call) is timed into ``retrained`` (DASH's and the baseline's retrainings are
+    there already), and `dashkit.budget.trim_draws` projects the run's end at the speed they ran. Draws that would
+    end it after the budget are dropped (never one already done): rank 0 decides, appends the entry to the record's
+    ``draws_dropped`` and writes config.json with the kept ``random_draws``, so that a resumed run keeps the count;
+    a `UserWarning` and a line say so, and the progress bars count down to the new projected end. Every rank gets
+    the count. ``watch``: ``record`` is a preset run's forecast within its promise (`_replan`'s watch): the draws
+    are dropped only when the run would end after ``CAP_SLACK`` times the promise, and then down to the promise, and
+    config.json keeps the record as a capped run's (``time_cap.fit_after`` "retraining").
+    """
+    state: Dict[str, Any] = {"kept": cfg.random_draws, "draw": None, "t": 0.0}
+    per_pass = stage_plan(task, cfg, "retrain").batches_per_pass
+    steps = cfg.retrain.steps or 0
+
+    def decide(i: int) -> list:
+        if not record or t_call is None or not steps:
+            return [float(state["kept"])]
+        now = time.monotonic() - t_call
+        args = (record, steps, per_pass, dict(retrained), now, i, state["kept"])
+        if watch and trim_draws(*args, limit=CAP_SLACK * float(record["seconds"])) is None:
+            return [float(state["kept"])]
+        entry = trim_draws(*args)
+        if entry is None:
+            return [float(state["kept"])]
+        record.setdefault("draws_dropped", []).append(entry)
+        record["random_draws"] = entry["new"]
+        if watch:
+            record["time_cap"].update(fit_after="retraining", projected_seconds=round(entry["projected_before"], 1))
+        new_cfg = cfg.override(random_draws=entry["new"])
+        meta = rd.read_json(RunDir.CONFIG)
+        meta.update({"config": new_cfg.to_dict(), "plan": run_plan(task, new_cfg), "budget": record})
+        rd.write_json(RunDir.CONFIG, meta)
+        text = (f"budget = {record.get('text', record['seconds'])!r}: {entry['note']}; the retraining's steps stay "
+                f"as DASH's were, and the draws left are dropped (projected end {entry['projected_end']:.0f} s)")
+        warnings.warn(text, stacklevel=2)
+        say(f"random draws: {entry['note']} (projected end {entry['projected_end']:.0f} s)")
+        return [float(entry["new"]), entry["projected_end"]]
+
+    def keep(i: int) -> bool:
+        if state["draw"] is not None:
+            retrained[f"random_{state['draw']}"] = time.monotonic() - state["t"]
+        if i >= state["kept"]:
+            return False
+        got = distributed.broadcast_floats(distributed.on_main(lambda: _padded(decide(i))), 2)
+        if int(got[0]) < state["kept"]:
+            state["kept"] = int(got[0])
+            if t_call is not None:
+                progress.set_deadline(t_call + got[1])
+        state.update(draw=i, t=time.monotonic())
+        return i < state["kept"]
+
+    return keep
+
+
+def _padded(values: list) -> list:
+    """``values`` as two floats (the count kept and the projected end; 0 when unchanged) for one broadcast."""
+    return [float(v) for v in values] + [0.0] * (2 - len(values))
 
 
 def _cost_the_choice(task: "Task", cfg: RunConfig, rd: RunDir, record: Dict[str, Any], card: "ArchCard",

@@ -261,20 +261,28 @@ DDP_COSTS = {"search_step": 4.0, "dash_step": 0.5, "baseline_step": 0.5, "dash_e
              "checkpoint": 0.01, "after": 5.0}
 
 
-def test_torchrun_replans_on_rank_0_and_every_rank_trains_the_new_steps(tmp_path):
+def budget_torchrun(tmp_path, tag, patch_text, *flags):
+    """``dashkit run`` of a tiny task with ``--budget 300s`` under torchrun (2 processes), ``patch_text`` imported
+    first (made-up costs, a fake clock) and ``flags`` added to ``--set``; every rank dumps its stages' results.
+    Returns (the run directory, the dump folder)."""
     from test_distributed import SETTINGS as DDP_SETTINGS
     from test_distributed import child_env, torchrun
     from tiny_task_module import as_flags, write_task_module
 
-    name, module, _ = write_task_module(tmp_path, "replan")
-    patch = tmp_path / "slow_search.py"
-    patch.write_text(PATCH.format(costs=DDP_COSTS, factor=1.5))
+    name, module, _ = write_task_module(tmp_path, tag)
+    patch = tmp_path / f"{tag}_patch.py"
+    patch.write_text(patch_text)
     out, dump = tmp_path / "run", tmp_path / "dump"
     settings = {k: v for k, v in DDP_SETTINGS.items() if not k.endswith(("_epochs", "_max_batches"))}
     done = torchrun(["-m", "dashkit", "run", name, "--import", module, "--import", str(patch), "--out", str(out),
                      "--device", "cpu", "--preset", "smoke", "--budget", "300s", "--no-figures", "--set",
-                     *as_flags(settings)], child_env(DASHKIT_RANK_DUMP=str(dump)))
+                     *flags, *as_flags(settings)], child_env(DASHKIT_RANK_DUMP=str(dump)))
     assert done.returncode == 0, done.stderr[-3000:]
+    return out, dump
+
+
+def test_torchrun_replans_on_rank_0_and_every_rank_trains_the_new_steps(tmp_path):
+    out, dump = budget_torchrun(tmp_path, "replan", PATCH.format(costs=DDP_COSTS, factor=1.5))
     meta = json.loads((out / "config.json").read_text())
     entry = meta["budget"]["replans"][0]
     assert entry["after"] == "search" and entry["factor"] >= 1.5

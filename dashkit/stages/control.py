@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -117,16 +117,21 @@ def random_draw(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir,
 
 
 def random_control(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLike],
-                   card: Optional["ArchCard"] = None) -> Optional[Dict[str, Any]]:
+                   card: Optional["ArchCard"] = None, keep: Optional[Callable[[int], bool]] = None
+                   ) -> Optional[Dict[str, Any]]:
     """Retrain ``cfg.random_draws`` random architectures of DASH's space with DASH's hyper-parameters, test each.
 
     Args:
         card: DASH's searched card (its layers are the ones drawn for); default: the search's (run first if it has
             not been).
+        keep: called with ``i`` before each draw ``i`` that is not done yet; False ends the control there, with
+            the draws done so far (a timed run whose retrainings ran slow: `dashkit.budget.trim_draws`). Under
+            torchrun it must answer alike on every rank.
 
     Returns:
-        The summary also written to ``metrics.json["random"]`` (`summarise`), or None when ``random_draws`` is 0.
-        DASH's tuning runs first if it has not (its choice is what the draws are trained with).
+        The summary also written to ``metrics.json["random"]`` (`summarise`), or None when ``random_draws`` is 0
+        (or ``keep`` kept none). DASH's tuning runs first if it has not (its choice is what the draws are trained
+        with).
     """
     task, cfg = resolve_task(task), check_cfg(cfg)
     rd = as_run_dir(run_dir, task, cfg)
@@ -135,7 +140,15 @@ def random_control(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunD
     if card is None:
         card = search(task, cfg, rd)
     hp = tune(task, cfg, rd, card)  # DASH's choice: read back when the tuning is done
-    results = [random_draw(task, cfg, rd, card, i, hp) for i in range(cfg.random_draws)]
+    results = []
+    for i in range(cfg.random_draws):
+        names = random_names(i)
+        if keep is not None and not stage_done(rd, names["stage"], (f"{names['model']}.safetensors", names["card"])) \
+                and not keep(i):
+            break
+        results.append(random_draw(task, cfg, rd, card, i, hp))
+    if not results:
+        return None
     summary = summarise(results, hp)
     metrics = rd.read_json("metrics.json") if rd.exists("metrics.json") else {"metric": task.metric_name}
     metrics["random"] = summary

@@ -65,7 +65,7 @@ from .stages.common import caller_stacklevel, open_run_dir, read_run, resolve_ta
 from .stages.control import random_card, random_control, random_line
 from .stages.models import build_backbone, build_model, net_spec
 from .stages.queue import tune_worker
-from .stages.retrain import baseline, retrain
+from .stages.retrain import baseline, retrain, retrain_done
 from .stages.search import search
 from .stages.shuffled import ShuffledControl, shuffled_search
 from .stages.training import NonFiniteLossError, evaluate
@@ -296,13 +296,13 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
         cfg = _replan(task, cfg, rd, preset, record, "tune", ran, time.monotonic() - t0, t_call, say, grow,
                       watch=watched)
     retrained: Dict[str, float] = {}  # wall seconds of each retraining that ran in this call (`_keep_draws`)
-    ran, t0 = not stage_done(rd, "retrain", ("dash.safetensors",)), time.monotonic()
+    ran, t0 = not retrain_done(rd, card), time.monotonic()
     res = retrain(task, cfg, rd, card)
     if ran:
         retrained["dash"] = time.monotonic() - t0
     say(f"dash: test {task.metric_name} {res['test']:.4f} (validation {res['val']:.4f}, {res['hparams']})")
     if cfg.baseline:
-        ran, t0 = not stage_done(rd, "baseline_retrain", ("baseline.safetensors",)), time.monotonic()
+        ran, t0 = not retrain_done(rd, None), time.monotonic()
         base = baseline(task, cfg, rd)
         if ran:
             retrained["baseline"] = time.monotonic() - t0

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from ..supernet import ArchCard
     from ..tasks.base import Task
 
-__all__ = ["random_card", "random_seed", "random_names", "random_control", "random_draw", "summarise", "random_line"]
+__all__ = ["random_card", "random_seed", "random_names", "random_control", "random_draw", "draw_done", "summarise",
+           "random_line"]
 
 
 def random_seed(seed: int, draw: int) -> int:
@@ -96,6 +97,12 @@ def random_card(template: "ArchCard", seed: int, draw: int) -> "ArchCard":
     return ArchCard(space=space, layers=layers, backbone=template.backbone, meta=meta)
 
 
+def draw_done(rd: RunDir, draw: int) -> bool:
+    """Whether draw ``draw`` is done in ``rd``: its done marker, weights and card exist."""
+    names = random_names(draw)
+    return stage_done(rd, names["stage"], (f"{names['model']}.safetensors", names["card"]))
+
+
 def random_draw(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLike], template: "ArchCard",
                 draw: int, hparams: Dict[str, float]) -> Dict[str, Any]:
     """Draw ``draw``'s card, save it, retrain it with ``hparams`` for the retraining steps, and test it once.
@@ -108,7 +115,7 @@ def random_draw(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir,
     task, cfg = resolve_task(task), check_cfg(cfg)
     rd = as_run_dir(run_dir, task, cfg)
     names = random_names(draw)
-    if stage_done(rd, names["stage"], (f"{names['model']}.safetensors", names["card"])):
+    if draw_done(rd, draw):
         return rd.done_info(names["stage"])
     card = random_card(template, cfg.seed, draw)
     if rd.writable:  # rank 0 of a torchrun launch; every rank draws the same card from the same seed
@@ -142,9 +149,7 @@ def random_control(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunD
     hp = tune(task, cfg, rd, card)  # DASH's choice: read back when the tuning is done
     results = []
     for i in range(cfg.random_draws):
-        names = random_names(i)
-        if keep is not None and not stage_done(rd, names["stage"], (f"{names['model']}.safetensors", names["card"])) \
-                and not keep(i):
+        if keep is not None and not draw_done(rd, i) and not keep(i):
             break
         results.append(random_draw(task, cfg, rd, card, i, hp))
     if not results:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..supernet import ArchCard
     from ..tasks.base import Task
 
-__all__ = ["retrain", "baseline", "train_and_test"]
+__all__ = ["retrain", "baseline", "train_and_test", "retrain_done"]
 
 
 def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, PathLike],
@@ -43,10 +43,17 @@ def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, Pat
     task, cfg = resolve_task(task), check_cfg(cfg)
     rd = as_run_dir(run_dir, task, cfg)
     name, _, stage = stage_names(card)
-    if stage_done(rd, stage, (f"{name}.safetensors",)):
+    if retrain_done(rd, card):
         return rd.done_info(stage)
     hp = tune(task, cfg, rd, card)
     return train_and_test(task, cfg, rd, card, hp, name, stage)
+
+
+def retrain_done(rd: RunDir, card: Optional["ArchCard"]) -> bool:
+    """Whether the retraining of ``card``'s network (None: the baseline's) is done in ``rd``: its done marker and
+    weights exist."""
+    name, _, stage = stage_names(card)
+    return stage_done(rd, stage, (f"{name}.safetensors",))
 
 
 def train_and_test(task: "Task", cfg: RunConfig, rd: RunDir, card: Optional["ArchCard"], hp: Dict[str, float],

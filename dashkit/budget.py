@@ -782,14 +782,12 @@ def tune_seconds(costs: Mapping[str, float], net: str, steps: int, per_pass: Map
 def retrain_seconds(costs: Mapping[str, float], net: str, steps: int, retrain_pass: int) -> float:
     """Planned seconds of one network's retraining (``net``: "dash", "baseline" or "random", a random draw costed
     at the draws' mean, ``random_step`` and ``random_eval``, or as DASH's network in costs without them): ``steps``
-    steps, and one validation pass and one epoch's files per epoch."""
+    steps, and one validation pass and one epoch's files per epoch: `stage_seconds` of that network alone."""
     if net not in ("dash", "baseline", "random"):
         raise ValueError(f"net = {net!r}: expected 'dash', 'baseline' or 'random'")
-    if steps < 1:
-        return 0.0
-    step = float(costs.get(f"{net}_step", costs["dash_step"]))
-    evaluation = float(costs.get(f"{net}_eval", costs["dash_eval"]))
-    return steps * step + epochs_for(steps, retrain_pass) * (evaluation + epoch_writes(costs, "retrain"))
+    one = {**costs, "dash_step": costs.get(f"{net}_step", costs["dash_step"]),
+           "dash_eval": costs.get(f"{net}_eval", costs["dash_eval"])}
+    return stage_seconds(one, "retrain", steps, {"retrain": retrain_pass}, baseline=False)
 
 
 def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int, ran: Mapping[str, float],

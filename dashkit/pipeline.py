@@ -433,7 +433,7 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
 
 
 def _keep_draws(task: "Task", cfg: RunConfig, rd: RunDir, record: Optional[Dict[str, Any]],
-                retrained: Dict[str, float], t_call: Optional[float], say: Any, watch: bool = False
+                retrained: Dict[str, float], t_call: float, say: Any, watch: bool = False
                 ) -> Callable[[int], bool]:
     """`random_control`'s ``keep`` for a timed run: before each draw not yet done, whether it still fits the time.
 
@@ -450,16 +450,17 @@ def _keep_draws(task: "Task", cfg: RunConfig, rd: RunDir, record: Optional[Dict[
     per_pass = stage_plan(task, cfg, "retrain").batches_per_pass
     steps = cfg.retrain.steps or 0
 
-    def decide(i: int) -> list:
-        if not record or t_call is None or not steps:
-            return [float(state["kept"])]
+    def decide(i: int) -> list:  # [draws kept, projected end (0: unchanged)]
+        unchanged = [float(state["kept"]), 0.0]
+        if not record or not steps:
+            return unchanged
         now = time.monotonic() - t_call
         args = (record, steps, per_pass, dict(retrained), now, i, state["kept"])
         if watch and trim_draws(*args, limit=CAP_SLACK * float(record["seconds"])) is None:
-            return [float(state["kept"])]
+            return unchanged
         entry = trim_draws(*args)
         if entry is None:
-            return [float(state["kept"])]
+            return unchanged
         record.setdefault("draws_dropped", []).append(entry)
         record["random_draws"] = entry["new"]
         if watch:
@@ -479,20 +480,14 @@ def _keep_draws(task: "Task", cfg: RunConfig, rd: RunDir, record: Optional[Dict[
             retrained[f"random_{state['draw']}"] = time.monotonic() - state["t"]
         if i >= state["kept"]:
             return False
-        got = distributed.broadcast_floats(distributed.on_main(lambda: _padded(decide(i))), 2)
+        got = distributed.broadcast_floats(distributed.on_main(lambda: decide(i)), 2)
         if int(got[0]) < state["kept"]:
             state["kept"] = int(got[0])
-            if t_call is not None:
-                progress.set_deadline(t_call + got[1])
+            progress.set_deadline(t_call + got[1])
         state.update(draw=i, t=time.monotonic())
         return i < state["kept"]
 
     return keep
-
-
-def _padded(values: list) -> list:
-    """``values`` as two floats (the count kept and the projected end; 0 when unchanged) for one broadcast."""
-    return [float(v) for v in values] + [0.0] * (2 - len(values))
 
 
 def _cost_the_choice(task: "Task", cfg: RunConfig, rd: RunDir, record: Dict[str, Any], card: "ArchCard",

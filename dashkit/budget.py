@@ -72,9 +72,9 @@ run reads them back and does not re-plan a stage twice.
 
 The retraining's steps are fixed once DASH's network starts them (the baseline and the random draws train as long),
 so a slowdown that starts *during* the retraining is answered by the draws alone: before each draw the run
-projects its end at the speed this call's retrainings ran, and the draws that would end it after the budget are
-not trained (`trim_draws`; the record's ``draws_dropped`` list, and ``random_draws`` in config.json's config, so a
-resumed run keeps the count; a warning says so).
+projects its end at the speed this call's retrainings ran; where it would end over ``CAP_SLACK`` times the budget,
+the draws that would end it after the budget are not trained (`trim_draws`; the record's ``draws_dropped`` list,
+and ``random_draws`` in config.json's config, so a resumed run keeps the count; a warning says so).
 """
 from __future__ import annotations
 
@@ -791,8 +791,8 @@ def retrain_seconds(costs: Mapping[str, float], net: str, steps: int, retrain_pa
 
 
 def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int, ran: Mapping[str, float],
-               now_elapsed: float, draws_done: int, draws: int, limit: Optional[float] = None
-               ) -> Optional[Dict[str, Any]]:
+               now_elapsed: float, draws_done: int, draws: int, limit: Optional[float] = None,
+               slack: float = CAP_SLACK) -> Optional[Dict[str, Any]]:
     """Before random draw ``draws_done`` is retrained: how many of the run's ``draws`` random architectures still
     fit the time, at the speed this call's retrainings ran.
 
@@ -801,8 +801,10 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
     process starts) can only be answered by training fewer random draws: they come last, and each is a control
     of its own. Pure arithmetic on the budget's record (`plan_budget`): the slowdown factor is
     ``f = sum(ran's seconds) / their planned seconds`` (`retrain_seconds`), and with ``k`` draws in all the run is
-    projected to end at ``now_elapsed + f ((k - draws_done) planned seconds of a draw + the work after)``. The most
-    ``k`` (``draws_done <= k <= draws``) that end by ``limit`` are kept.
+    projected to end at ``now_elapsed + f ((k - draws_done) planned seconds of a draw + the work after)``. Every
+    draw is kept while the run with all of them ends by ``slack`` times ``limit`` (the tolerance a timed run is
+    held to: a few seconds over the budget do not cost a control); past it, the most ``k``
+    (``draws_done <= k <= draws``) that end by ``limit`` itself are kept.
 
     Args:
         record: the budget's record (``costs``, ``seconds``).
@@ -815,6 +817,7 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
         draws_done: the draws already retrained (these are kept).
         draws: the draws planned.
         limit: the end to keep to, seconds from the clock's start; default the record's ``seconds``.
+        slack: draws are dropped only when the run with all of them would end after ``slack * limit``.
 
     Returns:
         None when every draw fits (or no retraining ran in this call: no speed seen), else the record's
@@ -824,6 +827,8 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
     """
     if isinstance(draws_done, bool) or not isinstance(draws_done, int) or not 0 <= draws_done <= draws:
         raise ValueError(f"draws_done = {draws_done!r}: expected an int from 0 to draws ({draws})")
+    if not slack >= 1:
+        raise ValueError(f"slack = {slack!r}: expected a number >= 1")
     costs = record["costs"]
     limit = float(record["seconds"]) if limit is None else float(limit)
     planned = math.fsum(retrain_seconds(costs, name.split("_")[0], retrain_steps, retrain_pass) for name in ran)
@@ -837,7 +842,7 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
     def end(k: int) -> float:
         return now_elapsed + factor * ((k - draws_done) * one + after)
 
-    if end(draws) <= limit:
+    if end(draws) <= slack * limit:
         return None
     kept = draws_done
     while kept < draws and end(kept + 1) <= limit:

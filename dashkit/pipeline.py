@@ -183,8 +183,8 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             overrun, and the retraining gets more steps when the run would leave over 10% of the budget unused
             (`dashkit.budget.replan`; config.json's ``budget.replans``). The retraining's steps are fixed once
             DASH's network starts them; before each random draw the run projects its end at the speed the
-            retrainings ran, and draws that would end it after the budget are dropped with a warning
-            (`dashkit.budget.trim_draws`; ``budget.draws_dropped``). A resumed run keeps its plan, re-planned
+            retrainings ran; where that is past 1.15 times the budget, the draws that would end it after the
+            budget are dropped with a warning (`dashkit.budget.trim_draws`; ``budget.draws_dropped``). A resumed run keeps its plan, re-planned
             steps and the draws kept included.
         time_cap: keep the ``standard`` preset to its promise (about 5 minutes a run on 2 CPU cores,
             `dashkit.budget.PRESET_SECONDS`). A fresh run without a budget measures its step costs (a few seconds)
@@ -438,13 +438,13 @@ def _keep_draws(task: "Task", cfg: RunConfig, rd: RunDir, record: Optional[Dict[
     """`random_control`'s ``keep`` for a timed run: before each draw not yet done, whether it still fits the time.
 
     The draw before it (run in this call) is timed into ``retrained`` (DASH's and the baseline's retrainings are
-    there already), and `dashkit.budget.trim_draws` projects the run's end at the speed they ran. Draws that would
-    end it after the budget are dropped (never one already done): rank 0 decides, appends the entry to the record's
-    ``draws_dropped`` and writes config.json with the kept ``random_draws``, so that a resumed run keeps the count;
-    a `UserWarning` and a line say so, and the progress bars count down to the new projected end. Every rank gets
-    the count. ``watch``: ``record`` is a preset run's forecast within its promise (`_replan`'s watch): the draws
-    are dropped only when the run would end after ``CAP_SLACK`` times the promise, and then down to the promise, and
-    config.json keeps the record as a capped run's (``time_cap.fit_after`` "retraining").
+    there already), and `dashkit.budget.trim_draws` projects the run's end at the speed they ran. Only when the run
+    would end after ``CAP_SLACK`` times its budget are draws dropped (never one already done), and then down to the
+    most that end by the budget: rank 0 decides, appends the entry to the record's ``draws_dropped`` and writes
+    config.json with the kept ``random_draws``, so that a resumed run keeps the count; a `UserWarning` and a line
+    say so, and the progress bars count down to the new projected end. Every rank gets the count. ``watch``:
+    ``record`` is a preset run's forecast within its promise (`_replan`'s watch), and config.json then keeps the
+    record as a capped run's (``time_cap.fit_after`` "retraining").
     """
     state: Dict[str, Any] = {"kept": cfg.random_draws, "draw": None, "t": 0.0}
     per_pass = stage_plan(task, cfg, "retrain").batches_per_pass
@@ -456,8 +456,6 @@ def _keep_draws(task: "Task", cfg: RunConfig, rd: RunDir, record: Optional[Dict[
             return unchanged
         now = time.monotonic() - t_call
         args = (record, steps, per_pass, dict(retrained), now, i, state["kept"])
-        if watch and trim_draws(*args, limit=CAP_SLACK * float(record["seconds"])) is None:
-            return unchanged
         entry = trim_draws(*args)
         if entry is None:
             return unchanged

@@ -37,8 +37,9 @@ The stages live in `dashkit.stages` (``stages.search``, ``stages.tune``, ``stage
 
 Scaling out (see `dashkit.distributed`; `dashkit.launch` starts torchrun from Python): launched by
 ``torchrun --nproc_per_node N -m dashkit run ...`` every stage trains data-parallel with DistributedDataParallel,
-rank 0 alone writes the files, and metrics are computed over the whole split gathered from all ranks. With ``tune_parallel=True`` and a shared ``tune_storage`` the
-tuning grid becomes an Optuna queue that ``python -m dashkit tune-worker RUN_DIR`` processes help to empty.
+rank 0 alone writes the files, and metrics are computed over the whole split gathered from all ranks. With
+``tune_parallel=True`` and a shared ``tune_storage`` the tuning grid becomes an Optuna queue that
+``python -m dashkit tune-worker RUN_DIR`` processes help to empty.
 """
 from __future__ import annotations
 
@@ -184,8 +185,8 @@ def run(task: Union["Task", str], preset: str = "standard", out: Optional[PathLi
             (`dashkit.budget.replan`; config.json's ``budget.replans``). The retraining's steps are fixed once
             DASH's network starts them; before each random draw the run projects its end at the speed the
             retrainings ran; where that is past 1.15 times the budget, the draws that would end it after the
-            budget are dropped with a warning (`dashkit.budget.trim_draws`; ``budget.draws_dropped``). A resumed run keeps its plan, re-planned
-            steps and the draws kept included.
+            budget are dropped with a warning (`dashkit.budget.trim_draws`; ``budget.draws_dropped``). A resumed
+            run keeps its plan, re-planned steps and the draws kept included.
         time_cap: keep the ``standard`` preset to its promise (about 5 minutes a run on 2 CPU cores,
             `dashkit.budget.PRESET_SECONDS`). A fresh run without a budget measures its step costs (a few seconds)
             and forecasts the preset's steps; where they would take more than ``CAP_SLACK`` (1.15) times the

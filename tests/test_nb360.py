@@ -271,7 +271,7 @@ def test_fsd50k_short_chunk_is_tiled_to_one_second(tmp_path):
 def test_fsd50k_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"tr\.csv, val\.csv, eval\.csv, lbl_map\.json not found"):
         nb360.fsd50k(root=tmp_path)
-    rows = fx.write_fsd50k(tmp_path)
+    fx.write_fsd50k(tmp_path)
     (tmp_path / "clips" / "val_1.wav").unlink()
     with pytest.raises(FileNotFoundError, match=r"1 audio chunk\(s\) listed in val\.csv not found.*"
                                                 r"/machine/that/cut/the/chunks/clips/val_1\.wav"):

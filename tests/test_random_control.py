@@ -268,8 +268,6 @@ def test_no_draws_leave_the_run_as_it_was(tmp_path):
 
 
 def test_a_budgeted_run_pays_for_its_draws_and_a_resumed_one_keeps_their_plan(tmp_path, monkeypatch):
-    from dashkit.stages import costs
-
     fake_costs(monkeypatch, lambda *a, **k: dict(FAKE_COSTS))
     task = tiny_task()
     settings = {k: v for k, v in SMOKE.items() if k != "preset"}

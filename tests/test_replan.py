@@ -17,7 +17,6 @@ from dashkit import budget as B
 from dashkit import pipeline
 from dashkit import progress as P
 from dashkit.config import make_config
-from dashkit.stages import costs
 
 from test_budget import FAKE_COSTS, STEPS, fake_costs
 from test_pipeline import tiny_task

@@ -415,8 +415,6 @@ def test_a_skipped_tuning_does_not_make_a_timed_run_look_ahead_of_its_plan(tmp_p
 def test_a_timed_run_on_a_tiny_validation_split_plans_the_folds(monkeypatch):
     """``run(budget=...)``/``time_plan`` give the planner the fold count: the record says 5 folds on a tiny task, 1 on
     a task whose validation split is large enough (the costs are stood in for, so nothing is timed)."""
-    from dashkit.stages import costs as stage_costs
-
     fake_costs(monkeypatch, lambda *a, **k: dict(FAKE_COSTS))
     cfg = make_config("standard", random_draws=0)
     _, tiny = pipeline.time_plan(arrowhead_like(), cfg, "600s")

@@ -456,8 +456,7 @@ def _keep_draws(task: "Task", cfg: RunConfig, rd: RunDir, record: Optional[Dict[
         if not record or not steps:
             return unchanged
         now = time.monotonic() - t_call
-        args = (record, steps, per_pass, dict(retrained), now, i, state["kept"])
-        entry = trim_draws(*args)
+        entry = trim_draws(record, steps, per_pass, dict(retrained), now, i, state["kept"])
         if entry is None:
             return unchanged
         record.setdefault("draws_dropped", []).append(entry)

@@ -791,8 +791,8 @@ def retrain_seconds(costs: Mapping[str, float], net: str, steps: int, retrain_pa
 
 
 def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int, ran: Mapping[str, float],
-               now_elapsed: float, draws_done: int, draws: int, limit: Optional[float] = None,
-               slack: float = CAP_SLACK) -> Optional[Dict[str, Any]]:
+               now_elapsed: float, draws_done: int, draws: int, slack: float = CAP_SLACK
+               ) -> Optional[Dict[str, Any]]:
     """Before random draw ``draws_done`` is retrained: how many of the run's ``draws`` random architectures still
     fit the time, at the speed this call's retrainings ran.
 
@@ -802,12 +802,12 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
     of its own. Pure arithmetic on the budget's record (`plan_budget`): the slowdown factor is
     ``f = sum(ran's seconds) / their planned seconds`` (`retrain_seconds`), and with ``k`` draws in all the run is
     projected to end at ``now_elapsed + f ((k - draws_done) planned seconds of a draw + the work after)``. Every
-    draw is kept while the run with all of them ends by ``slack`` times ``limit`` (the tolerance a timed run is
+    draw is kept while the run with all of them ends by ``slack`` times the budget (the tolerance a timed run is
     held to: a few seconds over the budget do not cost a control); past it, the most ``k``
-    (``draws_done <= k <= draws``) that end by ``limit`` itself are kept.
+    (``draws_done <= k <= draws``) that end by the budget itself are kept.
 
     Args:
-        record: the budget's record (``costs``, ``seconds``).
+        record: the budget's record (``costs``, ``seconds``: the budget, counted from the clock's start).
         retrain_steps: the retraining's steps (each network's).
         retrain_pass: batches per pass of the retraining.
         ran: wall seconds of each network retrained (wholly or partly) in this call, by name: "dash", "baseline",
@@ -816,8 +816,7 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
         now_elapsed: seconds since the budget's clock started.
         draws_done: the draws already retrained (these are kept).
         draws: the draws planned.
-        limit: the end to keep to, seconds from the clock's start; default the record's ``seconds``.
-        slack: draws are dropped only when the run with all of them would end after ``slack * limit``.
+        slack: draws are dropped only when the run with all of them would end after ``slack`` times the budget.
 
     Returns:
         None when every draw fits (or no retraining ran in this call: no speed seen), else the record's
@@ -830,7 +829,7 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
     if not slack >= 1:
         raise ValueError(f"slack = {slack!r}: expected a number >= 1")
     costs = record["costs"]
-    limit = float(record["seconds"]) if limit is None else float(limit)
+    limit = float(record["seconds"])
     planned = math.fsum(retrain_seconds(costs, name.split("_")[0], retrain_steps, retrain_pass) for name in ran)
     spent = math.fsum(float(s) for s in ran.values())
     if planned <= 0 or spent <= 0 or draws_done == draws:

@@ -68,8 +68,8 @@ def test_a_retraining_on_plan_keeps_every_draw_and_a_slow_one_keeps_the_most_tha
 
     # 1.25x slow ends the run past its budget but within the slack: every draw is kept
     assert record["seconds"] < end(3, 1.25) <= B.CAP_SLACK * record["seconds"]
-    assert B.trim_draws(record, steps, r, {k: 1.25 * v for k, v in on_plan.items()},
-                        start + 1.25 * (one["dash"] + one["baseline"]), 0, 3) is None
+    late_within = ({k: 1.25 * v for k, v in on_plan.items()}, start + 1.25 * (one["dash"] + one["baseline"]))
+    assert B.trim_draws(record, steps, r, *late_within, 0, 3) is None
     f = 1.5
     slow = {k: f * v for k, v in on_plan.items()}
     now = start + f * (one["dash"] + one["baseline"])
@@ -82,11 +82,10 @@ def test_a_retraining_on_plan_keeps_every_draw_and_a_slow_one_keeps_the_most_tha
     assert entry["projected_end"] == pytest.approx(end(entry["new"]), abs=0.01)
     assert entry["projected_before"] == pytest.approx(end(3), abs=0.01)
     assert f"3 random draws would end the run at {end(3):.0f} s of 300 s: {entry['new']} kept" in entry["note"]
-    # no slack: dropped at any overrun; a wider slack or a later limit keeps more
-    assert B.trim_draws(record, steps, r, {k: 1.25 * v for k, v in on_plan.items()},
-                        start + 1.25 * (one["dash"] + one["baseline"]), 0, 3, slack=1.0)["new"] == 1
+    # no slack: dropped at any overrun; a wider slack or a later budget keeps more
+    assert B.trim_draws(record, steps, r, *late_within, 0, 3, slack=1.0)["new"] == 1
     assert B.trim_draws(record, steps, r, slow, now, 0, 3, slack=end(3) / record["seconds"]) is None
-    assert B.trim_draws(record, steps, r, slow, now, 0, 3, limit=end(3)) is None
+    assert B.trim_draws({**record, "seconds": end(3)}, steps, r, slow, now, 0, 3) is None
     # draws already done are kept whatever the projection says
     late = B.trim_draws(record, steps, r, {**slow, "random_0": 9 * one["random"]}, record["seconds"], 1, 3)
     assert late["new"] == 1 and late["before"] == 1 and late["projected_end"] > record["seconds"]

@@ -30,7 +30,7 @@ import torch
 
 from .augment import check_augment
 from .conv_choice import CONV_BACKENDS, SEARCH_BACKENDS
-from .dashconv import RELAXATIONS
+from .dashconv import RELAXATIONS, UNDECIDED_LAYERS
 
 __all__ = ["SearchConfig", "TuneConfig", "RetrainConfig", "RunConfig", "PRESETS", "STAGES", "make_config",
            "setting_names", "parse_setting", "resolve_device", "storage_spec"]
@@ -89,10 +89,15 @@ class SearchConfig:
     # alpha's batches, the weights training on the rest, so the validation split stays unseen by the search
     # (DARTS's split of the training data); 0: alpha steps on the validation split's batches
     backbone: Dict[str, Any] = field(default_factory=dict)  # overrides of the searched backbone's kwargs
+    undecided: str = "searched"  # what the tuned and retrained network has in a layer whose choice did not pass the
+    # decision test (DashConv.decision): "searched" keeps the search's argmax (DASH), "default_kernels" the backbone's
+    # own convolution, as the baseline has it. Recorded in the ArchCard's meta, which ArchCard.apply follows. Every
+    # preset keeps "searched" (RESULTS.md, "Undecided layers at the default kernels")
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")
         _steps(self)
+        _choice(self, "undecided", UNDECIDED_LAYERS)
         _int_setting(self, "arch_lr_steps", none="arch_lr whatever the steps")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup < 1:
             raise ValueError(f"search_warmup = {self.warmup!r}: expected a fraction in [0, 1) of the search's steps")

@@ -29,13 +29,16 @@ from .checks import check_bool, check_float, check_int
 from .layers import plain_conv
 from .space import SearchSpace
 
-__all__ = ["DashConv", "RELAXATIONS", "DECISION_Z"]
+__all__ = ["DashConv", "RELAXATIONS", "DECISION_Z", "UNDECIDED_LAYERS"]
 
 RELAXATIONS = ("gumbel", "softmax")
 
 # a layer's choice counts as decided when its lead over every rival is at least this many gradient-noise units
 # (`DashConv.decision` states the statistic and why 3 keeps false decisions rare)
 DECISION_Z = 3.0
+# what a network built from an ArchCard has in a layer that did not decide: the search's argmax ("searched", DASH), or
+# the backbone's own convolution ("default_kernels"); `RunConfig`'s search_undecided, `ArchCard.apply`'s undecided
+UNDECIDED_LAYERS = ("searched", "default_kernels")
 # the persistent buffers of the decision record
 _DECISION_BUFFERS = ("decision_sum", "decision_sq", "decision_steps")
 

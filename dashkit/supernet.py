@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .checks import check_bool, check_float
-from .dashconv import DECISION_Z, DashConv
+from .dashconv import DECISION_Z, UNDECIDED_LAYERS, DashConv
 from .layers import CausalConv1d, is_same_padding, plain_conv, search_mark
 from .space import SearchSpace
 
@@ -291,11 +291,37 @@ class ArchCard:
             raise ValueError(f"ArchCard file {str(path)!r} is not valid JSON: {e}") from e
         return cls.from_dict(d)
 
-    def apply(self, backbone: nn.Module) -> nn.Module:
+    @property
+    def undecided(self) -> str:
+        """What a network built from this card has in a layer that did not decide: "searched" (the search's
+        choice, DASH) or "default_kernels" (the backbone's own convolution). ``meta["undecided"]``, which the search
+        stage writes from ``search_undecided``; "searched" for a card without it."""
+        value = self.meta.get("undecided", "searched")
+        if value not in UNDECIDED_LAYERS:
+            raise ValueError(f"ArchCard meta['undecided'] = {value!r}: expected one of {', '.join(UNDECIDED_LAYERS)}")
+        return value
+
+    def applied_layers(self, undecided: Optional[str] = None) -> List[LayerChoice]:
+        """The layers `apply` sets: every layer, or with ``undecided="default_kernels"`` (None: the card's own
+        `undecided`) only those that decided or carry no decision record (``decided`` is not False)."""
+        undecided = self.undecided if undecided is None else undecided
+        if undecided not in UNDECIDED_LAYERS:
+            raise ValueError(f"undecided = {undecided!r}: expected None (the card's own, {self.undecided!r}) or one "
+                             f"of {', '.join(UNDECIDED_LAYERS)}")
+        if undecided == "searched":
+            return list(self.layers)
+        return [layer for layer in self.layers if layer.decided is not False]
+
+    def apply(self, backbone: nn.Module, undecided: Optional[str] = None) -> nn.Module:
         """Give a fresh backbone the card's kernel sizes and dilations (in place); returns it.
 
         Each named layer must be a conv of the space's dimension in ``backbone``; channels may differ (a wider
         retrain network), everything else of the conv (stride, groups, bias, causality) is kept.
+
+        Args:
+            undecided: "searched" sets every layer's choice; "default_kernels" leaves a layer that did not pass
+                the decision test (``decided`` False) as the backbone built it, its default kernel. None (the
+                default): the card's own `undecided`, so a run's card rebuilds the network the run trained.
         """
         if any(isinstance(m, DashConv) for m in backbone.modules()):
             raise ValueError("apply() needs a plain backbone, not a supernet; use discretize() for a supernet")
@@ -304,7 +330,7 @@ class ArchCard:
         if missing:
             raise ValueError(f"this ArchCard (backbone {self.backbone!r}) does not fit {type(backbone).__name__}: "
                              f"no conv named {missing[:5]!r}{' ...' if len(missing) > 5 else ''}")
-        for layer in self.layers:
+        for layer in self.applied_layers(undecided):
             m = convs[layer.name]
             if m.weight.dim() - 2 != self.space.dims:
                 raise ValueError(f"layer {layer.name!r} is a {m.weight.dim() - 2}D conv, the ArchCard is "
@@ -336,7 +362,9 @@ class ArchCard:
 
     def summary(self) -> str:
         """A header line with how many layers decided, then one row per layer: its name, k, d, receptive field,
-        p(choice) (softmax(alpha) of the chosen pair), z and whether it decided.
+        p(choice) (softmax(alpha) of the chosen pair), z and whether it decided. A layer the network keeps at the
+        backbone's default kernel (the card's `undecided` is "default_kernels" and the layer did not decide) is
+        marked "trained: default kernel", and the header counts them.
 
         z is the chosen pair's lead over its closest rival in units of the gradient noise of the search's alpha
         steps (`DashConv.decision`); a layer decided when z >= 3 (the card's ``decision_z``). A short search
@@ -352,6 +380,10 @@ class ArchCard:
             missing = len(self.layers) - counts[1]
             head = f"{counts[0]} of {counts[1]} layers decided ({thr})" + \
                 (f"; {missing} without a record" if missing else "")
+        applied = {layer.name for layer in self.applied_layers()}
+        kept = len(self.layers) - len(applied)
+        if kept:
+            head += f"; the {kept} undecided trained at the backbone's default kernels"
         rows = [head, f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9} {'z':>6} {'decided':>7}   "
                       f"(1/M = {1 / len(self.space):.3f}: no preference)"]
         for layer in self.layers:
@@ -359,7 +391,7 @@ class ArchCard:
             z = "–" if layer.z is None else f"{layer.z:.1f}"
             decided = "–" if layer.decided is None else ("yes" if layer.decided else "no")
             rows.append(f"{layer.name:<32} {layer.k:>3} {layer.d:>3} {layer.receptive_field:>6} {p:>9.3f} "
-                        f"{z:>6} {decided:>7}")
+                        f"{z:>6} {decided:>7}" + ("" if layer.name in applied else "   trained: default kernel"))
         return "\n".join(rows)
 
     def __eq__(self, other: object) -> bool:
@@ -462,6 +494,16 @@ def _cut_text(card: ArchCard) -> str:
             f"the supernet memorises the labels and the choices become the method's (SearchMemorisingWarning).")
 
 
+def _kept_text(card: ArchCard) -> str:
+    """What the undecided warning says of the network that will be trained: where the undecided layers keep the
+    backbone's default kernels (the card's `undecided`), that; else how to get it."""
+    if card.undecided == "default_kernels":
+        return (" The network trained from this search keeps the backbone's default kernels in the undecided "
+                "layers (search_undecided='default_kernels').")
+    return (" To retrain the undecided layers at the backbone's default kernels instead of these choices, set "
+            "search_undecided='default_kernels'.")
+
+
 def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:
     """Warn (`SearchUndecidedWarning`) when more than half of a card's searched layers did not decide.
 
@@ -493,6 +535,6 @@ def warn_if_undecided(card: ArchCard, stacklevel: int = 2) -> Optional[float]:
                       f"or search_max_batches). Less noise in alpha's gradients helps too: "
                       f"search_relaxation=softmax (no Gumbel noise) or a larger search_batch_size. A larger "
                       f"search_arch_lr moves alpha farther, but the test asks whether its steps agree, which "
-                      f"the step size does not change.{_cut_text(card)}",
+                      f"the step size does not change.{_cut_text(card)}{_kept_text(card)}",
                       SearchUndecidedWarning, stacklevel=stacklevel)
     return card.decided_fraction()

@@ -101,6 +101,13 @@ def _decision_label(layer: Any) -> str:
     return text + (" undecided" if decided is False else "")
 
 
+def _kept_note(card: Any) -> str:
+    """", undecided layers trained at the default kernels" where the card's network keeps them so, else ""."""
+    kept = getattr(card, "undecided", "searched") == "default_kernels" and \
+        any(getattr(layer, "decided", None) is False for layer in card.layers)
+    return "; undecided layers trained at the backbone's default kernels" if kept else ""
+
+
 def alpha_heatmap(card: Any) -> Figure:
     """Final softmax(alpha): searched layers (rows) x candidates (columns), the chosen pair framed.
 
@@ -130,7 +137,7 @@ def alpha_heatmap(card: Any) -> Figure:
         ax.set_xlabel("candidate (kernel size k, dilation d)")
         thr = float(getattr(card, "meta", {}).get("decision_z", 3.0))
         ax.set_title(f"architecture weights after the search (chosen candidate framed; dashed: undecided, "
-                     f"z < {thr:g})")
+                     f"z < {thr:g}){_kept_note(card)}", wrap=True)
     return fig
 
 
@@ -146,6 +153,8 @@ def choices(card: Any, default_kernels: Optional[Mapping[str, int]] = None) -> F
 
     The bars of an undecided layer (`dashkit.DashConv.decision`: its choice is about what gradient noise gives)
     are hatched and pale, and the legend says so; the layer names carry z ("z –" for a card without a record).
+    Where the card's network keeps its undecided layers at the backbone's default kernels (`ArchCard.undecided`),
+    the title says so.
 
     Args:
         card: a ``dashkit.ArchCard``.
@@ -187,7 +196,7 @@ def choices(card: Any, default_kernels: Optional[Mapping[str, int]] = None) -> F
                          ha="right", fontsize=8)
         counts = card.decided_count() if hasattr(card, "decided_count") else None
         decided = "" if counts is None else f": {counts[0]} of {counts[1]} layers decided (z >= {thr:g})"
-        fig.suptitle(f"the searched architecture{decided}")
+        fig.suptitle(f"the searched architecture{decided}{_kept_note(card)}")
     return fig
 
 

@@ -151,7 +151,8 @@ def architecture_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
     sure the search was: softmax(alpha) of the choice, against 1/M for no preference at all, and the search's
     decision, ``z`` (the choice's lead over its closest rival in units of gradient noise, `DashConv.decision`)
     and ``decided`` (z reached the card's threshold, 3 by default). Both are None (shown "–") for a card
-    without a decision record.
+    without a decision record. ``trained`` says what the run's network has in the layer: "searched" (the choice)
+    or "default kernel" (an undecided layer the card keeps at the backbone's own kernel, `ArchCard.undecided`).
 
     Args:
         card: a ``dashkit.ArchCard``.
@@ -159,12 +160,14 @@ def architecture_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
     """
     from .supernet import alpha_probs
 
+    applied = {layer.name for layer in card.applied_layers()}
     rows = []
     for layer in card.layers:
         p = alpha_probs(layer.alpha)
         rows.append({"run": run, "layer": layer.name, "k": layer.k, "d": layer.d,
                      "field": layer.receptive_field, "p_choice": max(p), "uniform": 1.0 / len(p),
-                     "z": layer.z, "decided": layer.decided})
+                     "z": layer.z, "decided": layer.decided,
+                     "trained": "searched" if layer.name in applied else "default kernel"})
     return rows
 
 
@@ -259,7 +262,9 @@ def architecture_diagram(card: Any, title: str = "") -> Figure:
 
     Layer by layer, from the input (top) to the output, each row marks the input offsets one output position
     reads, ``d * (i - (k - 1) / 2)`` for ``i = 0..k-1``, over a bar as wide as the receptive field
-    ``d(k-1)+1``. A 2D layer's kernel is k x k with the same d on both axes; the row shows one axis.
+    ``d(k-1)+1``. A 2D layer's kernel is k x k with the same d on both axes; the row shows one axis. An undecided
+    layer that the run's network keeps at the backbone's default kernel (`ArchCard.undecided`) is drawn pale, its
+    label saying so.
 
     Args:
         card: a ``dashkit.ArchCard``.
@@ -275,6 +280,7 @@ def architecture_diagram(card: Any, title: str = "") -> Figure:
 
     from .viz import style
 
+    applied = {layer.name for layer in card.applied_layers()}
     half = max(layer.receptive_field for layer in layers) / 2
     colours = sns.color_palette("crest", n_colors=max(len({layer.d for layer in layers}), 1))
     by_d = {d: colours[i] for i, d in enumerate(sorted({layer.d for layer in layers}))}
@@ -282,13 +288,15 @@ def architecture_diagram(card: Any, title: str = "") -> Figure:
         fig = Figure(figsize=(9.0, 0.42 * len(layers) + 1.4), layout="constrained")
         ax = fig.subplots()
         for row, layer in enumerate(layers):
-            y = -row
+            y, kept = -row, layer.name not in applied
             ax.barh(y, layer.receptive_field, left=-layer.receptive_field / 2, height=0.5, color=by_d[layer.d],
-                    alpha=0.25, linewidth=0)
+                    alpha=0.1 if kept else 0.25, linewidth=0)
             taps = layer.d * (np.arange(layer.k) - (layer.k - 1) / 2)
-            ax.scatter(taps, np.full(layer.k, y), s=18, marker="s", color=by_d[layer.d], zorder=3)
+            ax.scatter(taps, np.full(layer.k, y), s=18, marker="s", color=by_d[layer.d], zorder=3,
+                       alpha=0.35 if kept else 1.0)
             # x in axes coordinates: the labels sit right of the plot whatever the fields' widths
-            ax.text(1.01, y, f"k={layer.k} d={layer.d}  field {layer.receptive_field}", va="center", fontsize=8,
+            ax.text(1.01, y, f"k={layer.k} d={layer.d}  field {layer.receptive_field}"
+                    + ("  (undecided: trained at the default kernel)" if kept else ""), va="center", fontsize=8,
                     transform=ax.get_yaxis_transform())
         ax.set_yticks([-r for r in range(len(layers))], [layer.name for layer in layers], fontsize=8)
         ax.set_xlim(-half - 0.5, half + 0.5)

@@ -188,7 +188,8 @@ def search(task: Union["Task", str], cfg: "RunConfig", run_dir: Union[RunDir, Pa
     card.backbone = name
     card.meta.update({"task": task.name, "seed": cfg.seed, "scheme": sc.scheme, "epochs": plan.epochs,
                       "steps": plan.steps, "arch_lr": arch_lr, "warmup_steps": warmup,
-                      "passes": round(plan.passes, 2), "train_examples": len(task.train)})  # the plan's passes
+                      "passes": round(plan.passes, 2), "train_examples": len(task.train),  # the plan's passes
+                      "undecided": sc.undecided})  # what ArchCard.apply gives an undecided layer
     if plan.steps_asked is not None:  # cut to its passes (search_max_passes)
         card.meta.update(steps_asked=plan.steps_asked, max_passes=plan.max_passes)
     if arch_data is not task.val:

@@ -92,7 +92,7 @@ class SearchConfig:
     undecided: str = "searched"  # what the tuned and retrained network has in a layer whose choice did not pass the
     # decision test (DashConv.decision): "searched" keeps the search's argmax (DASH), "default_kernels" the backbone's
     # own convolution, as the baseline has it. Recorded in the ArchCard's meta, which ArchCard.apply follows. Every
-    # preset keeps "searched" (RESULTS.md, "Undecided layers at the default kernels")
+    # preset keeps "searched" (RESULTS.md, "Undecided layers at the default kernels on the offline tasks")
 
     def __post_init__(self) -> None:
         _positive_int(self, "epochs", "batch_size")

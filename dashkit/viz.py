@@ -102,9 +102,9 @@ def _decision_label(layer: Any) -> str:
 
 
 def _kept_note(card: Any) -> str:
-    """", undecided layers trained at the default kernels" where the card's network keeps them so, else ""."""
-    kept = getattr(card, "undecided", "searched") == "default_kernels" and \
-        any(getattr(layer, "decided", None) is False for layer in card.layers)
+    """"; undecided layers trained at the default kernels" where the card's network keeps some layers so (fewer
+    `ArchCard.applied_layers` than layers), else ""."""
+    kept = hasattr(card, "applied_layers") and len(card.applied_layers()) < len(card.layers)
     return "; undecided layers trained at the backbone's default kernels" if kept else ""
 
 

@@ -81,7 +81,7 @@ def compare(task: Any, seed: int, out: Path, preset: str = "standard", device: s
     pick = lambda m: None if not isinstance(m, dict) else {"val": m["val"], "test": m["test"]}  # noqa: E731
     counts = a.card.decided_count()
     return {"task": name, "seed": seed, "metric": ma["metric"], "decided": list(counts) if counts else None,
-            "kept_default": len(b.card.layers) - len(b.card.applied_layers()),
+            "kept_default": len(b.card.kept_layers()),
             "searched": pick(ma["dash"]), "gated": pick(mb["dash"]), "baseline": pick(ma.get("baseline")),
             "random": pick(ma.get("random")), "run_s": round(run_s, 1), "gated_s": round(gated_s, 1)}
 
@@ -89,8 +89,9 @@ def compare(task: Any, seed: int, out: Path, preset: str = "standard", device: s
 def _mean_sd(values: Sequence[float]) -> str:
     if not values:
         return "–"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.4g} ± {sd:.2g}"
+    if len(values) == 1:  # one seed: no spread to give
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
 
 
 def table(rows: List[Dict[str, Any]]) -> str:

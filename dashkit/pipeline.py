@@ -284,7 +284,7 @@ def _run(task: "Task", cfg: RunConfig, preset: str, out: Path, dev: torch.device
     timed = record is not None and t_call is not None  # every rank alike (the record is rank 0's)
     ran, t0 = not stage_done(rd, "search", ("archcard.json",)), time.monotonic()
     card = search(task, cfg, rd)
-    kept = len(card.layers) - len(card.applied_layers())
+    kept = len(card.kept_layers())
     say("search: done; " + ", ".join(f"{layer.name} k={layer.k} d={layer.d}" for layer in card.layers)
         + (f"; the {kept} undecided layers are trained at the backbone's default kernels" if kept else ""))
     if timed:

@@ -312,6 +312,12 @@ class ArchCard:
             return list(self.layers)
         return [layer for layer in self.layers if layer.decided is not False]
 
+    def kept_layers(self) -> List[str]:
+        """The names of the layers a network built from this card keeps at the backbone's default kernel: the
+        layers `applied_layers` leaves out (none unless the card's `undecided` is "default_kernels")."""
+        applied = {layer.name for layer in self.applied_layers()}
+        return [layer.name for layer in self.layers if layer.name not in applied]
+
     def apply(self, backbone: nn.Module, undecided: Optional[str] = None) -> nn.Module:
         """Give a fresh backbone the card's kernel sizes and dilations (in place); returns it.
 
@@ -380,10 +386,9 @@ class ArchCard:
             missing = len(self.layers) - counts[1]
             head = f"{counts[0]} of {counts[1]} layers decided ({thr})" + \
                 (f"; {missing} without a record" if missing else "")
-        applied = {layer.name for layer in self.applied_layers()}
-        kept = len(self.layers) - len(applied)
+        kept = self.kept_layers()
         if kept:
-            head += f"; the {kept} undecided trained at the backbone's default kernels"
+            head += f"; the {len(kept)} undecided trained at the backbone's default kernels"
         rows = [head, f"{'layer':<32} {'k':>3} {'d':>3} {'field':>6} {'p(choice)':>9} {'z':>6} {'decided':>7}   "
                       f"(1/M = {1 / len(self.space):.3f}: no preference)"]
         for layer in self.layers:
@@ -391,7 +396,7 @@ class ArchCard:
             z = "–" if layer.z is None else f"{layer.z:.1f}"
             decided = "–" if layer.decided is None else ("yes" if layer.decided else "no")
             rows.append(f"{layer.name:<32} {layer.k:>3} {layer.d:>3} {layer.receptive_field:>6} {p:>9.3f} "
-                        f"{z:>6} {decided:>7}" + ("" if layer.name in applied else "   trained: default kernel"))
+                        f"{z:>6} {decided:>7}" + ("   trained: default kernel" if layer.name in kept else ""))
         return "\n".join(rows)
 
     def __eq__(self, other: object) -> bool:

@@ -102,9 +102,9 @@ def _decision_label(layer: Any) -> str:
 
 
 def _kept_note(card: Any) -> str:
-    """"; undecided layers trained at the default kernels" where the card's network keeps some layers so (fewer
-    `ArchCard.applied_layers` than layers), else ""."""
-    kept = hasattr(card, "applied_layers") and len(card.applied_layers()) < len(card.layers)
+    """"; undecided layers trained at the default kernels" where the card's network keeps some layers so
+    (`ArchCard.kept_layers`), else ""."""
+    kept = hasattr(card, "kept_layers") and bool(card.kept_layers())
     return "; undecided layers trained at the backbone's default kernels" if kept else ""
 
 

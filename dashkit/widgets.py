@@ -160,14 +160,14 @@ def architecture_rows(card: Any, run: str = "") -> List[Dict[str, Any]]:
     """
     from .supernet import alpha_probs
 
-    applied = {layer.name for layer in card.applied_layers()}
+    kept = set(card.kept_layers())
     rows = []
     for layer in card.layers:
         p = alpha_probs(layer.alpha)
         rows.append({"run": run, "layer": layer.name, "k": layer.k, "d": layer.d,
                      "field": layer.receptive_field, "p_choice": max(p), "uniform": 1.0 / len(p),
                      "z": layer.z, "decided": layer.decided,
-                     "trained": "searched" if layer.name in applied else "default kernel"})
+                     "trained": "default kernel" if layer.name in kept else "searched"})
     return rows
 
 
@@ -280,7 +280,7 @@ def architecture_diagram(card: Any, title: str = "") -> Figure:
 
     from .viz import style
 
-    applied = {layer.name for layer in card.applied_layers()}
+    kept_names = set(card.kept_layers())
     half = max(layer.receptive_field for layer in layers) / 2
     colours = sns.color_palette("crest", n_colors=max(len({layer.d for layer in layers}), 1))
     by_d = {d: colours[i] for i, d in enumerate(sorted({layer.d for layer in layers}))}
@@ -288,7 +288,7 @@ def architecture_diagram(card: Any, title: str = "") -> Figure:
         fig = Figure(figsize=(9.0, 0.42 * len(layers) + 1.4), layout="constrained")
         ax = fig.subplots()
         for row, layer in enumerate(layers):
-            y, kept = -row, layer.name not in applied
+            y, kept = -row, layer.name in kept_names
             ax.barh(y, layer.receptive_field, left=-layer.receptive_field / 2, height=0.5, color=by_d[layer.d],
                     alpha=0.1 if kept else 0.25, linewidth=0)
             taps = layer.d * (np.arange(layer.k) - (layer.k - 1) / 2)

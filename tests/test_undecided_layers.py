@@ -56,6 +56,8 @@ def test_default_kernels_leaves_only_the_undecided_layer_as_built():
     assert {n: kd for n, kd in gated.items() if n not in names} == {n: kd for n, kd in before.items()
                                                                      if n not in names}
     assert [layer.name for layer in card.applied_layers("default_kernels")] == names[:1] + names[2:]
+    assert card.kept_layers() == []  # the card's own policy: "searched"
+    assert dataclasses.replace(card, meta={**card.meta, "undecided": "default_kernels"}).kept_layers() == [names[1]]
 
 
 def test_apply_follows_the_cards_own_policy_and_an_old_card_keeps_every_choice():
@@ -167,3 +169,4 @@ def test_the_benchmark_retrains_only_dash_and_keeps_the_rest(tmp_path):
         {**row, "run_s": pytest.approx(0, abs=5), "gated_s": pytest.approx(0, abs=5)}
     lines = bench.table([row]).splitlines()
     assert len(lines) == 3 and lines[2].startswith("| tiny | error_pct | 1 | ")
+    assert "±" not in lines[2]  # one seed: means without a spread

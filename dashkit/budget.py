@@ -50,6 +50,13 @@ retraining              the rest (40%): DASH's network, the baseline and the ``r
                         kept)
 ======================  =========================================================================================
 
+**Validation passes.** A tuning configuration and a retraining validate after every epoch, unless their passes
+would cost more than ``VAL_SHARE`` (10%) of their steps' time (a large validation split): then a budget sets
+``tune_val_interval`` / ``retrain_val_interval`` (`val_interval_for`), the stage validates ``steps // interval``
+times, at least ``VAL_MIN_PASSES`` (4) and at most once an epoch, spread evenly with the last epoch always
+(`val_passes`, `StagePlan.validates`), and the time saved goes to steps. The best epoch is picked among those
+validated; the others' history rows have no validation values.
+
 The time left is the budget less what was spent before the plan (building the task, measuring) and the work
 after the stages (testing, figures). The plan (budget, measured costs, shares, steps) is written to config.json;
 a resumed run reads it back and does not measure again.
@@ -100,7 +107,8 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "FIGURES_SECONDS", "SETUP_SECONDS", "SEARCH_EPOCH_WRITES", "RETRAIN_EPOCH_WRITES", "epoch_writes",
            "cv_pool", "cv_folds",
            "tuning_scoring", "tuning_folds", "tuning_runs", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
-           "warn_if_long", "warn_capped", "cheaper_steps", "CAP_SLACK", "retrain_seconds", "trim_draws"]
+           "warn_if_long", "warn_capped", "cheaper_steps", "CAP_SLACK", "retrain_seconds", "trim_draws", "VAL_SHARE",
+           "VAL_MIN_PASSES", "val_passes", "val_interval_for"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -119,6 +127,9 @@ CAP_SLACK = 1.15  # ... and, with run(time_cap=True), one forecast over this tim
 GROW_SLACK = 0.10  # a run projected to leave more than this fraction of its budget unused grows its retraining
 GROW_FILL = 0.95  # ... to end at this fraction of the budget (at the speed observed; after the search, at most 1x)
 GROW_MAX = 3.0  # ... to at most this many times the retraining steps it had
+VAL_SHARE = 0.1  # a time budget spaces the validation passes of a tuning or retraining whose passes cost far more
+VAL_MIN_PASSES = 4  # than its steps to about this share of its steps' time, but keeps at least this many passes
+# (with the standard milestones at 1/2 and 3/4 of the epochs: one at the end of each quarter, before each lr drop)
 
 
 class LongRunWarning(UserWarning):
@@ -140,6 +151,8 @@ class StagePlan:
             steps per epoch on the epochs path (``steps=None``).
         steps_asked: the steps configured, where ``search_max_passes`` cut them to ``steps``; else None.
         max_passes: the ``search_max_passes`` that cut them; else None.
+        val_interval: ``tune_val_interval`` / ``retrain_val_interval``: None, a validation pass after every epoch;
+            else about one every this many steps (`val_passes`, `validates`).
     """
 
     stage: str
@@ -150,6 +163,18 @@ class StagePlan:
     per_epoch: Optional[int] = None
     steps_asked: Optional[int] = None
     max_passes: Optional[float] = None
+    val_interval: Optional[int] = None
+
+    @property
+    def val_passes(self) -> int:
+        """Validation passes of the stage (a tuning configuration's or a retraining's): `val_passes`."""
+        return val_passes(self.steps, self.epochs, self.val_interval)
+
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) ends with a validation pass: every epoch, or `val_passes` of them
+        spread evenly over the stage, the last one always."""
+        n = self.val_passes
+        return (epoch + 1) * n // self.epochs > epoch * n // self.epochs
 
     def steps_in_epoch(self, epoch: int) -> int:
         """Steps of epoch ``epoch`` (0-based)."""
@@ -176,7 +201,9 @@ class StagePlan:
                 "batches_per_pass": self.batches_per_pass, "passes": round(self.passes, 2),
                 "counted_in": "epochs" if self.per_epoch is not None else "steps",
                 **({"steps_asked": self.steps_asked, "max_passes": self.max_passes}
-                   if self.steps_asked is not None else {})}
+                   if self.steps_asked is not None else {}),
+                **({"val_interval": self.val_interval, "val_passes": self.val_passes}
+                   if self.val_interval is not None else {})}
 
 
 def epochs_for(steps: int, batches_per_pass: int) -> int:
@@ -186,6 +213,30 @@ def epochs_for(steps: int, batches_per_pass: int) -> int:
         raise ValueError(f"steps = {steps!r}, batches_per_pass = {batches_per_pass!r}: expected ints >= 1")
     floor = min(EPOCHS_MIN, math.ceil(steps / MIN_EPOCH_STEPS))
     return max(floor, min(EPOCHS_MAX, math.ceil(steps / batches_per_pass)))
+
+
+def val_passes(steps: int, epochs: int, interval: Optional[int]) -> int:
+    """Validation passes of a stage of ``steps`` steps in ``epochs`` epochs: one after every epoch (``interval``
+    None), else ``steps // interval``, at least ``VAL_MIN_PASSES`` and at most ``epochs``."""
+    if interval is None:
+        return epochs
+    return min(epochs, max(VAL_MIN_PASSES, steps // interval))
+
+
+def val_interval_for(step: float, per_val: float) -> Optional[int]:
+    """The ``val_interval`` a time budget sets: the steps whose time pays for one validation pass at
+    ``VAL_SHARE`` of it, ``ceil(per_val / (VAL_SHARE step))``; None (a pass after every epoch) where a pass costs
+    at most ``VAL_SHARE`` of a step.
+
+    Args:
+        step: seconds of one optimiser step of the networks trained together (DASH's and the baseline's, and the
+            random draws' in the retraining).
+        per_val: seconds of one validation pass of the same networks.
+    """
+    if not (step > 0 and per_val >= 0):
+        raise ValueError(f"step = {step!r}, per_val = {per_val!r}: expected measured seconds, step > 0")
+    interval = math.ceil(per_val / (VAL_SHARE * step) - 1e-9)
+    return interval if interval > 1 else None
 
 
 def effective_batch(batch_size: int, n_train: int, world: int = 1) -> int:
@@ -225,15 +276,18 @@ def stage_plan(task: "Task", cfg: "RunConfig", stage: str) -> StagePlan:
     world = distributed.world_size()
     batch = effective_batch(budget.batch_size, n, world)
     per_pass = batches_per_pass(n, batch, world)
+    interval = getattr(budget, "val_interval", None)  # the tuning's and the retraining's
     if budget.steps is None:  # the epochs path (paper): as DASH counts, a fraction of the batches per epoch
         per = n_batches_of(per_pass, budget.batches_per_epoch, budget.max_batches)
-        return StagePlan(stage, budget.epochs * per, budget.epochs, batch, per_pass, per_epoch=per)
+        return StagePlan(stage, budget.epochs * per, budget.epochs, batch, per_pass, per_epoch=per,
+                         val_interval=interval)
     cap = getattr(budget, "max_passes", None)  # the search's alone
     most = budget.steps if cap is None else passes_cap(cap, per_pass)
     if budget.steps > most:
         return StagePlan(stage, most, epochs_for(most, per_pass), batch, per_pass, steps_asked=budget.steps,
                          max_passes=cap)
-    return StagePlan(stage, budget.steps, epochs_for(budget.steps, per_pass), batch, per_pass)
+    return StagePlan(stage, budget.steps, epochs_for(budget.steps, per_pass), batch, per_pass,
+                     val_interval=interval)
 
 
 def n_batches_of(per_pass: int, fraction: float, cap: Optional[int]) -> int:
@@ -309,6 +363,8 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
         per = f"{per[0]}-{per[1]}" if isinstance(per, list) else per
         if p.get("steps_asked") is not None:
             extra += f" (of {p['steps_asked']}: at most {p['max_passes']:g} passes, search_max_passes)"
+        if p.get("val_interval") is not None:
+            extra += f"; validated after {p['val_passes']} of the epochs ({stage}_val_interval {p['val_interval']})"
         lines.append(f"  {stage:<8} {p['steps']:>6} {what} in {p['epochs']} epochs of {per} (batch "
                      f"{p['batch_size']}, {p['passes']:g} passes){extra}")
     return "\n".join(lines)
@@ -408,19 +464,25 @@ def parse_budget(budget: Union[str, int, float]) -> float:
     return seconds
 
 
-def _fit(share: float, step: float, per_epoch: float, pass_len: int) -> int:
-    """Steps whose cost, with one `per_epoch` cost per epoch, fits `share` seconds (at least 1).
+def _fit(share: float, step: float, per_epoch: float, pass_len: int, per_val: float = 0.0,
+         interval: Optional[int] = None) -> int:
+    """Steps whose cost, with one `per_epoch` cost per epoch and one `per_val` cost per validation pass
+    (`val_passes` at ``interval``), fits `share` seconds (at least 1).
 
-    A few rounds of ``steps = (share - epochs(steps) per_epoch) / step`` settle it; where the epochs' cost is most
-    of the share (many epochs of a tiny split) the rounds can swing between few steps and many, and then the most
-    steps that fit are found by bisection (the cost grows with the steps).
+    A few rounds of ``steps = (share - epochs(steps) per_epoch - passes(steps) per_val) / step`` settle it; where
+    the epochs' cost is most of the share (many epochs of a tiny split) the rounds can swing between few steps and
+    many, and then the most steps that fit are found by bisection (the cost grows with the steps).
     """
+    def fixed(n: int) -> float:
+        epochs = epochs_for(n, pass_len)
+        return epochs * per_epoch + val_passes(n, epochs, interval) * per_val
+
     s = max(1, int(share / max(step, 1e-9)))
     for _ in range(4):  # the epochs depend on the steps: a few rounds settle it
-        s = max(1, int((share - epochs_for(s, pass_len) * per_epoch) / max(step, 1e-9)))
+        s = max(1, int((share - fixed(s)) / max(step, 1e-9)))
 
     def cost(n: int) -> float:
-        return n * step + epochs_for(n, pass_len) * per_epoch
+        return n * step + fixed(n)
 
     if s > 1 and cost(s) > share:
         lo, hi = 1, s  # cost(lo) may not fit either: 1 is the least
@@ -462,12 +524,20 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
 
     Returns:
         (flat overrides: ``search_steps``, ``tune_steps``, ``tune_n_trials``, ``tune_enabled``, ``retrain_steps``,
-        ``random_draws``; the record for config.json: budget, measured costs, shares, planned seconds per stage
-        (the draws' retraining counted in "retrain"), ``random_draws`` kept).
+        ``random_draws``, ``tune_val_interval``, ``retrain_val_interval``; the record for config.json: budget,
+        measured costs, shares, planned seconds per stage (the draws' retraining counted in "retrain"),
+        ``random_draws`` kept, ``val_interval``).
 
     The retraining share pays for DASH, the baseline and the random draws, the same steps each. When that would
     leave fewer than ``MIN_CONTROL_STEPS`` retraining steps, draws are dropped one by one until it does not (or
     none is left): a ``UserWarning`` and the record's note say how many were kept.
+
+    A validation pass after every epoch is what a stage does unless its passes would cost more than ``VAL_SHARE``
+    of its steps' time: then the tuning's configurations and the retraining's networks (all alike) validate about
+    once every ``val_interval_for`` steps, at least ``VAL_MIN_PASSES`` times, the last epoch always
+    (``tune_val_interval``, ``retrain_val_interval``; `val_passes`), and the time saved goes to steps. On a large
+    validation split a pass can cost 5-15 steps (ecg_synth's 2,000 validation series: a pass of DASH's network
+    1.4 s, a step 0.09 s on two cores), and a pass after each of a capped retraining's 9 epochs took most of it.
 
     Raises:
         BudgetTooSmallError: the time left cannot pay for one step of the search and one of retraining.
@@ -498,18 +568,23 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     grid = tc.n_configs()
     tune_share = TUNE_SHARE * left if tc.enabled else 0.0
     configs, tune_steps = 0, 0
+    # validation passes spaced to about VAL_SHARE of the steps' time where a pass costs far more than a step (a
+    # cross-validated tuning validates once per fold's training: nothing to space)
+    intervals: Dict[str, Optional[int]] = {
+        "tune": val_interval_for(_tune_step(costs, baseline), _tune_epoch(costs, baseline)) if folds == 1 else None,
+        "retrain": None}
 
     def config_cost(steps: int) -> float:
         """Seconds of one configuration (`stage_seconds` of a one-configuration tuning)."""
-        return stage_seconds(costs, "tune", steps, per_pass, baseline, configs=1, folds=folds)
+        return stage_seconds(costs, "tune", steps, per_pass, baseline, configs=1, folds=folds, intervals=intervals)
 
     def fit_config(share: float) -> int:
-        return _fit_config(share, costs, baseline, folds, per_pass["tune"])
+        return _fit_config(share, costs, baseline, folds, per_pass["tune"], intervals["tune"])
 
     if tc.enabled:
         # the steps a tuning without folds gives each configuration; with k folds, k times fewer configurations
         # (at least two: fewer steps then)
-        tune_steps = _fit_config(tune_share / grid, costs, baseline, 1, per_pass["tune"])
+        tune_steps = _fit_config(tune_share / grid, costs, baseline, 1, per_pass["tune"], intervals["tune"])
         configs = grid
         if folds > 1:
             configs = min(grid, max(2, int(tune_share / config_cost(max(tune_steps, MIN_TUNE_STEPS)))))
@@ -531,16 +606,19 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
     if tuned and tune_steps > ceiling["tune"]:
         tune_steps = int(ceiling["tune"])
         retrain_share += tune_share - stage_seconds(costs, "tune", tune_steps, per_pass, baseline, configs=configs,
-                                                    folds=folds)
+                                                    folds=folds, intervals=intervals)
     draws = asked
     while True:  # DASH, the baseline and the draws, the same steps each; fewer draws when the steps would be too few
-        retrain_steps = _fit(retrain_share, *_retrain_unit(costs, baseline, draws), per_pass["retrain"])
+        step_rt, writes, evals = _retrain_unit(costs, baseline, draws)
+        intervals["retrain"] = val_interval_for(step_rt, evals)
+        retrain_steps = _fit(retrain_share, step_rt, writes, per_pass["retrain"], evals, intervals["retrain"])
         if draws == 0 or retrain_steps >= MIN_CONTROL_STEPS:
             break
         draws -= 1
     if retrain_steps > ceiling["retrain"]:  # held at its ceiling: the time it leaves grows the search to its own
         retrain_steps = int(ceiling["retrain"])
-        room = retrain_share - stage_seconds(costs, "retrain", retrain_steps, per_pass, baseline, draws=draws)
+        room = retrain_share - stage_seconds(costs, "retrain", retrain_steps, per_pass, baseline, draws=draws,
+                                             intervals=intervals)
         search_steps = int(min(ceiling["search"], _fit(stage_seconds(costs, "search", search_steps, per_pass) + room,
                                                        costs["search_step"], search_epoch, per_pass["search"])))
     draws_note = ""
@@ -550,8 +628,13 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
         warnings.warn(f"budget = {text if text is not None else seconds!r}: {draws_note} (of DASH, the baseline and "
                       f"each random architecture alike); give a larger budget for the random-architecture control",
                       stacklevel=2)
+    for stage, steps in (("tune", tune_steps if tuned else 0), ("retrain", retrain_steps)):
+        epochs = epochs_for(steps, per_pass[stage]) if steps >= 1 else 0
+        if steps < 1 or val_passes(steps, epochs, intervals[stage]) >= epochs:
+            intervals[stage] = None  # a pass after every epoch already fits the share: nothing to space
     overrides: Dict[str, Any] = {"search_steps": search_steps, "retrain_steps": retrain_steps,
-                                 "tune_enabled": bool(tuned), "random_draws": draws}
+                                 "tune_enabled": bool(tuned), "random_draws": draws,
+                                 "tune_val_interval": intervals["tune"], "retrain_val_interval": intervals["retrain"]}
     if tuned:
         overrides["tune_steps"] = tune_steps
         if configs < grid:
@@ -559,8 +642,9 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
 
     stages = {"search": stage_seconds(costs, "search", search_steps, per_pass),
               "tune": stage_seconds(costs, "tune", tune_steps, per_pass, baseline, configs=configs if tuned else 0,
-                                    folds=folds),
-              "retrain": stage_seconds(costs, "retrain", retrain_steps, per_pass, baseline, draws=draws)}
+                                    folds=folds, intervals=intervals),
+              "retrain": stage_seconds(costs, "retrain", retrain_steps, per_pass, baseline, draws=draws,
+                                       intervals=intervals)}
     stages = {stage: round(stages[stage], 2) for stage in _STAGES}
     record = {"text": text if text is not None else f"{seconds:g}s", "seconds": seconds,
               "spent_before": round(spent, 3), "costs": {k: float(f"{v:.4g}") for k, v in costs.items()},
@@ -568,6 +652,7 @@ def plan_budget(seconds: float, costs: Mapping[str, float], cfg: "RunConfig", pe
                          "retrain": round(1 - SEARCH_SHARE - (TUNE_SHARE if tuned else 0.0), 6)},
               "planned": stages, "planned_seconds": round(spent + costs["after"] + sum(stages.values()), 2),
               "tune_configs": configs if tuned else 0, "tune_folds": folds, "random_draws": draws,
+              "val_interval": dict(intervals),
               **({"ceilings": dict(ceiling)} if ceilings is not None else {}),
               "note": "; ".join(n for n in (
                   ("tuning reduced to %d of %d configurations to give each %d steps%s" % (
@@ -595,7 +680,8 @@ _REPLANNED = ("tune_steps", "tune_configs", "retrain_steps")
 
 
 def stage_seconds(costs: Mapping[str, float], stage: str, steps: int, per_pass: Mapping[str, int],
-                  baseline: bool = True, configs: int = 0, folds: int = 1, draws: int = 0) -> float:
+                  baseline: bool = True, configs: int = 0, folds: int = 1, draws: int = 0,
+                  intervals: Optional[Mapping[str, Optional[int]]] = None) -> float:
     """Planned seconds of one stage at the measured ``costs``, as `plan_budget` counts them (pure arithmetic).
 
     Args:
@@ -603,20 +689,27 @@ def stage_seconds(costs: Mapping[str, float], stage: str, steps: int, per_pass: 
             each) or "retrain" (DASH, the baseline and ``draws`` random architectures, ``steps`` each).
         steps: the stage's steps (per configuration for "tune"; 0 configurations or steps: 0 seconds).
         per_pass: batches per pass of each stage, for the epochs.
+        intervals: the ``val_interval`` of "tune" and "retrain" (a budget record's ``val_interval``; missing or
+            None: a validation pass after every epoch), for the validation passes (`val_passes`).
     """
     if stage == "search":
         return steps * costs["search_step"] + epochs_for(steps, per_pass["search"]) * epoch_writes(costs, "search")
     step_rt, tune_epoch = _tune_step(costs, baseline), _tune_epoch(costs, baseline)
+    interval = (intervals or {}).get(stage)
     if stage == "tune":
         if configs < 1 or steps < 1:
             return 0.0
         if folds == 1:
-            return configs * (steps * step_rt + epochs_for(steps, per_pass["tune"]) * tune_epoch)
+            epochs = epochs_for(steps, per_pass["tune"])
+            return configs * (steps * step_rt + val_passes(steps, epochs, interval) * tune_epoch)
         return configs * folds * (steps * step_rt + tune_epoch)
     if stage != "retrain":
         raise ValueError(f"stage = {stage!r}: expected one of {', '.join(_STAGES)}")
-    all_rt, all_epoch = _retrain_unit(costs, baseline, draws)
-    return steps * all_rt + epochs_for(steps, per_pass["retrain"]) * all_epoch if steps >= 1 else 0.0
+    if steps < 1:
+        return 0.0
+    all_rt, writes, evals = _retrain_unit(costs, baseline, draws)
+    epochs = epochs_for(steps, per_pass["retrain"])
+    return steps * all_rt + epochs * writes + val_passes(steps, epochs, interval) * evals
 
 
 def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str, seconds_spent: float,
@@ -680,6 +773,7 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
                          f"re-plan)")
     costs, budget = record["costs"], float(record["seconds"])
     folds, draws = int(record.get("tune_folds", 1)), int(record.get("random_draws", 0))
+    intervals = record.get("val_interval") or {}
     old = {k: int(steps[k]) for k in _REPLANNED}
 
     def seconds_of(stage: str, s: Mapping[str, int]) -> float:
@@ -687,8 +781,9 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
             return stage_seconds(costs, "search", int(steps["search_steps"]), per_pass)
         if stage == "tune":
             return stage_seconds(costs, "tune", s["tune_steps"], per_pass, baseline, configs=s["tune_configs"],
-                                 folds=folds)
-        return stage_seconds(costs, "retrain", s["retrain_steps"], per_pass, baseline, draws=draws)
+                                 folds=folds, intervals=intervals)
+        return stage_seconds(costs, "retrain", s["retrain_steps"], per_pass, baseline, draws=draws,
+                             intervals=intervals)
 
     planned_done = seconds_of(stage_done, old)
     if planned_done <= 0 or seconds_spent <= 0:
@@ -720,19 +815,21 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
         tune_part = max(0.0, room) * planned_left["tune"] / sum(planned_left.values())
 
         def fit_config(share: float) -> int:
-            return _fit_config(share, costs, baseline, folds, per_pass["tune"])
+            return _fit_config(share, costs, baseline, folds, per_pass["tune"], intervals.get("tune"))
 
         floor, configs = min(old["tune_steps"], MIN_TUNE_STEPS), old["tune_configs"]
         t_steps = fit_config(tune_part / configs)
         if t_steps < floor and configs > 2:  # fewer configurations (at least two), each with the floor's steps
-            one = stage_seconds(costs, "tune", floor, per_pass, baseline, configs=1, folds=folds)
+            one = stage_seconds(costs, "tune", floor, per_pass, baseline, configs=1, folds=folds,
+                                intervals=intervals)
             configs = min(configs, max(2, int(tune_part / max(one, 1e-12))))
             t_steps = fit_config(tune_part / configs)
         new["tune_configs"], new["tune_steps"] = configs, min(old["tune_steps"], max(floor, t_steps))
     retrain_room = room - (seconds_of("tune", new) if "tune" in left else 0.0)
     r_floor = min(old["retrain_steps"], MIN_CONTROL_STEPS)
-    step, epoch = _retrain_unit(costs, baseline, draws)
-    r_steps = _fit(retrain_room, step, epoch, per_pass["retrain"]) if retrain_room > 0 else 1
+    step, writes, evals = _retrain_unit(costs, baseline, draws)
+    r_steps = (_fit(retrain_room, step, writes, per_pass["retrain"], evals, intervals.get("retrain"))
+               if retrain_room > 0 else 1)
     new["retrain_steps"] = min(old["retrain_steps"], max(r_floor, r_steps))
     planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
     end = now_elapsed + factor * (sum(planned_new.values()) + after)
@@ -767,27 +864,33 @@ def tuning_factor(record: Mapping[str, Any], trials: Mapping[str, List[Mapping[s
     for net, rows in trials.items():
         done = [float(t["seconds"]) for t in rows if t.get("state") == "complete" and t.get("seconds")]
         spent += sum(done)
-        planned += tune_seconds(record["costs"], net, tune_steps, per_pass, configs=len(done), folds=folds)
+        planned += tune_seconds(record["costs"], net, tune_steps, per_pass, configs=len(done), folds=folds,
+                                interval=(record.get("val_interval") or {}).get("tune"))
     return spent / planned if spent > 0 and planned > 0 else None
 
 
 def tune_seconds(costs: Mapping[str, float], net: str, steps: int, per_pass: Mapping[str, int], configs: int = 1,
-                 folds: int = 1) -> float:
+                 folds: int = 1, interval: Optional[int] = None) -> float:
     """Planned seconds of one network's tuning alone (``net``: "dash" or "baseline"), ``configs`` configurations
-    of ``steps`` steps: `stage_seconds` counts DASH's and the baseline's together."""
+    of ``steps`` steps (``interval``: the tuning's ``val_interval``): `stage_seconds` counts DASH's and the
+    baseline's together."""
     one = {**costs, "dash_step": costs[f"{net}_step"], "dash_eval": costs[f"{net}_eval"]}
-    return stage_seconds(one, "tune", steps, per_pass, baseline=False, configs=configs, folds=folds)
+    return stage_seconds(one, "tune", steps, per_pass, baseline=False, configs=configs, folds=folds,
+                         intervals={"tune": interval})
 
 
-def retrain_seconds(costs: Mapping[str, float], net: str, steps: int, retrain_pass: int) -> float:
+def retrain_seconds(costs: Mapping[str, float], net: str, steps: int, retrain_pass: int,
+                    interval: Optional[int] = None) -> float:
     """Planned seconds of one network's retraining (``net``: "dash", "baseline" or "random", a random draw costed
     at the draws' mean, ``random_step`` and ``random_eval``, or as DASH's network in costs without them): ``steps``
-    steps, and one validation pass and one epoch's files per epoch: `stage_seconds` of that network alone."""
+    steps, one epoch's files per epoch and its validation passes (after every epoch, or spaced by ``interval``,
+    the retraining's ``val_interval``): `stage_seconds` of that network alone."""
     if net not in ("dash", "baseline", "random"):
         raise ValueError(f"net = {net!r}: expected 'dash', 'baseline' or 'random'")
     one = {**costs, "dash_step": costs.get(f"{net}_step", costs["dash_step"]),
            "dash_eval": costs.get(f"{net}_eval", costs["dash_eval"])}
-    return stage_seconds(one, "retrain", steps, {"retrain": retrain_pass}, baseline=False)
+    return stage_seconds(one, "retrain", steps, {"retrain": retrain_pass}, baseline=False,
+                         intervals={"retrain": interval})
 
 
 def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int, ran: Mapping[str, float],
@@ -830,12 +933,14 @@ def trim_draws(record: Mapping[str, Any], retrain_steps: int, retrain_pass: int,
         raise ValueError(f"slack = {slack!r}: expected a number >= 1")
     costs = record["costs"]
     limit = float(record["seconds"])
-    planned = math.fsum(retrain_seconds(costs, name.split("_")[0], retrain_steps, retrain_pass) for name in ran)
+    interval = (record.get("val_interval") or {}).get("retrain")
+    planned = math.fsum(retrain_seconds(costs, name.split("_")[0], retrain_steps, retrain_pass, interval)
+                        for name in ran)
     spent = math.fsum(float(s) for s in ran.values())
     if planned <= 0 or spent <= 0 or draws_done == draws:
         return None
     factor = spent / planned
-    one = retrain_seconds(costs, "random", retrain_steps, retrain_pass)
+    one = retrain_seconds(costs, "random", retrain_steps, retrain_pass, interval)
     after = float(costs["after"])
 
     def end(k: int) -> float:
@@ -876,20 +981,23 @@ def _grown_steps(record: Mapping[str, Any], old_steps: int, tune_left: float, sp
     than ``old_steps``."""
     costs, budget = record["costs"], float(record["seconds"])
     room = (GROW_FILL * budget - now_elapsed) / speed - float(costs["after"]) - tune_left
-    step, epoch = _retrain_unit(costs, baseline, int(record.get("random_draws", 0)))
-    steps = min(int(GROW_MAX * old_steps), _fit(room, step, epoch, retrain_pass) if room > 0 else 0)
+    step, writes, evals = _retrain_unit(costs, baseline, int(record.get("random_draws", 0)))
+    interval = (record.get("val_interval") or {}).get("retrain")
+    steps = min(int(GROW_MAX * old_steps), _fit(room, step, writes, retrain_pass, evals, interval) if room > 0 else 0)
     ceiling = record.get("ceilings", {}).get("retrain")
     if ceiling is not None:  # a preset run fit to its time never retrains longer than the preset
         steps = min(steps, int(ceiling))
     return steps if steps > old_steps else None
 
 
-def _fit_config(share: float, costs: Mapping[str, float], baseline: bool, folds: int, tune_pass: int) -> int:
+def _fit_config(share: float, costs: Mapping[str, float], baseline: bool, folds: int, tune_pass: int,
+                interval: Optional[int] = None) -> int:
     """Steps per tuning configuration whose cost (`stage_seconds` of one configuration) fits `share` seconds: one
-    training with a validation pass per epoch, or `folds` trainings with one pass each (on the held-out fold)."""
+    training with its validation passes (after every epoch, or spaced by ``interval``), or `folds` trainings with
+    one pass each (on the held-out fold)."""
     step, epoch = _tune_step(costs, baseline), _tune_epoch(costs, baseline)
     if folds == 1:
-        return _fit(share, step, epoch, tune_pass)
+        return _fit(share, step, 0.0, tune_pass, epoch, interval)
     return max(1, int((share / folds - epoch) / max(step, 1e-9)))
 
 
@@ -903,14 +1011,14 @@ def _tune_epoch(costs: Mapping[str, float], baseline: bool) -> float:
     return costs["dash_eval"] + (costs["baseline_eval"] if baseline else 0.0)
 
 
-def _retrain_unit(costs: Mapping[str, float], baseline: bool, draws: int) -> Tuple[float, float]:
-    """(seconds of one retraining step, seconds of one retraining epoch's passes and files) of all the networks."""
+def _retrain_unit(costs: Mapping[str, float], baseline: bool, draws: int) -> Tuple[float, float, float]:
+    """(seconds of one retraining step, of one retraining epoch's files, of one validation pass) of all the
+    networks."""
     models = 2 if baseline else 1
     step_rt = _tune_step(costs, baseline) + draws * float(costs.get("random_step", costs["dash_step"]))
-    writes = epoch_writes(costs, "retrain")
-    epoch = (_tune_epoch(costs, baseline) + models * writes
-             + draws * (float(costs.get("random_eval", costs["dash_eval"])) + writes))
-    return step_rt, epoch
+    writes = (models + draws) * epoch_writes(costs, "retrain")
+    evals = _tune_epoch(costs, baseline) + draws * float(costs.get("random_eval", costs["dash_eval"]))
+    return step_rt, writes, evals
 
 
 def epoch_writes(costs: Mapping[str, float], stage: str) -> float:
@@ -941,13 +1049,14 @@ def forecast_seconds(costs: Mapping[str, float], cfg: "RunConfig", plan: Mapping
     """
     per_pass = {stage: plan[stage]["batches_per_pass"] for stage in _STAGES}
     tune = plan["tune"]
+    intervals = {"tune": cfg.tune.val_interval, "retrain": cfg.retrain.val_interval}
     out = {
         "search": stage_seconds(costs, "search", plan["search"]["steps"], per_pass, cfg.baseline),
         "tune": (stage_seconds(costs, "tune", tune["steps"], per_pass, cfg.baseline, configs=tune["configs"],
-                               folds=tune.get("folds", 1)) if tune.get("enabled", True) and not tune.get("skipped")
-                 else 0.0),
+                               folds=tune.get("folds", 1), intervals=intervals)
+                 if tune.get("enabled", True) and not tune.get("skipped") else 0.0),
         "retrain": stage_seconds(costs, "retrain", plan["retrain"]["steps"], per_pass, cfg.baseline,
-                                 draws=plan["retrain"].get("random_draws", 0)),
+                                 draws=plan["retrain"].get("random_draws", 0), intervals=intervals),
         "after": float(costs["after"]),
     }
     out["total"] = sum(out.values())

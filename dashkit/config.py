@@ -155,6 +155,10 @@ class TuneConfig:
     batch_size: int = 64
     batches_per_epoch: float = 0.2  # DASH uses 1-20% of the batches per tuning epoch, by task
     max_batches: Optional[int] = None  # cap on the batches of one epoch, after the fraction; None: no cap
+    val_interval: Optional[int] = None  # a validation pass after every epoch (None), or about once every this many
+    # steps, at least VAL_MIN_PASSES times, the last epoch always (`dashkit.budget.val_passes`): a time budget sets
+    # it where a validation pass costs far more than a step (a large validation split), so the passes do not eat
+    # the stage's time
     lr_block_patience: int = 1  # leave an lr block after this many configs bring no improvement; 0 = never
     pruner: str = "median"  # Optuna MedianPruner on the per-epoch validation metric, or "none"
     storage: Optional[str] = None  # None: in memory; a journal file ("tune.journal" or "journal:PATH"; relative:
@@ -179,6 +183,7 @@ class TuneConfig:
         _positive_int(self, "epochs", "batch_size")
         _steps(self)
         _fraction(self, "batches_per_epoch")
+        _int_setting(self, "val_interval", none="a validation pass after every epoch")
         for name in ("lrs", "dropouts", "weight_decays", "momentums"):
             values = getattr(self, name)
             if len(values) == 0 or any(v < 0 for v in values):
@@ -223,6 +228,7 @@ class RetrainConfig:
     batch_size: int = 64
     batches_per_epoch: float = 1.0
     max_batches: Optional[int] = None  # cap on the batches of one epoch, after the fraction; None: no cap
+    val_interval: Optional[int] = None  # as tune_val_interval, for every network's retraining alike
     lr: float = 0.1  # used when tuning is off; otherwise the tuned value replaces it
     momentum: float = 0.9  # likewise
     nesterov: bool = True
@@ -241,6 +247,7 @@ class RetrainConfig:
         _positive_int(self, "epochs", "batch_size")
         _steps(self)
         _fraction(self, "batches_per_epoch")
+        _int_setting(self, "val_interval", none="a validation pass after every epoch")
         _choice(self, "conv_backend", CONV_BACKENDS + ("plain",))
         _non_negative(self, "momentum", "weight_decay", "grad_clip")
         _positive(self, "lr", "gamma")

@@ -586,7 +586,8 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
     Under torchrun rank 0 measures and decides, and every rank gets the steps. ``planned``: rank 0's plan made
     already (`_budget_plan`'s overrides and record: a preset run fit to its time by `_forecast`), used as it is.
     """
-    keys = ("search_steps", "tune_steps", "tune_n_trials", "tune_enabled", "retrain_steps", "random_draws")
+    keys = ("search_steps", "tune_steps", "tune_n_trials", "tune_enabled", "retrain_steps", "random_draws",
+            "tune_val_interval", "retrain_val_interval")
 
     def decide() -> Tuple[Dict[str, Any], Dict[str, Any]]:
         stored = _stored_budget(out, seconds) if resume else None
@@ -594,13 +595,15 @@ def _plan_time(task: "Task", cfg: RunConfig, out: Path, seconds: float, text: st
             old, record = stored
             return ({"search_steps": old.search.steps, "tune_steps": old.tune.steps, "tune_n_trials": old.tune.n_trials,
                      "tune_enabled": old.tune.enabled, "retrain_steps": old.retrain.steps,
-                     "random_draws": old.random_draws}, record, False)
+                     "random_draws": old.random_draws, "tune_val_interval": old.tune.val_interval,
+                     "retrain_val_interval": old.retrain.val_interval}, record, False)
         if planned is not None:
             overrides, record = planned
         else:
             costs = stage_costs.measure_costs(task, cfg, device, figures=figures)
             overrides, record = _budget_plan(task, cfg, seconds, costs, time.monotonic() - t_call, text)
         full = {"tune_steps": cfg.tune.steps, "tune_n_trials": cfg.tune.n_trials, "random_draws": cfg.random_draws,
+                "tune_val_interval": cfg.tune.val_interval, "retrain_val_interval": cfg.retrain.val_interval,
                 **overrides}
         return full, record, True
 
@@ -703,6 +706,7 @@ def _watch_record(task: "Task", cfg: RunConfig, preset: str, promise: float, cos
     stages = {s: round(forecast[s], 2) for s in ("search", "tune", "retrain")}
     record.update(planned=stages, planned_seconds=round(spent + forecast["after"] + sum(stages.values()), 2),
                   random_draws=cfg.random_draws, note="",
+                  val_interval={"tune": cfg.tune.val_interval, "retrain": cfg.retrain.val_interval},
                   time_cap={"preset": preset, "forecast_seconds": round(forecast["total"], 1),
                             "promise_seconds": promise, "watched": True})
     return record

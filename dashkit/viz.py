@@ -205,7 +205,8 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], metric
 
     Args:
         histories: ``{label: rows}``, rows as in a run's ``history_<stage>.csv`` (``epoch``, ``train_loss``
-            and, where present, ``val_metric``).
+            and, where present, ``val_metric``: the epochs without one, which a retraining with spaced
+            validation passes has, are left out of the validation panel).
         metric: the metric's name for the axis label.
     """
     if not histories:
@@ -216,8 +217,10 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], metric
         for label, rows in histories.items():
             epochs = [r["epoch"] for r in rows]
             ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3, label=label)
-            if rows and "val_metric" in rows[0]:
-                ax_val.plot(epochs, [r["val_metric"] for r in rows], marker="o", ms=3, label=label)
+            validated = [r for r in rows if isinstance(r.get("val_metric"), (int, float))]  # epochs validated
+            if validated:
+                ax_val.plot([r["epoch"] for r in validated], [r["val_metric"] for r in validated], marker="o", ms=3,
+                            label=label)
         ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
         ax_val.set(xlabel="epoch", ylabel=f"validation {metric}".strip(),
                    title=f"validation {metric} (lower is better)".strip())

@@ -28,7 +28,9 @@ def retrain(task: Union["Task", str], cfg: RunConfig, run_dir: Union[RunDir, Pat
     """Train the network from its saved initial weights with the tuned hyper-parameters, then test once.
 
     Tunes first when the tuning has not been done. The best epoch is picked on the validation split; the test
-    split is read once, at the end, with the weights of that epoch. On a validation split too small to trust
+    split is read once, at the end, with the weights of that epoch (of the epochs validated: every one, or those
+    `dashkit.budget.StagePlan.validates` picks under ``retrain_val_interval``; their history rows alone have
+    ``val_loss`` and ``val_metric``). On a validation split too small to trust
     (``task.too_small("val")``) the best epoch would be picked by noise: the last epoch is kept instead (a fixed
     number of steps, as the tuning chose), metrics.json's entry says ``"selected_by": "last"`` (else
     ``"best_val"``), and a `SmallValidationWarning` says so.
@@ -100,18 +102,22 @@ def train_and_test(task: "Task", cfg: RunConfig, rd: RunDir, card: Optional["Arc
     for epoch in range(start, plan.epochs):
         t_epoch = time.perf_counter()
         train_loss = train_epoch(ctx, model, net, opt, epoch, hp["lr"], bar)
-        val_metric, val_loss = evaluate(model, task.val, task, device, 2 * rc.batch_size, cfg.num_workers)
-        if (epoch == plan.epochs - 1) if last else val_metric < best_val:
-            best_val, best_epoch = val_metric, epoch
-            rd.save_weights(f"{name}.safetensors", model.state_dict())
-        rows.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
-                     "val_loss": val_loss, "val_metric": val_metric,
-                     "seconds": round(time.perf_counter() - t_epoch, 3)})
+        row: Dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+                               "val_loss": None, "val_metric": None}  # None: not validated (an empty CSV cell)
+        if plan.validates(epoch):  # every epoch, or spaced when a pass costs far more than a step (val_interval)
+            val_metric, val_loss = evaluate(model, task.val, task, device, 2 * rc.batch_size, cfg.num_workers)
+            if (epoch == plan.epochs - 1) if last else val_metric < best_val:
+                best_val, best_epoch = val_metric, epoch
+                rd.save_weights(f"{name}.safetensors", model.state_dict())
+            row.update(val_loss=val_loss, val_metric=val_metric)
+            bar.set_postfix(epoch=epoch + 1, val=val_metric)
+        else:
+            bar.set_postfix(epoch=epoch + 1)
+        rows.append({**row, "seconds": round(time.perf_counter() - t_epoch, 3)})
         rd.write_history(stage, rows)
         rd.save_checkpoint(stage, epoch, model, {"sgd": opt},
                            extra={"history": rows, "best_val": best_val, "best_epoch": best_epoch,
                                   "seconds": seconds_before + time.perf_counter() - t0})
-        bar.set_postfix(epoch=epoch + 1, val=val_metric)
     bar.close()
     distributed.barrier()  # the best weights are rank 0's file
     # the one and only look at the test split: the weights of the best validation epoch (or the last one)

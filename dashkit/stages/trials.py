@@ -220,7 +220,9 @@ def train_trial(study: Optional["optuna.Study"], trial: Optional["optuna.trial.T
 def _fit(hp: Dict[str, float], ctx: StageContext, trial: Optional["optuna.trial.Trial"] = None,
          every_epoch: bool = True) -> float:
     """Train ``hp`` from ``ctx.init`` on ``ctx.task.train`` for the plan's epochs; the best per-epoch metric on
-    ``ctx.task.val`` (reported to ``trial``, which may prune), or with ``every_epoch=False`` the last epoch's."""
+    ``ctx.task.val`` (reported to ``trial``, which may prune), or with ``every_epoch=False`` the last epoch's.
+    The epochs validated are every one, or those the plan picks under ``tune_val_interval``
+    (`dashkit.budget.StagePlan.validates`)."""
     import optuna
 
     task, cfg, device = ctx.task, ctx.cfg, ctx.device
@@ -235,7 +237,7 @@ def _fit(hp: Dict[str, float], ctx: StageContext, trial: Optional["optuna.trial.
     epochs = ctx.plan.epochs
     for epoch in range(epochs):
         train_epoch(ctx, model, net, opt, epoch, hp["lr"])
-        if not every_epoch and epoch < epochs - 1:
+        if not (ctx.plan.validates(epoch) if every_epoch else epoch == epochs - 1):
             continue
         value, _ = evaluate(model, task.val, task, device, 2 * tc.batch_size, cfg.num_workers)
         if not every_epoch:

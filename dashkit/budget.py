@@ -68,14 +68,17 @@ the stages left and the work after them, at ``f`` times their planned cost, woul
 them to fit the time left (`replan`): the tuning's steps per configuration (fewer configurations when each would
 get fewer than ``MIN_TUNE_STEPS``, never fewer than two), and the retraining steps of DASH, the baseline and the
 random draws alike, never below the planner's minimums; when even those cannot fit, they are kept and a warning
-says so. A run that is *ahead* of its plan (projected to leave more than ``GROW_SLACK`` of the budget unused, at
-the speed of the stage just done; after the search, never faster than planned) gives the time left to the
-retraining: DASH's, the baseline's and the random draws' steps are raised alike, so that the projected end is
-``GROW_FILL`` of the budget, at most ``GROW_MAX`` times the steps they had. Only the retraining grows (DASH's and
-the baseline's tunings keep equal steps), and only in the call that made the plan (a resumed run's clock cannot
-tell how long the stages before it took). Each re-plan is appended to the record's ``replans`` (the stage it
-followed, ``f``, the old and new steps, the projected end) and the new steps to config.json's config, so a resumed
-run reads them back and does not re-plan a stage twice.
+says so. The tuning gives way before the retraining: where keeping it would leave the retraining fewer than
+``KEEP_RETRAIN`` (half) of its steps, it is dropped after the search (the retrain_* hyper-parameters, which a
+tuning of a capped run's 20 steps a configuration rarely beats on validation anyway) and its time retrains, where
+that leaves the retraining more steps. A run that is *ahead* of its plan (projected to leave more than
+``GROW_SLACK`` of the budget unused, at the speed of the stage just done; after the search, never faster than
+planned) gives the time left to the retraining: DASH's, the baseline's and the random draws' steps are raised
+alike, so that the projected end is ``GROW_FILL`` of the budget, at most ``GROW_MAX`` times the steps they had.
+Only the retraining grows (DASH's and the baseline's tunings keep equal steps), and only in the call that made
+the plan (a resumed run's clock cannot tell how long the stages before it took). Each re-plan is appended to the
+record's ``replans`` (the stage it followed, ``f``, the old and new steps, the projected end) and the new steps to
+config.json's config, so a resumed run reads them back and does not re-plan a stage twice.
 
 The retraining's steps are fixed once DASH's network starts them (the baseline and the random draws train as long),
 so a slowdown that starts *during* the retraining is answered by the draws alone: before each draw the run
@@ -108,7 +111,7 @@ __all__ = ["EPOCHS_MIN", "EPOCHS_MAX", "MIN_EPOCH_STEPS", "SEARCH_SHARE", "TUNE_
            "cv_pool", "cv_folds",
            "tuning_scoring", "tuning_folds", "tuning_runs", "forecast_seconds", "PRESET_SECONDS", "LongRunWarning",
            "warn_if_long", "warn_capped", "cheaper_steps", "CAP_SLACK", "retrain_seconds", "trim_draws", "VAL_SHARE",
-           "VAL_MIN_PASSES", "val_passes", "val_interval_for"]
+           "VAL_MIN_PASSES", "val_passes", "val_interval_for", "KEEP_RETRAIN"]
 
 EPOCHS_MIN = 10  # at least this many epochs (or one per step) per stage: lr milestones, history rows, checkpoints
 EPOCHS_MAX = 50  # at most this many: validation passes and checkpoints stay a small part of a stage's time
@@ -127,6 +130,9 @@ CAP_SLACK = 1.15  # ... and, with run(time_cap=True), one forecast over this tim
 GROW_SLACK = 0.10  # a run projected to leave more than this fraction of its budget unused grows its retraining
 GROW_FILL = 0.95  # ... to end at this fraction of the budget (at the speed observed; after the search, at most 1x)
 GROW_MAX = 3.0  # ... to at most this many times the retraining steps it had
+KEEP_RETRAIN = 0.5  # a re-plan after the search drops the tuning rather than leave the retraining under this
+# fraction of its steps (hyper-parameters tuned for a retraining it would not get; and at a capped run's 20 steps a
+# configuration, the tuning rarely beats the input-ignoring guess, so the retrain defaults are what it keeps anyway)
 VAL_SHARE = 0.1  # a time budget spaces the validation passes of a tuning or retraining whose passes cost far more
 VAL_MIN_PASSES = 4  # than its steps to about this share of its steps' time, but keeps at least this many passes
 # (with the standard milestones at 1/2 and 3/4 of the epochs: one at the end of each quarter, before each lr drop)
@@ -336,8 +342,9 @@ def format_plan(plan: Mapping[str, Mapping[str, Any]], budget: Optional[Mapping[
     for r in (budget or {}).get("replans", []):
         o, n = r["old"], r["new"]
         lines.append(f"  re-planned after the {r['after']} ({r['factor']:.2f}x its planned time): "
-                     + (f"tuning {o['tune_configs']} x {o['tune_steps']} -> {n['tune_configs']} x {n['tune_steps']} "
-                        f"steps, " if r["after"] == "search" and o["tune_configs"] else "")
+                     + (f"tuning {o['tune_configs']} x {o['tune_steps']} -> "
+                        + (f"{n['tune_configs']} x {n['tune_steps']} steps, " if n["tune_configs"] else "dropped, ")
+                        if r["after"] == "search" and o["tune_configs"] else "")
                      + f"retraining {o['retrain_steps']} -> {n['retrain_steps']} steps"
                      + (" (ahead of plan: the retraining grows)" if r.get("grew") else "")
                      + f"; projected end {r['projected_end']:.0f} s")
@@ -729,7 +736,11 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
       ``MIN_TUNE_STEPS``, fewer configurations (at least 2) of ``MIN_TUNE_STEPS`` steps each. What the tuning
       does not use goes to the retraining;
     - retraining: the steps that fit, the same for DASH, the baseline and every random draw (the controls stay
-      fair), never fewer than ``MIN_CONTROL_STEPS``.
+      fair), never fewer than ``MIN_CONTROL_STEPS``;
+    - the tuning gives way first: when keeping it (at its minimums) would leave the retraining fewer than
+      ``KEEP_RETRAIN`` (half) of its steps, and dropping it would leave more, it is dropped (``tune_configs`` and
+      ``tune_steps`` 0 in ``new``; the run retrains DASH and the baseline with the retrain_* hyper-parameters)
+      and the whole room goes to the retraining; the entry's ``note`` says so.
 
     A floor above the old steps keeps the old steps; when the floors cannot fit the time left, they are kept, a
     ``UserWarning`` says so and the entry's ``note`` too.
@@ -831,15 +842,27 @@ def replan(record: Mapping[str, Any], steps: Mapping[str, int], stage_done: str,
     r_steps = (_fit(retrain_room, step, writes, per_pass["retrain"], evals, intervals.get("retrain"))
                if retrain_room > 0 else 1)
     new["retrain_steps"] = min(old["retrain_steps"], max(r_floor, r_steps))
+    dropped = ""
+    if "tune" in left and new["tune_configs"] >= 1 and new["retrain_steps"] < KEEP_RETRAIN * old["retrain_steps"]:
+        # the tuning gives way before the retraining: without it, every second of the room goes to the retraining
+        alone = (_fit(room, step, writes, per_pass["retrain"], evals, intervals.get("retrain")) if room > 0 else 1)
+        alone = min(old["retrain_steps"], max(r_floor, alone))
+        if alone > new["retrain_steps"]:
+            dropped = (f"the tuning is dropped (DASH and the baseline retrain with the retrain_* hyper-parameters): "
+                       f"kept at {new['tune_configs']} x {new['tune_steps']} steps it would leave the retraining "
+                       f"{new['retrain_steps']} of its {old['retrain_steps']} steps, without it {alone}")
+            new.update(tune_configs=0, tune_steps=0, retrain_steps=alone)
     planned_new = {stage: round(seconds_of(stage, new), 2) for stage in left}
     end = now_elapsed + factor * (sum(planned_new.values()) + after)
-    note = ""
+    note = dropped
     if end > budget * (1 + 1e-9) and sum(planned_new.values()) > max(room, 0.0) + 1e-9:
-        note = (f"after the {stage_done}, which ran {factor:.2f}x its planned time, even the minimum steps of the "
-                f"stages left (tuning {MIN_TUNE_STEPS} steps per configuration, two configurations; retraining "
-                f"{MIN_CONTROL_STEPS} steps) do not fit the {max(budget - now_elapsed, 0.0):.0f} s left: the run "
-                f"is projected to end at {end:.0f} s of its {budget:.0f} s budget")
-        warnings.warn(f"budget = {record.get('text', budget)!r}: {note}", stacklevel=2)
+        tuning = "" if dropped else f"tuning {MIN_TUNE_STEPS} steps per configuration, two configurations; "
+        late = (f"after the {stage_done}, which ran {factor:.2f}x its planned time, even the minimum steps of the "
+                f"stages left ({tuning}retraining {MIN_CONTROL_STEPS} steps) do not fit the "
+                f"{max(budget - now_elapsed, 0.0):.0f} s left: the run is projected to end at {end:.0f} s of its "
+                f"{budget:.0f} s budget")
+        note = "; ".join(n for n in (dropped, late) if n)
+        warnings.warn(f"budget = {record.get('text', budget)!r}: {late}", stacklevel=2)
     if new == old and not note:
         return None
     return _entry(stage_done, factor, seconds_spent, now_elapsed, old, new, planned_new, end, projected, False, note)

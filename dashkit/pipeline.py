@@ -360,7 +360,7 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     heading (``projected_seconds``), and config.json keeps the record as a capped run's, so that a resumed run
     keeps the fitted steps.
     """
-    keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end")
+    keys = ("changed", "tune_steps", "tune_n_trials", "retrain_steps", "end", "tune_dropped")
     unchanged = [0.0] * len(keys)
 
     def decide() -> list:
@@ -399,9 +399,12 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
             return unchanged
         record.setdefault("replans", []).append(entry)
         new = entry["new"]
+        if tuned and new["tune_configs"] == 0:  # dropped: the retraining keeps more of its steps without it
+            return [1.0, -1, cfg.tune.n_trials if cfg.tune.n_trials is not None else -1, new["retrain_steps"],
+                    entry["projected_end"], 1.0]
         n_trials = new["tune_configs"] if tuned and new["tune_configs"] < cfg.tune.n_configs() else \
             (cfg.tune.n_trials if cfg.tune.n_trials is not None else -1)
-        return [1.0, new["tune_steps"] if tuned else -1, n_trials, new["retrain_steps"], entry["projected_end"]]
+        return [1.0, new["tune_steps"] if tuned else -1, n_trials, new["retrain_steps"], entry["projected_end"], 0.0]
 
     got = distributed.broadcast_floats(distributed.on_main(decide), len(keys))
     if not got[0]:
@@ -409,6 +412,8 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
     changes: Dict[str, Any] = {"retrain_steps": int(got[3]), "tune_n_trials": None if got[2] < 0 else int(got[2])}
     if got[1] >= 1:
         changes["tune_steps"] = int(got[1])
+    if got[5]:
+        changes["tune_enabled"] = False
     new_cfg = cfg.override(**changes)
     if distributed.is_main() and record:
         meta = rd.read_json(RunDir.CONFIG)
@@ -423,8 +428,9 @@ def _replan(task: "Task", cfg: RunConfig, rd: RunDir, preset: str, record: Optio
                 f"to end at {cap['projected_seconds']:.0f} s, over {CAP_SLACK:g}x its {cap['promise_seconds']:.0f} s: "
                 f"the run is fit to them (time_cap=False keeps the steps)")
         say(f"re-plan after the {stage}: it ran {entry['factor']:.2f}x its planned time; "
-            + (f"tuning {old['tune_configs']} x {old['tune_steps']} -> {new['tune_configs']} x {new['tune_steps']} "
-               f"steps, " if stage == "search" and old["tune_configs"] else "")
+            + (f"tuning {old['tune_configs']} x {old['tune_steps']} -> "
+               + (f"{new['tune_configs']} x {new['tune_steps']} steps, " if new["tune_configs"] else "dropped, ")
+               if stage == "search" and old["tune_configs"] else "")
             + f"retraining {old['retrain_steps']} -> {new['retrain_steps']} steps"
             + (f" (DASH, the baseline{' and the random draws' if cfg.random_draws else ''} alike)" if cfg.baseline
                else "")

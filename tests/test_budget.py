@@ -440,13 +440,15 @@ def test_measured_epoch_writes_are_a_median_so_one_stalled_write_does_not_shrink
         calls.append(path)
         real(path, state, *args, **kwargs)
         if len(calls) == 1:
-            time.sleep(0.5)  # the first write (a search epoch's checkpoint) stalls
+            time.sleep(1.5)  # the first write (a search epoch's checkpoint) stalls, far longer than a write takes
 
     monkeypatch.setattr(rundir, "save_tensors", stalling)
     task = tiny_task()
     measured = costs.measure_costs(task, make_config("smoke", task.defaults, search_backend="fft"),
                                    torch.device("cpu"), figures=False)
-    assert len(calls) >= 6 and measured["search_writes"] < 0.25 and measured["retrain_writes"] < 0.25
+    # the median of three leaves the stall out (a write on a busy 2-core CI machine once took 0.5 s, so the bound
+    # is the stall's, not a speed)
+    assert len(calls) >= 6 and measured["search_writes"] < 1.0 and measured["retrain_writes"] < 1.0
     assert "checkpoint" not in measured  # the epochs' files are measured as written, not as a probe
     with pytest.raises(ValueError, match=r"costs\['retrain_writes'\] = None: expected a measured number of "
                                          r"seconds >= 0 \(the files of an epoch: search_writes and retrain_writes, "

@@ -332,10 +332,10 @@ def budget_torchrun(tmp_path, tag, patch_text, *flags):
 
 
 def test_torchrun_replans_on_rank_0_and_every_rank_trains_the_new_steps(tmp_path):
-    out, dump = budget_torchrun(tmp_path, "replan", PATCH.format(costs=DDP_COSTS, factor=1.3))
+    out, dump = budget_torchrun(tmp_path, "replan", PATCH.format(costs=DDP_COSTS, factor=1.2))
     meta = json.loads((out / "config.json").read_text())
     entry = meta["budget"]["replans"][0]
-    assert entry["after"] == "search" and entry["factor"] >= 1.3
+    assert entry["after"] == "search" and entry["factor"] >= 1.2 and entry["new"]["tune_configs"] >= 1  # kept
     assert entry["new"]["retrain_steps"] < entry["old"]["retrain_steps"]
     assert meta["config"]["retrain"]["steps"] == meta["plan"]["retrain"]["steps"] == \
         meta["budget"]["replans"][-1]["new"]["retrain_steps"]
